@@ -1,0 +1,115 @@
+// Validation of a routing-table document (what the stores hold). A document that fails is
+// never applied: callers keep their last good table. Errors name the path of every bad key.
+import { cgError } from '../errors';
+import { tableChecksum } from './checksum';
+import {
+  NAME, Problems, checkHttpUrl, checkInteger, checkNumber, checkObject, checkOneOf, checkString, checkUnique,
+  deepFreeze, isRecord, join,
+} from './check';
+import { RING_RANGE } from './ring-layout';
+import { GLOBAL_CELL, type RoutingTable, type VersionedTable } from './types';
+
+export const ZONE_STATUSES = ['up', 'draining', 'down'] as const;
+export const CELL_STATES = ['active', 'frozen'] as const;
+const ZONE_KEYS = ['name', 'region', 'city', 'capacity', 'upstreams', 'status'] as const;
+const CELL_KEYS = ['name', 'home', 'zone', 'epoch', 'state', 'frozenUntilMs', 'movingTo'] as const;
+const TABLE_KEYS = ['format', 'name', 'ring', 'zones', 'cells', 'global', 'overrides'] as const;
+/** Longest accepted user id (the gateway refuses longer ones too). */
+export const MAX_USER_ID_LENGTH = 256;
+
+/** Checks one zone entry; shared with the topology validator (where `status` is optional). */
+export function checkZone(p: Problems, z: unknown, path: string, statusRequired: boolean): void {
+  if (!checkObject(p, z, path, ZONE_KEYS)) return;
+  checkString(p, z.name, join(path, 'name'), NAME);
+  checkString(p, z.region, join(path, 'region'), NAME);
+  checkString(p, z.city, join(path, 'city'), NAME);
+  checkNumber(p, z.capacity, join(path, 'capacity'), 0);
+  if (statusRequired || z.status !== undefined) checkOneOf(p, z.status, join(path, 'status'), ZONE_STATUSES);
+  const ups = z.upstreams;
+  if (!Array.isArray(ups) || ups.length === 0) {
+    p.add(join(path, 'upstreams'), 'must be a non-empty list of http(s) URLs');
+    return;
+  }
+  ups.forEach((u, i) => checkHttpUrl(p, u, join(join(path, 'upstreams'), i)));
+  checkUnique(p, ups.map((u) => (typeof u === 'string' ? u : undefined)), (i) => join(join(path, 'upstreams'), i), 'upstream');
+}
+
+function checkCell(p: Problems, c: unknown, path: string, zones: ReadonlySet<string>): void {
+  if (!checkObject(p, c, path, CELL_KEYS)) return;
+  checkString(p, c.name, join(path, 'name'), NAME);
+  for (const key of ['home', 'zone'] as const) {
+    if (checkString(p, c[key], join(path, key)) && !zones.has(c[key] as string)) {
+      p.add(join(path, key), `no zone named ${JSON.stringify(c[key])}`);
+    }
+  }
+  checkInteger(p, c.epoch, join(path, 'epoch'), 0);
+  if (!checkOneOf(p, c.state, join(path, 'state'), CELL_STATES)) return;
+  if (c.state === 'frozen') checkInteger(p, c.frozenUntilMs, join(path, 'frozenUntilMs'), 0);
+  else if (c.frozenUntilMs !== undefined) p.add(join(path, 'frozenUntilMs'), 'only a frozen cell has a freeze deadline');
+  if (c.movingTo !== undefined && checkString(p, c.movingTo, join(path, 'movingTo')) && !zones.has(c.movingTo as string)) {
+    p.add(join(path, 'movingTo'), `no zone named ${JSON.stringify(c.movingTo)}`);
+  }
+}
+
+function checkRing(p: Problems, ring: unknown, cellNames: readonly string[]): void {
+  if (!checkObject(p, ring, 'ring', ['range', 'pointsPerCell', 'pointCounts'])) return;
+  if (ring.range !== RING_RANGE) p.add('ring.range', `must be ${RING_RANGE}`);
+  checkInteger(p, ring.pointsPerCell, 'ring.pointsPerCell', 1, 100_000);
+  if (!checkObject(p, ring.pointCounts, 'ring.pointCounts', cellNames)) return;
+  for (const cell of cellNames) {
+    checkInteger(p, ring.pointCounts[cell], join('ring.pointCounts', cell), 1, 100_000);
+  }
+}
+
+function checkOverrides(p: Problems, overrides: unknown, path: string, cells: ReadonlySet<string>): void {
+  if (!isRecord(overrides)) {
+    p.add(path, 'must be a map of user id to cell name');
+    return;
+  }
+  for (const [user, cell] of Object.entries(overrides)) {
+    if (user.length === 0 || user.length > MAX_USER_ID_LENGTH) p.add(join(path, user), 'user id must be 1-256 characters');
+    if (typeof cell !== 'string' || !cells.has(cell)) p.add(join(path, user), `no cell named ${JSON.stringify(cell)}`);
+  }
+}
+
+/** Validates a routing-table document; returns a deep-frozen copy or throws INVALID_TABLE. */
+export function validateTable(doc: unknown): RoutingTable {
+  const p = new Problems();
+  if (!checkObject(p, doc, '', TABLE_KEYS)) throw cgError('INVALID_TABLE', `invalid routing table: ${p.summary()}`, { detail: p.list });
+  if (doc.format !== 1) p.add('format', 'must be 1');
+  checkString(p, doc.name, 'name');
+  const zones = Array.isArray(doc.zones) ? doc.zones : [];
+  if (zones.length === 0) p.add('zones', 'must be a non-empty list');
+  zones.forEach((z, i) => checkZone(p, z, `zones[${i}]`, true));
+  const zoneNames = zones.map((z) => (isRecord(z) && typeof z.name === 'string' ? z.name : undefined));
+  checkUnique(p, zoneNames, (i) => `zones[${i}].name`, 'zone name');
+  const zoneSet = new Set(zoneNames.filter((n): n is string => n !== undefined));
+  const cells = Array.isArray(doc.cells) ? doc.cells : [];
+  if (cells.length === 0) p.add('cells', 'must be a non-empty list');
+  cells.forEach((c, i) => checkCell(p, c, `cells[${i}]`, zoneSet));
+  const cellNames = cells.map((c) => (isRecord(c) && typeof c.name === 'string' ? c.name : undefined));
+  checkUnique(p, cellNames, (i) => `cells[${i}].name`, 'cell name');
+  const cellList = cellNames.filter((n): n is string => n !== undefined);
+  if (cellList.includes(GLOBAL_CELL)) p.add('cells', `"${GLOBAL_CELL}" is reserved for the global zone`);
+  checkCell(p, doc.global, 'global', zoneSet);
+  if (isRecord(doc.global) && doc.global.name !== GLOBAL_CELL) p.add('global.name', `must be "${GLOBAL_CELL}"`);
+  checkRing(p, doc.ring, cellList);
+  checkOverrides(p, doc.overrides, 'overrides', new Set(cellList));
+  if (!p.empty) throw cgError('INVALID_TABLE', `invalid routing table: ${p.summary()}`, { detail: p.list });
+  return deepFreeze(structuredClone(doc)) as unknown as RoutingTable;
+}
+
+/** Parses and validates the JSON text of a table document. */
+export function parseTableJson(text: string): RoutingTable {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw cgError('INVALID_TABLE', `invalid routing table: not JSON (${(err as Error).message})`);
+  }
+  return validateTable(doc);
+}
+
+export function versioned(table: RoutingTable, version: number): VersionedTable {
+  return Object.freeze({ table, version, checksum: tableChecksum(table) });
+}
