@@ -26,6 +26,8 @@ const SPECS = {
   BUFFER_TIMEOUT: { status: 504, exit: EXIT.ERROR, retryable: true, message: 'the request was held during a planned move for too long' },
   NOT_CELL_OWNER: { status: 421, exit: EXIT.ERROR, retryable: true, message: 'this zone does not own the cell at that epoch' },
   NOT_FOUND: { status: 404, exit: EXIT.ERROR, retryable: false, message: 'not found' },
+  BAD_REQUEST: { status: 400, exit: EXIT.USAGE, retryable: false, message: 'malformed request' },
+  INTERNAL_ERROR: { status: 500, exit: EXIT.ERROR, retryable: true, message: 'internal gateway error' },
   // Control plane (stores, planner, CLI).
   USAGE: { status: 400, exit: EXIT.USAGE, retryable: false, message: 'bad usage' },
   INVALID_TOPOLOGY: { status: 400, exit: EXIT.REFUSED, retryable: false, message: 'invalid topology' },

@@ -52,6 +52,7 @@ export function validateTopology(doc: unknown): Topology {
   checkUnique(p, zoneNames, (i) => `zones[${i}].name`, 'zone name');
   const capacity = zones.reduce((sum, z) => sum + (isRecord(z) && typeof z.capacity === 'number' && z.capacity > 0 ? z.capacity : 0), 0);
   if (zones.length > 0 && capacity <= 0) p.add('zones', 'the zones have no capacity in all: no cell can have a home');
+  else if (cells.length > capacity) p.add('zones', `the zones can carry ${capacity} cells in all, fewer than the ${cells.length} cells`);
   const global = doc.global ?? zoneNames[0];
   if (checkString(p, global, 'global') && !zoneNames.includes(global as string)) {
     p.add('global', `no zone named ${JSON.stringify(global)}`);
@@ -60,7 +61,7 @@ export function validateTopology(doc: unknown): Topology {
   if (!isRecord(overrides)) p.add('overrides', 'must be a map of user id to cell name');
   else {
     for (const [user, cell] of Object.entries(overrides)) {
-      if (user.length > MAX_USER_ID_LENGTH) p.add(join('overrides', user), 'user id longer than 256 characters');
+      if (user.length === 0 || user.length > MAX_USER_ID_LENGTH) p.add(join('overrides', user), 'user id must be 1-256 characters');
       if (typeof cell !== 'string' || !cells.includes(cell)) p.add(join('overrides', user), `no cell named ${JSON.stringify(cell)}`);
     }
   }

@@ -9,7 +9,10 @@ export interface Zone {
   readonly name: string;
   readonly region: string;
   readonly city: string;
-  /** Relative weight: how many cells this zone can carry compared with the others. */
+  /**
+   * The most cells this zone can serve at once. Cell homes are spread over zones in
+   * proportion to it, and failover never puts a zone over it unless forced.
+   */
   readonly capacity: number;
   /** http(s) base URLs of the zone's endpoints. */
   readonly upstreams: readonly string[];

@@ -1,0 +1,47 @@
+import { hostname, userInfo } from 'node:os';
+import { tableFromTopologyText } from '../../cells/topology';
+import { cgError } from '../../errors';
+import { stringOption } from '../args';
+import type { Command } from '../command';
+import { readInputFile } from './validate';
+
+/** --actor, or user@host: who made a change, for the history. */
+export function actorOf(values: Record<string, unknown>): string {
+  if (typeof values.actor === 'string' && values.actor) return values.actor;
+  let user = 'unknown';
+  try { user = userInfo().username; } catch { /* no passwd entry (containers) */ }
+  return `${user}@${hostname()}`;
+}
+
+export const initCommand: Command = {
+  words: ['init'],
+  usage: 'cellctl init --topology FILE (--file PATH | --etcd HOST:PORT) [--reason TEXT] [--dry-run] [--json]',
+  summary: 'write the first routing table, made from a topology, into an empty store',
+  examples: [
+    'cellctl init --topology config/demo-topology.yaml --file /var/lib/cellgate/table.json',
+    'cellctl init --topology topo.yaml --etcd 10.0.0.1:2379 --prefix /cellgate',
+  ],
+  options: { topology: { type: 'string' }, reason: { type: 'string' }, actor: { type: 'string' }, 'dry-run': { type: 'boolean' } },
+  async run({ args, out, store }) {
+    const topologyPath = stringOption(args.values, 'topology');
+    if (!topologyPath) throw cgError('USAGE', 'init needs --topology FILE');
+    if (args.positionals.length) throw cgError('USAGE', `unexpected argument ${args.positionals[0]}`);
+    const table = tableFromTopologyText(readInputFile(topologyPath));
+    if (args.values['dry-run']) {
+      if (out.json) out.data({ dryRun: true, table });
+      else out.text(`would write "${table.name}": ${table.cells.length} cells over ${table.zones.length} zones`);
+      return 0;
+    }
+    const s = store();
+    const result = await s.compareAndSwap(0, table);
+    if (!result.ok) throw cgError('ALREADY_INITIALIZED', `${s.description} already holds a routing table (version ${result.current?.version ?? '?'})`);
+    await s.appendHistory({
+      actor: actorOf(args.values), at: new Date().toISOString(), reason: stringOption(args.values, 'reason') ?? 'initial table',
+      action: `init --topology ${topologyPath}`, versionBefore: 0, versionAfter: result.version,
+      summary: [`${table.cells.length} cells over ${table.zones.length} zones`], table,
+    });
+    if (out.json) out.data({ version: result.version, checksum: result.checksum, cells: table.cells.length, zones: table.zones.length });
+    else out.text(`initialised ${s.description}: "${table.name}", ${table.cells.length} cells over ${table.zones.length} zones, version ${result.version}`);
+    return 0;
+  },
+};

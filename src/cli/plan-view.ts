@@ -1,0 +1,42 @@
+// How a plan and the progress of a change look on a terminal, and as JSON.
+import type { ConvergenceStatus } from '../failover/convergence';
+import { pct, type Plan } from '../failover/planner';
+import { formatTable } from './output';
+
+export function planText(plan: Plan, version: number): string {
+  const lines = [`plan: ${plan.action} (${plan.kind}), against revision ${version}`];
+  for (const s of plan.zoneStatus) lines.push(`  zone ${s.zone}: ${s.from} -> ${s.to}`);
+  if (plan.moves.length === 0) {
+    lines.push('  no cell moves');
+  } else {
+    lines.push('', formatTable([
+      ['CELL', 'FROM', 'TO', 'SCOPE', 'USERS', 'EPOCH'],
+      ...plan.moves.map((m) => [m.cell, m.from, m.to, m.scope, m.cell === 'global' ? 'global traffic' : pct(m.userShare), `${m.epochBefore}->${m.epochAfter}`]),
+    ]).replace(/^/gm, '  '));
+    lines.push('', `  ${plan.moves.length} move(s), ${pct(plan.movedCellShare)} of cells, ${pct(plan.movedUserShare)} of users`);
+  }
+  const touched = new Set(plan.moves.flatMap((m) => [m.from, m.to]).concat(plan.zoneStatus.map((s) => s.zone)));
+  const loads = plan.loads.filter((l) => touched.has(l.zone));
+  if (loads.length) {
+    lines.push('', formatTable([
+      ['ZONE', 'STATUS', 'CELLS', 'CAPACITY', 'LOAD AFTER'],
+      ...loads.map((l) => [l.zone, l.status, `${l.cellsBefore} -> ${l.cellsAfter}`, l.capacity, l.capacity > 0 ? pct(l.cellsAfter / l.capacity) : '-']),
+    ]).replace(/^/gm, '  '));
+  }
+  if (plan.remaining > 0) lines.push('', `  ${plan.remaining} more cell(s) follow in later batches`);
+  for (const g of plan.guard) lines.push(`  GUARD: ${g}`);
+  return lines.join('\n');
+}
+
+export function planJson(plan: Plan): Record<string, unknown> {
+  return {
+    action: plan.action, kind: plan.kind, moves: plan.moves, zoneStatus: plan.zoneStatus, loads: plan.loads,
+    movedCellShare: plan.movedCellShare, movedUserShare: plan.movedUserShare, guard: plan.guard, remaining: plan.remaining,
+  };
+}
+
+export function progressText(status: ConvergenceStatus, phase: string): string {
+  const on = status.gateways.length - status.behind.length;
+  const missing = status.behind.length ? ` (waiting for ${status.behind.map((g) => g.id).join(', ')})` : '';
+  return `${on}/${status.gateways.length} gateways on ${phase} revision ${status.version}${missing}`;
+}

@@ -1,0 +1,204 @@
+// The failover executor: applies a plan to the store with compare-and-swap, never over
+// another operator's change, and proves that every live gateway followed.
+//
+// Unplanned plans flip in one CAS. Planned plans use the freeze protocol (DESIGN §2):
+//   1. CAS: moving cells frozen (deadline now + freezeMs), still on their old zone;
+//   2. wait until every live gateway applied that revision (they now hold the cells' requests);
+//   3. CAS: flip zone + epoch and unfreeze, in one write;
+//   4. wait until every live gateway applied it (held requests go to the new zone).
+// If this process dies between 1 and 3, the deadline passes and gateways resume the old
+// zone by themselves. If gateways do not acknowledge the freeze in time, the freeze is
+// withdrawn (the cells stay where they are) and the change fails as NOT_CONVERGED.
+import type { RoutingTable, VersionedTable } from '../cells/types';
+import { tableChecksum } from '../cells/checksum';
+import { validateTable } from '../cells/table';
+import { cgError } from '../errors';
+import type { HistoryEntry, TableStore } from '../store/types';
+import { waitForConvergence, type ConvergenceStatus } from './convergence';
+import { enforceGuard, frozenTable, type Plan, type PlannerOptions } from './planner';
+
+export type ExecutorEvent =
+  | { type: 'plan'; plan: Plan; version: number }
+  | { type: 'replan'; plan: Plan; version: number; reason: string }
+  | { type: 'written'; phase: 'change' | 'freeze' | 'flip' | 'unfreeze'; version: number }
+  | { type: 'converging'; phase: 'freeze' | 'change'; status: ConvergenceStatus };
+
+export interface ExecuteOptions extends PlannerOptions {
+  readonly store: TableStore;
+  /** Makes the plan from the current table; called again after a conflict. */
+  readonly makePlan: (table: RoutingTable) => Plan;
+  readonly actor: string;
+  readonly reason: string;
+  /** How long cells stay frozen at most (gateways resume the old zone after it). */
+  readonly freezeMs?: number;
+  /** Bound of each convergence wait. */
+  readonly convergeTimeoutMs?: number;
+  /** Asked before writing (and again when a re-plan differs); false cancels. */
+  readonly confirm?: (plan: Plan, replanned: boolean) => Promise<boolean>;
+  readonly onEvent?: (e: ExecutorEvent) => void;
+  readonly maxAttempts?: number;
+  readonly now?: () => number;
+}
+
+export interface ExecuteResult {
+  readonly plans: readonly Plan[];
+  readonly versionBefore: number;
+  readonly versionAfter: number;
+  readonly convergence: ConvergenceStatus | null;
+  readonly cancelled: boolean;
+}
+
+const DEFAULT_FREEZE_MS = 8_000;
+const DEFAULT_CONVERGE_TIMEOUT_MS = 10_000;
+
+function sameMoves(a: Plan, b: Plan): boolean {
+  const key = (p: Plan) => JSON.stringify([p.moves.map((m) => [m.cell, m.to]), p.zoneStatus]);
+  return key(a) === key(b);
+}
+
+/** Planned plans that move cells go through the freeze protocol; status-only changes need none. */
+function usesFreeze(plan: Plan): boolean {
+  return plan.kind === 'planned' && plan.moves.length > 0;
+}
+
+export function planIsEmpty(plan: Plan): boolean {
+  return plan.moves.length === 0 && plan.zoneStatus.length === 0;
+}
+
+async function mustLoad(store: TableStore): Promise<VersionedTable> {
+  const vt = await store.load();
+  if (!vt) throw cgError('NOT_INITIALIZED', `${store.description} holds no routing table (run cellctl init)`);
+  return vt;
+}
+
+function notConverged(status: ConvergenceStatus, what: string): Error {
+  const names = status.behind.map((g) => `${g.id} (on ${g.appliedVersion})`).join(', ');
+  return cgError('NOT_CONVERGED', `${status.behind.length} of ${status.gateways.length} gateway(s) did not apply ${what} revision ${status.version} in time: ${names}`, {
+    detail: { behind: status.behind, version: status.version },
+  });
+}
+
+/** The current table with our frozen cells flipped to their targets (cells others changed are left alone). */
+function flipFrozen(current: RoutingTable, plan: Plan): RoutingTable {
+  const ours = new Map(plan.moves.map((m) => [m.cell, m.to]));
+  const flip = <C extends RoutingTable['cells'][number]>(c: C): C => {
+    if (c.state !== 'frozen' || ours.get(c.name) !== c.movingTo || c.movingTo === undefined) return c;
+    return { name: c.name, home: c.home, zone: c.movingTo, epoch: c.epoch + 1, state: 'active' } as C;
+  };
+  return validateTable({ ...current, cells: current.cells.map(flip), global: flip(current.global) });
+}
+
+/** The current table with our frozen cells back to active on their old zone (a withdrawn freeze). */
+function unfreeze(current: RoutingTable, plan: Plan): RoutingTable {
+  const ours = new Map(plan.moves.map((m) => [m.cell, m.to]));
+  const thaw = <C extends RoutingTable['cells'][number]>(c: C): C => (c.state === 'frozen' && ours.get(c.name) === c.movingTo
+    ? ({ name: c.name, home: c.home, zone: c.zone, epoch: c.epoch, state: 'active' } as C) : c);
+  return validateTable({ ...current, cells: current.cells.map(thaw), global: thaw(current.global) });
+}
+
+export class FailoverExecutor {
+  private readonly now: () => number;
+
+  constructor(private readonly opts: ExecuteOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Plans, confirms and writes one plan (re-planning after conflicts); returns the plan, base and new version. */
+  private async writeFirstPhase(): Promise<{ plan: Plan; base: VersionedTable; version: number } | null> {
+    const { store, makePlan, confirm, onEvent } = this.opts;
+    let confirmed: Plan | null = null;
+    for (let attempt = 0; attempt < (this.opts.maxAttempts ?? 5); attempt++) {
+      const base = await mustLoad(store);
+      const plan = makePlan(base.table);
+      enforceGuard(plan, this.opts);
+      onEvent?.(confirmed ? { type: 'replan', plan, version: base.version, reason: 'the table changed meanwhile' } : { type: 'plan', plan, version: base.version });
+      if (planIsEmpty(plan)) return { plan, base, version: base.version };
+      if (confirm && (!confirmed || !sameMoves(confirmed, plan)) && !(await confirm(plan, confirmed !== null))) return null;
+      confirmed = plan;
+      const next = usesFreeze(plan) ? frozenTable(base.table, plan, this.now() + (this.opts.freezeMs ?? DEFAULT_FREEZE_MS)) : plan.result;
+      const cas = await store.compareAndSwap(base.version, next);
+      if (cas.ok) {
+        onEvent?.({ type: 'written', phase: usesFreeze(plan) ? 'freeze' : 'change', version: cas.version });
+        return { plan, base, version: cas.version };
+      }
+    }
+    throw cgError('CONFLICT', 'the routing table kept changing under this change; nothing was written');
+  }
+
+  /** Writes `update(current)` with CAS, re-reading on conflict (our frozen cells are ours alone). */
+  private async casLoop(update: (t: RoutingTable) => RoutingTable, phase: 'flip' | 'unfreeze'): Promise<number> {
+    for (let attempt = 0; attempt < (this.opts.maxAttempts ?? 5); attempt++) {
+      const current = await mustLoad(this.opts.store);
+      const cas = await this.opts.store.compareAndSwap(current.version, update(current.table));
+      if (cas.ok) {
+        this.opts.onEvent?.({ type: 'written', phase, version: cas.version });
+        return cas.version;
+      }
+    }
+    throw cgError('CONFLICT', `could not ${phase} the moving cells: the table kept changing`);
+  }
+
+  private async converge(version: number, phase: 'freeze' | 'change', timeoutMs: number): Promise<ConvergenceStatus> {
+    const current = await mustLoad(this.opts.store);
+    const checksum = current.version === version ? current.checksum : tableChecksum(current.table);
+    return waitForConvergence(this.opts.store.presence, version, checksum, {
+      timeoutMs,
+      onProgress: (status) => this.opts.onEvent?.({ type: 'converging', phase, status }),
+    });
+  }
+
+  /** Runs one plan to the end. Throws NOT_CONVERGED (exit 4) when gateways did not follow. */
+  async runOnce(): Promise<ExecuteResult> {
+    const first = await this.writeFirstPhase();
+    if (!first) return { plans: [], versionBefore: 0, versionAfter: 0, convergence: null, cancelled: true };
+    const { plan, base } = first;
+    if (planIsEmpty(plan)) return { plans: [plan], versionBefore: base.version, versionAfter: base.version, convergence: null, cancelled: false };
+    const timeoutMs = this.opts.convergeTimeoutMs ?? DEFAULT_CONVERGE_TIMEOUT_MS;
+    let version = first.version;
+    if (usesFreeze(plan)) {
+      // Leave time before the deadline for the flip itself.
+      const freezeBudget = Math.min(timeoutMs, Math.max(0, (this.opts.freezeMs ?? DEFAULT_FREEZE_MS) - 1_000));
+      const frozen = await this.converge(version, 'freeze', freezeBudget);
+      if (!frozen.converged) {
+        await this.casLoop((t) => unfreeze(t, plan), 'unfreeze');
+        throw notConverged(frozen, 'the freeze of');
+      }
+      version = await this.casLoop((t) => flipFrozen(t, plan), 'flip');
+    }
+    await this.recordHistory(plan, base.version, version);
+    const done = await this.converge(version, 'change', timeoutMs);
+    if (!done.converged) throw notConverged(done, 'the change at');
+    return { plans: [plan], versionBefore: base.version, versionAfter: version, convergence: done, cancelled: false };
+  }
+
+  /** Runs plans until nothing remains (batched failback); one plan otherwise. */
+  async run(): Promise<ExecuteResult> {
+    const plans: Plan[] = [];
+    let result = await this.runOnce();
+    plans.push(...result.plans);
+    const versionBefore = result.versionBefore;
+    while (!result.cancelled && result.plans[0] && result.plans[0].remaining > 0 && !planIsEmpty(result.plans[0])) {
+      result = await this.runOnce();
+      plans.push(...result.plans);
+    }
+    return { ...result, plans, versionBefore };
+  }
+
+  private async recordHistory(plan: Plan, versionBefore: number, versionAfter: number): Promise<void> {
+    const written = await mustLoad(this.opts.store);
+    const entry: HistoryEntry = {
+      actor: this.opts.actor,
+      at: new Date(this.now()).toISOString(),
+      reason: this.opts.reason,
+      action: plan.action,
+      versionBefore,
+      versionAfter,
+      summary: [
+        ...plan.zoneStatus.map((s) => `zone ${s.zone} ${s.from}->${s.to}`),
+        ...plan.moves.map((m) => `${m.cell} ${m.from}->${m.to} (${m.scope})`),
+      ],
+      table: written.version === versionAfter ? written.table : plan.result,
+    };
+    await this.opts.store.appendHistory(entry);
+  }
+}

@@ -1,0 +1,142 @@
+// Topology file -> first routing table: refusals name the offending key, valid files build
+// a table whose cell homes follow zone capacity.
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Problem } from '../src/cells/check';
+import { tableChecksum } from '../src/cells/checksum';
+import { assignHomes, parseTopology, tableFromTopologyText } from '../src/cells/topology';
+import type { RoutingTable, Zone } from '../src/cells/types';
+import { isCellgateError } from '../src/errors';
+import { MALFORMED_TOPOLOGIES } from './helpers/malformed-topologies';
+
+const DEMO_TOPOLOGY = join(__dirname, '..', '..', 'config', 'demo-topology.yaml');
+
+function zoneLine(name: string, capacity: number, extra = ''): string {
+  return `  - { name: ${name}, region: east, city: shanghai, capacity: ${capacity}, upstreams: ["http://127.0.0.1:7001"]${extra} }`;
+}
+
+function homeCounts(table: RoutingTable): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const z of table.zones) counts[z.name] = 0;
+  for (const c of table.cells) counts[c.home] += 1;
+  return counts;
+}
+
+test('the list of malformed topologies is long enough and each has a distinct name', (t) => {
+  t.true(MALFORMED_TOPOLOGIES.length >= 12);
+  t.is(new Set(MALFORMED_TOPOLOGIES.map((m) => m.name)).size, MALFORMED_TOPOLOGIES.length);
+});
+
+for (const bad of MALFORMED_TOPOLOGIES) {
+  test(`refused: ${bad.name} (${bad.path})`, (t) => {
+    const err = t.throws(() => tableFromTopologyText(bad.yaml));
+    t.true(isCellgateError(err, 'INVALID_TOPOLOGY'), String(err));
+    t.is((err as { code?: string }).code, 'CG_ERR_INVALID_TOPOLOGY');
+    t.true(err!.message.includes(`${bad.path}: `), `message should name ${bad.path}: ${err!.message}`);
+    const paths = ((err as { detail?: Problem[] }).detail ?? []).map((p) => p.path);
+    t.true(paths.includes(bad.path), `detail paths ${JSON.stringify(paths)}`);
+  });
+}
+
+test('every problem of a document is reported at once', (t) => {
+  const yaml = `name: two-faults\ncells: 0\nfoo: 1\nzones:\n${zoneLine('sh-a', 100)}\n`;
+  const err = t.throws(() => tableFromTopologyText(yaml));
+  t.regex(err!.message, /cells: /);
+  t.regex(err!.message, /foo: unknown key/);
+});
+
+test('a broken YAML document names the line', (t) => {
+  const err = t.throws(() => tableFromTopologyText('name: a\nname: b\ncells: 4\n'));
+  t.regex(err!.message, /\(document\): .*line 2/);
+});
+
+test('the demo topology builds a valid, frozen table', (t) => {
+  const table = tableFromTopologyText(readFileSync(DEMO_TOPOLOGY, 'utf8'));
+  t.is(table.format, 1);
+  t.is(table.name, 'demo');
+  t.is(table.zones.length, 8);
+  t.is(table.cells.length, 64);
+  t.deepEqual(table.cells.map((c) => c.name), Array.from({ length: 64 }, (_, i) => `c${String(i).padStart(2, '0')}`));
+  for (const cell of table.cells) {
+    t.is(cell.zone, cell.home);
+    t.is(cell.epoch, 1);
+    t.is(cell.state, 'active');
+    t.is(cell.frozenUntilMs, undefined);
+  }
+  // Eight zones of equal capacity: eight cells each.
+  t.deepEqual(Object.values(homeCounts(table)), Array(8).fill(8));
+  t.like(table.global, { name: 'global', home: 'sh-a', zone: 'sh-a', epoch: 1, state: 'active' });
+  t.deepEqual(table.overrides, { 'vip-0001': 'c07' });
+  t.true(table.zones.every((z) => z.status === 'up'));
+  t.deepEqual(Object.keys(table.ring.pointCounts).sort(), table.cells.map((c) => c.name));
+  t.true(Object.isFrozen(table) && Object.isFrozen(table.cells[0]) && Object.isFrozen(table.zones[0].upstreams));
+});
+
+test('building the same topology twice gives the same table', (t) => {
+  const text = readFileSync(DEMO_TOPOLOGY, 'utf8');
+  const a = tableFromTopologyText(text);
+  const b = tableFromTopologyText(text);
+  t.deepEqual(a, b);
+  t.is(tableChecksum(a), tableChecksum(b));
+});
+
+test('homes are spread by capacity, interleaved; a zone of capacity 0 gets none', (t) => {
+  const yaml = [
+    'name: weighted', 'cells: 40', 'zones:',
+    zoneLine('z1', 100), zoneLine('z2', 100), zoneLine('z3', 200), zoneLine('spare', 0),
+  ].join('\n');
+  const table = tableFromTopologyText(yaml);
+  t.deepEqual(homeCounts(table), { z1: 10, z2: 10, z3: 20, spare: 0 });
+  // Interleaved: every prefix of the cell list holds each zone's share to within one cell,
+  // so a zone's cells are not one block of names.
+  const share: Record<string, number> = { z1: 0.25, z2: 0.25, z3: 0.5 };
+  const seen: Record<string, number> = { z1: 0, z2: 0, z3: 0 };
+  table.cells.forEach((cell, i) => {
+    seen[cell.home] += 1;
+    for (const z of Object.keys(share)) {
+      t.true(Math.abs(seen[z] - (i + 1) * share[z]) <= 1, `after ${i + 1} cells ${z} has ${seen[z]}`);
+    }
+  });
+  t.is(table.zones.find((z) => z.name === 'spare')?.status, 'up');
+});
+
+test('assignHomes follows capacity for uneven counts', (t) => {
+  const zones = [
+    { name: 'a', capacity: 3 }, { name: 'b', capacity: 1 },
+  ] as unknown as Zone[];
+  const homes = assignHomes(Array.from({ length: 12 }, (_, i) => `x${i}`), zones);
+  t.is(homes.filter((h) => h === 'a').length, 9);
+  t.is(homes.filter((h) => h === 'b').length, 3);
+});
+
+test('cells may be a list of names', (t) => {
+  const table = tableFromTopologyText(`name: listed\ncells: [a, b, c]\nzones:\n${zoneLine('sh-a', 1000)}\n`);
+  t.deepEqual(table.cells.map((c) => c.name), ['a', 'b', 'c']);
+  t.deepEqual(Object.keys(table.ring.pointCounts).sort(), ['a', 'b', 'c']);
+});
+
+test('cell names widen with the count', (t) => {
+  const names = (n: number) => tableFromTopologyText(`name: w\ncells: ${n}\nzones:\n${zoneLine('sh-a', 1000)}\n`).cells.map((c) => c.name);
+  t.deepEqual(names(3), ['c00', 'c01', 'c02']);
+  const wide = names(101);
+  t.is(wide[0], 'c000');
+  t.is(wide[100], 'c100');
+});
+
+test('global defaults to the first zone; status defaults to up; an explicit status is kept', (t) => {
+  const yaml = ['name: defaults', 'cells: 4', 'zones:', zoneLine('first', 10), zoneLine('second', 10, ', status: draining')].join('\n');
+  const table = tableFromTopologyText(yaml);
+  t.is(table.global.zone, 'first');
+  t.is(table.global.home, 'first');
+  t.deepEqual(table.zones.map((z) => z.status), ['up', 'draining']);
+  t.deepEqual(table.overrides, {});
+});
+
+test('JSON is accepted as topology text', (t) => {
+  const topo = parseTopology(JSON.stringify({
+    name: 'json', cells: 2, zones: [{ name: 'z', region: 'r', city: 'c', capacity: 10, upstreams: ['https://example.test'] }],
+  }));
+  t.deepEqual(topo.cells, ['c00', 'c01']);
+  t.is(topo.global, 'z');
+});
