@@ -1,0 +1,177 @@
+#!/usr/bin/env node
+// cellgate: run a gateway (`serve`), a whole local demo topology (`demo`), or one demo zone
+// server (`zone-server`, used by the demo and the chaos harness).
+import cluster from 'node:cluster';
+import { cgError } from '../errors';
+import { loadGatewayConfigFile, parseGatewayConfig, type GatewayConfig } from '../router/config';
+import { createGateway, type Gateway } from '../router/gateway';
+import { startDemoZone } from '../router/demo-zone';
+import { openStore } from '../store/open';
+import { parseCommandArgs, stringOption, type Parsed } from './args';
+import { runDemo } from './demo';
+import { reportError } from './output';
+
+const HELP = `cellgate — the cell-routing edge gateway
+
+  cellgate serve [--config FILE] --store file:PATH|etcd:HOST:PORT[,…] [--prefix P]
+                 [--port N] [--admin-port N] [--host H] [--zone ZONE] [--id NAME] [--workers N]
+      Run a gateway. Flags override the config file (YAML or JSON, see config/gateway.yaml).
+      With --workers N, N processes share the traffic port; worker i's admin port is the
+      admin port + i.
+  cellgate demo [--dir DIR] [--port N] [--admin-port N]
+      A gateway in front of 8 demo zones (config/demo-topology.yaml) on the embedded file
+      store in DIR (default .demo). Prints what to try.
+  cellgate zone-server --zone ZONE --port N --store SPEC [--prefix P] [--no-enforce]
+      One demo zone server: answers JSON saying which zone served the request and whether
+      it owns the request's cell at its epoch (421 NOT_CELL_OWNER otherwise).
+
+Exit codes: 0 done, 1 error, 2 usage, 3 invalid configuration.
+`;
+
+const SERVE_OPTIONS = {
+  config: { type: 'string' }, store: { type: 'string' }, port: { type: 'string' }, 'admin-port': { type: 'string' },
+  host: { type: 'string' }, zone: { type: 'string' }, id: { type: 'string' }, workers: { type: 'string' },
+} as const;
+
+function intFlag(values: Parsed['values'], name: string, min: number, max: number): number | undefined {
+  const raw = stringOption(values, name);
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw cgError('USAGE', `--${name} must be an integer in [${min}, ${max}], got "${raw}"`);
+  return n;
+}
+
+async function serveConfig(values: Parsed['values'], workerIndex: number): Promise<GatewayConfig> {
+  const adminPort = intFlag(values, 'admin-port', 0, 65535);
+  const id = stringOption(values, 'id');
+  const overrides = {
+    port: intFlag(values, 'port', 0, 65535),
+    adminPort: adminPort === undefined || adminPort === 0 ? adminPort : adminPort + workerIndex,
+    host: stringOption(values, 'host'),
+    zone: stringOption(values, 'zone'),
+    id: id && workerIndex > 0 ? `${id}-w${workerIndex}` : id,
+  };
+  const file = stringOption(values, 'config');
+  return file ? loadGatewayConfigFile(file, overrides) : parseGatewayConfig({}, overrides);
+}
+
+/** Stops `stop` once on SIGTERM/SIGINT; a second signal exits at once. */
+function onSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: string) => {
+    if (stopping) {
+      process.stderr.write(`cellgate: ${signal} again, exiting now\n`);
+      process.exit(1);
+    }
+    stopping = true;
+    stop().then(() => process.exit(0), (err) => {
+      process.stderr.write(`cellgate: shutdown failed: ${(err as Error).message}\n`);
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => handler('SIGTERM'));
+  process.on('SIGINT', () => handler('SIGINT'));
+}
+
+function storeSpecOf(values: Parsed['values']): string {
+  const spec = stringOption(values, 'store') ?? process.env.CELLGATE_STORE;
+  if (!spec) throw cgError('USAGE', 'no store: give --store file:PATH or --store etcd:HOST:PORT (or set CELLGATE_STORE)');
+  return spec;
+}
+
+async function serveOne(values: Parsed['values'], workerIndex: number): Promise<void> {
+  const config = await serveConfig(values, workerIndex);
+  const store = openStore(storeSpecOf(values), { prefix: stringOption(values, 'prefix') });
+  const gateway: Gateway = createGateway({ config, store });
+  onSignals(async () => {
+    await gateway.shutdown();
+    await store.close();
+  });
+  const addresses = await gateway.start();
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'listening', id: config.id, ...addresses })}\n`);
+}
+
+/** node:cluster primary: N full gateways on one port; crashed workers are replaced. */
+function superviseWorkers(count: number): void {
+  let stopping = false;
+  const fork = (index: number) => {
+    const worker = cluster.fork({ CELLGATE_WORKER_INDEX: String(index) });
+    worker.on('exit', (code, signal) => {
+      if (stopping) return;
+      process.stderr.write(`cellgate: worker ${index} exited (${signal ?? code}); starting another in 1 s\n`);
+      setTimeout(() => { if (!stopping) fork(index); }, 1000).unref();
+    });
+  };
+  for (let i = 0; i < count; i++) fork(i);
+  onSignals(() => new Promise<void>((resolve) => {
+    stopping = true;
+    const workers = Object.values(cluster.workers ?? {});
+    if (workers.length === 0) return resolve();
+    let left = workers.length;
+    for (const w of workers) {
+      w?.on('exit', () => { if (--left === 0) resolve(); });
+      w?.process.kill('SIGTERM');
+    }
+  }));
+}
+
+async function serve(argv: readonly string[]): Promise<void> {
+  const { values, positionals } = parseCommandArgs(argv, SERVE_OPTIONS);
+  if (positionals.length) throw cgError('USAGE', `unexpected argument ${positionals[0]}`);
+  const workers = intFlag(values, 'workers', 1, 64) ?? 1;
+  if (workers > 1 && cluster.isPrimary) {
+    await serveConfig(values, 0); // validate once in the primary: bad options stop before any fork
+    storeSpecOf(values);
+    superviseWorkers(workers);
+    return;
+  }
+  await serveOne(values, Number(process.env.CELLGATE_WORKER_INDEX ?? 0));
+}
+
+async function zoneServer(argv: readonly string[]): Promise<void> {
+  const { values, positionals } = parseCommandArgs(argv, {
+    zone: { type: 'string' }, port: { type: 'string' }, store: { type: 'string' }, host: { type: 'string' }, 'no-enforce': { type: 'boolean' },
+  });
+  if (positionals.length) throw cgError('USAGE', `unexpected argument ${positionals[0]}`);
+  const zone = stringOption(values, 'zone');
+  if (!zone) throw cgError('USAGE', 'zone-server needs --zone ZONE');
+  const store = openStore(storeSpecOf(values), { prefix: stringOption(values, 'prefix') });
+  const server = await startDemoZone({
+    zone, store, port: intFlag(values, 'port', 0, 65535) ?? 0, host: stringOption(values, 'host'), enforce: values['no-enforce'] !== true,
+  });
+  onSignals(async () => {
+    await server.close();
+    await store.close();
+  });
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'listening', zone, url: server.url })}\n`);
+}
+
+export async function main(argv: readonly string[]): Promise<number | null> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      await serve(rest);
+      return null; // keeps running until a signal
+    case 'demo':
+      await runDemo(rest, onSignals);
+      return null;
+    case 'zone-server':
+      await zoneServer(rest);
+      return null;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(HELP);
+      return command === undefined ? 2 : 0;
+    default:
+      throw cgError('USAGE', `unknown command "${command}" (see cellgate --help)`);
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => { if (code !== null) process.exit(code); },
+    (err) => process.exit(reportError(err, false, 'cellgate')),
+  );
+}
