@@ -1,5 +1,6 @@
 // Convergence: has every live gateway applied a table version? Gateways publish the version
 // and checksum they route with in their presence records (etcd lease / heartbeat file).
+import { isCellgateError } from '../errors';
 import type { PresenceRecord, PresenceStore } from '../store/types';
 
 export interface ConvergenceStatus {
@@ -34,7 +35,16 @@ export async function waitForConvergence(presence: PresenceStore, version: numbe
   const deadline = now() + opts.timeoutMs;
   let last = '';
   for (;;) {
-    const status = convergenceOf(await presence.list(), version, checksum);
+    let gateways: PresenceRecord[];
+    try {
+      gateways = await presence.list();
+    } catch (err) {
+      // The change is written already: a store hiccup while watching it land is retried until the deadline.
+      if (!isCellgateError(err) || !err.retryable || now() >= deadline) throw err;
+      await sleep(Math.min(100, Math.max(1, deadline - now())));
+      continue;
+    }
+    const status = convergenceOf(gateways, version, checksum);
     const key = status.behind.map((g) => g.id).join(',') + '/' + status.gateways.length;
     if (key !== last) opts.onProgress?.(status);
     last = key;

@@ -10,7 +10,6 @@
 // zone by themselves. If gateways do not acknowledge the freeze in time, the freeze is
 // withdrawn (the cells stay where they are) and the change fails as NOT_CONVERGED.
 import type { RoutingTable, VersionedTable } from '../cells/types';
-import { tableChecksum } from '../cells/checksum';
 import { validateTable } from '../cells/table';
 import { cgError } from '../errors';
 import type { HistoryEntry, TableStore } from '../store/types';
@@ -49,6 +48,11 @@ export interface ExecuteResult {
 }
 
 const DEFAULT_FREEZE_MS = 8_000;
+/** A version this change wrote, with the checksum the store computed for it. */
+interface Written {
+  readonly version: number;
+  readonly checksum: string;
+}
 const DEFAULT_CONVERGE_TIMEOUT_MS = 10_000;
 
 function sameMoves(a: Plan, b: Plan): boolean {
@@ -71,6 +75,10 @@ async function mustLoad(store: TableStore): Promise<VersionedTable> {
   return vt;
 }
 
+function cellZone(table: RoutingTable, cell: string): string | undefined {
+  return (cell === table.global.name ? table.global : table.cells.find((c) => c.name === cell))?.zone;
+}
+
 function notConverged(status: ConvergenceStatus, what: string): Error {
   const names = status.behind.map((g) => `${g.id} (on ${g.appliedVersion})`).join(', ');
   return cgError('NOT_CONVERGED', `${status.behind.length} of ${status.gateways.length} gateway(s) did not apply ${what} revision ${status.version} in time: ${names}`, {
@@ -78,22 +86,41 @@ function notConverged(status: ConvergenceStatus, what: string): Error {
   });
 }
 
-/** The current table with our frozen cells flipped to their targets (cells others changed are left alone). */
+/**
+ * The current table with our frozen cells flipped to their targets (cells others changed are left alone).
+ * Throws CONFLICT when another change cancelled every one of our moves: there is nothing to flip,
+ * and reporting (and recording) the change as done would be a lie.
+ */
 function flipFrozen(current: RoutingTable, plan: Plan): RoutingTable {
   const ours = new Map(plan.moves.map((m) => [m.cell, m.to]));
+  let flipped = 0;
   const flip = <C extends RoutingTable['cells'][number]>(c: C): C => {
     if (c.state !== 'frozen' || ours.get(c.name) !== c.movingTo || c.movingTo === undefined) return c;
+    flipped++;
     return { name: c.name, home: c.home, zone: c.movingTo, epoch: c.epoch + 1, state: 'active' } as C;
   };
-  return validateTable({ ...current, cells: current.cells.map(flip), global: flip(current.global) });
+  const next = validateTable({ ...current, cells: current.cells.map(flip), global: flip(current.global) });
+  if (flipped === 0) {
+    throw cgError('CONFLICT', `another change cancelled this planned move before the flip (${[...ours.keys()].slice(0, 8).join(', ')}${ours.size > 8 ? ', …' : ''} no longer frozen for it): nothing flipped`);
+  }
+  return next;
 }
 
-/** The current table with our frozen cells back to active on their old zone (a withdrawn freeze). */
+/**
+ * The current table with our frozen cells back to active on their old zone, and the zone
+ * statuses the freeze set (a drain's 'draining') back as they were, unless someone changed
+ * them since: a withdrawn freeze leaves the table as the change found it.
+ */
 function unfreeze(current: RoutingTable, plan: Plan): RoutingTable {
   const ours = new Map(plan.moves.map((m) => [m.cell, m.to]));
   const thaw = <C extends RoutingTable['cells'][number]>(c: C): C => (c.state === 'frozen' && ours.get(c.name) === c.movingTo
     ? ({ name: c.name, home: c.home, zone: c.zone, epoch: c.epoch, state: 'active' } as C) : c);
-  return validateTable({ ...current, cells: current.cells.map(thaw), global: thaw(current.global) });
+  const setByUs = new Map(plan.zoneStatus.map((s) => [s.zone, s]));
+  const zones = current.zones.map((z) => {
+    const s = setByUs.get(z.name);
+    return s && z.status === s.to ? { ...z, status: s.from } : z;
+  });
+  return validateTable({ ...current, zones, cells: current.cells.map(thaw), global: thaw(current.global) });
 }
 
 export class FailoverExecutor {
@@ -104,7 +131,7 @@ export class FailoverExecutor {
   }
 
   /** Plans, confirms and writes one plan (re-planning after conflicts); returns the plan, base and new version. */
-  private async writeFirstPhase(): Promise<{ plan: Plan; base: VersionedTable; version: number } | null> {
+  private async writeFirstPhase(): Promise<{ plan: Plan; base: VersionedTable; written: Written } | null> {
     const { store, makePlan, confirm, onEvent } = this.opts;
     let confirmed: Plan | null = null;
     for (let attempt = 0; attempt < (this.opts.maxAttempts ?? 5); attempt++) {
@@ -112,35 +139,33 @@ export class FailoverExecutor {
       const plan = makePlan(base.table);
       enforceGuard(plan, this.opts);
       onEvent?.(confirmed ? { type: 'replan', plan, version: base.version, reason: 'the table changed meanwhile' } : { type: 'plan', plan, version: base.version });
-      if (planIsEmpty(plan)) return { plan, base, version: base.version };
+      if (planIsEmpty(plan)) return { plan, base, written: { version: base.version, checksum: base.checksum } };
       if (confirm && (!confirmed || !sameMoves(confirmed, plan)) && !(await confirm(plan, confirmed !== null))) return null;
       confirmed = plan;
       const next = usesFreeze(plan) ? frozenTable(base.table, plan, this.now() + (this.opts.freezeMs ?? DEFAULT_FREEZE_MS)) : plan.result;
       const cas = await store.compareAndSwap(base.version, next);
       if (cas.ok) {
         onEvent?.({ type: 'written', phase: usesFreeze(plan) ? 'freeze' : 'change', version: cas.version });
-        return { plan, base, version: cas.version };
+        return { plan, base, written: { version: cas.version, checksum: cas.checksum } };
       }
     }
     throw cgError('CONFLICT', 'the routing table kept changing under this change; nothing was written');
   }
 
   /** Writes `update(current)` with CAS, re-reading on conflict (our frozen cells are ours alone). */
-  private async casLoop(update: (t: RoutingTable) => RoutingTable, phase: 'flip' | 'unfreeze'): Promise<number> {
+  private async casLoop(update: (t: RoutingTable) => RoutingTable, phase: 'flip' | 'unfreeze'): Promise<Written> {
     for (let attempt = 0; attempt < (this.opts.maxAttempts ?? 5); attempt++) {
       const current = await mustLoad(this.opts.store);
       const cas = await this.opts.store.compareAndSwap(current.version, update(current.table));
       if (cas.ok) {
         this.opts.onEvent?.({ type: 'written', phase, version: cas.version });
-        return cas.version;
+        return { version: cas.version, checksum: cas.checksum };
       }
     }
     throw cgError('CONFLICT', `could not ${phase} the moving cells: the table kept changing`);
   }
 
-  private async converge(version: number, phase: 'freeze' | 'change', timeoutMs: number): Promise<ConvergenceStatus> {
-    const current = await mustLoad(this.opts.store);
-    const checksum = current.version === version ? current.checksum : tableChecksum(current.table);
+  private converge({ version, checksum }: Written, phase: 'freeze' | 'change', timeoutMs: number): Promise<ConvergenceStatus> {
     return waitForConvergence(this.opts.store.presence, version, checksum, {
       timeoutMs,
       onProgress: (status) => this.opts.onEvent?.({ type: 'converging', phase, status }),
@@ -154,21 +179,23 @@ export class FailoverExecutor {
     const { plan, base } = first;
     if (planIsEmpty(plan)) return { plans: [plan], versionBefore: base.version, versionAfter: base.version, convergence: null, cancelled: false };
     const timeoutMs = this.opts.convergeTimeoutMs ?? DEFAULT_CONVERGE_TIMEOUT_MS;
-    let version = first.version;
+    let written = first.written;
     if (usesFreeze(plan)) {
-      // Leave time before the deadline for the flip itself.
-      const freezeBudget = Math.min(timeoutMs, Math.max(0, (this.opts.freezeMs ?? DEFAULT_FREEZE_MS) - 1_000));
-      const frozen = await this.converge(version, 'freeze', freezeBudget);
+      // Leave time before the deadline for the flip itself (at most half of a short freeze,
+      // or a freeze of 1 s or less would leave no time at all to wait for the gateways).
+      const freezeMs = this.opts.freezeMs ?? DEFAULT_FREEZE_MS;
+      const freezeBudget = Math.min(timeoutMs, freezeMs - Math.min(1_000, freezeMs / 2));
+      const frozen = await this.converge(written, 'freeze', freezeBudget);
       if (!frozen.converged) {
         await this.casLoop((t) => unfreeze(t, plan), 'unfreeze');
         throw notConverged(frozen, 'the freeze of');
       }
-      version = await this.casLoop((t) => flipFrozen(t, plan), 'flip');
+      written = await this.casLoop((t) => flipFrozen(t, plan), 'flip');
     }
-    await this.recordHistory(plan, base.version, version);
-    const done = await this.converge(version, 'change', timeoutMs);
+    await this.recordHistory(plan, base.version, written.version);
+    const done = await this.converge(written, 'change', timeoutMs);
     if (!done.converged) throw notConverged(done, 'the change at');
-    return { plans: [plan], versionBefore: base.version, versionAfter: version, convergence: done, cancelled: false };
+    return { plans: [plan], versionBefore: base.version, versionAfter: written.version, convergence: done, cancelled: false };
   }
 
   /** Runs plans until nothing remains (batched failback); one plan otherwise. */
@@ -195,7 +222,9 @@ export class FailoverExecutor {
       versionAfter,
       summary: [
         ...plan.zoneStatus.map((s) => `zone ${s.zone} ${s.from}->${s.to}`),
-        ...plan.moves.map((m) => `${m.cell} ${m.from}->${m.to} (${m.scope})`),
+        // Only the moves that took effect: another change may have cancelled some planned ones.
+        ...plan.moves.filter((m) => written.version !== versionAfter || cellZone(written.table, m.cell) === m.to)
+          .map((m) => `${m.cell} ${m.from}->${m.to} (${m.scope})`),
       ],
       table: written.version === versionAfter ? written.table : plan.result,
     };
