@@ -1,0 +1,146 @@
+// The etcd store's options, its etcd3 client, and the one place where etcd3 / gRPC errors
+// become ours: every call goes through `EtcdContext.call`, which bounds it in time and
+// turns any failure into STORE_UNAVAILABLE, so nothing above the store sees gRPC.
+import { Etcd3 } from 'etcd3';
+import { cgError, isCellgateError, type CellgateError } from '../errors';
+import { hostBreaker } from './etcd-breaker';
+
+export interface EtcdStoreTestHooks {
+  /** Awaited before each watcher is created, with the revision it will start from. */
+  beforeWatchCreate?(fromRevision: number): Promise<void> | void;
+  /** While true, watch events are ignored: a watcher gone silent, which only the watchdog can make up for. */
+  dropWatchEvents?: boolean;
+}
+
+export interface EtcdStoreOptions {
+  /** "host:port" (or a full http(s):// URL) of one or more etcd members. */
+  readonly endpoints: readonly string[];
+  /** Key prefix of everything the store writes. */
+  readonly prefix?: string;
+  /** Bound on every unary call (a dead or frozen etcd fails a call after this long). */
+  readonly callTimeoutMs?: number;
+  /** Period of the watch's linearizable re-read, which catches anything a silent watcher missed. */
+  readonly watchdogIntervalMs?: number;
+  /** Bound on creating a watcher (etcd3's create() never settles while etcd is unreachable). */
+  readonly watchCreateTimeoutMs?: number;
+  /** Back-off between attempts to reach etcd again: from min, doubling, up to max. */
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
+  /** gRPC keepalive pings: etcd answers pings sent more often than every 5 s with GOAWAY. */
+  readonly keepaliveTimeMs?: number;
+  readonly keepaliveTimeoutMs?: number;
+  readonly testHooks?: EtcdStoreTestHooks;
+}
+
+export interface ResolvedEtcdOptions {
+  readonly endpoints: readonly string[];
+  readonly prefix: string;
+  readonly callTimeoutMs: number;
+  readonly watchdogIntervalMs: number;
+  readonly watchCreateTimeoutMs: number;
+  readonly retryMinMs: number;
+  readonly retryMaxMs: number;
+  readonly keepaliveTimeMs: number;
+  readonly keepaliveTimeoutMs: number;
+  readonly testHooks: EtcdStoreTestHooks;
+}
+
+const DEFAULTS = {
+  prefix: '/cellgate',
+  callTimeoutMs: 5_000,
+  watchdogIntervalMs: 5_000,
+  watchCreateTimeoutMs: 5_000,
+  retryMinMs: 100,
+  retryMaxMs: 5_000,
+  keepaliveTimeMs: 10_000,
+  keepaliveTimeoutMs: 5_000,
+} as const;
+
+const DURATION_KEYS = ['callTimeoutMs', 'watchdogIntervalMs', 'watchCreateTimeoutMs', 'retryMinMs', 'retryMaxMs', 'keepaliveTimeMs', 'keepaliveTimeoutMs'] as const;
+
+export function resolveEtcdOptions(opts: EtcdStoreOptions): ResolvedEtcdOptions {
+  const endpoints = [...(opts.endpoints ?? [])];
+  if (endpoints.length === 0) throw cgError('USAGE', 'the etcd store needs at least one endpoint (host:port)');
+  for (const e of endpoints) {
+    if (!/^(https?:\/\/)?[^\s/,]+:\d{1,5}$/.test(e)) throw cgError('USAGE', `bad etcd endpoint "${e}": expected host:port`);
+  }
+  const prefix = (opts.prefix ?? DEFAULTS.prefix).replace(/\/+$/, '');
+  if (!prefix.startsWith('/')) throw cgError('USAGE', `etcd prefix must start with "/", got "${opts.prefix}"`);
+  const resolved = { ...DEFAULTS, ...stripUndefined(opts), endpoints, prefix, testHooks: opts.testHooks ?? {} };
+  for (const key of DURATION_KEYS) {
+    const v = resolved[key];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw cgError('USAGE', `etcd store option ${key} must be a positive number of ms, got ${String(v)}`);
+  }
+  return Object.freeze(resolved);
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+export function createEtcdClient(opts: ResolvedEtcdOptions): Etcd3 {
+  return new Etcd3({
+    hosts: opts.endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`)),
+    grpcOptions: {
+      // Detect a peer that vanished without closing the TCP connection (a frozen VM, a cut link).
+      'grpc.keepalive_time_ms': opts.keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': opts.keepaliveTimeoutMs,
+      'grpc.keepalive_permit_without_calls': 1,
+      // gRPC's reconnect back-off grows to 120 s by default: far too slow to notice etcd is back.
+      'grpc.initial_reconnect_backoff_ms': Math.min(opts.retryMinMs, 1_000),
+      'grpc.max_reconnect_backoff_ms': Math.max(opts.retryMaxMs, 1_000),
+    },
+    faultHandling: {
+      host: (host) => hostBreaker(host, { failuresToOpen: 3, cooldownMs: Math.min(opts.retryMaxMs, 1_000) }),
+    },
+    // Streams (watch, lease keepalive) live on; every unary call gets a deadline.
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + opts.callTimeoutMs }),
+  });
+}
+
+/** The store boundary: any error becomes STORE_UNAVAILABLE (ours pass through unchanged). */
+export function toStoreError(err: unknown, what: string): CellgateError {
+  if (isCellgateError(err)) return err;
+  const name = err instanceof Error ? err.constructor.name : 'Error';
+  const message = err instanceof Error ? err.message : String(err);
+  return cgError('STORE_UNAVAILABLE', `etcd ${what} failed (${name}: ${message})`, { cause: err });
+}
+
+/** Resolves like `promise`, or rejects with STORE_UNAVAILABLE after `ms`. */
+export function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(cgError('STORE_UNAVAILABLE', `etcd ${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface EtcdKeys {
+  readonly table: string;
+  readonly historyPrefix: string;
+  readonly gatewaysPrefix: string;
+}
+
+export function etcdKeys(prefix: string): EtcdKeys {
+  return { table: `${prefix}/table`, historyPrefix: `${prefix}/history/`, gatewaysPrefix: `${prefix}/gateways/` };
+}
+
+/** What the store's parts (watch, presence) share. */
+export class EtcdContext {
+  readonly keys: EtcdKeys;
+
+  constructor(readonly client: Etcd3, readonly opts: ResolvedEtcdOptions, readonly description: string) {
+    this.keys = etcdKeys(opts.prefix);
+  }
+
+  /** Runs one etcd call, bounded by callTimeoutMs, with errors translated. */
+  call<T>(what: string, fn: () => PromiseLike<T>): Promise<T> {
+    const attempt = Promise.resolve().then(fn).then(
+      (v) => v,
+      (err: unknown) => {
+        throw toStoreError(err, what);
+      },
+    );
+    return bounded(attempt, this.opts.callTimeoutMs, what);
+  }
+}

@@ -1,0 +1,33 @@
+// Turning stored bytes into a VersionedTable, the same way in both stores: a document that
+// is not JSON or fails validateTable is INVALID_TABLE, and the error says which version
+// it was (detail.version) so that an operator (or cellctl) can overwrite it by CAS.
+import { validateTable, versioned } from '../cells/table';
+import type { VersionedTable } from '../cells/types';
+import { cgError, type CellgateError } from '../errors';
+
+/** `version` is null when it could not be read (a file that is not even an envelope). */
+export function rejectedDocument(where: string, version: number | null, err: unknown): CellgateError {
+  const cause = err as { message?: string; detail?: unknown };
+  const at = version === null ? where : `${where} version ${version}`;
+  return cgError('INVALID_TABLE', `${at}: ${cause.message ?? String(err)}`, {
+    cause: err,
+    detail: version === null ? { problems: cause.detail } : { version, problems: cause.detail },
+  });
+}
+
+export function parseJsonDocument(text: string, where: string, version: number | null): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw rejectedDocument(where, version, new Error(`not JSON (${(err as Error).message})`));
+  }
+}
+
+/** Validates `doc` as the table stored at `version`; throws INVALID_TABLE naming both. */
+export function decodeTable(doc: unknown, version: number, where: string): VersionedTable {
+  try {
+    return versioned(validateTable(doc), version);
+  } catch (err) {
+    throw rejectedDocument(where, version, err);
+  }
+}

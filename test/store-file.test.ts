@@ -1,0 +1,246 @@
+// The file store: the shared contract, plus what only a file store has to get right:
+// separate OS processes racing on the lock, stale locks, polling without fs.watch,
+// heartbeat files that go stale, a torn history line.
+import test, { type ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
+import { appendFile, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { tableChecksum } from '../src/cells/checksum';
+import { isCellgateError } from '../src/errors';
+import { createFileStore, type FileStoreOptions } from '../src/store/file-store';
+import { writeFileAtomic } from '../src/store/file-io';
+import { openStore, parseStoreSpec } from '../src/store/open';
+import type { TableStore } from '../src/store/types';
+import { bumpedTable, demoTable } from './helpers/fixtures';
+import { record, storeContract, waitFor } from './store-contract';
+
+async function tempDir(t: ExecutionContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cellgate-file-store-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function open(t: ExecutionContext, path: string, opts: FileStoreOptions = {}): TableStore {
+  const store = createFileStore(path, { pollIntervalMs: 100, ...opts });
+  t.teardown(() => store.close());
+  return store;
+}
+
+async function rawWrite(path: string, doc: unknown): Promise<void> {
+  let version = 0;
+  try {
+    version = (JSON.parse(await readFile(path, 'utf8')) as { version: number }).version;
+  } catch { /* no file yet */ }
+  await writeFileAtomic(path, JSON.stringify({ version: version + 1, table: doc }));
+}
+
+storeContract('file', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  return {
+    store: open(t, path),
+    reopen: () => open(t, path),
+    writeRawTable: (doc) => rawWrite(path, doc),
+  };
+});
+
+const STORE_JS = join(__dirname, '..', 'src', 'store', 'file-store.js');
+
+/**
+ * One `node -e` process that loads the store, says "ready", and does one CAS when it reads
+ * "go" on stdin (so that all of them start together without spinning on the CPU).
+ */
+interface CasChild {
+  readonly ready: Promise<void>;
+  go(): void;
+  readonly result: Promise<{ ok: boolean; version: number }>;
+}
+
+function casInChildProcess(tablePath: string, tableJsonPath: string, expected: number, bump: number): CasChild {
+  const script = `
+    const { createFileStore } = require(${JSON.stringify(STORE_JS)});
+    const table = JSON.parse(require('fs').readFileSync(${JSON.stringify(tableJsonPath)}, 'utf8'));
+    table.cells[0].epoch += ${bump};
+    const store = createFileStore(${JSON.stringify(tablePath)});
+    process.stdin.once('data', () => {
+      store.compareAndSwap(${expected}, table).then(async (r) => {
+        console.log(JSON.stringify({ ok: r.ok, version: r.ok ? r.version : r.current.version }));
+        await store.close();
+        process.exit(0);
+      }, (err) => { console.error(err); process.exit(1); });
+    });
+    console.log('ready');
+  `;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  let markReady: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => (markReady = resolve));
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+    if (out.startsWith('ready\n')) markReady();
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const result = new Promise<{ ok: boolean; version: number }>((resolve, reject) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      markReady();
+      if (code === 0) resolve(JSON.parse(out.slice('ready\n'.length)) as { ok: boolean; version: number });
+      else reject(new Error(`child exited ${code}: ${err}`));
+    });
+  });
+  return { ready, result, go: () => child.stdin.end('go\n') };
+}
+
+test('file: of four OS processes doing CAS at once, exactly one wins', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'table.json');
+  const store = open(t, path);
+  const v1 = (await store.compareAndSwap(0, demoTable())) as { ok: true; version: number };
+  const tableJson = join(dir, 'input.json');
+  await writeFile(tableJson, JSON.stringify(demoTable()));
+  for (let round = 0; round < 2; round++) {
+    const current = (await store.load())!.version;
+    const children = [1, 2, 3, 4].map((i) => casInChildProcess(path, tableJson, current, i + round * 10));
+    await Promise.all(children.map((c) => c.ready));
+    for (const c of children) c.go();
+    const results = await Promise.all(children.map((c) => c.result));
+    t.is(results.filter((r) => r.ok).length, 1, JSON.stringify(results));
+    const winner = results.find((r) => r.ok)!;
+    t.is(winner.version, current + 1);
+    for (const loser of results.filter((r) => !r.ok)) t.is(loser.version, winner.version);
+    t.is((await store.load())?.version, current + 1);
+  }
+  t.is((await store.load())?.version, v1.version + 2);
+});
+
+test('file: polling alone delivers changes when fs.watch is off', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path, { useFsWatch: false, pollIntervalMs: 100 });
+  const rec = record(t, store);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.is(rec.tables.length, 0); // nothing to deliver yet: no file
+  const writer = open(t, path);
+  const v1 = await writer.compareAndSwap(0, demoTable());
+  await waitFor('the first table', () => rec.tables.length >= 1, 2_000);
+  t.true(v1.ok);
+  const startedAtMs = Date.now();
+  const v2 = await writer.compareAndSwap(1, bumpedTable(demoTable()));
+  t.true(v2.ok);
+  await waitFor('the change', () => rec.tables.length >= 2, 2_000);
+  const latencyMs = rec.arrivedAtMs[1]! - startedAtMs;
+  t.log(`polling only: change delivered after ${latencyMs} ms`);
+  t.true(latencyMs < 1_000);
+  t.is(rec.last()?.checksum, tableChecksum(bumpedTable(demoTable())));
+});
+
+test('file: a lock left by a dead process is broken, a live one is waited for', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path, { lockTimeoutMs: 400, staleLockMs: 60_000 });
+  const deadPid = await new Promise<number>((resolve) => {
+    const child = spawn(process.execPath, ['-e', '0']);
+    child.on('exit', () => resolve(child.pid!));
+  });
+  const { hostname } = await import('node:os');
+  await writeFile(`${path}.lock`, JSON.stringify({ pid: deadPid, host: hostname(), acquiredAtMs: Date.now(), nonce: 'dead' }));
+  const res = await store.compareAndSwap(0, demoTable());
+  t.true(res.ok);
+
+  // A live holder (this very process, just now) is respected until lockTimeoutMs.
+  await writeFile(`${path}.lock`, JSON.stringify({ pid: process.pid, host: hostname(), acquiredAtMs: Date.now(), nonce: 'live' }));
+  const startedAtMs = Date.now();
+  const err = await t.throwsAsync(store.compareAndSwap(1, bumpedTable(demoTable())));
+  t.true(isCellgateError(err, 'STORE_UNAVAILABLE'));
+  t.true(Date.now() - startedAtMs < 5_000);
+
+  // ... but not for longer than staleLockMs.
+  const impatient = open(t, path, { lockTimeoutMs: 2_000, staleLockMs: 200 });
+  const later = await impatient.compareAndSwap(1, bumpedTable(demoTable()));
+  t.true(later.ok);
+});
+
+test('file: a gateway whose heartbeat file went stale is not listed', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path);
+  const now = new Date().toISOString();
+  const reg = await store.presence.register({ id: 'gw-1', zone: null, appliedVersion: 1, checksum: 'x', inFlight: 0, startedAt: now, updatedAt: now, pid: 1, host: 'h' }, 3);
+  t.is((await store.presence.list()).length, 1);
+  // As if the gateway had died 10 s ago (its heartbeat would have rewritten the file by now).
+  const past = new Date(Date.now() - 10_000);
+  await utimes(join(`${path}.gateways`, 'gw-1.json'), past, past);
+  t.deepEqual(await store.presence.list(), []);
+  await reg.close();
+});
+
+test('file: the heartbeat keeps a registration live past its TTL', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path);
+  const now = new Date().toISOString();
+  const reg = await store.presence.register({ id: 'gw-1', zone: null, appliedVersion: 1, checksum: 'x', inFlight: 0, startedAt: now, updatedAt: now, pid: 1, host: 'h' }, 1);
+  await new Promise((resolve) => setTimeout(resolve, 2_500));
+  t.is((await store.presence.list()).length, 1);
+  await reg.close();
+  t.is((await store.presence.list()).length, 0);
+});
+
+test('file: a history line torn by a crash is not an entry', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path);
+  const entry = { actor: 'a', at: 'now', reason: 'r', action: 'x', versionBefore: 0, versionAfter: 1, summary: [], table: demoTable() };
+  await store.appendHistory(entry);
+  await appendFile(`${path}.history.jsonl`, '{"actor":"half a li');
+  t.deepEqual(await store.listHistory(), [entry]);
+});
+
+test('file: a file that is not even an envelope is rejected, and CAS cannot guess its version', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path);
+  await writeFile(path, 'this is not json');
+  const rec = record(t, store);
+  await waitFor('the rejection', () => rec.rejected.length >= 1);
+  t.is(rec.rejected[0]!.version, -1);
+  t.true(isCellgateError(await t.throwsAsync(store.load()), 'INVALID_TABLE'));
+  t.true(isCellgateError(await t.throwsAsync(store.compareAndSwap(0, demoTable())), 'INVALID_TABLE'));
+  t.is(rec.tables.length, 0);
+});
+
+test('file: an older version copied over the file is reported, not applied', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path);
+  await store.compareAndSwap(0, demoTable());
+  await store.compareAndSwap(1, bumpedTable(demoTable()));
+  const rec = record(t, store);
+  await waitFor('the current table', () => rec.tables.length >= 1);
+  await writeFileAtomic(path, JSON.stringify({ version: 1, table: demoTable() }));
+  await waitFor('the rejection', () => rec.rejected.length >= 1);
+  t.is(rec.rejected[0]!.version, 1);
+  t.is(rec.last()?.version, 2);
+});
+
+test('file: a closed store refuses calls', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = createFileStore(path);
+  await store.close();
+  t.true(isCellgateError(await t.throwsAsync(store.load()), 'STORE_UNAVAILABLE'));
+  t.throws(() => store.watch({ onTable: () => undefined }));
+});
+
+test('openStore parses store specs', (t) => {
+  t.deepEqual(parseStoreSpec('file:/var/lib/cellgate/table.json'), { kind: 'file', path: '/var/lib/cellgate/table.json' });
+  t.deepEqual(parseStoreSpec('etcd:10.0.0.1:2379,10.0.0.2:2379'), { kind: 'etcd', endpoints: ['10.0.0.1:2379', '10.0.0.2:2379'] });
+  for (const bad of ['', 'table.json', 'file:', 'etcd:', 'etcd:host', 'etcd:host:0', 'etcd:host:99999', 'zk:host:1']) {
+    t.true(isCellgateError(t.throws(() => parseStoreSpec(bad)), 'USAGE'), bad);
+  }
+});
+
+test('openStore opens a file store', async (t) => {
+  const path = join(await tempDir(t), 'sub', 'table.json');
+  const store = openStore(`file:${path}`);
+  t.teardown(() => store.close());
+  t.is(store.description, `file:${path}`);
+  const res = await store.compareAndSwap(0, demoTable()); // creates the directory
+  t.true(res.ok);
+  t.is((await store.load())?.version, 1);
+});
