@@ -1,0 +1,35 @@
+// Runs the compiled CLIs as real child processes.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+export const CELLCTL = join(__dirname, '..', '..', 'src', 'cli', 'cellctl.js');
+export const CELLGATE = join(__dirname, '..', '..', 'src', 'cli', 'cellgate.js');
+
+export interface RunResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs a CLI to completion (bounded: killed after timeoutMs). */
+export function runCli(script: string, args: readonly string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...args], {
+      env: { ...process.env, CELLGATE_ETCD: '', ...opts.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+export const cellctl = (args: readonly string[], opts?: Parameters<typeof runCli>[2]) => runCli(CELLCTL, args, opts);
