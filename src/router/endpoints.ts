@@ -1,0 +1,133 @@
+// Per-zone endpoint selection with passive health (outlier ejection).
+//
+// Each zone of the table gets a ZonePool made once per table: its endpoints (origins), a
+// round-robin cursor, and precomputed per-zone values the hot path needs (metric children).
+// Health lives in Endpoint objects keyed by origin and kept across tables, so an endpoint
+// ejected under one table stays ejected when the next table arrives.
+//
+// An endpoint that refuses a connection is ejected at once; one that fails
+// `ejectAfterFailures` times in a row (resets, timeouts, 502/503/504) is ejected too. An
+// ejection lasts ejectBaseMs * 2^(ejections-1), capped at ejectMaxMs; when it ends the
+// endpoint gets traffic again, and one success clears its record.
+//
+// Endpoints are origins: a path in a zone's upstream URL is not prefixed to requests (the
+// request keeps its own path), so zones should list base URLs.
+//
+// Passive health covers plain HTTP exchanges; WebSocket handshakes pick endpoints the same
+// way but do not report their outcome.
+import type { RoutingTable, Zone } from '../cells/types';
+import type { UpstreamConfig } from './config';
+
+export type Now = () => number;
+
+export class Endpoint {
+  /** `http://host:port` — what reply-from's getUpstream returns. */
+  readonly origin: string;
+  consecutiveFailures = 0;
+  /** Ejections since the last success: the exponent of the back-off. */
+  ejections = 0;
+  ejectedUntilMs = 0;
+
+  constructor(origin: string) {
+    this.origin = origin;
+  }
+
+  isAvailable(nowMs: number): boolean {
+    return this.ejectedUntilMs <= nowMs;
+  }
+}
+
+export class ZonePool {
+  readonly zone: Zone;
+  readonly endpoints: readonly Endpoint[];
+  private cursor = 0;
+
+  constructor(zone: Zone, endpoints: readonly Endpoint[]) {
+    this.zone = zone;
+    this.endpoints = endpoints;
+  }
+
+  /** Next available endpoint in round-robin order, skipping `exclude`; null when none is left. */
+  pick(nowMs: number, exclude?: Endpoint): Endpoint | null {
+    const list = this.endpoints;
+    const n = list.length;
+    for (let i = 0; i < n; i++) {
+      const e = list[(this.cursor + i) % n]!;
+      if (e !== exclude && e.isAvailable(nowMs)) {
+        this.cursor = (this.cursor + i + 1) % n;
+        return e;
+      }
+    }
+    return null;
+  }
+}
+
+/** What one upstream exchange did to an endpoint's health. */
+export type Outcome = 'success' | 'refused' | 'failure';
+
+export class EndpointHealth {
+  private readonly byOrigin = new Map<string, Endpoint>();
+  private readonly config: UpstreamConfig;
+  private readonly now: Now;
+
+  constructor(config: UpstreamConfig, now: Now) {
+    this.config = config;
+    this.now = now;
+  }
+
+  /** One ZonePool per zone of `table`; endpoints no table mentions any more are forgotten. */
+  poolsFor(table: RoutingTable): Map<string, ZonePool> {
+    const pools = new Map<string, ZonePool>();
+    const live = new Set<string>();
+    for (const zone of table.zones) {
+      const endpoints = zone.upstreams.map((u) => {
+        const origin = new URL(u).origin;
+        live.add(origin);
+        let e = this.byOrigin.get(origin);
+        if (!e) this.byOrigin.set(origin, (e = new Endpoint(origin)));
+        return e;
+      });
+      pools.set(zone.name, new ZonePool(zone, endpoints));
+    }
+    for (const origin of this.byOrigin.keys()) if (!live.has(origin)) this.byOrigin.delete(origin);
+    return pools;
+  }
+
+  record(e: Endpoint, outcome: Outcome): void {
+    switch (outcome) {
+      case 'success':
+        e.consecutiveFailures = 0;
+        e.ejections = 0;
+        return;
+      case 'refused':
+        e.consecutiveFailures += 1;
+        this.eject(e);
+        return;
+      case 'failure':
+        e.consecutiveFailures += 1;
+        if (e.consecutiveFailures >= this.config.ejectAfterFailures) this.eject(e);
+        return;
+      default: {
+        const never: never = outcome;
+        throw new Error(`unknown outcome ${String(never)}`);
+      }
+    }
+  }
+
+  /** Endpoints ejected right now (for metrics and /admin). */
+  ejected(): Endpoint[] {
+    const now = this.now();
+    return [...this.byOrigin.values()].filter((e) => !e.isAvailable(now));
+  }
+
+  private eject(e: Endpoint): void {
+    const now = this.now();
+    // Failures of requests that were already in flight when the endpoint was ejected do
+    // not stretch the ejection: only a failure after it ended counts as a new one.
+    if (!e.isAvailable(now)) return;
+    e.ejections += 1;
+    const backoff = Math.min(this.config.ejectMaxMs, this.config.ejectBaseMs * 2 ** Math.min(e.ejections - 1, 30));
+    e.ejectedUntilMs = now + backoff;
+    e.consecutiveFailures = 0;
+  }
+}

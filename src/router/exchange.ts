@@ -1,0 +1,38 @@
+// What the gateway knows about one request while it serves it: made by the preHandler,
+// read by getUpstream, the header rewrite, the response/error hooks and the hold buffer.
+import { performance } from 'node:perf_hooks';
+import type { FastifyReplyFromHooks } from '@fastify/reply-from';
+import type { Route } from '../cells/lookup';
+import type { RouteClass } from '../cells/types';
+import type { Endpoint, ZonePool } from './endpoints';
+import type { HeldTicket } from './hold-buffer';
+
+export type OkRoute = Extract<Route, { ok: true }>;
+
+/** What the gateway knows about one request while it is served. */
+export class Exchange {
+  cls: RouteClass = 'unit';
+  user: string | null = null;
+  /** The `zone` metric label: the zone served, or "none" when the request was not routed. */
+  zone = 'none';
+  route: OkRoute | null = null;
+  pool: ZonePool | null = null;
+  endpoint: Endpoint | null = null;
+  revision = '';
+  /** The upstream path http-proxy computed (kept for a failover re-send). */
+  dest = '/';
+  fromOptions: FastifyReplyFromHooks | null = null;
+  tries = 1;
+  upgraded = false;
+  ticket: HeldTicket | null = null;
+  readonly startedMs = performance.now();
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    cellgate: Exchange | null;
+  }
+}
+
+/** Where the response-close listener finds the exchange of its response. */
+export const kExchange = Symbol('cellgate.exchange');

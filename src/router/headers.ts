@@ -1,0 +1,63 @@
+// The headers the gateway adds upstream, and the client-sent copies it strips so that no
+// client can pose as the gateway: an upstream that fences on x-cell-* (fencing.ts) must be
+// able to trust them. Client-sent x-forwarded-* are kept (and appended to) only with
+// `trustProxy`, i.e. when another proxy the operator runs stands in front of the gateway.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+export const CELL_HEADERS = ['x-cell-id', 'x-cell-zone', 'x-cell-epoch', 'x-routing-revision'] as const;
+export const FORWARDED_HEADERS = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip'] as const;
+
+/** What the gateway says about a routed request. */
+export interface RoutingStamp {
+  readonly cell: string | null;
+  readonly zone: string;
+  readonly epoch: string;
+  readonly revision: string;
+}
+
+export interface ClientFacts {
+  readonly remoteAddress: string | undefined;
+  readonly encrypted: boolean;
+  readonly host: string | undefined;
+}
+
+/** Rewrites `headers` (already a copy of the client's) in place and returns it. */
+export function stampRequestHeaders(headers: IncomingHttpHeaders | OutgoingHttpHeaders, stamp: RoutingStamp, client: ClientFacts, trustProxy: boolean): typeof headers {
+  // `delete` of an absent key is cheap and keeps the object's shape stable enough here.
+  for (const name of CELL_HEADERS) if (headers[name] !== undefined) delete headers[name];
+  const priorFor = trustProxy ? headers['x-forwarded-for'] : undefined;
+  const priorProto = trustProxy ? headers['x-forwarded-proto'] : undefined;
+  const priorHost = trustProxy ? headers['x-forwarded-host'] : undefined;
+  if (!trustProxy) for (const name of FORWARDED_HEADERS) if (headers[name] !== undefined) delete headers[name];
+
+  // `city` traffic belongs to no cell: it carries the zone and revision only.
+  if (stamp.cell !== null) {
+    headers['x-cell-id'] = stamp.cell;
+    headers['x-cell-epoch'] = stamp.epoch;
+  }
+  headers['x-cell-zone'] = stamp.zone;
+  headers['x-routing-revision'] = stamp.revision;
+
+  const ip = client.remoteAddress ?? '';
+  headers['x-forwarded-for'] = priorFor ? `${String(priorFor)}, ${ip}` : ip;
+  headers['x-forwarded-proto'] = priorProto ? String(priorProto) : client.encrypted ? 'https' : 'http';
+  const host = priorHost ?? client.host;
+  if (host !== undefined) headers['x-forwarded-host'] = String(host);
+  else delete headers['x-forwarded-host'];
+  return headers;
+}
+
+/** Headers of a WebSocket handshake the ws client must make itself, never copy. */
+const WS_OWN_HEADERS = new Set([
+  'host', 'connection', 'upgrade', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions',
+  'sec-websocket-protocol', 'content-length', 'transfer-encoding', 'keep-alive', 'te', 'trailer', 'proxy-connection',
+]);
+
+/** The client's handshake headers worth passing on to the upstream WebSocket (cookies, auth, user id...). */
+export function wsForwardableHeaders(incoming: IncomingHttpHeaders): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value !== undefined && !WS_OWN_HEADERS.has(name)) out[name] = value;
+  }
+  return out;
+}

@@ -1,0 +1,108 @@
+// The gateway's presence record in the store (what `cellctl status` lists and what a change
+// waits on to prove convergence). Registration must never hold up routing: when the store
+// is unreachable the publisher keeps retrying in the background, and updates made while
+// unregistered are carried by the next registration. Updates are serialized; only the
+// newest record is written when several pile up.
+import { hostname } from 'node:os';
+import type { PresenceRecord, PresenceRegistration, PresenceStore } from '../store/types';
+
+export interface PresenceFacts {
+  readonly id: string;
+  readonly zone: string | null;
+  readonly startedAt: string;
+}
+
+export interface PresenceOptions {
+  readonly store: PresenceStore;
+  readonly facts: PresenceFacts;
+  readonly inFlight: () => number;
+  readonly log: (event: string, fields?: Record<string, unknown>) => void;
+  readonly retryMs?: number;
+  readonly ttlSeconds?: number;
+}
+
+export class PresencePublisher {
+  private readonly o: PresenceOptions;
+  private applied = { version: 0, checksum: '' };
+  private registration: PresenceRegistration | null = null;
+  private registering: Promise<void> | null = null;
+  private writing: Promise<void> = Promise.resolve();
+  private dirty = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(options: PresenceOptions) {
+    this.o = options;
+  }
+
+  start(): void {
+    this.registering = this.register();
+  }
+
+  /** The gateway applied a new table. */
+  tableApplied(version: number, checksum: string): void {
+    this.applied = { version, checksum };
+    if (!this.registration || this.closed) return;
+    this.dirty = true;
+    this.writing = this.writing.then(() => this.flush());
+  }
+
+  /** Deregisters (removes the record, releases the lease); stops retrying. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    await this.registering;
+    await this.writing;
+    const reg = this.registration;
+    this.registration = null;
+    if (reg) await reg.close();
+  }
+
+  private record(): PresenceRecord {
+    return {
+      id: this.o.facts.id,
+      zone: this.o.facts.zone,
+      appliedVersion: this.applied.version,
+      checksum: this.applied.checksum,
+      inFlight: this.o.inFlight(),
+      startedAt: this.o.facts.startedAt,
+      updatedAt: new Date().toISOString(),
+      pid: process.pid,
+      host: hostname(),
+    };
+  }
+
+  private async register(): Promise<void> {
+    if (this.closed) return;
+    try {
+      const reg = await this.o.store.register(this.record(), this.o.ttlSeconds);
+      if (this.closed) {
+        await reg.close().catch(() => undefined);
+        return;
+      }
+      this.registration = reg;
+      this.o.log('presence.registered', { id: this.o.facts.id });
+      // A table applied while registering is published now.
+      this.dirty = true;
+      this.writing = this.writing.then(() => this.flush());
+    } catch (err) {
+      if (this.closed) return;
+      this.o.log('presence.register_failed', { error: (err as Error).message });
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        this.registering = this.register();
+      }, this.o.retryMs ?? 2000);
+    }
+  }
+
+  private async flush(): Promise<void> {
+    if (!this.dirty || !this.registration || this.closed) return;
+    this.dirty = false;
+    try {
+      await this.registration.update(this.record());
+    } catch (err) {
+      this.o.log('presence.update_failed', { error: (err as Error).message });
+    }
+  }
+}

@@ -1,0 +1,290 @@
+// The traffic server: fastify + @fastify/http-proxy, the upstream chosen per request.
+//
+// Per request, in order:
+//   preHandler  — route class by path prefix, user id, RoutingView route, endpoint of the
+//                 zone (round robin over healthy ones); a frozen cell's request is held in
+//                 the HoldBuffer (its body kept in memory) until released.
+//   getUpstream — synchronous: the endpoint the preHandler chose (also for WebSockets).
+//   rewriteRequestHeaders — strips client-sent routing headers, stamps ours.
+//   onResponse / onError — passive health, contract errors, failover of a refused
+//                 safe request to the next endpoint of the same zone.
+// No logging and no parsing beyond the user id on this path.
+import { performance } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import httpProxy from '@fastify/http-proxy';
+import type { FastifyReplyFromHooks } from '@fastify/reply-from';
+import type { Route, RoutingView } from '../cells/lookup';
+import { isCellgateError } from '../errors';
+import type { Clock } from './clock';
+import type { GatewayConfig } from './config';
+import type { EndpointHealth, ZonePool } from './endpoints';
+import { Exchange, kExchange, type OkRoute } from './exchange';
+import { EMPTY_BODY, readHeldBody } from './held-body';
+import { sendError } from './error-reply';
+import { stampRequestHeaders, wsForwardableHeaders } from './headers';
+import type { HoldBuffer } from './hold-buffer';
+import type { GatewayMetrics } from './metrics';
+import { compileRouteClassifier } from './route-rules';
+import { classifyUpstreamError, isRetryable, retryDelay } from './upstream-policy';
+import { BAD_USER_ID, compileUserIdExtractor } from './user-id';
+import { hideUpstreamWsErrors } from './ws-upstream';
+
+/** The routing state of one applied table; swapped whole, never changed in place. */
+export interface RoutingState {
+  readonly view: RoutingView;
+  readonly pools: ReadonlyMap<string, ZonePool>;
+  /** `String(view.version)`, made once for the x-routing-revision header. */
+  readonly revision: string;
+}
+
+export interface ProxyDeps {
+  readonly config: GatewayConfig;
+  /** Read on every request: the current routing state (null until a table is loaded). */
+  readonly routing: { current: RoutingState | null };
+  readonly buffer: HoldBuffer;
+  readonly health: EndpointHealth;
+  readonly metrics: GatewayMetrics;
+  readonly clock: Clock;
+  /** Requests being served (held ones and open WebSockets included). */
+  readonly load: { inFlight: number };
+}
+
+export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
+  const { config, routing, buffer, health, metrics, clock, load } = deps;
+  const classify = compileRouteClassifier(config.routes);
+  const userIdOf = compileUserIdExtractor(config.userId.sources);
+  const trustProxy = config.trustProxy;
+  const maxBodyBytes = config.buffer.maxBodyBytes;
+
+  const app = fastify({
+    logger: false,
+    // During shutdown, requests already on open connections are still served (with
+    // `Connection: close`) instead of fastify's own non-contract 503.
+    return503OnClosing: false,
+    requestIdHeader: false,
+  });
+  app.decorateRequest('cellgate', null);
+
+  /** Computes a route with the current table; null = no table. */
+  function routeOf(ex: Exchange, nowMs: number): Route | null {
+    const state = routing.current;
+    if (!state) return null;
+    switch (ex.cls) {
+      case 'unit':
+        return state.view.routeUnit(ex.user as string, nowMs);
+      case 'global':
+        return state.view.routeGlobal(nowMs);
+      case 'city':
+        return state.view.routeCity(config.zone, nowMs);
+      default: {
+        const never: never = ex.cls;
+        throw new Error(`unknown route class ${String(never)}`);
+      }
+    }
+  }
+
+  /** Points the exchange at an endpoint of the route's zone; false = none is available. */
+  function assign(ex: Exchange, route: OkRoute, nowMs: number): boolean {
+    const state = routing.current as RoutingState;
+    ex.route = route;
+    ex.zone = route.zone.name;
+    ex.revision = state.revision;
+    const pool = state.pools.get(route.zone.name);
+    ex.pool = pool ?? null;
+    ex.endpoint = pool ? pool.pick(nowMs) : null;
+    return ex.endpoint !== null;
+  }
+
+  function onResponseClose(this: ServerResponse): void {
+    const ex = (this as ServerResponse & { [kExchange]?: Exchange })[kExchange];
+    if (!ex) return;
+    load.inFlight -= 1;
+    if (ex.ticket && !this.writableFinished) ex.ticket.clientGone();
+    const status = this.writableFinished ? this.statusCode : ex.upgraded ? 101 : 499;
+    metrics.request(ex.zone, ex.cls, status, (performance.now() - ex.startedMs) / 1000);
+  }
+
+  function preHandler(request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void {
+    const ex = new Exchange();
+    request.cellgate = ex;
+    load.inFlight += 1;
+    (reply.raw as ServerResponse & { [kExchange]?: Exchange })[kExchange] = ex;
+    // 'close' comes exactly once per response, also when the client goes away first.
+    reply.raw.on('close', onResponseClose);
+
+    const raw = request.raw;
+    const url = raw.url as string;
+    const cls = classify(url);
+    if (cls === null) return void sendError(reply, 'NOT_FOUND');
+    ex.cls = cls;
+    if (cls === 'unit') {
+      const user = userIdOf(url, raw.headers);
+      if (user === null) return void sendError(reply, 'NO_USER_ID');
+      if (user === BAD_USER_ID) return void sendError(reply, 'BAD_USER_ID');
+      ex.user = user;
+    }
+    const now = clock.now();
+    const route = routeOf(ex, now);
+    if (route === null) return void sendError(reply, 'NO_ROUTING_TABLE');
+    if (!route.ok) return void sendError(reply, route.error);
+    if (route.frozenUntilMs !== null) return hold(request, reply, ex, route.frozenUntilMs, done);
+    if (!assign(ex, route, now)) return void sendError(reply, 'UPSTREAM_UNAVAILABLE');
+    done();
+  }
+
+  /** A frozen cell: keep the request (and its body) until the buffer settles it. */
+  function hold(request: FastifyRequest, reply: FastifyReply, ex: Exchange, frozenUntilMs: number, done: (err?: Error) => void): void {
+    const ticket = buffer.hold(frozenUntilMs, (nowMs) => routeOf(ex, nowMs) ?? { ok: false, class: ex.cls, cell: null, error: 'NO_ROUTING_TABLE', why: 'no table' });
+    ex.ticket = ticket;
+    const body = request.body instanceof Readable ? readHeldBody(request.body, maxBodyBytes) : Promise.resolve(EMPTY_BODY);
+    body.then((b) => {
+      if (b === 'tooLarge') ticket.evict('bodyTooLarge');
+      else if (b === 'failed') ticket.clientGone();
+    }, () => ticket.clientGone());
+
+    ticket.settled.then(async (s) => {
+      switch (s.kind) {
+        case 'aborted':
+          return; // the client is gone: there is no one to answer
+        case 'reject':
+          metrics.bufferTimeouts.inc();
+          sendError(reply, s.error);
+          return;
+        case 'release': {
+          ex.ticket = null;
+          const b = await body;
+          if (b === 'failed') return;
+          if (b === 'tooLarge') {
+            metrics.bufferTimeouts.inc();
+            sendError(reply, 'BUFFER_TIMEOUT');
+            return;
+          }
+          const route = s.route;
+          if (!route.ok) {
+            sendError(reply, route.error);
+            return;
+          }
+          if (!assign(ex, route, clock.now())) {
+            sendError(reply, 'UPSTREAM_UNAVAILABLE');
+            return;
+          }
+          if (request.body instanceof Readable) request.body = b.length === 0 ? undefined : Readable.from(b, { objectMode: false });
+          done();
+          return;
+        }
+        default: {
+          const never: never = s;
+          throw new Error(`unknown settlement ${JSON.stringify(never)}`);
+        }
+      }
+    }).catch((err: unknown) => {
+      if (!reply.sent) done(err as Error);
+    });
+  }
+
+  function getUpstream(request: FastifyRequest, base: string): string {
+    const e = request.cellgate?.endpoint;
+    return e ? e.origin : base;
+  }
+
+  function rewriteRequestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
+    const ex = request.cellgate as Exchange;
+    const route = ex.route as OkRoute;
+    const raw = request.raw;
+    return stampRequestHeaders(
+      headers,
+      { cell: route.cell, zone: route.zone.name, epoch: String(route.epoch), revision: ex.revision },
+      { remoteAddress: raw.socket.remoteAddress, encrypted: (raw.socket as { encrypted?: boolean }).encrypted === true, host: raw.headers.host },
+      trustProxy,
+    ) as IncomingHttpHeaders;
+  }
+
+  function onResponse(request: FastifyRequest, reply: FastifyReply, res: { statusCode: number; stream: Readable }): void {
+    const ex = request.cellgate as Exchange;
+    if (ex.endpoint) {
+      const s = res.statusCode;
+      health.record(ex.endpoint, s === 502 || s === 503 || s === 504 ? 'failure' : 'success');
+    }
+    reply.send(res.stream);
+  }
+
+  function onError(reply: FastifyReply, { error }: { error: Error }): void {
+    const request = reply.request;
+    const ex = request.cellgate as Exchange;
+    const failure = classifyUpstreamError(error);
+    metrics.upstreamError(ex.zone, failure.kind);
+    if (ex.endpoint) health.record(ex.endpoint, failure.health);
+    // Nothing reached the endpoint and the request is safe to send again: try the zone's next one.
+    if (failure.notSent && ex.pool && ex.fromOptions && ex.tries < ex.pool.endpoints.length && isRetryable(request.raw.method as string, request.raw.headers)) {
+      const next = ex.pool.pick(clock.now(), ex.endpoint ?? undefined);
+      if (next) {
+        ex.endpoint = next;
+        ex.tries += 1;
+        try {
+          reply.from(ex.dest, { ...ex.fromOptions, getUpstream } as FastifyReplyFromHooks);
+          return;
+        } catch {
+          // fall through to the error reply
+        }
+      }
+    }
+    sendError(reply, failure.error);
+  }
+
+  // reply-from's typings describe http2 variants and a different retryDelay shape than its
+  // code passes; these functions match what the code (v12.6.5) actually calls them with.
+  const replyOptions = {
+    getUpstream,
+    rewriteRequestHeaders,
+    onResponse,
+    onError,
+    retryDelay,
+  } as unknown as FastifyReplyFromHooks;
+
+  app.register(httpProxy, {
+    // No static upstream: every request's upstream comes from getUpstream (also for WebSockets,
+    // which http-proxy only asks getUpstream when both upstream and wsUpstream are empty).
+    upstream: '',
+    websocket: true,
+    disableRequestLogging: true,
+    // reply-from's agent is closed with the server; its sockets must not outlive shutdown().
+    destroyAgent: true,
+    undici: {
+      connections: config.upstream.connectionsPerEndpoint,
+      pipelining: 1,
+      headersTimeout: config.upstream.requestTimeoutMs,
+      bodyTimeout: config.upstream.requestTimeoutMs,
+      // reply-from turns TLS verification off by default; a router must not.
+      connect: { timeout: config.upstream.connectTimeoutMs, rejectUnauthorized: true },
+    },
+    replyOptions,
+    preHandler: preHandler as never,
+    handler: (request, reply, dest, options) => {
+      const ex = request.cellgate as Exchange;
+      ex.dest = dest;
+      ex.fromOptions = options;
+      return reply.from(dest, options);
+    },
+    wsClientOptions: {
+      handshakeTimeout: config.upstream.connectTimeoutMs,
+      finishRequest: hideUpstreamWsErrors,
+      rewriteRequestHeaders: (_headers: unknown, request: FastifyRequest) => {
+        const ex = request.cellgate as Exchange;
+        ex.upgraded = true;
+        return rewriteRequestHeaders(request, wsForwardableHeaders(request.headers));
+      },
+    } as never,
+  });
+
+  app.setNotFoundHandler((_request, reply) => {
+    sendError(reply, 'NOT_FOUND');
+  });
+  app.setErrorHandler((err: Error & { statusCode?: number }, _request, reply) => {
+    if (isCellgateError(err)) return sendError(reply, err.error);
+    const status = err.statusCode ?? 500;
+    return sendError(reply, status >= 400 && status < 500 ? 'BAD_REQUEST' : 'INTERNAL_ERROR');
+  });
+  return app;
+}

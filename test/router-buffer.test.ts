@@ -1,0 +1,202 @@
+// The hold buffer as a state machine, with an injected clock: every (state, input) pair,
+// release on a new table, the freeze deadline, the window, overflow (oldest first), client
+// aborts, shutdown — and the counters always add up:
+//   held = released + evicted.* + timedOut + aborted + size
+import test, { type ExecutionContext } from 'ava';
+import type { Route } from '../src/cells/lookup';
+import type { Zone } from '../src/cells/types';
+import type { Clock, TimerHandle } from '../src/router/clock';
+import { HoldBuffer, transition, type HeldInput, type HeldState, type Settlement } from '../src/router/hold-buffer';
+
+class ManualClock implements Clock {
+  private t = 1_700_000_000_000;
+  private timers: Array<{ due: number; fn: () => void; handle: TimerHandle }> = [];
+  now(): number {
+    return this.t;
+  }
+  setTimer(fn: () => void, ms: number): TimerHandle {
+    const handle = { id: Symbol('timer') };
+    this.timers.push({ due: this.t + Math.max(0, ms), fn, handle });
+    return handle;
+  }
+  clearTimer(h: TimerHandle): void {
+    this.timers = this.timers.filter((x) => x.handle !== h);
+  }
+  get pending(): number {
+    return this.timers.length;
+  }
+  /** Moves time forward, firing due timers in order. */
+  advance(ms: number): void {
+    const end = this.t + ms;
+    for (;;) {
+      const next = this.timers.filter((x) => x.due <= end).sort((a, b) => a.due - b.due)[0];
+      if (!next) break;
+      this.timers = this.timers.filter((x) => x !== next);
+      this.t = Math.max(this.t, next.due);
+      next.fn();
+    }
+    this.t = end;
+  }
+}
+
+const zoneA: Zone = { name: 'a', region: 'r', city: 'c', capacity: 1, status: 'up', upstreams: ['http://127.0.0.1:1'] };
+const zoneB: Zone = { ...zoneA, name: 'b' };
+const frozen = (until: number): Route => ({ ok: true, class: 'unit', cell: 'c01', zone: zoneA, epoch: 1, frozenUntilMs: until, why: 'frozen' });
+const activeOn = (zone: Zone, epoch: number): Route => ({ ok: true, class: 'unit', cell: 'c01', zone, epoch, frozenUntilMs: null, why: 'active' });
+
+function assertSums(t: ExecutionContext, b: HoldBuffer): void {
+  const c = b.counters;
+  t.is(c.held, c.released + c.evicted.overflow + c.evicted.bodyTooLarge + c.evicted.shutdown + c.timedOut + c.aborted + b.size, 'counters add up');
+}
+
+/** Collects settlements as they happen (promises resolve asynchronously). */
+async function settled(...ps: Promise<Settlement>[]): Promise<Settlement[]> {
+  return Promise.all(ps);
+}
+
+test('transition: every (state, input) pair is decided', (t) => {
+  const states: HeldState[] = ['holding', 'released', 'evicted', 'timedOut', 'aborted'];
+  const inputs: HeldInput[] = [
+    { kind: 'rerouted', route: frozen(2000), nowMs: 1000 },
+    { kind: 'rerouted', route: frozen(1000), nowMs: 1000 },
+    { kind: 'rerouted', route: activeOn(zoneB, 2), nowMs: 1000 },
+    { kind: 'rerouted', route: { ok: false, class: 'unit', cell: 'c01', error: 'ZONE_DOWN', why: 'down' }, nowMs: 1000 },
+    { kind: 'windowElapsed' },
+    { kind: 'evict', reason: 'overflow' },
+    { kind: 'evict', reason: 'shutdown' },
+    { kind: 'clientGone' },
+  ];
+  const table = states.map((s) => inputs.map((i) => {
+    const d = transition(s, i);
+    return d.kind === 'settle' ? d.next : d.kind;
+  }));
+  t.deepEqual(table[0], ['keep', 'released', 'released', 'released', 'timedOut', 'evicted', 'evicted', 'aborted']);
+  for (const row of table.slice(1)) t.deepEqual(row, inputs.map(() => 'ignore'), 'terminal states ignore late inputs');
+});
+
+test('a new table that unfreezes the cell releases held requests to the new zone', async (t) => {
+  const clock = new ManualClock();
+  const b = new HoldBuffer({ windowMs: 10_000, maxRequests: 10, clock });
+  let route: Route = frozen(clock.now() + 5000);
+  const tickets = [b.hold(clock.now() + 5000, () => route), b.hold(clock.now() + 5000, () => route)];
+  t.is(b.size, 2);
+  clock.advance(1000);
+  b.reroute(); // a table that still freezes the cell (same deadline)
+  t.is(b.size, 2);
+  route = activeOn(zoneB, 2);
+  b.reroute();
+  const out = await settled(...tickets.map((x) => x.settled));
+  t.deepEqual(out.map((s) => s.kind), ['release', 'release']);
+  t.is((out[0] as { route: Route & { ok: true } }).route.zone.name, 'b');
+  t.is(b.size, 0);
+  t.is(clock.pending, 0, 'no timer left when nothing is held');
+  t.is(b.counters.released, 2);
+  assertSums(t, b);
+});
+
+test('the freeze deadline releases held requests to whatever the table says then (the old zone)', async (t) => {
+  const clock = new ManualClock();
+  const b = new HoldBuffer({ windowMs: 10_000, maxRequests: 10, clock });
+  const until = clock.now() + 3000;
+  const x = b.hold(until, (now) => (now >= until ? activeOn(zoneA, 1) : frozen(until)));
+  clock.advance(2999);
+  t.is(b.size, 1);
+  clock.advance(1);
+  const s = await x.settled;
+  t.is(s.kind, 'release');
+  t.is((s as { route: Route & { ok: true } }).route.zone.name, 'a');
+  t.is(b.counters.released, 1);
+  assertSums(t, b);
+});
+
+test('a re-freeze with a later deadline keeps holding; the window still bounds the wait', async (t) => {
+  const clock = new ManualClock();
+  const b = new HoldBuffer({ windowMs: 4000, maxRequests: 10, clock });
+  let until = clock.now() + 1000;
+  const x = b.hold(until, () => frozen(until));
+  clock.advance(500);
+  until = clock.now() + 60_000;
+  b.reroute();
+  clock.advance(3000);
+  t.is(b.size, 1, 'held past the first deadline');
+  clock.advance(500);
+  const s = await x.settled;
+  t.deepEqual(s, { kind: 'reject', error: 'BUFFER_TIMEOUT', reason: 'window' });
+  t.is(b.counters.timedOut, 1);
+  assertSums(t, b);
+});
+
+test('when full, the OLDEST held request is evicted first; maxRequests 0 holds nothing', async (t) => {
+  const clock = new ManualClock();
+  const b = new HoldBuffer({ windowMs: 10_000, maxRequests: 3, clock });
+  const until = clock.now() + 5000;
+  const order: number[] = [];
+  const tickets = Array.from({ length: 5 }, (_, i) => {
+    clock.advance(10);
+    const x = b.hold(until, () => frozen(until));
+    void x.settled.then((s) => s.kind === 'reject' && order.push(i));
+    return x;
+  });
+  await Promise.resolve();
+  await new Promise((r) => setImmediate(r));
+  t.deepEqual(order, [0, 1], 'the two oldest went first');
+  t.is(b.size, 3);
+  t.is(b.counters.evicted.overflow, 2);
+  b.shutdown();
+  const out = await settled(...tickets.map((x) => x.settled));
+  t.deepEqual(out.slice(2).map((s) => s.kind === 'reject' && s.reason), ['shutdown', 'shutdown', 'shutdown']);
+  t.is(clock.pending, 0);
+  assertSums(t, b);
+
+  const none = new HoldBuffer({ windowMs: 10_000, maxRequests: 0, clock });
+  const y = await none.hold(until, () => frozen(until)).settled;
+  t.is(y.kind, 'reject');
+  assertSums(t, none);
+});
+
+test('client aborts and too-large bodies leave the buffer, counted once; late inputs are ignored', async (t) => {
+  const clock = new ManualClock();
+  const b = new HoldBuffer({ windowMs: 10_000, maxRequests: 10, clock });
+  const until = clock.now() + 5000;
+  const gone = b.hold(until, () => frozen(until));
+  const big = b.hold(until, () => frozen(until));
+  const stays = b.hold(until, () => (clock.now() >= until ? activeOn(zoneA, 1) : frozen(until)));
+  gone.clientGone();
+  gone.clientGone();
+  big.evict('bodyTooLarge');
+  big.clientGone();
+  t.is((await gone.settled).kind, 'aborted');
+  t.deepEqual(await big.settled, { kind: 'reject', error: 'BUFFER_TIMEOUT', reason: 'bodyTooLarge' });
+  clock.advance(5000);
+  t.is((await stays.settled).kind, 'release');
+  stays.clientGone(); // after release: ignored
+  t.is(b.counters.aborted, 1);
+  t.is(b.counters.evicted.bodyTooLarge, 1);
+  t.is(b.counters.released, 1);
+  t.is(b.counters.held, 3);
+  assertSums(t, b);
+});
+
+test('random inputs never break the sums', (t) => {
+  const clock = new ManualClock();
+  const b = new HoldBuffer({ windowMs: 2000, maxRequests: 7, clock });
+  let seed = 42;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  let route: Route = frozen(clock.now() + 1500);
+  const tickets: Array<ReturnType<HoldBuffer['hold']>> = [];
+  for (let i = 0; i < 2000; i++) {
+    const r = rand();
+    if (r < 0.4) tickets.push(b.hold(clock.now() + 1500, () => route));
+    else if (r < 0.5) route = rand() < 0.5 ? activeOn(zoneB, 2) : frozen(clock.now() + 1500);
+    else if (r < 0.6) b.reroute();
+    else if (r < 0.7 && tickets.length) tickets[Math.floor(rand() * tickets.length)]!.clientGone();
+    else if (r < 0.75 && tickets.length) tickets[Math.floor(rand() * tickets.length)]!.evict('bodyTooLarge');
+    else clock.advance(Math.floor(rand() * 400));
+    if (b.size > 7) t.fail('more than maxRequests held');
+  }
+  assertSums(t, b);
+  t.is(b.counters.held, tickets.length);
+  b.shutdown();
+  t.is(b.size, 0);
+  assertSums(t, b);
+});

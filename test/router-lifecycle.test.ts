@@ -1,0 +1,263 @@
+// Admin port, metrics, table following (rejected tables, fail-static snapshot), presence,
+// and shutdown: drains in-flight requests, bounded by the grace period, leaks nothing.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test, { type ExecutionContext } from 'ava';
+import { RoutingView } from '../src/cells/lookup';
+import { versioned } from '../src/cells/table';
+import { FileStore } from '../src/store/file-store';
+import { MemoryStore } from './helpers/memory-store';
+import { moveCell, startGateway, tableFor, users } from './helpers/router-fixture';
+import { httpCall, startUpstreams, stopAll, type Upstream, type UpstreamAnswer } from './helpers/upstreams';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function tempDir(t: ExecutionContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cellgate-router-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function twoZones(t: ExecutionContext): Promise<{ a: Upstream; b: Upstream; table: ReturnType<typeof tableFor> }> {
+  const [a, b] = await startUpstreams('a', 'b');
+  t.teardown(() => stopAll([a!, b!]));
+  return { a: a!, b: b!, table: tableFor([{ name: 'za', upstreams: [a!.url] }, { name: 'zb', upstreams: [b!.url] }], { cells: 8 }) };
+}
+
+/** Handles of the kinds a gateway could leak (sockets, servers, timers). */
+function liveResources(): string[] {
+  return process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap' && r !== 'PipeWrap' && r !== 'FSReqCallback').sort();
+}
+
+test.serial('shutdown leaves no socket, server, watch or timer behind', async (t) => {
+  const before = liveResources();
+  const { a, b, table } = await twoZones(t);
+  const store = new MemoryStore(table);
+  const dir = await tempDir(t);
+  const g = await startGateway(t, store, { waitVersion: 1, config: { snapshotPath: join(dir, 'snap.json') } });
+  for (const u of users(20)) t.is((await httpCall(`${g.url}/x`, { headers: { 'x-user-id': u } })).status, 200);
+  t.is((await httpCall(`${g.admin}/metrics`)).status, 200);
+  await g.gw.shutdown();
+  await stopAll([a, b]);
+  await sleep(50);
+  t.is(store.watcherCount, 0, 'the watch is closed');
+  t.deepEqual(liveResources(), before);
+});
+
+test('admin: healthz, readyz, table, route explanation, and metrics with bounded labels', async (t) => {
+  const { table } = await twoZones(t);
+  const store = new MemoryStore(table);
+  const g = await startGateway(t, store, { waitVersion: 1, config: { zone: 'za', routes: [{ prefix: '/', class: 'unit' }, { prefix: '/g', class: 'global' }] } });
+  t.not(g.addr.port, g.addr.adminPort);
+  t.deepEqual((await httpCall(`${g.admin}/healthz`)).json().status, 'ok');
+  const ready = await httpCall(`${g.admin}/readyz`);
+  t.is(ready.status, 200);
+  t.is(ready.json().version, 1);
+
+  const tbl = (await httpCall(`${g.admin}/admin/table`)).json<{ version: number; checksum: string; source: string; table: unknown }>();
+  t.is(tbl.version, 1);
+  t.is(tbl.checksum, (await store.load())!.checksum);
+  t.is(tbl.source, 'store');
+  t.deepEqual(tbl.table, JSON.parse(JSON.stringify(table)));
+
+  const view = new RoutingView(versioned(table, 1));
+  for (const u of users(30)) {
+    const r = view.routeUnit(u, Date.now());
+    const got = (await httpCall(`${g.admin}/admin/route?user=${u}`)).json();
+    t.like(got, { user: u, ok: true, cell: r.cell, zone: r.ok ? r.zone.name : null, epoch: r.ok ? r.epoch : null, revision: 1 });
+    t.is(typeof got.why, 'string');
+  }
+  t.is((await httpCall(`${g.admin}/admin/route`)).json().error, 'NO_USER_ID');
+  t.is((await httpCall(`${g.admin}/nope`)).status, 404);
+
+  for (const u of users(10, 'metric-user-')) await httpCall(`${g.url}/x`, { headers: { 'x-user-id': u } });
+  await httpCall(`${g.url}/g/asset`);
+  await httpCall(`${g.url}/x`);
+  const m = (await httpCall(`${g.admin}/metrics`)).text();
+  t.regex(m, /cellgate_requests_total\{zone="z[ab]",class="unit",status="200"\} \d+/);
+  t.regex(m, /cellgate_requests_total\{zone="za",class="global",status="200"\} 1/);
+  t.regex(m, /cellgate_requests_total\{zone="none",class="unit",status="400"\} 1/);
+  t.regex(m, /cellgate_request_duration_seconds_bucket\{zone="z[ab]",le="0.005"\} \d+/);
+  t.regex(m, /# TYPE cellgate_request_duration_seconds histogram\n/);
+  t.regex(m, /cellgate_request_duration_seconds_bucket\{zone="za",le="\+Inf"\} \d+/);
+  t.regex(m, /cellgate_request_duration_seconds_count\{zone="za"\} \d+/);
+  t.regex(m, /cellgate_request_duration_seconds_sum\{zone="za"\} [\d.e-]+/);
+  t.regex(m, /cellgate_routing_table_version 1\n/);
+  t.regex(m, /cellgate_routing_table_age_seconds 0\n/, 'current while the store is connected');
+  t.regex(m, /cellgate_control_plane_connected 1\n/);
+  t.regex(m, /cellgate_buffered_requests 0\n/);
+  t.regex(m, /cellgate_buffer_timeouts_total 0\n/);
+  t.regex(m, /cellgate_cells\{zone="za",state="active"\} \d+/);
+  t.regex(m, /cellgate_table_updates_total\{result="accepted"\} 1\n/);
+  t.regex(m, /cellgate_table_updates_total\{result="rejected"\} 0\n/);
+  t.regex(m, /cellgate_in_flight_requests 0\n/);
+  t.false(m.includes('metric-user-'), 'no user id in any label');
+  t.false(/process_cpu/.test(m), 'process metrics are off in this test');
+});
+
+test('a rejected table never breaks routing; the next good one is applied', async (t) => {
+  const { table } = await twoZones(t);
+  const store = new MemoryStore(table);
+  const g = await startGateway(t, store, { waitVersion: 1 });
+  const corrupt = JSON.parse(JSON.stringify(table)) as { zones: unknown[] };
+  corrupt.zones = [];
+  store.publishInvalid(corrupt);
+  await sleep(50);
+  const m = (await httpCall(`${g.admin}/metrics`)).text();
+  t.regex(m, /cellgate_table_updates_total\{result="rejected"\} 1\n/);
+  t.is(g.gw.view()!.version, 1);
+  for (const u of users(20)) t.is((await httpCall(`${g.url}/x`, { headers: { 'x-user-id': u } })).status, 200);
+  const vt = store.publish(moveCell(table, 'c00', 'zb'));
+  await g.gw.waitForVersion(vt.version);
+  t.is(g.gw.view()!.version, 3);
+});
+
+test('fail-static: a gateway restarted while the store is unreachable routes from its snapshot', async (t) => {
+  const { a, b, table } = await twoZones(t);
+  const dir = await tempDir(t);
+  const snapshotPath = join(dir, 'table.snapshot.json');
+  const store1 = new MemoryStore(table);
+  const moved = store1.publish(moveCell(table, 'c01', 'zb'));
+  const g1 = await startGateway(t, store1, { waitVersion: moved.version, config: { snapshotPath } });
+  for (let i = 0; i < 50 && !(await readFile(snapshotPath, 'utf8').catch(() => '')).includes('"version":2'); i++) await sleep(20);
+  await g1.gw.shutdown();
+
+  const down = new MemoryStore();
+  down.setReachable(false);
+  const g2 = await startGateway(t, down, { config: { snapshotPath } });
+  t.is(g2.gw.view()?.version, 2, 'routing from the snapshot at once');
+  t.is((await httpCall(`${g2.admin}/readyz`)).status, 200);
+  t.is((await httpCall(`${g2.admin}/admin/table`)).json().source, 'snapshot');
+  const view = new RoutingView(versioned(moveCell(table, 'c01', 'zb'), 2));
+  for (const u of users(40)) {
+    const r = view.routeUnit(u, Date.now());
+    const res = await httpCall(`${g2.url}/x`, { headers: { 'x-user-id': u } });
+    t.is(res.json<UpstreamAnswer>().upstream, r.ok && r.zone.name === 'za' ? a.name : b.name);
+  }
+  await sleep(20);
+  const staticMetrics = (await httpCall(`${g2.admin}/metrics`)).text();
+  t.regex(staticMetrics, /cellgate_control_plane_connected 0\n/);
+  const age = Number(/^cellgate_routing_table_age_seconds (\S+)$/m.exec(staticMetrics)?.[1]);
+  t.true(age > 0 && age < 60, `the snapshot's age (${age} s) counts from when it was saved`);
+
+  // The store comes back with its own (newer) truth: it replaces the snapshot.
+  down.publish(table);
+  down.setReachable(true);
+  await g2.gw.waitForVersion(1).catch(() => undefined);
+  await sleep(100);
+  t.is((await httpCall(`${g2.admin}/admin/table`)).json().source, 'store');
+  const back = (await httpCall(`${g2.admin}/metrics`)).text();
+  t.regex(back, /cellgate_control_plane_connected 1\n/);
+  t.regex(back, /cellgate_routing_table_age_seconds 0\n/);
+});
+
+test('a corrupt snapshot is ignored (the gateway waits for the store)', async (t) => {
+  const dir = await tempDir(t);
+  const snapshotPath = join(dir, 'snap.json');
+  await writeFile(snapshotPath, '{"format":1,"version":3,"checksum":"sha256:00","table":{"format":1}}');
+  const down = new MemoryStore();
+  down.setReachable(false);
+  const g = await startGateway(t, down, { config: { snapshotPath } });
+  t.is(g.gw.view(), null);
+  t.is((await httpCall(`${g.admin}/readyz`)).status, 503);
+});
+
+test('presence: registered with what the gateway applied, updated on every table, removed at shutdown', async (t) => {
+  const { table } = await twoZones(t);
+  const store = new MemoryStore(table);
+  const g = await startGateway(t, store, { waitVersion: 1, config: { id: 'gw-presence', zone: 'za' } });
+  await sleep(50);
+  let rec = store.presence.records.get('gw-presence');
+  t.like(rec, { id: 'gw-presence', zone: 'za', appliedVersion: 1, checksum: (await store.load())!.checksum, pid: process.pid });
+  t.is(typeof rec!.startedAt, 'string');
+  const vt = store.publish(moveCell(table, 'c02', 'zb'));
+  await g.gw.waitForVersion(vt.version);
+  await sleep(50);
+  rec = store.presence.records.get('gw-presence');
+  t.is(rec!.appliedVersion, 2);
+  t.is(rec!.checksum, vt.checksum);
+  await g.gw.shutdown();
+  t.false(store.presence.records.has('gw-presence'), 'deregistered');
+});
+
+test('shutdown drains an in-flight slow request, stops accepting, and is idempotent', async (t) => {
+  const { a, b, table } = await twoZones(t);
+  for (const u of [a, b]) {
+    u.behave = async (_req, res) => {
+      await sleep(700);
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('slow but done');
+      return true;
+    };
+  }
+  const store = new MemoryStore(table);
+  const g = await startGateway(t, store, { waitVersion: 1, config: { id: 'gw-drain' } });
+  const inflight = httpCall(`${g.url}/slow`, { headers: { 'x-user-id': 'u1' } });
+  await sleep(150);
+  t.is(g.gw.inFlight(), 1);
+  const started = Date.now();
+  const stopping = g.gw.shutdown();
+  t.is(g.gw.shutdown(), stopping, 'same promise');
+  await sleep(50);
+  t.is((await httpCall(`${g.admin}/readyz`).catch(() => ({ status: 503 }))).status, 503, 'not ready while draining');
+  await t.throwsAsync(httpCall(`${g.url}/new`, { headers: { 'x-user-id': 'u2' } }), undefined, 'no new connections');
+  const res = await inflight;
+  t.is(res.status, 200);
+  t.is(res.text(), 'slow but done');
+  await stopping;
+  t.true(Date.now() - started >= 400, 'shutdown waited for the request');
+  t.false(store.presence.records.has('gw-drain'));
+});
+
+test('shutdown is bounded by shutdownGraceMs', async (t) => {
+  const { a, b, table } = await twoZones(t);
+  let release: (() => void) | null = null;
+  for (const u of [a, b]) {
+    u.behave = (_req, res) => {
+      release = () => res.end();
+      return true; // never answers by itself
+    };
+  }
+  t.teardown(() => release?.());
+  const store = new MemoryStore(table);
+  const g = await startGateway(t, store, { waitVersion: 1, config: { shutdownGraceMs: 300 } });
+  const inflight = httpCall(`${g.url}/stuck`, { headers: { 'x-user-id': 'u1' } }).then(() => 'answered', () => 'cut');
+  await sleep(100);
+  const started = Date.now();
+  await g.gw.shutdown();
+  const took = Date.now() - started;
+  t.true(took >= 280 && took < 3000, `took ${took} ms`);
+  t.is(await inflight, 'cut');
+});
+
+test('on the embedded file store: tables followed, a corrupt table file rejected while routing carries on', async (t) => {
+  const { a, b, table } = await twoZones(t);
+  const dir = await tempDir(t);
+  const path = join(dir, 'table.json');
+  const store = new FileStore(path, { pollIntervalMs: 50 });
+  t.teardown(() => store.close());
+  t.true((await store.compareAndSwap(0, table)).ok);
+  const g = await startGateway(t, store, { waitVersion: 1 });
+  const moved = await store.compareAndSwap(1, moveCell(table, 'c03', 'zb'));
+  t.true(moved.ok);
+  await g.gw.waitForVersion(2);
+
+  const doc = JSON.parse(await readFile(path, 'utf8')) as { version: number; table: { zones: unknown[] } };
+  doc.version = 3;
+  doc.table.zones = [];
+  await writeFile(path, JSON.stringify(doc));
+  let m = '';
+  for (let i = 0; i < 100 && !/table_updates_total\{result="rejected"\} 1/.test(m); i++) {
+    await sleep(30);
+    m = (await httpCall(`${g.admin}/metrics`)).text();
+  }
+  t.regex(m, /cellgate_table_updates_total\{result="rejected"\} 1\n/);
+  t.is(g.gw.view()!.version, 2, 'the last good table stays');
+  const view = new RoutingView(versioned(moveCell(table, 'c03', 'zb'), 2));
+  for (const u of users(30)) {
+    const r = view.routeUnit(u, Date.now());
+    const res = await httpCall(`${g.url}/x`, { headers: { 'x-user-id': u } });
+    t.is(res.json<UpstreamAnswer>().upstream, r.ok && r.zone.name === 'za' ? a.name : b.name);
+  }
+});
