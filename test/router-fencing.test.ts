@@ -19,7 +19,10 @@ test('checkCellOwnership: owned only by the zone serving the cell, at exactly it
   t.deepEqual(checkCellOwnership(view, c.zone, {}), { kind: 'unfenced' });
   t.deepEqual(checkCellOwnership(view, c.zone, { 'x-cell-id': c.name, 'x-cell-epoch': String(c.epoch) }), { kind: 'owned', cell: c.name, epoch: c.epoch });
   t.is(checkCellOwnership(view, other, { 'x-cell-id': c.name, 'x-cell-epoch': String(c.epoch) }).kind, 'notOwned');
-  t.is(checkCellOwnership(view, c.zone, { 'x-cell-id': c.name, 'x-cell-epoch': String(c.epoch + 1) }).kind, 'notOwned');
+  t.is(checkCellOwnership(view, c.zone, { 'x-cell-id': c.name, 'x-cell-epoch': String(c.epoch + 1) }).kind, 'notOwned', 'a newer epoch for another zone');
+  // The gateway saw the cell move here (epoch + 1) before this zone's copy of the table did.
+  t.deepEqual(checkCellOwnership(view, other, { 'x-cell-id': c.name, 'x-cell-epoch': String(c.epoch + 1), 'x-cell-zone': other }), { kind: 'owned', cell: c.name, epoch: c.epoch + 1 });
+  t.is(checkCellOwnership(view, other, { 'x-cell-id': c.name, 'x-cell-epoch': String(c.epoch), 'x-cell-zone': other }).kind, 'notOwned', 'the current epoch belongs to the current zone');
   t.is(checkCellOwnership(view, c.zone, { 'x-cell-id': c.name }).kind, 'notOwned', 'a cell without an epoch is not trusted');
   t.is(checkCellOwnership(view, c.zone, { 'x-cell-id': c.name, 'x-cell-epoch': '1e3' }).kind, 'notOwned');
   t.is(checkCellOwnership(view, c.zone, { 'x-cell-id': 'c99', 'x-cell-epoch': '1' }).kind, 'notOwned');

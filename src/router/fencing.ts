@@ -4,7 +4,8 @@
 // gateway sent to the old zone just after a cell moved — with 421 NOT_CELL_OWNER.
 //
 // A zone owns a cell at an epoch when the table it follows says the cell is served by that
-// zone with exactly that epoch. Requests without cell headers (city traffic, health checks)
+// zone with exactly that epoch, or when the request names this zone at an epoch newer than
+// the table it follows knows (its copy of the table lags the gateway's). Requests without cell headers (city traffic, health checks)
 // are not fenced.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyPluginCallback } from 'fastify';
@@ -36,6 +37,10 @@ export function checkCellOwnership(view: RoutingView | null, zoneName: string, h
   const epoch = rawEpoch !== undefined && /^\d{1,15}$/.test(rawEpoch) ? Number(rawEpoch) : null;
   const cell: Cell | undefined = cellName === GLOBAL_CELL ? view.table.global : view.cell(cellName);
   if (!cell) return { kind: 'notOwned', cell: cellName, epoch, why: `no cell named ${cellName} in table ${view.version}` };
+  // Epochs only grow: a request routed at a newer epoch, to this zone, comes from a gateway
+  // that has seen a later table than ours. Ours lags (it arrives a few ms later); the route is
+  // not stale, and refusing it would fail every request of a cell just moved here.
+  if (epoch !== null && epoch > cell.epoch && header(headers, 'x-cell-zone') === zoneName) return { kind: 'owned', cell: cellName, epoch };
   if (cell.zone !== zoneName) return { kind: 'notOwned', cell: cellName, epoch, why: `cell ${cellName} is served by ${cell.zone} at epoch ${cell.epoch}` };
   if (epoch !== cell.epoch) return { kind: 'notOwned', cell: cellName, epoch, why: `cell ${cellName} is at epoch ${cell.epoch}, the request was routed at ${rawEpoch ?? 'no epoch'}` };
   return { kind: 'owned', cell: cellName, epoch };
