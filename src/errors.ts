@@ -32,7 +32,7 @@ const SPECS = {
   USAGE: { status: 400, exit: EXIT.USAGE, retryable: false, message: 'bad usage' },
   INVALID_TOPOLOGY: { status: 400, exit: EXIT.REFUSED, retryable: false, message: 'invalid topology' },
   INVALID_TABLE: { status: 400, exit: EXIT.REFUSED, retryable: false, message: 'invalid routing table' },
-  INVALID_CONFIG: { status: 400, exit: EXIT.USAGE, retryable: false, message: 'invalid gateway configuration' },
+  INVALID_CONFIG: { status: 400, exit: EXIT.REFUSED, retryable: false, message: 'invalid gateway configuration' },
   CONFLICT: { status: 409, exit: EXIT.REFUSED, retryable: true, message: 'the routing table was changed by someone else' },
   ALREADY_INITIALIZED: { status: 409, exit: EXIT.REFUSED, retryable: false, message: 'the store already holds a routing table' },
   NOT_INITIALIZED: { status: 404, exit: EXIT.ERROR, retryable: false, message: 'the store holds no routing table (run cellctl init)' },

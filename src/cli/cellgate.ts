@@ -29,7 +29,7 @@ Exit codes: 0 done, 1 error, 2 usage, 3 invalid configuration.
 `;
 
 const SERVE_OPTIONS = {
-  config: { type: 'string' }, store: { type: 'string' }, port: { type: 'string' }, 'admin-port': { type: 'string' },
+  config: { type: 'string' }, store: { type: 'string' }, prefix: { type: 'string' }, port: { type: 'string' }, 'admin-port': { type: 'string' },
   host: { type: 'string' }, zone: { type: 'string' }, id: { type: 'string' }, workers: { type: 'string' },
 } as const;
 
@@ -50,6 +50,8 @@ async function serveConfig(values: Parsed['values'], workerIndex: number): Promi
     host: stringOption(values, 'host'),
     zone: stringOption(values, 'zone'),
     id: id && workerIndex > 0 ? `${id}-w${workerIndex}` : id,
+    store: stringOption(values, 'store') ?? process.env.CELLGATE_STORE,
+    prefix: stringOption(values, 'prefix'),
   };
   const file = stringOption(values, 'config');
   return file ? loadGatewayConfigFile(file, overrides) : parseGatewayConfig({}, overrides);
@@ -73,15 +75,18 @@ function onSignals(stop: () => Promise<void>): void {
   process.on('SIGINT', () => handler('SIGINT'));
 }
 
+const NO_STORE = 'no store: give --store file:PATH or --store etcd:HOST:PORT (or `store:` in the config, or set CELLGATE_STORE)';
+
 function storeSpecOf(values: Parsed['values']): string {
   const spec = stringOption(values, 'store') ?? process.env.CELLGATE_STORE;
-  if (!spec) throw cgError('USAGE', 'no store: give --store file:PATH or --store etcd:HOST:PORT (or set CELLGATE_STORE)');
+  if (!spec) throw cgError('USAGE', NO_STORE);
   return spec;
 }
 
 async function serveOne(values: Parsed['values'], workerIndex: number): Promise<void> {
   const config = await serveConfig(values, workerIndex);
-  const store = openStore(storeSpecOf(values), { prefix: stringOption(values, 'prefix') });
+  if (!config.store) throw cgError('USAGE', NO_STORE);
+  const store = openStore(config.store, { prefix: config.prefix });
   const gateway: Gateway = createGateway({ config, store });
   onSignals(async () => {
     await gateway.shutdown();
@@ -120,8 +125,8 @@ async function serve(argv: readonly string[]): Promise<void> {
   if (positionals.length) throw cgError('USAGE', `unexpected argument ${positionals[0]}`);
   const workers = intFlag(values, 'workers', 1, 64) ?? 1;
   if (workers > 1 && cluster.isPrimary) {
-    await serveConfig(values, 0); // validate once in the primary: bad options stop before any fork
-    storeSpecOf(values);
+    // Validate once in the primary: bad options stop before any fork.
+    if (!(await serveConfig(values, 0)).store) throw cgError('USAGE', NO_STORE);
     superviseWorkers(workers);
     return;
   }

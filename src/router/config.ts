@@ -60,6 +60,10 @@ export interface GatewayConfig {
   readonly trustProxy: boolean;
   /** Where the last good routing table is kept for a restart without the store; null = nowhere. */
   readonly snapshotPath: string | null;
+  /** Where the routing table lives: `file:PATH` or `etcd:HOST:PORT[,…]` (null = given on the command line). */
+  readonly store: string | null;
+  /** etcd key prefix of the table, history and presence. */
+  readonly prefix: string;
   /** Longest time shutdown() waits for in-flight requests before closing their connections. */
   readonly shutdownGraceMs: number;
 }
@@ -82,11 +86,13 @@ export const DEFAULT_CONFIG = deepFreeze({
   },
   trustProxy: false,
   snapshotPath: null,
+  store: null,
+  prefix: '/cellgate',
   shutdownGraceMs: 10_000,
 });
 
 const TOP_KEYS = ['port', 'adminPort', 'host', 'zone', 'id', 'userId', 'routes', 'buffer', 'upstream', 'trustProxy',
-  'snapshotPath', 'shutdownGraceMs'] as const;
+  'snapshotPath', 'shutdownGraceMs', 'store', 'prefix'] as const;
 const ROUTE_CLASSES = ['unit', 'global', 'city'] as const;
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 /** One literal-or-`:user` segment pattern, e.g. /users/:user or /api/:user/orders. */
@@ -119,10 +125,14 @@ export function parseGatewayConfig(doc: unknown, overrides: Partial<Record<(type
   if (typeof trustProxy !== 'boolean') p.add('trustProxy', 'must be true or false');
   const snapshotPath = merged.snapshotPath === undefined || merged.snapshotPath === null ? null : merged.snapshotPath;
   if (snapshotPath !== null) checkString(p, snapshotPath, 'snapshotPath');
+  const store = merged.store === undefined || merged.store === null ? null : merged.store;
+  if (store !== null) checkString(p, store, 'store', /^(file|etcd):.+/);
+  const prefix = merged.prefix === undefined ? DEFAULT_CONFIG.prefix : merged.prefix;
+  checkString(p, prefix, 'prefix', /^\/[^\s]*$/);
   const shutdownGraceMs = intOr(p, merged.shutdownGraceMs, 'shutdownGraceMs', DEFAULT_CONFIG.shutdownGraceMs, 0, 3_600_000);
 
   const config = {
-    port, adminPort, host, zone, id, trustProxy, snapshotPath, shutdownGraceMs,
+    port, adminPort, host, zone, id, trustProxy, snapshotPath, shutdownGraceMs, store, prefix,
     userId: { sources: userIdSources(p, merged.userId) },
     routes: routeRules(p, merged.routes),
     buffer: bufferConfig(p, merged.buffer),
