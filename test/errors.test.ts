@@ -1,6 +1,8 @@
 // The error table (the fastify lib/errors.js habit): every name makes an error with a stable
 // code, and the request-path errors match the contract (DESIGN.md §3) in name and status.
 import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { CellgateError, ERROR_NAMES, EXIT, cgError, errorSpec, isCellgateError } from '../src/errors';
 
 /** The contract's HTTP error codes (DESIGN.md §3 "Errors" and "Epoch fencing") and their statuses. */
@@ -87,4 +89,15 @@ test('exit codes are the contract\'s', (t) => {
   t.is(cgError('CONFLICT').exit, 3);
   t.is(cgError('NOT_CONVERGED').exit, 4);
   t.is(cgError('USAGE').exit, 2);
+});
+
+test('the README error table lists exactly the errors of src/errors.ts, with their status, exit code and retryability', (t) => {
+  const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+  const rows = [...readme.matchAll(/^\| `([A-Z_]+)` \| (\d+) \| (\d) \| (yes|no) \|/gm)];
+  const documented = new Map(rows.map((m) => [m[1], { status: Number(m[2]), exit: Number(m[3]), retryable: m[4] === 'yes' }]));
+  t.deepEqual([...documented.keys()].sort(), [...ERROR_NAMES].sort(), 'same names both ways');
+  for (const name of ERROR_NAMES) {
+    const err = cgError(name);
+    t.deepEqual(documented.get(name), { status: err.status, exit: err.exit, retryable: err.retryable }, name);
+  }
 });
