@@ -5,13 +5,12 @@
 // errors become STORE_UNAVAILABLE (etcd-client.ts).
 import type { IKeyValue } from 'etcd3';
 import { tableChecksum } from '../cells/checksum';
-import { validateTable } from '../cells/table';
 import type { RoutingTable, VersionedTable } from '../cells/types';
 import { cgError } from '../errors';
 import { createEtcdClient, EtcdContext, resolveEtcdOptions, type EtcdStoreOptions } from './etcd-client';
 import { EtcdPresence } from './etcd-presence';
 import { EtcdTableWatch } from './etcd-watch';
-import { decodeTable, parseJsonDocument } from './table-doc';
+import { casInput, decodeTable, parseJsonDocument } from './table-doc';
 import type { CasResult, HistoryEntry, TableStore, TableWatch, TableWatchEvents } from './types';
 
 export type { EtcdStoreOptions, EtcdStoreTestHooks } from './etcd-client';
@@ -49,8 +48,7 @@ export class EtcdStore implements TableStore {
 
   async compareAndSwap(expectedVersion: number, table: RoutingTable): Promise<CasResult> {
     this.assertOpen();
-    if (!Number.isSafeInteger(expectedVersion) || expectedVersion < 0) throw cgError('USAGE', `expected version must be an integer >= 0, got ${expectedVersion}`);
-    const valid = validateTable(table);
+    const valid = casInput(expectedVersion, table);
     const { client, keys } = this.ctx;
     // Version 0 = "no table": a key that does not exist has create revision 0.
     const guard = expectedVersion === 0 ? client.if(keys.table, 'Create', '==', 0) : client.if(keys.table, 'Mod', '==', expectedVersion);

@@ -6,7 +6,6 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { tableChecksum } from '../cells/checksum';
-import { validateTable } from '../cells/table';
 import type { RoutingTable, VersionedTable } from '../cells/types';
 import { cgError } from '../errors';
 import { encodeTableFile, parseTableFile } from './file-doc';
@@ -14,7 +13,7 @@ import { appendLine, readTextOrNull, storeUnavailable, writeFileAtomic } from '.
 import { withFileLock } from './file-lock';
 import { FilePresence } from './file-presence';
 import { FileTableWatch } from './file-watch';
-import { decodeTable } from './table-doc';
+import { casInput, decodeTable } from './table-doc';
 import type { CasResult, HistoryEntry, TableStore, TableWatch, TableWatchEvents } from './types';
 
 export interface FileStoreOptions {
@@ -72,8 +71,7 @@ export class FileStore implements TableStore {
 
   async compareAndSwap(expectedVersion: number, table: RoutingTable): Promise<CasResult> {
     this.assertOpen();
-    if (!Number.isSafeInteger(expectedVersion) || expectedVersion < 0) throw cgError('USAGE', `expected version must be an integer >= 0, got ${expectedVersion}`);
-    const valid = validateTable(table);
+    const valid = casInput(expectedVersion, table);
     await this.ensureDir();
     const lockOpts = { acquireTimeoutMs: this.opts.lockTimeoutMs, staleLockMs: this.opts.staleLockMs };
     return withFileLock(this.lockPath, lockOpts, async (): Promise<CasResult> => {

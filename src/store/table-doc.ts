@@ -2,7 +2,7 @@
 // is not JSON or fails validateTable is INVALID_TABLE, and the error says which version
 // it was (detail.version) so that an operator (or cellctl) can overwrite it by CAS.
 import { validateTable, versioned } from '../cells/table';
-import type { VersionedTable } from '../cells/types';
+import type { RoutingTable, VersionedTable } from '../cells/types';
 import { cgError, type CellgateError } from '../errors';
 
 /** `version` is null when it could not be read (a file that is not even an envelope). */
@@ -30,4 +30,10 @@ export function decodeTable(doc: unknown, version: number, where: string): Versi
   } catch (err) {
     throw rejectedDocument(where, version, err);
   }
+}
+
+/** What both stores do first in compareAndSwap: a sane expected version and a valid table. */
+export function casInput(expectedVersion: number, table: RoutingTable): RoutingTable {
+  if (!Number.isSafeInteger(expectedVersion) || expectedVersion < 0) throw cgError('USAGE', `expected version must be an integer >= 0, got ${expectedVersion}`);
+  return validateTable(table);
 }
