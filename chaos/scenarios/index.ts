@@ -1,0 +1,33 @@
+// Every scenario of the harness, in the order the suites run them (quick ones first).
+import type { Scenario } from '../scenario';
+import cascadingCityDown from './cascading-city-down';
+import corruptedTable from './corrupted-table';
+import etcdLeaderKill from './etcd-leader-kill';
+import gatewayCutOff from './gateway-cut-off';
+import gatewayKillRestart from './gateway-kill-restart';
+import operatorKilledMidMove from './operator-killed-mid-move';
+import plannedCellMove from './planned-cell-move';
+import regionDown from './region-down';
+import twoOperators from './two-operators';
+import zoneDownSameCity from './zone-down-same-city';
+import zoneDrainFailback from './zone-drain-failback';
+import zoneFlap from './zone-flap';
+import zoneNetwork from './zone-network';
+import zoneServerFaults from './zone-server-faults';
+
+export const SCENARIOS: readonly Scenario[] = [
+  zoneDownSameCity,
+  plannedCellMove,
+  operatorKilledMidMove,
+  etcdLeaderKill,
+  gatewayCutOff,
+  corruptedTable,
+  twoOperators,
+  zoneDrainFailback,
+  gatewayKillRestart,
+  zoneServerFaults,
+  zoneNetwork,
+  zoneFlap,
+  regionDown,
+  cascadingCityDown,
+];
