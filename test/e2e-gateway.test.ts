@@ -99,6 +99,13 @@ test.serial('restart from the snapshot while etcd is down: routes the last good 
     t.is(r.json.zone, expected(u));
   }
   t.is(await metric(gw.admin, 'cellgate_routing_table_version'), view.version, 'still on the last good table');
+  const flags = ['--etcd', s.etcd.endpoints.join(','), '--prefix', s.prefix];
+  t.is((await cellctl(['status', ...flags])).code, 3, 'status refuses the invalid document');
+  // cellctl repairs it: a rollback writes the last good table over the invalid version.
+  const repair = await cellctl(['rollback', String(view.version), '--reason', 'repair the corrupted table', '--yes', ...flags]);
+  t.is(repair.code, 0, repair.stderr);
+  await until(async () => ((await metric(gw.admin, 'cellgate_routing_table_version')) ?? 0) > view.version, 'the repaired table');
+  t.is((await cellctl(['status', ...flags])).code, 0);
 
   // Stop the gateway, then etcd; the restarted gateway routes from its snapshot.
   t.is(await gw.stop(), 0);

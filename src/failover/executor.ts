@@ -37,6 +37,13 @@ export interface ExecuteOptions extends PlannerOptions {
   readonly onEvent?: (e: ExecutorEvent) => void;
   readonly maxAttempts?: number;
   readonly now?: () => number;
+  /**
+   * Reads the table to plan on (default: the store's current table). `rollback` uses it to
+   * plan over an invalid document: the last good table, at the invalid document's version.
+   */
+  readonly loadBase?: () => Promise<VersionedTable>;
+  /** Write the plan's result even when it changes nothing (a repair of an invalid document). */
+  readonly alwaysWrite?: boolean;
 }
 
 export interface ExecuteResult {
@@ -66,10 +73,10 @@ function usesFreeze(plan: Plan): boolean {
 }
 
 export function planIsEmpty(plan: Plan): boolean {
-  return plan.moves.length === 0 && plan.zoneStatus.length === 0;
+  return !plan.changed;
 }
 
-async function mustLoad(store: TableStore): Promise<VersionedTable> {
+export async function mustLoad(store: TableStore): Promise<VersionedTable> {
   const vt = await store.load();
   if (!vt) throw cgError('NOT_INITIALIZED', `${store.description} holds no routing table (run cellctl init)`);
   return vt;
@@ -135,11 +142,11 @@ export class FailoverExecutor {
     const { store, makePlan, confirm, onEvent } = this.opts;
     let confirmed: Plan | null = null;
     for (let attempt = 0; attempt < (this.opts.maxAttempts ?? 5); attempt++) {
-      const base = await mustLoad(store);
+      const base = await (this.opts.loadBase ?? (() => mustLoad(store)))();
       const plan = makePlan(base.table);
       enforceGuard(plan, this.opts);
       onEvent?.(confirmed ? { type: 'replan', plan, version: base.version, reason: 'the table changed meanwhile' } : { type: 'plan', plan, version: base.version });
-      if (planIsEmpty(plan)) return { plan, base, written: { version: base.version, checksum: base.checksum } };
+      if (planIsEmpty(plan) && !this.opts.alwaysWrite) return { plan, base, written: { version: base.version, checksum: base.checksum } };
       if (confirm && (!confirmed || !sameMoves(confirmed, plan)) && !(await confirm(plan, confirmed !== null))) return null;
       confirmed = plan;
       const next = usesFreeze(plan) ? frozenTable(base.table, plan, this.now() + (this.opts.freezeMs ?? DEFAULT_FREEZE_MS)) : plan.result;
@@ -177,7 +184,7 @@ export class FailoverExecutor {
     const first = await this.writeFirstPhase();
     if (!first) return { plans: [], versionBefore: 0, versionAfter: 0, convergence: null, cancelled: true };
     const { plan, base } = first;
-    if (planIsEmpty(plan)) return { plans: [plan], versionBefore: base.version, versionAfter: base.version, convergence: null, cancelled: false };
+    if (first.written.version === base.version) return { plans: [plan], versionBefore: base.version, versionAfter: base.version, convergence: null, cancelled: false };
     const timeoutMs = this.opts.convergeTimeoutMs ?? DEFAULT_CONVERGE_TIMEOUT_MS;
     let written = first.written;
     if (usesFreeze(plan)) {

@@ -2,6 +2,7 @@
 // A plan lists every cell move, every zone status change, the table that results, each
 // zone's load after, and the blast-radius checks. It is deterministic: the same table and
 // request give the same plan, so a re-plan after a conflict is comparable with the first.
+import { tableChecksum } from '../cells/checksum';
 import { ringShares } from '../cells/ring-layout';
 import { validateTable } from '../cells/table';
 import { GLOBAL_CELL, type Cell, type RoutingTable, type Zone, type ZoneStatus } from '../cells/types';
@@ -51,6 +52,8 @@ export interface Plan {
   readonly guard: readonly string[];
   /** Failback with batches: more cells remain to be moved after this plan. */
   readonly remaining: number;
+  /** Whether `result` differs from the table planned on at all (moves, statuses, or any other field). */
+  readonly changed: boolean;
 }
 
 export const DEFAULT_MAX_MOVED_SHARE = 0.5;
@@ -124,6 +127,7 @@ function finish(table: RoutingTable, draft: Draft, opts: PlannerOptions): Plan {
   return {
     action: draft.action, kind: draft.kind, moves, zoneStatus, result, loads, movedCellShare,
     movedUserShare: moves.reduce((sum, m) => sum + m.userShare, 0), guard, remaining: draft.remaining ?? 0,
+    changed: tableChecksum(result) !== tableChecksum(table),
   };
 }
 
@@ -250,5 +254,5 @@ export function planRestore(table: RoutingTable, target: RoutingTable, version: 
   const zoneStatus = table.zones
     .filter((z) => statuses.get(z.name) !== z.status)
     .map((z) => ({ zone: z.name, from: z.status, to: statuses.get(z.name) as ZoneStatus }));
-  return { ...plan, zoneStatus };
+  return { ...plan, zoneStatus, changed: tableChecksum(plan.result) !== tableChecksum(table) };
 }

@@ -1,7 +1,7 @@
 // The shared flow of every routing change (zone down/drain/up, cell move, region down/up,
 // rollback): plan, show, confirm, execute with CAS, wait for the gateways, report.
 import { createInterface } from 'node:readline/promises';
-import type { RoutingTable } from '../../cells/types';
+import type { RoutingTable, VersionedTable } from '../../cells/types';
 import { cgError } from '../../errors';
 import { FailoverExecutor, planIsEmpty, type ExecutorEvent } from '../../failover/executor';
 import type { Plan, PlannerOptions } from '../../failover/planner';
@@ -42,7 +42,14 @@ async function askTerminal(question: string): Promise<boolean> {
   }
 }
 
-export async function runChange(ctx: CommandContext, makePlan: (table: RoutingTable) => Plan): Promise<number> {
+export interface BaseOverride {
+  /** Reads the table to plan on instead of the store's current one. */
+  readonly loadBase: () => Promise<VersionedTable>;
+  /** Write even when the plan changes nothing (a repair). */
+  readonly alwaysWrite: boolean;
+}
+
+export async function runChange(ctx: CommandContext, makePlan: (table: RoutingTable) => Plan, base?: BaseOverride): Promise<number> {
   const { args, out } = ctx;
   const reason = stringOption(args.values, 'reason');
   const dryRun = args.values['dry-run'] === true;
@@ -53,10 +60,10 @@ export async function runChange(ctx: CommandContext, makePlan: (table: RoutingTa
   const store = ctx.store();
 
   if (dryRun) {
-    const view = await loadView(store);
-    const plan = makePlan(view.table);
-    if (out.json) out.data({ dryRun: true, version: view.version, plan: planJson(plan) });
-    else out.text(planText(plan, view.version) + '\n\n(dry run: nothing written)');
+    const current = base ? await base.loadBase() : await loadView(store);
+    const plan = makePlan(current.table);
+    if (out.json) out.data({ dryRun: true, version: current.version, plan: planJson(plan) });
+    else out.text(planText(plan, current.version) + '\n\n(dry run: nothing written)');
     return plan.guard.length && !opts.force ? 3 : 0;
   }
   const interactive = process.stdin.isTTY === true && !out.json;
@@ -79,7 +86,7 @@ export async function runChange(ctx: CommandContext, makePlan: (table: RoutingTa
     }
   };
   const executor = new FailoverExecutor({
-    ...opts, store, makePlan, actor: actorOf(args.values), reason: reason as string, freezeMs,
+    ...opts, store, makePlan, loadBase: base?.loadBase, alwaysWrite: base?.alwaysWrite, actor: actorOf(args.values), reason: reason as string, freezeMs,
     convergeTimeoutMs: timeoutS * 1000, onEvent,
     confirm: args.values.yes === true ? undefined : (plan, replanned) => askTerminal(`${replanned ? 'The plan changed. ' : ''}Apply ${plan.action}? [y/N] `),
   });

@@ -3,6 +3,10 @@ import { cgError } from '../../errors';
 import {
   planCellMove, planRegionDown, planRegionUp, planRestore, planZoneDown, planZoneDrain, planZoneUp, type PlannerOptions,
 } from '../../failover/planner';
+import type { VersionedTable } from '../../cells/types';
+import { isCellgateError } from '../../errors';
+import { mustLoad } from '../../failover/executor';
+import type { HistoryEntry, TableStore } from '../../store/types';
 import type { Command, CommandContext } from '../command';
 import { CHANGE_OPTIONS, plannerOptions, runChange } from './change';
 
@@ -87,9 +91,29 @@ export const rollbackCommand: Command = {
     const [raw] = oneName(ctx, 'REVISION');
     const version = Number(raw);
     if (!Number.isInteger(version) || version < 1) throw cgError('USAGE', `REVISION must be a positive integer, got "${raw}"`);
-    const entry = (await ctx.store().listHistory()).find((h) => h.versionAfter === version);
+    const store = ctx.store();
+    const history = await store.listHistory();
+    const entry = history.find((h) => h.versionAfter === version);
     if (!entry) throw cgError('USAGE', `no history entry ends at revision ${version} (see cellctl history)`);
     const o = plannerOptions(ctx);
-    return runChange(ctx, (t) => planRestore(t, entry.table, version, o));
+    const repair = await invalidDocument(store, history);
+    return runChange(ctx, (t) => planRestore(t, entry.table, version, o), repair ? { loadBase: async () => repair, alwaysWrite: true } : undefined);
   },
 };
+
+/**
+ * When the stored document is invalid (written around cellctl), a rollback plans on the last
+ * table cellctl wrote, at the invalid document's version, so that it replaces the document by
+ * compare-and-swap and epochs keep growing. Null when the current table is fine.
+ */
+async function invalidDocument(store: TableStore, history: readonly HistoryEntry[]): Promise<VersionedTable | null> {
+  try {
+    await mustLoad(store);
+    return null;
+  } catch (err) {
+    const version = isCellgateError(err, 'INVALID_TABLE') ? (err.detail as { version?: unknown } | undefined)?.version : undefined;
+    const lastGood = history[history.length - 1];
+    if (typeof version !== 'number' || !lastGood) throw err;
+    return { table: lastGood.table, version, checksum: 'invalid' };
+  }
+}
