@@ -81,6 +81,22 @@ function usersOf(view: RoutingView, cellOrZone: (user: string) => boolean, n: nu
 
 const zoneOfUser = (view: RoutingView, user: string) => view.cell(view.cellOfUser(user))!.zone;
 
+test.serial('every gateway routes hundreds of users exactly as `cellctl route` says', async (t) => {
+  const c = await cluster(t, 2);
+  const users = Array.from({ length: 300 }, (_, i) => `user-${i}`);
+  const route = await cellctl(['route', '--stdin', '--json', ...c.flags], { input: users.join('\n') });
+  t.is(route.code, 0, route.stderr);
+  const expected = route.stdout.trim().split('\n').map((l) => JSON.parse(l) as { user: string; cell: string; zone: string; epoch: number });
+  t.is(expected.length, users.length);
+  for (const g of c.gateways) {
+    for (const e of expected) {
+      const r = await send(g.traffic, '/check', { headers: { 'x-user-id': e.user } });
+      t.is(r.status, 200);
+      t.deepEqual([r.json.zone, r.json.cell, r.json.epoch], [e.zone, e.cell, String(e.epoch)], `${e.user} via ${g.id}`);
+    }
+  }
+});
+
 test.serial('zone down: moved users reach the same-city peer through every gateway when cellctl returns; a city down crosses cities', async (t) => {
   const c = await cluster(t, 2);
   const before = await c.view();
