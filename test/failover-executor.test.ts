@@ -327,3 +327,23 @@ for (const kind of ['file', 'etcd'] as const) {
     t.true(history.slice(1).some((h) => h.summary.some((s) => s.startsWith(`${GLOBAL_CELL} `))), 'the global zone comes home too');
   });
 }
+
+test('a flip that could only land after the freeze deadline is not written: the freeze is withdrawn (NOT_CONVERGED)', async (t) => {
+  const env = await makeEnv(t, 'file');
+  await startFollowers(t, env, ['gw-1']);
+  const cell = demoTable().cells[0]!.name;
+  const from = demoTable().cells[0]!.zone;
+  const to = demoTable().zones.find((z) => z.name !== from && z.status === 'up')!.name;
+  // The first look at the gateways takes longer than the whole freeze.
+  const slow = duringFirstWait(env.store, () => new Promise((r) => setTimeout(r, 900)));
+  const ex = new FailoverExecutor({
+    store: slow, actor: 'tester@ci', reason: 'test', convergeTimeoutMs: 5_000, freezeMs: 600,
+    makePlan: (table) => planCellMove(table, cell, to),
+  });
+  const err = await t.throwsAsync(ex.run());
+  t.is((err as CellgateError).code, 'CG_ERR_NOT_CONVERGED');
+  t.regex(err!.message, /deadline passed before the flip/);
+  const after = (await env.store.load())!.table;
+  const c = cellOf(after, cell);
+  t.deepEqual([c.zone, c.epoch, c.state], [from, 1, 'active'], 'the cell stays where it was, active, same epoch');
+});

@@ -174,3 +174,22 @@ test('requests still held when the shutdown grace period ends are answered 504 B
   t.is(s.gw.bufferCounters().evicted.shutdown, 1);
   assertSums(t, s);
 });
+
+test('a freeze is acknowledged (presence) only once the cell\'s requests already at the old zone have finished', async (t) => {
+  const s = await setup(t);
+  // The old zone answers slowly: one request of the cell is still there when the freeze lands.
+  s.a.behave = async () => { await sleep(600); return false; };
+  const slow = httpCall(`${s.url}/slow`, { headers: { 'x-user-id': s.user } });
+  await until('the slow request to reach the old zone', () => s.a.received.length === 1);
+  const frozenAt = Date.now();
+  const vt = s.store.publish(freezeCell(s.table, s.cell, Date.now() + 10_000, 'zb'));
+  await s.gw.waitForVersion(vt.version);
+  const published = () => [...s.store.presence.records.values()].some((r) => r.appliedVersion === vt.version);
+  await sleep(100);
+  t.false(published(), 'not acknowledged while the request is with the old zone');
+  const answer = await slow;
+  t.is(answer.status, 200);
+  await until('the acknowledgement', published);
+  t.true(Date.now() - frozenAt >= 500, 'acknowledged after the slow request finished');
+  s.a.behave = null;
+});

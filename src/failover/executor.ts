@@ -98,11 +98,14 @@ function notConverged(status: ConvergenceStatus, what: string): Error {
  * Throws CONFLICT when another change cancelled every one of our moves: there is nothing to flip,
  * and reporting (and recording) the change as done would be a lie.
  */
-function flipFrozen(current: RoutingTable, plan: Plan): RoutingTable {
+function flipFrozen(current: RoutingTable, plan: Plan, flipBeforeMs: number): RoutingTable {
   const ours = new Map(plan.moves.map((m) => [m.cell, m.to]));
   let flipped = 0;
   const flip = <C extends RoutingTable['cells'][number]>(c: C): C => {
     if (c.state !== 'frozen' || ours.get(c.name) !== c.movingTo || c.movingTo === undefined) return c;
+    // Past (or too near) the deadline, gateways resume the old zone by themselves: a flip now
+    // would have two zones serving the cell. The freeze is withdrawn instead.
+    if ((c.frozenUntilMs ?? 0) <= flipBeforeMs) throw new FreezeExpired();
     flipped++;
     return { name: c.name, home: c.home, zone: c.movingTo, epoch: c.epoch + 1, state: 'active' } as C;
   };
@@ -113,10 +116,14 @@ function flipFrozen(current: RoutingTable, plan: Plan): RoutingTable {
   return next;
 }
 
+/** The freeze deadline is (nearly) over before the flip could be written. */
+class FreezeExpired extends Error {}
+
 /**
  * The current table with our frozen cells back to active on their old zone, and the zone
  * statuses the freeze set (a drain's 'draining') back as they were, unless someone changed
- * them since: a withdrawn freeze leaves the table as the change found it.
+ * them since: a withdrawn freeze leaves the table as the change found it. A zone is never set
+ * back to `down` while cells are active on it (someone may have moved one there meanwhile).
  */
 function unfreeze(current: RoutingTable, plan: Plan): RoutingTable {
   const ours = new Map(plan.moves.map((m) => [m.cell, m.to]));
@@ -125,7 +132,9 @@ function unfreeze(current: RoutingTable, plan: Plan): RoutingTable {
   const setByUs = new Map(plan.zoneStatus.map((s) => [s.zone, s]));
   const zones = current.zones.map((z) => {
     const s = setByUs.get(z.name);
-    return s && z.status === s.to ? { ...z, status: s.from } : z;
+    if (!s || z.status !== s.to) return z;
+    const occupied = [...current.cells, current.global].some((c) => c.zone === z.name && !ours.has(c.name));
+    return s.from === 'down' && occupied ? z : { ...z, status: s.from };
   });
   return validateTable({ ...current, zones, cells: current.cells.map(thaw), global: thaw(current.global) });
 }
@@ -197,7 +206,15 @@ export class FailoverExecutor {
         await this.casLoop((t) => unfreeze(t, plan), 'unfreeze');
         throw notConverged(frozen, 'the freeze of');
       }
-      written = await this.casLoop((t) => flipFrozen(t, plan), 'flip');
+      // The flip must reach the gateways before the deadline: keep a margin for that.
+      const flipMarginMs = Math.min(500, freezeMs / 4);
+      try {
+        written = await this.casLoop((t) => flipFrozen(t, plan, this.now() + flipMarginMs), 'flip');
+      } catch (err) {
+        if (!(err instanceof FreezeExpired)) throw err;
+        await this.casLoop((t) => unfreeze(t, plan), 'unfreeze');
+        throw cgError('NOT_CONVERGED', 'the freeze deadline passed before the flip could be written; the freeze was withdrawn and the cells stay where they were');
+      }
     }
     await this.recordHistory(plan, base.version, written.version);
     const done = await this.converge(written, 'change', timeoutMs);

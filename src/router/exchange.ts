@@ -25,6 +25,8 @@ export class Exchange {
   tries = 1;
   upgraded = false;
   ticket: HeldTicket | null = null;
+  /** The cell counted in `load.upstreamByCell` while this request is with an upstream. */
+  countedCell: string | null = null;
   readonly startedMs = performance.now();
 }
 

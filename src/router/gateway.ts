@@ -68,7 +68,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   // otherwise it is as old as the last moment it was known to be (connection lost, snapshot saved).
   let storeConnected = false;
   let tableConfirmedAtMs = 0;
-  const load = { inFlight: 0 };
+  const load = { inFlight: 0, upstreamByCell: new Map<string, number>() };
   let accepting = true;
   const health = new EndpointHealth(config.upstream, () => clock.now());
   const buffer = new HoldBuffer({ windowMs: config.buffer.windowMs, maxRequests: config.buffer.maxRequests, clock });
@@ -100,6 +100,31 @@ export function createGateway(options: GatewayOptions): Gateway {
     ttlSeconds: options.presenceTtlSeconds,
   });
 
+  let ackTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Publishes `vt` as applied once no request of a cell it freezes is still with an upstream
+   * (new ones are held already): cellctl flips a frozen cell only after every gateway has
+   * acknowledged, so a request still running at the old zone must finish first. Bounded by the
+   * earliest freeze deadline; a newer table supersedes the wait.
+   */
+  function acknowledgeWhenDrained(vt: VersionedTable, view: RoutingView): void {
+    if (ackTimer) clearTimeout(ackTimer);
+    ackTimer = null;
+    const now = clock.now();
+    const frozen = [...vt.table.cells, vt.table.global].filter((c) => c.state === 'frozen' && (c.frozenUntilMs ?? 0) > now);
+    const deadlineMs = Math.min(...frozen.map((c) => c.frozenUntilMs as number));
+    const check = () => {
+      ackTimer = null;
+      if (routing.current?.view !== view) return;
+      const busy = frozen.some((c) => (load.upstreamByCell.get(c.name) ?? 0) > 0);
+      if (!busy || clock.now() >= deadlineMs) return presence.tableApplied(vt.version, vt.checksum);
+      ackTimer = setTimeout(check, 2);
+      ackTimer.unref();
+    };
+    check();
+  }
+
   function apply(vt: VersionedTable, source: TableSource, receivedAtMs: number): void {
     const view = new RoutingView(vt);
     const pools = health.poolsFor(vt.table);
@@ -108,7 +133,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     tableConfirmedAtMs = receivedAtMs;
     metrics.tableVersion.set(vt.version);
     if (source === 'store') metrics.tableUpdates.inc({ result: 'accepted' });
-    presence.tableApplied(vt.version, vt.checksum);
+    acknowledgeWhenDrained(vt, view);
     // Held requests of cells this table unfroze go now (to the cell's new zone).
     buffer.reroute();
     for (const w of [...waiters]) {
@@ -206,6 +231,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       buffer.shutdown();
       // Keep following the table until the traffic is drained: held requests may still be released.
       await follower.close();
+      if (ackTimer) clearTimeout(ackTimer);
+      ackTimer = null;
       await presence.close().catch(() => undefined);
       await admin.close();
       for (const w of waiters) w.reject(new Error(`gateway ${config.id} shut down before table version ${w.version}`));

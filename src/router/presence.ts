@@ -29,6 +29,7 @@ export class PresencePublisher {
   private writing: Promise<void> = Promise.resolve();
   private dirty = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  private flushRetryTimer: NodeJS.Timeout | null = null;
   private closed = false;
 
   constructor(options: PresenceOptions) {
@@ -51,7 +52,9 @@ export class PresencePublisher {
   async close(): Promise<void> {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.flushRetryTimer) clearTimeout(this.flushRetryTimer);
     this.retryTimer = null;
+    this.flushRetryTimer = null;
     await this.registering;
     await this.writing;
     const reg = this.registration;
@@ -103,6 +106,14 @@ export class PresencePublisher {
       await this.registration.update(this.record());
     } catch (err) {
       this.o.log('presence.update_failed', { error: (err as Error).message });
+      // Unpublished progress would make cellctl wait for this gateway in vain: try again.
+      this.dirty = true;
+      if (!this.closed && !this.flushRetryTimer) {
+        this.flushRetryTimer = setTimeout(() => {
+          this.flushRetryTimer = null;
+          this.writing = this.writing.then(() => this.flush());
+        }, Math.min(500, this.o.retryMs ?? 500));
+      }
     }
   }
 }

@@ -47,8 +47,11 @@ export interface ProxyDeps {
   readonly health: EndpointHealth;
   readonly metrics: GatewayMetrics;
   readonly clock: Clock;
-  /** Requests being served (held ones and open WebSockets included). */
-  readonly load: { inFlight: number };
+  /**
+   * Requests being served (held ones and open WebSockets included), and per cell the ones
+   * sent to an upstream (a freeze is acknowledged only once its cells have none: DESIGN §2).
+   */
+  readonly load: { inFlight: number; readonly upstreamByCell: Map<string, number> };
 }
 
 export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
@@ -94,6 +97,10 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     const pool = state.pools.get(route.zone.name);
     ex.pool = pool ?? null;
     ex.endpoint = pool ? pool.pick(nowMs) : null;
+    if (ex.endpoint !== null && route.cell !== null && ex.countedCell === null) {
+      ex.countedCell = route.cell;
+      load.upstreamByCell.set(route.cell, (load.upstreamByCell.get(route.cell) ?? 0) + 1);
+    }
     return ex.endpoint !== null;
   }
 
@@ -101,6 +108,11 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     const ex = (this as ServerResponse & { [kExchange]?: Exchange })[kExchange];
     if (!ex) return;
     load.inFlight -= 1;
+    if (ex.countedCell !== null) {
+      const left = (load.upstreamByCell.get(ex.countedCell) ?? 1) - 1;
+      if (left > 0) load.upstreamByCell.set(ex.countedCell, left);
+      else load.upstreamByCell.delete(ex.countedCell);
+    }
     if (ex.ticket && !this.writableFinished) ex.ticket.clientGone();
     const status = this.writableFinished ? this.statusCode : ex.upgraded ? 101 : 499;
     metrics.request(ex.zone, ex.cls, status, (performance.now() - ex.startedMs) / 1000);
@@ -161,7 +173,10 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
             sendError(reply, 'BUFFER_TIMEOUT');
             return;
           }
-          const route = s.route;
+          // The body may have taken a while: route with the table in force now (the zone the
+          // release chose may have gone down since). The cell was released, so it is served
+          // by its current owner even if a newer freeze has begun.
+          const route = routeOf(ex, clock.now()) ?? s.route;
           if (!route.ok) {
             sendError(reply, route.error);
             return;
