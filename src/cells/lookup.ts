@@ -36,6 +36,9 @@ export class RoutingView {
   private readonly overrides: ReadonlyMap<string, string>;
   /** Routes of active cells, made once per table: the hot path allocates nothing for them. */
   private readonly activeRoutes: ReadonlyMap<string, Route>;
+  private readonly globalRoute: Route | null;
+  /** City routes by the gateway's zone, made on first use (a gateway asks for one zone only). */
+  private readonly cityRoutes = new Map<string | null, Route>();
 
   constructor(vt: VersionedTable) {
     this.table = vt.table;
@@ -46,6 +49,7 @@ export class RoutingView {
     this.cells = new Map(vt.table.cells.map((c) => [c.name, c]));
     this.overrides = new Map(Object.entries(vt.table.overrides));
     this.activeRoutes = new Map(vt.table.cells.filter((c) => c.state === 'active').map((c) => [c.name, this.routeOf(c, 'unit', 0)]));
+    this.globalRoute = vt.table.global.state === 'active' ? this.routeOf(vt.table.global, 'global', 0) : null;
   }
 
   zone(name: string): Zone | undefined {
@@ -74,7 +78,7 @@ export class RoutingView {
   }
 
   routeGlobal(nowMs: number): Route {
-    return this.routeOf(this.table.global, 'global', nowMs);
+    return this.globalRoute ?? this.routeOf(this.table.global, 'global', nowMs);
   }
 
   /** Why a user goes where it goes (for /admin/route and cellctl route). */
@@ -84,7 +88,16 @@ export class RoutingView {
 
   /** Nearest `up` zone: the gateway's own zone, then its city, then its region (names sorted). */
   routeCity(fromZone: string | null, nowMs: number): Route {
-    void nowMs;
+    void nowMs; // city routes name no cell, so they are never frozen
+    let route = this.cityRoutes.get(fromZone);
+    if (!route) {
+      route = this.nearestUpZone(fromZone);
+      this.cityRoutes.set(fromZone, route);
+    }
+    return route;
+  }
+
+  private nearestUpZone(fromZone: string | null): Route {
     const home = fromZone ? this.zones.get(fromZone) : undefined;
     if (!home) return { ok: false, class: 'city', cell: null, error: 'ZONE_DOWN', why: 'the gateway has no zone of its own in the table' };
     if (home.status === 'up') return this.cityRoute(home, `the gateway's own zone ${home.name}`);
