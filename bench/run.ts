@@ -2,6 +2,8 @@
 //   node dist/bench/run.js [SECTION…] [--json]
 // A section is a module exporting `run(report)`; add new ones to SECTIONS.
 import { Report } from './report';
+import * as failover from './failover';
+import * as gateway from './gateway';
 import * as ring from './ring';
 
 interface Section {
@@ -11,6 +13,8 @@ interface Section {
 
 const SECTIONS: readonly Section[] = [
   { name: 'ring', run: ring.run },
+  { name: 'gateway', run: gateway.run },
+  { name: 'failover', run: failover.run },
 ];
 
 async function main(argv: readonly string[]): Promise<number> {

@@ -92,7 +92,15 @@ async function serveOne(values: Parsed['values'], workerIndex: number): Promise<
     await gateway.shutdown();
     await store.close();
   });
-  const addresses = await gateway.start();
+  let addresses;
+  try {
+    addresses = await gateway.start();
+  } catch (err) {
+    // e.g. the port is taken: withdraw the presence record at once rather than at lease expiry.
+    await gateway.shutdown().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'listening', id: config.id, ...addresses })}\n`);
 }
 

@@ -1,7 +1,7 @@
 // One string names a store everywhere (cellctl --etcd/--file, cellgate --store):
 // `file:PATH` or `etcd:HOST:PORT[,HOST:PORT...]`.
 import { cgError } from '../errors';
-import { createEtcdStore, type EtcdStoreOptions } from './etcd-store';
+import type { EtcdStoreOptions } from './etcd-store';
 import { createFileStore, type FileStoreOptions } from './file-store';
 import type { TableStore } from './types';
 
@@ -42,7 +42,12 @@ export function openStore(spec: string, opts: OpenStoreOptions = {}): TableStore
     case 'file':
       return createFileStore(parsed.path, opts.file);
     case 'etcd':
+    {
+      // Loaded on demand: etcd3 and gRPC take ~300 ms to load, which every `cellctl --file`
+      // and `--help` would otherwise pay.
+      const { createEtcdStore } = require('./etcd-store') as typeof import('./etcd-store');
       return createEtcdStore({ ...opts.etcd, endpoints: parsed.endpoints, prefix: opts.prefix });
+    }
     default: {
       const never: never = parsed;
       throw cgError('USAGE', `unknown store ${JSON.stringify(never)}`);
