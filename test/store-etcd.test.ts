@@ -8,7 +8,7 @@ import { createEtcdStore, type EtcdStoreOptions } from '../src/store/etcd-store'
 import { openStore } from '../src/store/open';
 import type { TableStore } from '../src/store/types';
 import { startEtcd, type EtcdHandle } from './helpers/etcd';
-import { demoTable } from './helpers/fixtures';
+import { bumpedTable, demoTable } from './helpers/fixtures';
 import { storeContract } from './store-contract';
 
 let etcd: EtcdHandle;
@@ -102,4 +102,17 @@ test('openStore opens an etcd store with a prefix', async (t) => {
   t.is(store.description, `etcd:${etcd.endpoints.join(',')}${prefix}`);
   t.true((await store.compareAndSwap(0, demoTable())).ok);
   t.true(await admin.get(`${prefix}/table`).exists());
+});
+
+test('etcd: a compare-and-swap re-sent after it committed (lost reply) reports success, not a conflict', async (t) => {
+  const prefix = uniquePrefix();
+  const store = open(t, prefix);
+  const first = await store.compareAndSwap(0, demoTable());
+  if (!first.ok) throw new Error('create failed');
+  const changed = bumpedTable(demoTable());
+  const committed = await store.compareAndSwap(first.version, changed);
+  const resent = await store.compareAndSwap(first.version, changed);
+  t.deepEqual(resent, committed, 'the same version and checksum');
+  const other = await store.compareAndSwap(first.version, bumpedTable(demoTable(), 2));
+  t.false(other.ok, 'a different table on the old version is still a conflict');
 });

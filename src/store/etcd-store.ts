@@ -55,9 +55,15 @@ export class EtcdStore implements TableStore {
     const res = await this.ctx.call('compare-and-swap table', () =>
       guard.then(client.put(keys.table).value(JSON.stringify(valid))).else(client.get(keys.table)).commit(),
     );
-    if (res.succeeded) return { ok: true, version: Number(res.header.revision), checksum: tableChecksum(valid) };
+    const checksum = tableChecksum(valid);
+    if (res.succeeded) return { ok: true, version: Number(res.header.revision), checksum };
     const kv = res.responses[0]?.response_range?.kvs[0];
-    return { ok: false, current: kv ? this.decode(kv) : null };
+    const current = kv ? this.decode(kv) : null;
+    // etcd3 re-sends a call whose reply was lost (its global retry policy): the first attempt
+    // may have committed, and the re-sent compare then fails on our own write. The table we
+    // wanted is in place at a later version: that is a success, not a conflict.
+    if (current && current.version > expectedVersion && current.checksum === checksum) return { ok: true, version: current.version, checksum };
+    return { ok: false, current };
   }
 
   async appendHistory(entry: HistoryEntry): Promise<void> {
