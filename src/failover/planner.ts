@@ -172,7 +172,7 @@ export function planZoneDown(table: RoutingTable, zone: string, opts: PlannerOpt
 
 /** Planned: the zone is emptied with the freeze protocol; it serves its cells until they flip. */
 export function planZoneDrain(table: RoutingTable, zone: string, opts: PlannerOptions = {}): Plan {
-  zoneOf(table, zone);
+  if (zoneOf(table, zone).status === 'down') throw cgError('PLAN_REFUSED', `zone ${zone} is down: it serves nothing to drain (zone up brings it back)`);
   const moves = evacuate(table, new Set([zone]), opts);
   return finish(table, { action: `zone drain ${zone}`, kind: 'planned', statuses: statusChange([zone], 'draining'), moves }, opts);
 }
