@@ -65,11 +65,11 @@ test('the contract\'s HTTP errors exist with their statuses', (t) => {
 
 test('a message, a cause and detail are kept; detail never reaches the JSON body', (t) => {
   const cause = new Error('etcd said no');
-  const err = cgError('STORE_UNAVAILABLE', 'etcd at 127.0.0.1:2379 is unreachable', { cause, detail: { endpoint: '127.0.0.1:2379' } });
-  t.is(err.message, 'etcd at 127.0.0.1:2379 is unreachable');
+  const err = cgError('STORE_UNAVAILABLE', 'etcd at etcd-1.internal:2379 is unreachable', { cause, detail: { endpoint: 'etcd-1.internal:2379' } });
+  t.is(err.message, 'etcd at etcd-1.internal:2379 is unreachable');
   t.is(err.cause, cause);
-  t.deepEqual(err.detail, { endpoint: '127.0.0.1:2379' });
-  t.deepEqual(err.toJSON(), { error: 'STORE_UNAVAILABLE', message: 'etcd at 127.0.0.1:2379 is unreachable' });
+  t.deepEqual(err.detail, { endpoint: 'etcd-1.internal:2379' });
+  t.deepEqual(err.toJSON(), { error: 'STORE_UNAVAILABLE', message: 'etcd at etcd-1.internal:2379 is unreachable' });
   t.is(new CellgateError('CONFLICT').cause, undefined);
 });
 

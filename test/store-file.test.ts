@@ -229,7 +229,7 @@ test('file: a closed store refuses calls', async (t) => {
 
 test('openStore parses store specs', (t) => {
   t.deepEqual(parseStoreSpec('file:/var/lib/cellgate/table.json'), { kind: 'file', path: '/var/lib/cellgate/table.json' });
-  t.deepEqual(parseStoreSpec('etcd:10.0.0.1:2379,10.0.0.2:2379'), { kind: 'etcd', endpoints: ['10.0.0.1:2379', '10.0.0.2:2379'] });
+  t.deepEqual(parseStoreSpec('etcd:etcd-1.internal:2379,10.0.0.2:2379'), { kind: 'etcd', endpoints: ['etcd-1.internal:2379', '10.0.0.2:2379'] });
   for (const bad of ['', 'table.json', 'file:', 'etcd:', 'etcd:host', 'etcd:host:0', 'etcd:host:99999', 'zk:host:1']) {
     t.true(isCellgateError(t.throws(() => parseStoreSpec(bad)), 'USAGE'), bad);
   }

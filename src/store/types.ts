@@ -38,7 +38,7 @@ export interface TableWatch {
 }
 
 export interface TableStore {
-  /** A short description for logs, e.g. "etcd:127.0.0.1:2379/cellgate" or "file:/x/table.json". */
+  /** A short description for logs, e.g. "etcd:etcd-1.internal:2379/cellgate" or "file:/x/table.json". */
   readonly description: string;
   /** The current table, or null when the store holds none. Throws INVALID_TABLE for a bad document. */
   load(): Promise<VersionedTable | null>;

@@ -31,7 +31,7 @@ export const zoneDownCommand: Command = {
   words: ['zone', 'down'],
   usage: `cellctl zone down ZONE ${STORE} ${CHANGE_FLAGS}`,
   summary: 'unplanned failover: mark ZONE down and move its cells to the nearest up zones at once',
-  examples: ['cellctl zone down sh-a --reason "power loss in sh-a" --yes --etcd 127.0.0.1:2379', 'cellctl zone down sh-a --dry-run --file table.json'],
+  examples: ['cellctl zone down sh-a --reason "power loss in sh-a" --yes --etcd etcd-1.internal:2379', 'cellctl zone down sh-a --dry-run --file table.json'],
   options: CHANGE_OPTIONS,
   run: (ctx) => { const [zone] = oneName(ctx, 'ZONE'); const o = plannerOptions(ctx); return runChange(ctx, (t) => planZoneDown(t, zone, o)); },
 };
@@ -40,7 +40,7 @@ export const zoneDrainCommand: Command = {
   words: ['zone', 'drain'],
   usage: `cellctl zone drain ZONE ${STORE} ${CHANGE_FLAGS}`,
   summary: 'planned: move every cell off ZONE with the freeze protocol (no request fails)',
-  examples: ['cellctl zone drain hz-a --reason "maintenance window" --yes --etcd 127.0.0.1:2379'],
+  examples: ['cellctl zone drain hz-a --reason "maintenance window" --yes --etcd etcd-1.internal:2379'],
   options: CHANGE_OPTIONS,
   run: (ctx) => { const [zone] = oneName(ctx, 'ZONE'); const o = plannerOptions(ctx); return runChange(ctx, (t) => planZoneDrain(t, zone, o)); },
 };
@@ -58,7 +58,7 @@ export const cellMoveCommand: Command = {
   words: ['cell', 'move'],
   usage: `cellctl cell move CELL ZONE ${STORE} ${CHANGE_FLAGS}`,
   summary: 'planned: move one cell to ZONE with the freeze protocol',
-  examples: ['cellctl cell move c07 sz-a --reason "rebalance" --yes --etcd 127.0.0.1:2379'],
+  examples: ['cellctl cell move c07 sz-a --reason "rebalance" --yes --etcd etcd-1.internal:2379'],
   options: CHANGE_OPTIONS,
   run: (ctx) => { const [cell, zone] = oneName(ctx, 'CELL ZONE', 2); const o = plannerOptions(ctx); return runChange(ctx, (t) => planCellMove(t, cell, zone, o)); },
 };
@@ -67,7 +67,7 @@ export const regionDownCommand: Command = {
   words: ['region', 'down'],
   usage: `cellctl region down REGION ${STORE} ${CHANGE_FLAGS}`,
   summary: 'unplanned: every zone of REGION down; cells cross to other regions',
-  examples: ['cellctl region down east --reason "regional outage" --yes --force --etcd 127.0.0.1:2379'],
+  examples: ['cellctl region down east --reason "regional outage" --yes --force --etcd etcd-1.internal:2379'],
   options: CHANGE_OPTIONS,
   run: (ctx) => { const [region] = oneName(ctx, 'REGION'); const o = plannerOptions(ctx); return runChange(ctx, (t) => planRegionDown(t, region, o)); },
 };
@@ -76,7 +76,7 @@ export const regionUpCommand: Command = {
   words: ['region', 'up'],
   usage: `cellctl region up REGION [--batch N] ${STORE} ${CHANGE_FLAGS}`,
   summary: 'failback of a region: its zones up, their home cells return in planned batches',
-  examples: ['cellctl region up east --batch 8 --reason "east restored" --yes --etcd 127.0.0.1:2379'],
+  examples: ['cellctl region up east --batch 8 --reason "east restored" --yes --etcd etcd-1.internal:2379'],
   options: { ...CHANGE_OPTIONS, batch: { type: 'string' } },
   run: (ctx) => { const [region] = oneName(ctx, 'REGION'); const o = plannerOptions(ctx, batchOption(ctx)); return runChange(ctx, (t) => planRegionUp(t, region, o)); },
 };
@@ -85,7 +85,7 @@ export const rollbackCommand: Command = {
   words: ['rollback'],
   usage: `cellctl rollback REVISION ${STORE} ${CHANGE_FLAGS}`,
   summary: 'restore the table of an earlier revision (from the history) as a new change',
-  examples: ['cellctl history --etcd 127.0.0.1:2379', 'cellctl rollback 57 --reason "undo the drain" --yes --etcd 127.0.0.1:2379'],
+  examples: ['cellctl history --etcd etcd-1.internal:2379', 'cellctl rollback 57 --reason "undo the drain" --yes --etcd etcd-1.internal:2379'],
   options: CHANGE_OPTIONS,
   async run(ctx) {
     const [raw] = oneName(ctx, 'REVISION');

@@ -6,7 +6,7 @@ export const historyCommand: Command = {
   words: ['history'],
   usage: 'cellctl history (--file PATH | --etcd HOST:PORT) [--limit N] [--json]',
   summary: 'every change: when, who, why, revisions before and after, what moved',
-  examples: ['cellctl history --etcd 127.0.0.1:2379 --limit 20', 'cellctl history --file table.json --json'],
+  examples: ['cellctl history --etcd etcd-1.internal:2379 --limit 20', 'cellctl history --file table.json --json'],
   options: { limit: { type: 'string' } },
   async run({ args, out, store }) {
     const limitRaw = args.values.limit;

@@ -19,7 +19,7 @@ export const initCommand: Command = {
   summary: 'write the first routing table, made from a topology, into an empty store',
   examples: [
     'cellctl init --topology config/demo-topology.yaml --file /var/lib/cellgate/table.json',
-    'cellctl init --topology topo.yaml --etcd 10.0.0.1:2379 --prefix /cellgate',
+    'cellctl init --topology topo.yaml --etcd etcd-1.internal:2379 --prefix /cellgate',
   ],
   options: { topology: { type: 'string' }, reason: { type: 'string' }, actor: { type: 'string' }, 'dry-run': { type: 'boolean' } },
   async run({ args, out, store }) {

@@ -46,7 +46,7 @@ export const routeCommand: Command = {
   words: ['route'],
   usage: 'cellctl route USER… | --stdin (--file PATH | --etcd HOST:PORT) [--json]',
   summary: 'show the cell, zone and epoch each user is routed to',
-  examples: ['cellctl route alice bob --file table.json', 'cut -f1 users.tsv | cellctl route --stdin --json --etcd 127.0.0.1:2379'],
+  examples: ['cellctl route alice bob --file table.json', 'cut -f1 users.tsv | cellctl route --stdin --json --etcd etcd-1.internal:2379'],
   options: { stdin: { type: 'boolean' } },
   async run({ args, out, store, stdin }) {
     const fromStdin = args.values.stdin === true;

@@ -71,7 +71,7 @@ export const statusCommand: Command = {
   words: ['status'],
   usage: 'cellctl status (--file PATH | --etcd HOST:PORT) [--cells] [--json]',
   summary: 'zones, cells away from home, frozen cells and the live gateways with the revision each has applied',
-  examples: ['cellctl status --etcd 127.0.0.1:2379', 'cellctl status --file table.json --cells --json'],
+  examples: ['cellctl status --etcd etcd-1.internal:2379', 'cellctl status --file table.json --cells --json'],
   options: { cells: { type: 'boolean' } },
   async run({ args, out, store }) {
     const s = store();
