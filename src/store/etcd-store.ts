@@ -61,8 +61,11 @@ export class EtcdStore implements TableStore {
     const current = kv ? this.decode(kv) : null;
     // etcd3 re-sends a call whose reply was lost (its global retry policy): the first attempt
     // may have committed, and the re-sent compare then fails on our own write. The table we
-    // wanted is in place at a later version: that is a success, not a conflict.
-    if (current && current.version > expectedVersion && current.checksum === checksum) return { ok: true, version: current.version, checksum };
+    // wanted is in place at a later version: that is a success, not a conflict. (Not for a
+    // create: a second `init` of the same topology must still be refused.)
+    if (expectedVersion > 0 && current && current.version > expectedVersion && current.checksum === checksum) {
+      return { ok: true, version: current.version, checksum };
+    }
     return { ok: false, current };
   }
 
