@@ -1,46 +1,30 @@
 // cellctl init / validate / route / status against both stores, as real processes.
 import test from 'ava';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RoutingView } from '../src/cells/lookup';
 import { versioned } from '../src/cells/table';
 import { tableFromTopologyText } from '../src/cells/topology';
-import { cellctl } from './helpers/cli';
-import { startEtcd, type EtcdHandle } from './helpers/etcd';
+import { cellctl, useCliWorld } from './helpers/cli';
 import { demoTopologyYaml } from './helpers/fixtures';
 import { MALFORMED_TOPOLOGIES } from './helpers/malformed-topologies';
 
-let dir: string;
-let etcd: EtcdHandle;
-let topologyPath: string;
-
-test.before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cellgate-cli-'));
-  topologyPath = join(dir, 'topology.yaml');
-  await writeFile(topologyPath, demoTopologyYaml);
-  etcd = await startEtcd();
-});
-
-test.after.always(async () => {
-  await etcd?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+const world = useCliWorld(test, 'cli');
 
 const stores = [
-  { name: 'file', flags: () => ['--file', join(dir, 'table.json')] },
-  { name: 'etcd', flags: () => ['--etcd', etcd.endpoints.join(','), '--prefix', '/cli-test'] },
+  { name: 'file', flags: () => ['--file', join(world.dir, 'table.json')] },
+  { name: 'etcd', flags: () => ['--etcd', world.etcd.endpoints.join(','), '--prefix', '/cli-test'] },
 ];
 
 for (const store of stores) {
   test.serial(`${store.name}: init, route and status`, async (t) => {
-    const init = await cellctl(['init', '--topology', topologyPath, ...store.flags(), '--json']);
+    const init = await cellctl(['init', '--topology', world.topologyPath, ...store.flags(), '--json']);
     t.is(init.code, 0, init.stderr);
     const { version, cells } = JSON.parse(init.stdout) as { version: number; cells: number };
     t.true(version > 0);
     t.is(cells, 64);
 
-    const again = await cellctl(['init', '--topology', topologyPath, ...store.flags()]);
+    const again = await cellctl(['init', '--topology', world.topologyPath, ...store.flags()]);
     t.is(again.code, 3, 'a second init is refused');
     t.regex(again.stderr, /already holds a routing table/);
 
@@ -87,7 +71,7 @@ test('validate accepts the demo topology and refuses every malformed one with ex
   t.regex(ok.stdout, /valid topology "demo" \(64 cells, 8 zones/);
   t.true(MALFORMED_TOPOLOGIES.length >= 10);
   for (const [i, bad] of MALFORMED_TOPOLOGIES.entries()) {
-    const path = join(dir, `bad-${i}.yaml`);
+    const path = join(world.dir, `bad-${i}.yaml`);
     await writeFile(path, bad.yaml);
     const r = await cellctl(['validate', path]);
     t.is(r.code, 3, `${bad.name}: exit 3`);
@@ -101,10 +85,10 @@ test('usage errors exit 2 with a message', async (t) => {
     [['route', 'alice'], /no store/],
     [['route', '--file', 'x', '--bogus'], /Unknown option '--bogus'/],
     [['validate'], /exactly one FILE/],
-    [['validate', join(dir, 'missing.yaml')], /cannot read/],
-    [['init', '--file', join(dir, 'y.json')], /--topology/],
-    [['route', '--file', join(dir, 'table.json')], /as arguments or --stdin/],
-    [['route', 'a\u0001b', '--file', join(dir, 'table.json')], /bad user id/],
+    [['validate', join(world.dir, 'missing.yaml')], /cannot read/],
+    [['init', '--file', join(world.dir, 'y.json')], /--topology/],
+    [['route', '--file', join(world.dir, 'table.json')], /as arguments or --stdin/],
+    [['route', 'a\u0001b', '--file', join(world.dir, 'table.json')], /bad user id/],
   ];
   for (const [args, message] of cases) {
     const r = await cellctl(args);
@@ -120,10 +104,10 @@ test('usage errors exit 2 with a message', async (t) => {
 });
 
 test('a store without a table: route exits 1 saying to run init; --json errors are JSON', async (t) => {
-  const r = await cellctl(['route', 'alice', '--file', join(dir, 'empty.json')]);
+  const r = await cellctl(['route', 'alice', '--file', join(world.dir, 'empty.json')]);
   t.is(r.code, 1);
   t.regex(r.stderr, /cellctl init/);
-  const j = await cellctl(['status', '--json', '--file', join(dir, 'empty.json')]);
+  const j = await cellctl(['status', '--json', '--file', join(world.dir, 'empty.json')]);
   t.is(j.code, 1);
   t.is((JSON.parse(j.stdout) as { error: string }).error, 'NOT_INITIALIZED');
 });

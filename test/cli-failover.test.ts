@@ -2,8 +2,6 @@
 // then route / history / rollback, the blast-radius guard, exit 4 naming a gateway that does
 // not follow, and the same flow against a real etcd.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RoutingView } from '../src/cells/lookup';
 import { versioned } from '../src/cells/table';
@@ -11,27 +9,12 @@ import type { RoutingTable } from '../src/cells/types';
 import { createEtcdStore } from '../src/store/etcd-store';
 import { createFileStore } from '../src/store/file-store';
 import type { TableStore } from '../src/store/types';
-import { cellctl, type RunResult } from './helpers/cli';
-import { startEtcd, type EtcdHandle } from './helpers/etcd';
-import { demoTable, demoTopologyYaml } from './helpers/fixtures';
+import { cellctl, useCliWorld, type RunResult } from './helpers/cli';
+import { demoTable } from './helpers/fixtures';
 import { startFollower, type Follower } from './helpers/followers';
 
-let dir: string;
-let topologyPath: string;
-let etcd: EtcdHandle | undefined;
+const world = useCliWorld(test, 'cli-failover');
 let files = 0;
-
-test.before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cellgate-cli-failover-'));
-  topologyPath = join(dir, 'topology.yaml');
-  await writeFile(topologyPath, demoTopologyYaml);
-  etcd = await startEtcd();
-});
-
-test.after.always(async () => {
-  await etcd?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
 
 interface Target {
   readonly flags: string[];
@@ -39,7 +22,7 @@ interface Target {
 }
 
 function fileTarget(t: ExecutionContext): Target {
-  const path = join(dir, `table-${++files}.json`);
+  const path = join(world.dir, `table-${++files}.json`);
   return {
     flags: ['--file', path],
     open: () => {
@@ -51,7 +34,7 @@ function fileTarget(t: ExecutionContext): Target {
 }
 
 function etcdTarget(t: ExecutionContext, prefix: string): Target {
-  const endpoints = (etcd as EtcdHandle).endpoints;
+  const endpoints = world.etcd.endpoints;
   return {
     flags: ['--etcd', endpoints.join(','), '--prefix', prefix],
     open: () => {
@@ -69,7 +52,7 @@ async function run(t: ExecutionContext, args: string[], expected: number): Promi
 }
 
 async function init(t: ExecutionContext, target: Target): Promise<void> {
-  await run(t, ['init', '--topology', topologyPath, ...target.flags], 0);
+  await run(t, ['init', '--topology', world.topologyPath, ...target.flags], 0);
 }
 
 async function follow(t: ExecutionContext, target: Target, id: string, frozen = false): Promise<Follower> {

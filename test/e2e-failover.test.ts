@@ -73,9 +73,10 @@ async function cluster(t: ExecutionContext, gatewayCount: number): Promise<Clust
   return { store, flags, zones, gateways, view };
 }
 
-function usersOf(view: RoutingView, cellOrZone: (user: string) => boolean, n: number): string[] {
+/** The first `n` users (u0, u1, …) that `wanted` accepts. */
+function usersWhere(wanted: (user: string) => boolean, n: number): string[] {
   const out: string[] = [];
-  for (let i = 0; out.length < n && i < 100_000; i++) if (cellOrZone(`u${i}`)) out.push(`u${i}`);
+  for (let i = 0; out.length < n && i < 100_000; i++) if (wanted(`u${i}`)) out.push(`u${i}`);
   return out;
 }
 
@@ -100,7 +101,7 @@ test.serial('every gateway routes hundreds of users exactly as `cellctl route` s
 test.serial('zone down: moved users reach the same-city peer through every gateway when cellctl returns; a city down crosses cities', async (t) => {
   const c = await cluster(t, 2);
   const before = await c.view();
-  const moved = usersOf(before, (u) => zoneOfUser(before, u) === 'sh-a', 40);
+  const moved = usersWhere((u) => zoneOfUser(before, u) === 'sh-a', 40);
   const down = await cellctl(['zone', 'down', 'sh-a', '--reason', 'e2e outage', '--yes', ...c.flags]);
   t.is(down.code, 0, down.stderr);
   t.regex(down.stdout, /2 live gateway\(s\) applied it/);
@@ -134,7 +135,7 @@ test.serial('planned cell move under continuous GET and POST load through two ga
   const c = await cluster(t, 2);
   const view = await c.view();
   const cell = view.table.cells.find((x) => x.zone === 'sh-a')!.name;
-  const users = usersOf(view, (u) => view.cellOfUser(u) === cell, 8).concat(usersOf(view, (u) => view.cellOfUser(u) !== cell, 4));
+  const users = usersWhere((u) => view.cellOfUser(u) === cell, 8).concat(usersWhere((u) => view.cellOfUser(u) !== cell, 4));
   const sent = new Map<string, string>(); // request id -> body sha256
   const failures: string[] = [];
   let stop = false;
@@ -183,7 +184,7 @@ test.serial('an operator killed half-way through a planned move: gateways route 
   const c = await cluster(t, 2);
   const view = await c.view();
   const cell = view.table.cells.find((x) => x.zone === 'sh-b')!.name;
-  const user = usersOf(view, (u) => view.cellOfUser(u) === cell, 1)[0];
+  const user = usersWhere((u) => view.cellOfUser(u) === cell, 1)[0];
   // A gateway that never acknowledges the freeze keeps cellctl waiting between freeze and flip.
   const stuck = await c.store.presence.register({
     id: 'stuck-gateway', zone: null, appliedVersion: 0, checksum: 'none', inFlight: 0,

@@ -1,6 +1,11 @@
 // Runs the compiled CLIs as real child processes.
 import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TestFn } from 'ava';
+import { startEtcd, type EtcdHandle } from './etcd';
+import { demoTopologyYaml } from './fixtures';
 
 export const CELLCTL = join(__dirname, '..', '..', 'src', 'cli', 'cellctl.js');
 export const CELLGATE = join(__dirname, '..', '..', 'src', 'cli', 'cellgate.js');
@@ -33,3 +38,26 @@ export function runCli(script: string, args: readonly string[], opts: { input?: 
 }
 
 export const cellctl = (args: readonly string[], opts?: Parameters<typeof runCli>[2]) => runCli(CELLCTL, args, opts);
+
+/** What a CLI test file shares: a temp dir with the demo topology in it, and one etcd. */
+export interface CliWorld {
+  dir: string;
+  topologyPath: string;
+  etcd: EtcdHandle;
+}
+
+/** Registers the file's before/after hooks that make (and always remove) a CliWorld. */
+export function useCliWorld(test: TestFn, name: string): CliWorld {
+  const world = {} as CliWorld;
+  test.before(async () => {
+    world.dir = await mkdtemp(join(tmpdir(), `cellgate-${name}-`));
+    world.topologyPath = join(world.dir, 'topology.yaml');
+    await writeFile(world.topologyPath, demoTopologyYaml);
+    world.etcd = await startEtcd();
+  });
+  test.after.always(async () => {
+    await world.etcd?.stop();
+    if (world.dir) await rm(world.dir, { recursive: true, force: true });
+  });
+  return world;
+}
