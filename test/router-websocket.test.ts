@@ -114,11 +114,12 @@ test('shutdown does not wait on a WebSocket peer that ignores the close handshak
   sock.write('GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nx-user-id: u1\r\n\r\n');
   for (let i = 0; i < 200 && !got.includes('hello'); i++) await new Promise((r) => setTimeout(r, 10));
   t.true(got.startsWith('HTTP/1.1 101'));
-  t.is(g.gw.inFlight(), 1, 'an open WebSocket counts as in flight');
+  t.is(g.gw.inFlight(), 0, 'an open WebSocket is not a request in flight');
+  t.is(g.gw.moveCounters().openWebSockets, 1, 'it is in the WebSocket registry');
   const closed = new Promise<void>((r) => sock.once('close', () => r()));
   const started = Date.now();
   await g.gw.shutdown();
   t.true(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
   await closed;
-  t.is(g.gw.inFlight(), 0);
+  t.is(g.gw.moveCounters().openWebSockets, 0);
 });

@@ -16,6 +16,8 @@ export interface AdminDeps {
   tableInfo(): { source: TableSource; receivedAtMs: number } | null;
   /** False once shutdown has begun: load balancers should stop sending traffic. */
   accepting(): boolean;
+  /** The gateway's clock (freeze deadlines are compared with it). */
+  now(): number;
 }
 
 export function buildAdminServer(deps: AdminDeps): FastifyInstance {
@@ -60,7 +62,7 @@ export function buildAdminServer(deps: AdminDeps): FastifyInstance {
     if (user === BAD_USER_ID) return sendError(reply, 'BAD_USER_ID');
     const view = deps.view();
     if (!view) return sendError(reply, 'NO_ROUTING_TABLE');
-    const r = view.explainUser(user, Date.now());
+    const r = view.explainUser(user, deps.now());
     const base = { user, revision: view.version, cell: r.cell, pinned: r.pinned, why: r.why };
     if (!r.ok) return { ...base, ok: false, error: r.error };
     return { ...base, ok: true, zone: r.zone.name, epoch: r.epoch, frozenUntil: r.frozenUntilMs === null ? null : new Date(r.frozenUntilMs).toISOString() };

@@ -66,6 +66,7 @@ export interface GatewayConfig {
   readonly prefix: string;
   /** Longest time shutdown() waits for in-flight requests before closing their connections. */
   readonly shutdownGraceMs: number;
+  readonly freeze: FreezeConfig;
 }
 
 export const DEFAULT_CONFIG = deepFreeze({
@@ -89,10 +90,11 @@ export const DEFAULT_CONFIG = deepFreeze({
   store: null,
   prefix: '/cellgate',
   shutdownGraceMs: 10_000,
+  freeze: { inflightGraceMs: 2_000 },
 });
 
 const TOP_KEYS = ['port', 'adminPort', 'host', 'zone', 'id', 'userId', 'routes', 'buffer', 'upstream', 'trustProxy',
-  'snapshotPath', 'shutdownGraceMs', 'store', 'prefix'] as const;
+  'snapshotPath', 'shutdownGraceMs', 'store', 'prefix', 'freeze'] as const;
 const ROUTE_CLASSES = ['unit', 'global', 'city'] as const;
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 /** One literal-or-`:user` segment pattern, e.g. /users/:user or /api/:user/orders. */
@@ -138,8 +140,9 @@ export function parseGatewayConfig(doc: unknown, overrides: Partial<Record<(type
     buffer: bufferConfig(p, merged.buffer),
     upstream: upstreamConfig(p, merged.upstream),
   };
+  const freeze = freezeConfig(p, merged.freeze, config.buffer);
   if (!p.empty) throw invalid(p);
-  return deepFreeze(config) as unknown as GatewayConfig;
+  return deepFreeze({ ...config, freeze }) as unknown as GatewayConfig;
 }
 
 /** Reads a YAML or JSON configuration file (by extension; YAML otherwise) and validates it. */
@@ -251,4 +254,27 @@ function upstreamConfig(p: Problems, v: unknown): UpstreamConfig {
   };
   if (c.ejectMaxMs < c.ejectBaseMs) p.add('upstream.ejectMaxMs', `must be >= upstream.ejectBaseMs (${c.ejectBaseMs})`);
   return c;
+}
+
+// --- freeze (planned moves): owned with the freeze acknowledgement (freeze-ack.ts) ---
+
+export interface FreezeConfig {
+  /**
+   * How long requests already with an upstream when their cell freezes may still run before
+   * they are cut and the freeze acknowledged (clamped at run time to a quarter of the freeze
+   * window left). Must be below buffer.windowMs: held requests wait for the flip, which
+   * comes after the grace.
+   */
+  readonly inflightGraceMs: number;
+}
+
+function freezeConfig(p: Problems, v: unknown, buffer: BufferConfig): FreezeConfig {
+  const d = DEFAULT_CONFIG.freeze;
+  if (v !== undefined && !checkObject(p, v, 'freeze', ['inflightGraceMs'])) return { ...d };
+  const given = (v as { inflightGraceMs?: unknown } | undefined)?.inflightGraceMs;
+  // The default never exceeds a short hold window on its own.
+  const fallback = Math.min(d.inflightGraceMs, Math.floor(buffer.windowMs / 2));
+  const inflightGraceMs = intOr(p, given, 'freeze.inflightGraceMs', fallback, 0, 3_600_000);
+  if (given !== undefined && inflightGraceMs >= buffer.windowMs) p.add('freeze.inflightGraceMs', `must be less than buffer.windowMs (${buffer.windowMs})`);
+  return { inflightGraceMs };
 }

@@ -1,9 +1,11 @@
 // What the gateway knows about one request while it serves it: made by the preHandler,
 // read by getUpstream, the header rewrite, the response/error hooks and the hold buffer.
+import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { Route } from '../cells/lookup';
 import type { RouteClass } from '../cells/types';
+import type { TrackedRequest } from './cell-requests';
 import type { Endpoint, ZonePool } from './endpoints';
 import type { HeldTicket } from './hold-buffer';
 
@@ -25,8 +27,10 @@ export class Exchange {
   tries = 1;
   upgraded = false;
   ticket: HeldTicket | null = null;
-  /** The cell counted in `load.upstreamByCell` while this request is with an upstream. */
-  countedCell: string | null = null;
+  /** This request in the per-cell registry while it is with an upstream (plain requests only). */
+  tracked: TrackedRequest | null = null;
+  /** The client response (what a cut at the end of a freeze grace destroys). */
+  response: ServerResponse | null = null;
   readonly startedMs = performance.now();
 }
 

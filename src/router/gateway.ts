@@ -1,29 +1,39 @@
-// createGateway: the edge gateway as a library (what `cellgate serve` runs). It wires the
-// pieces — table follower, routing state, endpoint health, hold buffer, traffic and admin
-// servers, presence, metrics — and owns their lifecycle: start() listens, shutdown()
-// stops accepting, deregisters, drains (bounded by shutdownGraceMs) and resolves only when
-// every server, socket, watch and timer it started is gone.
-import type { AddressInfo, Socket } from 'node:net';
+// createGateway: the edge gateway as a library (what `cellgate serve` runs). It only wires
+// the parts, each in its own file:
+//   routing-state.ts — table → view → pools, swapped whole; waitForVersion;
+//   freeze-ack.ts, cell-requests.ts, websocket-registry.ts — the freeze acknowledgement:
+//     per-cell in-flight requests (grace, then cut) and WebSockets (closed 1012 on a move);
+//   lifecycle.ts — start, close (drain, bounded by shutdownGraceMs) and destroy;
+//   table-follower.ts, presence.ts, hold-buffer.ts, endpoints.ts, proxy.ts, admin.ts.
 import type { Registry } from 'prom-client';
-import { RoutingView } from '../cells/lookup';
+import type { RoutingView } from '../cells/lookup';
 import type { VersionedTable } from '../cells/types';
 import type { TableStore } from '../store/types';
 import { buildAdminServer } from './admin';
+import { CellRequests } from './cell-requests';
 import { type Clock, systemClock } from './clock';
 import type { GatewayConfig } from './config';
 import { EndpointHealth } from './endpoints';
+import { FreezeAcknowledger } from './freeze-ack';
 import { HoldBuffer, type HoldCounters } from './hold-buffer';
+import { GatewayLifecycle, type GatewayAddresses } from './lifecycle';
 import { GatewayMetrics } from './metrics';
+import { MoveMetrics } from './move-metrics';
 import { PresencePublisher } from './presence';
-import { buildTrafficServer, type RoutingState } from './proxy';
+import { buildTrafficServer } from './proxy';
+import { RoutingStateHolder } from './routing-state';
 import { TableFollower, type TableSource } from './table-follower';
+import { WebSocketRegistry, type WsCloseReason } from './websocket-registry';
+import { UpstreamWebSockets } from './ws-upstream';
+
+export type { GatewayAddresses } from './lifecycle';
 
 export type GatewayLog = (event: string, fields?: Record<string, unknown>) => void;
 
 export interface GatewayOptions {
   readonly config: GatewayConfig;
   readonly store: TableStore;
-  /** Injected time for the hold buffer and endpoint ejection (tests); the system clock otherwise. */
+  /** Injected time for every timed part of the gateway (tests); the system clock otherwise. */
   readonly clock?: Clock;
   /** Control-plane events (tables applied/rejected, store connectivity); never called per request. */
   readonly log?: GatewayLog;
@@ -32,57 +42,52 @@ export interface GatewayOptions {
   readonly presenceTtlSeconds?: number;
 }
 
-export interface GatewayAddresses {
-  /** e.g. http://127.0.0.1:8080 */
-  readonly traffic: string;
-  readonly admin: string;
-  readonly port: number;
-  readonly adminPort: number;
+/** What the gateway knows about moves, for tests and diagnostics. */
+export interface MoveCounters {
+  /** Plain requests with an upstream right now (cell routes). */
+  readonly withUpstream: number;
+  readonly openWebSockets: number;
+  readonly webSocketsClosed: Readonly<Record<WsCloseReason, number>>;
+  /** Requests cut when a freeze grace ended, by whether their response had started. */
+  readonly cut: { readonly awaiting_response: number; readonly mid_response: number };
+  /** Whether a freeze acknowledgement is waiting for requests to finish. */
+  readonly ackPending: boolean;
 }
 
 export interface Gateway {
   readonly config: GatewayConfig;
   readonly registry: Registry;
   start(): Promise<GatewayAddresses>;
-  /** Idempotent; every call returns the same promise. */
+  /** Graceful stop (drain bounded by shutdownGraceMs). Idempotent; every call returns the same promise. */
   shutdown(): Promise<void>;
+  /** Stop at once: held requests answered 504, every connection cut; resolves when all is gone. */
+  destroy(): Promise<void>;
   /** The routing view in use (null until a table is loaded). */
   view(): RoutingView | null;
   /** Resolves with the view once a table of at least `version` is applied. */
   waitForVersion(version: number, timeoutMs?: number): Promise<RoutingView>;
   bufferCounters(): HoldCounters & { readonly size: number };
+  /** Plain requests being served (held ones included, WebSockets not). */
   inFlight(): number;
+  moveCounters(): MoveCounters;
 }
-
-const stderrLog: GatewayLog = (event, fields) => {
-  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`);
-};
 
 export function createGateway(options: GatewayOptions): Gateway {
   const { config, store } = options;
   const clock = options.clock ?? systemClock;
-  const log = options.log ?? stderrLog;
-  const routing: { current: RoutingState | null } = { current: null };
-  let tableInfo: { source: TableSource; receivedAtMs: number } | null = null;
-  // Fail-static bookkeeping: while the store is connected the applied table is current;
-  // otherwise it is as old as the last moment it was known to be (connection lost, snapshot saved).
-  let storeConnected = false;
-  let tableConfirmedAtMs = 0;
-  const load = { inFlight: 0, upstreamByCell: new Map<string, number>() };
-  let accepting = true;
+  const log = options.log ?? stderrLog(clock);
   const health = new EndpointHealth(config.upstream, () => clock.now());
+  const routing = new RoutingStateHolder(health, clock);
   const buffer = new HoldBuffer({ windowMs: config.buffer.windowMs, maxRequests: config.buffer.maxRequests, clock });
-  const waiters = new Set<{ version: number; resolve: (v: RoutingView) => void; reject: (err: Error) => void }>();
+  const load = { inFlight: 0, requests: new CellRequests() };
+  const cut = { awaiting_response: 0, mid_response: 0 };
 
   const metrics = new GatewayMetrics({
     inFlight: () => load.inFlight,
     buffered: () => buffer.size,
-    view: () => routing.current?.view ?? null,
-    tableAgeSeconds: () => {
-      if (!tableInfo) return null;
-      if (storeConnected && tableInfo.source === 'store') return 0;
-      return Math.max(0, (Date.now() - tableConfirmedAtMs) / 1000);
-    },
+    view: () => routing.view,
+    tableAgeSeconds: () => routing.tableAgeSeconds(),
+    now: () => clock.now(),
     ejectedByZone: () => {
       const out = new Map<string, number>();
       const now = clock.now();
@@ -91,58 +96,39 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
   }, options.processMetrics ?? true);
   metrics.controlPlaneConnected.set(0);
+  const websockets = new WebSocketRegistry((reason) => moveMetrics.webSocketClosed(reason));
+  const moveMetrics = new MoveMetrics(metrics.registry, { openWebSockets: () => websockets.size, inflightWithUpstream: () => load.requests.size });
 
   const presence = new PresencePublisher({
     store: store.presence,
-    facts: { id: config.id, zone: config.zone, startedAt: new Date().toISOString() },
+    facts: { id: config.id, zone: config.zone, startedAt: new Date(clock.now()).toISOString() },
     inFlight: () => load.inFlight,
     log,
     ttlSeconds: options.presenceTtlSeconds,
+    now: () => clock.now(),
+  });
+  const freezeAck = new FreezeAcknowledger({
+    clock,
+    requests: load.requests,
+    inflightGraceMs: config.freeze.inflightGraceMs,
+    publish: (version, checksum) => presence.tableApplied(version, checksum),
+    onCut: (counts) => {
+      cut.awaiting_response += counts.awaiting_response;
+      cut.mid_response += counts.mid_response;
+      moveMetrics.requestsCut(counts);
+      log('freeze.requests_cut', counts);
+    },
   });
 
-  let ackTimer: NodeJS.Timeout | null = null;
-
-  /**
-   * Publishes `vt` as applied once no request of a cell it freezes is still with an upstream
-   * (new ones are held already): cellctl flips a frozen cell only after every gateway has
-   * acknowledged, so a request still running at the old zone must finish first. Bounded by the
-   * earliest freeze deadline; a newer table supersedes the wait.
-   */
-  function acknowledgeWhenDrained(vt: VersionedTable, view: RoutingView): void {
-    if (ackTimer) clearTimeout(ackTimer);
-    ackTimer = null;
-    const now = clock.now();
-    const frozen = [...vt.table.cells, vt.table.global].filter((c) => c.state === 'frozen' && (c.frozenUntilMs ?? 0) > now);
-    const deadlineMs = Math.min(...frozen.map((c) => c.frozenUntilMs as number));
-    const check = () => {
-      ackTimer = null;
-      if (routing.current?.view !== view) return;
-      const busy = frozen.some((c) => (load.upstreamByCell.get(c.name) ?? 0) > 0);
-      if (!busy || clock.now() >= deadlineMs) return presence.tableApplied(vt.version, vt.checksum);
-      ackTimer = setTimeout(check, 2);
-      ackTimer.unref();
-    };
-    check();
-  }
-
   function apply(vt: VersionedTable, source: TableSource, receivedAtMs: number): void {
-    const view = new RoutingView(vt);
-    const pools = health.poolsFor(vt.table);
-    routing.current = { view, pools, revision: String(vt.version) };
-    tableInfo = { source, receivedAtMs };
-    tableConfirmedAtMs = receivedAtMs;
+    const view = routing.swap(vt, source, receivedAtMs);
     metrics.tableVersion.set(vt.version);
     if (source === 'store') metrics.tableUpdates.inc({ result: 'accepted' });
-    acknowledgeWhenDrained(vt, view);
+    const closed = websockets.closeMoved(view, clock.now());
+    freezeAck.tableApplied(vt);
     // Held requests of cells this table unfroze go now (to the cell's new zone).
     buffer.reroute();
-    for (const w of [...waiters]) {
-      if (vt.version >= w.version) {
-        waiters.delete(w);
-        w.resolve(view);
-      }
-    }
-    log('table.applied', { version: vt.version, checksum: vt.checksum, source });
+    log('table.applied', { version: vt.version, checksum: vt.checksum, source, ...(closed > 0 ? { webSocketsClosed: closed } : {}) });
   }
 
   const follower = new TableFollower(store, config.snapshotPath, {
@@ -152,127 +138,57 @@ export function createGateway(options: GatewayOptions): Gateway {
       log('table.rejected', { version, reason });
     },
     connection(connected) {
-      if (storeConnected !== connected && tableInfo?.source === 'store') tableConfirmedAtMs = Date.now();
-      storeConnected = connected;
+      routing.connection(connected);
       metrics.controlPlaneConnected.set(connected ? 1 : 0);
       log('store.connection', { connected, store: store.description });
     },
     log,
-  });
+  }, () => clock.now());
 
-  const traffic = buildTrafficServer({ config, routing, buffer, health, metrics, clock, load });
-  // Every client socket, upgraded WebSockets included (the HTTP server forgets those, and a
-  // WebSocket peer that ignores the close handshake would hold shutdown for ws's 30 s).
-  const clientSockets = new Set<Socket>();
-  traffic.server.on('connection', (socket: Socket) => {
-    clientSockets.add(socket);
-    socket.once('close', () => clientSockets.delete(socket));
-  });
+  const traffic = buildTrafficServer({ config, routing, buffer, health, metrics, clock, load, websockets: new UpstreamWebSockets(websockets) });
   const admin = buildAdminServer({
     id: config.id,
     zone: config.zone,
     registry: metrics.registry,
-    view: () => routing.current?.view ?? null,
-    tableInfo: () => tableInfo,
-    accepting: () => accepting,
+    view: () => routing.view,
+    tableInfo: () => routing.tableInfo,
+    accepting: () => lifecycle.isAccepting,
+    now: () => clock.now(),
   });
-
-  let started: Promise<GatewayAddresses> | null = null;
-  let stopping: Promise<void> | null = null;
-
-  async function start(): Promise<GatewayAddresses> {
-    await follower.start();
-    presence.start();
-    try {
-      await traffic.listen({ port: config.port, host: config.host });
-      await admin.listen({ port: config.adminPort, host: config.host });
-    } catch (err) {
-      await shutdown().catch(() => undefined);
-      throw err;
-    }
-    const port = (traffic.server.address() as AddressInfo).port;
-    const adminPort = (admin.server.address() as AddressInfo).port;
-    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    log('gateway.listening', { id: config.id, port, adminPort, host: config.host });
-    return { traffic: `http://${host}:${port}`, admin: `http://${host}:${adminPort}`, port, adminPort };
-  }
-
-  async function drainTraffic(): Promise<void> {
-    let graceTimer: NodeJS.Timeout | null = null;
-    let cutTimer: NodeJS.Timeout | null = null;
-    const graceElapsed = new Promise<void>((resolve) => {
-      graceTimer = setTimeout(() => {
-        // Out of time: held requests are answered 504, then every connection is cut.
-        buffer.shutdown();
-        cutTimer = setTimeout(() => {
-          traffic.server.closeAllConnections();
-          for (const socket of clientSockets) socket.destroy();
-        }, 100);
-        resolve();
-      }, config.shutdownGraceMs);
-    });
-    try {
-      // Deregister first so `cellctl` stops waiting for this gateway; a store that hangs
-      // must not hold shutdown beyond the grace period.
-      await Promise.race([presence.close().catch((err: Error) => log('presence.close_failed', { error: err.message })), graceElapsed]);
-      await traffic.close();
-    } finally {
-      if (graceTimer) clearTimeout(graceTimer);
-      if (cutTimer) clearTimeout(cutTimer);
-    }
-  }
-
-  function shutdown(): Promise<void> {
-    if (stopping) return stopping;
-    accepting = false;
-    stopping = (async () => {
-      log('gateway.shutdown', { id: config.id, inFlight: load.inFlight });
-      await drainTraffic();
-      buffer.shutdown();
-      // Keep following the table until the traffic is drained: held requests may still be released.
-      await follower.close();
-      if (ackTimer) clearTimeout(ackTimer);
-      ackTimer = null;
-      await presence.close().catch(() => undefined);
-      await admin.close();
-      for (const w of waiters) w.reject(new Error(`gateway ${config.id} shut down before table version ${w.version}`));
-      waiters.clear();
-      log('gateway.stopped', { id: config.id });
-    })();
-    return stopping;
-  }
-
-  function waitForVersion(version: number, timeoutMs = 10_000): Promise<RoutingView> {
-    const cur = routing.current;
-    if (cur && cur.view.version >= version) return Promise.resolve(cur.view);
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        version,
-        resolve: (v: RoutingView) => {
-          clearTimeout(timer);
-          resolve(v);
-        },
-        reject: (err: Error) => {
-          clearTimeout(timer);
-          reject(err);
-        },
-      };
-      const timer = setTimeout(() => {
-        waiters.delete(waiter);
-        reject(new Error(`gateway ${config.id}: table version ${version} not applied within ${timeoutMs} ms`));
-      }, timeoutMs);
-      waiters.add(waiter);
-    });
-  }
+  const lifecycle: GatewayLifecycle = new GatewayLifecycle({
+    config, clock, log, traffic, admin, follower, presence,
+    releaseHeld: () => buffer.shutdown(),
+    stopRest: async () => {
+      freezeAck.cancel();
+      load.requests.clearWaiters();
+      routing.rejectWaiters((version) => new Error(`gateway ${config.id} shut down before table version ${version}`));
+      await websockets.terminateAll();
+    },
+    inFlight: () => load.inFlight,
+  });
 
   return {
     config,
     registry: metrics.registry,
-    start: () => (started ??= start()),
-    shutdown,
-    view: () => routing.current?.view ?? null,
-    waitForVersion,
+    start: () => lifecycle.start(),
+    shutdown: () => lifecycle.close(),
+    destroy: () => lifecycle.destroy(),
+    view: () => routing.view,
+    waitForVersion: (version, timeoutMs = 10_000) => routing.waitForVersion(version, timeoutMs, config.id),
     bufferCounters: () => ({ ...buffer.counters, evicted: { ...buffer.counters.evicted }, size: buffer.size }),
     inFlight: () => load.inFlight,
+    moveCounters: () => ({
+      withUpstream: load.requests.size,
+      openWebSockets: websockets.size,
+      webSocketsClosed: { ...websockets.closedByGateway },
+      cut: { ...cut },
+      ackPending: freezeAck.waiting,
+    }),
+  };
+}
+
+function stderrLog(clock: Clock): GatewayLog {
+  return (event, fields) => {
+    process.stderr.write(`${JSON.stringify({ time: new Date(clock.now()).toISOString(), event, ...fields })}\n`);
   };
 }

@@ -18,6 +18,8 @@ export interface MetricsSource {
   /** How stale the applied table may be: 0 while the store is connected; null = no table. */
   tableAgeSeconds(): number | null;
   ejectedByZone(): Map<string, number>;
+  /** The gateway's clock (whether a cell's freeze is still on). */
+  now(): number;
 }
 
 /** Upstream failure kinds, a fixed list. */
@@ -121,7 +123,7 @@ export class GatewayMetrics {
         this.reset();
         const view = source.view();
         if (!view) return;
-        const now = Date.now();
+        const now = source.now();
         for (const c of view.table.cells) {
           const frozen = c.state === 'frozen' && c.frozenUntilMs !== undefined && c.frozenUntilMs > now;
           this.inc({ zone: c.zone, state: frozen ? 'frozen' : 'active' });

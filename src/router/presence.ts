@@ -19,6 +19,8 @@ export interface PresenceOptions {
   readonly log: (event: string, fields?: Record<string, unknown>) => void;
   readonly retryMs?: number;
   readonly ttlSeconds?: number;
+  /** Wall-clock time of the record's updatedAt (the gateway's injected clock). */
+  readonly now?: () => number;
 }
 
 export class PresencePublisher {
@@ -70,7 +72,7 @@ export class PresencePublisher {
       checksum: this.applied.checksum,
       inFlight: this.o.inFlight(),
       startedAt: this.o.facts.startedAt,
-      updatedAt: new Date().toISOString(),
+      updatedAt: new Date((this.o.now ?? Date.now)()).toISOString(),
       pid: process.pid,
       host: hostname(),
     };

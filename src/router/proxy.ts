@@ -26,10 +26,11 @@ import { sendError } from './error-reply';
 import { stampRequestHeaders, wsForwardableHeaders } from './headers';
 import type { HoldBuffer } from './hold-buffer';
 import type { GatewayMetrics } from './metrics';
+import type { CellRequests, TrackedRequest } from './cell-requests';
 import { compileRouteClassifier } from './route-rules';
 import { classifyUpstreamError, isRetryable, retryDelay } from './upstream-policy';
 import { BAD_USER_ID, compileUserIdExtractor } from './user-id';
-import { hideUpstreamWsErrors } from './ws-upstream';
+import type { UpstreamWebSockets } from './ws-upstream';
 
 /** The routing state of one applied table; swapped whole, never changed in place. */
 export interface RoutingState {
@@ -48,14 +49,17 @@ export interface ProxyDeps {
   readonly metrics: GatewayMetrics;
   readonly clock: Clock;
   /**
-   * Requests being served (held ones and open WebSockets included), and per cell the ones
-   * sent to an upstream (a freeze is acknowledged only once its cells have none: DESIGN §2).
+   * Plain requests being served (held ones included; upgraded WebSockets never), and per cell
+   * the ones with an upstream (a freeze is acknowledged once its cells have none, or their
+   * grace ended: see freeze-ack.ts).
    */
-  readonly load: { inFlight: number; readonly upstreamByCell: Map<string, number> };
+  readonly load: { inFlight: number; readonly requests: CellRequests };
+  /** Pairs proxied WebSockets with their routes for the WebSocket registry. */
+  readonly websockets: UpstreamWebSockets;
 }
 
 export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
-  const { config, routing, buffer, health, metrics, clock, load } = deps;
+  const { config, routing, buffer, health, metrics, clock, load, websockets } = deps;
   const classify = compileRouteClassifier(config.routes);
   const userIdOf = compileUserIdExtractor(config.userId.sources);
   const trustProxy = config.trustProxy;
@@ -97,22 +101,30 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     const pool = state.pools.get(route.zone.name);
     ex.pool = pool ?? null;
     ex.endpoint = pool ? pool.pick(nowMs) : null;
-    if (ex.endpoint !== null && route.cell !== null && ex.countedCell === null) {
-      ex.countedCell = route.cell;
-      load.upstreamByCell.set(route.cell, (load.upstreamByCell.get(route.cell) ?? 0) + 1);
+    if (ex.endpoint !== null && route.cell !== null && ex.tracked === null && !ex.upgraded && ex.response !== null) {
+      ex.tracked = trackedRequest(route.cell, ex.response);
+      load.requests.enter(ex.tracked);
     }
     return ex.endpoint !== null;
+  }
+
+  /** A request with an upstream, as the freeze acknowledgement sees it: cut ends its client connection. */
+  function trackedRequest(cell: string, res: ServerResponse): TrackedRequest {
+    return {
+      cell,
+      cut: () => {
+        const started = res.headersSent;
+        res.destroy();
+        return started ? 'mid_response' : 'awaiting_response';
+      },
+    };
   }
 
   function onResponseClose(this: ServerResponse): void {
     const ex = (this as ServerResponse & { [kExchange]?: Exchange })[kExchange];
     if (!ex) return;
-    load.inFlight -= 1;
-    if (ex.countedCell !== null) {
-      const left = (load.upstreamByCell.get(ex.countedCell) ?? 1) - 1;
-      if (left > 0) load.upstreamByCell.set(ex.countedCell, left);
-      else load.upstreamByCell.delete(ex.countedCell);
-    }
+    if (!ex.upgraded) load.inFlight -= 1;
+    if (ex.tracked !== null) load.requests.leave(ex.tracked);
     if (ex.ticket && !this.writableFinished) ex.ticket.clientGone();
     const status = this.writableFinished ? this.statusCode : ex.upgraded ? 101 : 499;
     metrics.request(ex.zone, ex.cls, status, (performance.now() - ex.startedMs) / 1000);
@@ -121,7 +133,10 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   function preHandler(request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void {
     const ex = new Exchange();
     request.cellgate = ex;
-    load.inFlight += 1;
+    // An upgrade (WebSocket) is a connection, not a request in flight: the WebSocket registry keeps it.
+    ex.upgraded = (request.raw as { upgrade?: boolean }).upgrade === true;
+    if (!ex.upgraded) load.inFlight += 1;
+    ex.response = reply.raw;
     (reply.raw as ServerResponse & { [kExchange]?: Exchange })[kExchange] = ex;
     // 'close' comes exactly once per response, also when the client goes away first.
     reply.raw.on('close', onResponseClose);
@@ -284,13 +299,17 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     },
     wsClientOptions: {
       handshakeTimeout: config.upstream.connectTimeoutMs,
-      finishRequest: hideUpstreamWsErrors,
+      finishRequest: websockets.finishRequest,
+      // Called by http-proxy right before it opens the upstream socket (see ws-upstream.ts).
       rewriteRequestHeaders: (_headers: unknown, request: FastifyRequest) => {
         const ex = request.cellgate as Exchange;
         ex.upgraded = true;
+        const route = ex.route as OkRoute;
+        websockets.expect(route.cell === null ? null : { cell: route.cell, zone: route.zone.name, epoch: route.epoch });
         return rewriteRequestHeaders(request, wsForwardableHeaders(request.headers));
       },
     } as never,
+    wsHooks: { onConnect: websockets.onConnect } as never,
   });
 
   app.setNotFoundHandler((_request, reply) => {

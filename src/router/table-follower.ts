@@ -27,7 +27,8 @@ export class TableFollower {
   private writes: Promise<void> = Promise.resolve();
   private closed = false;
 
-  constructor(store: TableStore, snapshotPath: string | null, events: FollowerEvents) {
+  /** `now` is the gateway's clock: when a table was received, when a snapshot was saved. */
+  constructor(store: TableStore, snapshotPath: string | null, events: FollowerEvents, private readonly now: () => number = Date.now) {
     this.store = store;
     this.snapshotPath = snapshotPath;
     this.events = events;
@@ -74,7 +75,7 @@ export class TableFollower {
     // whatever its version (the store may have been restored to an older revision).
     if (cur && cur.source === 'store' && vt.version <= cur.version) return;
     try {
-      this.events.apply(vt, 'store', Date.now());
+      this.events.apply(vt, 'store', this.now());
     } catch (err) {
       this.events.rejected(vt.version, (err as Error).message);
       return;
@@ -85,7 +86,7 @@ export class TableFollower {
   }
 
   private save(path: string, vt: VersionedTable): void {
-    this.writes = this.writes.then(() => writeSnapshot(path, vt).catch((err: unknown) => {
+    this.writes = this.writes.then(() => writeSnapshot(path, vt, this.now()).catch((err: unknown) => {
       this.events.log('table.snapshot_write_failed', { path, version: vt.version, error: (err as Error).message });
     }));
   }
