@@ -10,8 +10,12 @@ import { FileStore } from '../src/store/file-store';
 import { MemoryStore } from './helpers/memory-store';
 import { moveCell, startGateway, tableFor, users } from './helpers/router-fixture';
 import { httpCall, startUpstreams, stopAll, type Upstream, type UpstreamAnswer } from './helpers/upstreams';
+import { until } from './helpers/wait';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A scrape of the admin port's metrics. */
+async function metricsOf(admin: string): Promise<string> {
+  return (await httpCall(`${admin}/metrics`)).text();
+}
 
 async function tempDir(t: ExecutionContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'cellgate-router-'));
@@ -39,9 +43,11 @@ test.serial('shutdown leaves no socket, server, watch or timer behind', async (t
   for (const u of users(20)) t.is((await httpCall(`${g.url}/x`, { headers: { 'x-user-id': u } })).status, 200);
   t.is((await httpCall(`${g.admin}/metrics`)).status, 200);
   await g.gw.shutdown();
-  await stopAll([a, b]);
-  await sleep(50);
   t.is(store.watcherCount, 0, 'the watch is closed');
+  await stopAll([a, b]);
+  // A closed handle is released in the close phase of the loop turn after its close callback:
+  // one setImmediate (the check phase follows it), not a timed wait.
+  await new Promise((r) => setImmediate(r));
   t.deepEqual(liveResources(), before);
 });
 
@@ -103,9 +109,7 @@ test('a rejected table never breaks routing; the next good one is applied', asyn
   const corrupt = JSON.parse(JSON.stringify(table)) as { zones: unknown[] };
   corrupt.zones = [];
   store.publishInvalid(corrupt);
-  await sleep(50);
-  const m = (await httpCall(`${g.admin}/metrics`)).text();
-  t.regex(m, /cellgate_table_updates_total\{result="rejected"\} 1\n/);
+  await until('the rejection to be counted', async () => /cellgate_table_updates_total\{result="rejected"\} 1\n/.test(await metricsOf(g.admin)));
   t.is(g.gw.view()!.version, 1);
   for (const u of users(20)) t.is((await httpCall(`${g.url}/x`, { headers: { 'x-user-id': u } })).status, 200);
   const vt = store.publish(moveCell(table, 'c00', 'zb'));
@@ -120,7 +124,7 @@ test('fail-static: a gateway restarted while the store is unreachable routes fro
   const store1 = new MemoryStore(table);
   const moved = store1.publish(moveCell(table, 'c01', 'zb'));
   const g1 = await startGateway(t, store1, { waitVersion: moved.version, config: { snapshotPath } });
-  for (let i = 0; i < 50 && !(await readFile(snapshotPath, 'utf8').catch(() => '')).includes('"version":2'); i++) await sleep(20);
+  await until('the snapshot of version 2', async () => (await readFile(snapshotPath, 'utf8').catch(() => '')).includes('"version":2'));
   await g1.gw.shutdown();
 
   const down = new MemoryStore();
@@ -135,18 +139,17 @@ test('fail-static: a gateway restarted while the store is unreachable routes fro
     const res = await httpCall(`${g2.url}/x`, { headers: { 'x-user-id': u } });
     t.is(res.json<UpstreamAnswer>().upstream, r.ok && r.zone.name === 'za' ? a.name : b.name);
   }
-  await sleep(20);
-  const staticMetrics = (await httpCall(`${g2.admin}/metrics`)).text();
+  const ageOf = (text: string) => Number(/^cellgate_routing_table_age_seconds (\S+)$/m.exec(text)?.[1]);
+  let staticMetrics = '';
+  await until('the snapshot to age', async () => ageOf((staticMetrics = await metricsOf(g2.admin))) > 0);
   t.regex(staticMetrics, /cellgate_control_plane_connected 0\n/);
-  const age = Number(/^cellgate_routing_table_age_seconds (\S+)$/m.exec(staticMetrics)?.[1]);
+  const age = ageOf(staticMetrics);
   t.true(age > 0 && age < 60, `the snapshot's age (${age} s) counts from when it was saved`);
 
   // The store comes back with its own (newer) truth: it replaces the snapshot.
   down.publish(table);
   down.setReachable(true);
-  await g2.gw.waitForVersion(1).catch(() => undefined);
-  await sleep(100);
-  t.is((await httpCall(`${g2.admin}/admin/table`)).json().source, 'store');
+  await until('the store\'s table to replace the snapshot', async () => (await httpCall(`${g2.admin}/admin/table`)).json().source === 'store');
   const back = (await httpCall(`${g2.admin}/metrics`)).text();
   t.regex(back, /cellgate_control_plane_connected 1\n/);
   t.regex(back, /cellgate_routing_table_age_seconds 0\n/);
@@ -167,13 +170,13 @@ test('presence: registered with what the gateway applied, updated on every table
   const { table } = await twoZones(t);
   const store = new MemoryStore(table);
   const g = await startGateway(t, store, { waitVersion: 1, config: { id: 'gw-presence', zone: 'za' } });
-  await sleep(50);
+  await until('the registration', () => store.presence.records.get('gw-presence')?.appliedVersion === 1);
   let rec = store.presence.records.get('gw-presence');
   t.like(rec, { id: 'gw-presence', zone: 'za', appliedVersion: 1, checksum: (await store.load())!.checksum, pid: process.pid });
   t.is(typeof rec!.startedAt, 'string');
   const vt = store.publish(moveCell(table, 'c02', 'zb'));
   await g.gw.waitForVersion(vt.version);
-  await sleep(50);
+  await until('the update', () => store.presence.records.get('gw-presence')?.appliedVersion === 2);
   rec = store.presence.records.get('gw-presence');
   t.is(rec!.appliedVersion, 2);
   t.is(rec!.checksum, vt.checksum);
@@ -183,9 +186,14 @@ test('presence: registered with what the gateway applied, updated on every table
 
 test('shutdown drains an in-flight slow request, stops accepting, and is idempotent', async (t) => {
   const { a, b, table } = await twoZones(t);
+  // /slow is answered only when the test says so (after shutdown has begun); the rest at once.
+  let answer!: () => void;
+  const answered = new Promise<void>((r) => (answer = r));
+  t.teardown(() => answer());
   for (const u of [a, b]) {
-    u.behave = async (_req, res) => {
-      await sleep(700);
+    u.behave = async (req, res) => {
+      if (req.url !== '/slow') return false;
+      await answered;
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('slow but done');
       return true;
@@ -194,19 +202,20 @@ test('shutdown drains an in-flight slow request, stops accepting, and is idempot
   const store = new MemoryStore(table);
   const g = await startGateway(t, store, { waitVersion: 1, config: { id: 'gw-drain' } });
   const inflight = httpCall(`${g.url}/slow`, { headers: { 'x-user-id': 'u1' } });
-  await sleep(150);
+  await until('the request to reach its zone', () => a.received.length + b.received.length === 1);
   t.is(g.gw.inFlight(), 1);
-  const started = Date.now();
   const stopping = g.gw.shutdown();
   t.is(g.gw.shutdown(), stopping, 'same promise');
-  await sleep(50);
+  let stopped = false;
+  void stopping.then(() => (stopped = true));
   t.is((await httpCall(`${g.admin}/readyz`).catch(() => ({ status: 503 }))).status, 503, 'not ready while draining');
-  await t.throwsAsync(httpCall(`${g.url}/new`, { headers: { 'x-user-id': 'u2' } }), undefined, 'no new connections');
+  await until('new connections to be refused', () => httpCall(`${g.url}/new`, { headers: { 'x-user-id': 'u2' } }).then(() => false, () => true));
+  t.false(stopped, 'shutdown waits for the in-flight request');
+  answer();
   const res = await inflight;
   t.is(res.status, 200);
   t.is(res.text(), 'slow but done');
   await stopping;
-  t.true(Date.now() - started >= 400, 'shutdown waited for the request');
   t.false(store.presence.records.has('gw-drain'));
 });
 
@@ -223,7 +232,7 @@ test('shutdown is bounded by shutdownGraceMs', async (t) => {
   const store = new MemoryStore(table);
   const g = await startGateway(t, store, { waitVersion: 1, config: { shutdownGraceMs: 300 } });
   const inflight = httpCall(`${g.url}/stuck`, { headers: { 'x-user-id': 'u1' } }).then(() => 'answered', () => 'cut');
-  await sleep(100);
+  await until('the request to reach its zone', () => a.received.length + b.received.length === 1);
   const started = Date.now();
   await g.gw.shutdown();
   const took = Date.now() - started;
@@ -247,12 +256,7 @@ test('on the embedded file store: tables followed, a corrupt table file rejected
   doc.version = 3;
   doc.table.zones = [];
   await writeFile(path, JSON.stringify(doc));
-  let m = '';
-  for (let i = 0; i < 100 && !/table_updates_total\{result="rejected"\} 1/.test(m); i++) {
-    await sleep(30);
-    m = (await httpCall(`${g.admin}/metrics`)).text();
-  }
-  t.regex(m, /cellgate_table_updates_total\{result="rejected"\} 1\n/);
+  await until('the corrupt table to be rejected', async () => /cellgate_table_updates_total\{result="rejected"\} 1\n/.test(await metricsOf(g.admin)));
   t.is(g.gw.view()!.version, 2, 'the last good table stays');
   const view = new RoutingView(versioned(moveCell(table, 'c03', 'zb'), 2));
   for (const u of users(30)) {

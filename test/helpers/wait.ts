@@ -1,0 +1,9 @@
+// Waiting on a condition in tests (never a bare sleep as synchronisation): `check` is tried
+// until it holds, bounded by a deadline that fails the test with what was awaited.
+export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
