@@ -177,19 +177,25 @@ test('requests still held when the shutdown grace period ends are answered 504 B
 
 test('a freeze is acknowledged (presence) only once the cell\'s requests already at the old zone have finished', async (t) => {
   const s = await setup(t);
-  // The old zone answers slowly: one request of the cell is still there when the freeze lands.
-  s.a.behave = async () => { await sleep(600); return false; };
+  // The old zone answers when the test says so: one request of the cell is still there when the freeze lands.
+  let answer!: () => void;
+  const answered = new Promise<void>((r) => (answer = r));
+  t.teardown(() => answer());
+  s.a.behave = async () => { await answered; return false; };
   const slow = httpCall(`${s.url}/slow`, { headers: { 'x-user-id': s.user } });
   await until('the slow request to reach the old zone', () => s.a.received.length === 1);
-  const frozenAt = Date.now();
+  t.is(s.gw.moveCounters().withUpstream, 1);
   const vt = s.store.publish(freezeCell(s.table, s.cell, Date.now() + 10_000, 'zb'));
   await s.gw.waitForVersion(vt.version);
   const published = () => [...s.store.presence.records.values()].some((r) => r.appliedVersion === vt.version);
-  await sleep(100);
+  t.true(s.gw.moveCounters().ackPending, 'the acknowledgement waits for the request');
   t.false(published(), 'not acknowledged while the request is with the old zone');
-  const answer = await slow;
-  t.is(answer.status, 200);
+  answer();
+  const res = await slow;
+  t.is(res.status, 200);
+  t.is(res.json<UpstreamAnswer>().upstream, 'a');
   await until('the acknowledgement', published);
-  t.true(Date.now() - frozenAt >= 500, 'acknowledged after the slow request finished');
+  t.false(s.gw.moveCounters().ackPending);
+  t.deepEqual(s.gw.moveCounters().cut, { awaiting_response: 0, mid_response: 0 }, 'finished within its grace: nothing cut');
   s.a.behave = null;
 });
