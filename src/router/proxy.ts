@@ -303,7 +303,6 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
       // Called by http-proxy right before it opens the upstream socket (see ws-upstream.ts).
       rewriteRequestHeaders: (_headers: unknown, request: FastifyRequest) => {
         const ex = request.cellgate as Exchange;
-        ex.upgraded = true;
         const route = ex.route as OkRoute;
         websockets.expect(route.cell === null ? null : { cell: route.cell, zone: route.zone.name, epoch: route.epoch });
         return rewriteRequestHeaders(request, wsForwardableHeaders(request.headers));
