@@ -15,16 +15,9 @@ import { planCellMove, planZoneDown, type Plan } from '../src/failover/planner';
 import { createFileStore, type FileStore } from '../src/store/file-store';
 import { startGateway, tableFor, users, type RunningGateway } from './helpers/router-fixture';
 import { startUpstreams, stopAll, type Upstream } from './helpers/upstreams';
+import { until } from './helpers/wait';
 
 const FREEZE_MS = 8_000;
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 interface Setup {
   readonly g: RunningGateway<FileStore>;
