@@ -105,7 +105,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     inFlight: () => load.inFlight,
     log,
     ttlSeconds: options.presenceTtlSeconds,
-    now: () => clock.now(),
+    clock,
   });
   const freezeAck = new FreezeAcknowledger({
     clock,

@@ -5,6 +5,7 @@
 // newest record is written when several pile up.
 import { hostname } from 'node:os';
 import type { PresenceRecord, PresenceRegistration, PresenceStore } from '../store/types';
+import type { Clock, TimerHandle } from './clock';
 
 export interface PresenceFacts {
   readonly id: string;
@@ -19,8 +20,8 @@ export interface PresenceOptions {
   readonly log: (event: string, fields?: Record<string, unknown>) => void;
   readonly retryMs?: number;
   readonly ttlSeconds?: number;
-  /** Wall-clock time of the record's updatedAt (the gateway's injected clock). */
-  readonly now?: () => number;
+  /** The gateway's clock: the record's updatedAt, the retry timers. */
+  readonly clock: Clock;
 }
 
 export class PresencePublisher {
@@ -30,8 +31,8 @@ export class PresencePublisher {
   private registering: Promise<void> | null = null;
   private writing: Promise<void> = Promise.resolve();
   private dirty = false;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private flushRetryTimer: NodeJS.Timeout | null = null;
+  private retryTimer: TimerHandle | null = null;
+  private flushRetryTimer: TimerHandle | null = null;
   private closed = false;
 
   constructor(options: PresenceOptions) {
@@ -53,8 +54,8 @@ export class PresencePublisher {
   /** Deregisters (removes the record, releases the lease); stops retrying. */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    if (this.flushRetryTimer) clearTimeout(this.flushRetryTimer);
+    if (this.retryTimer) this.o.clock.clearTimer(this.retryTimer);
+    if (this.flushRetryTimer) this.o.clock.clearTimer(this.flushRetryTimer);
     this.retryTimer = null;
     this.flushRetryTimer = null;
     await this.registering;
@@ -72,7 +73,7 @@ export class PresencePublisher {
       checksum: this.applied.checksum,
       inFlight: this.o.inFlight(),
       startedAt: this.o.facts.startedAt,
-      updatedAt: new Date((this.o.now ?? Date.now)()).toISOString(),
+      updatedAt: new Date(this.o.clock.now()).toISOString(),
       pid: process.pid,
       host: hostname(),
     };
@@ -94,7 +95,7 @@ export class PresencePublisher {
     } catch (err) {
       if (this.closed) return;
       this.o.log('presence.register_failed', { error: (err as Error).message });
-      this.retryTimer = setTimeout(() => {
+      this.retryTimer = this.o.clock.setTimer(() => {
         this.retryTimer = null;
         this.registering = this.register();
       }, this.o.retryMs ?? 2000);
@@ -111,7 +112,7 @@ export class PresencePublisher {
       // Unpublished progress would make cellctl wait for this gateway in vain: try again.
       this.dirty = true;
       if (!this.closed && !this.flushRetryTimer) {
-        this.flushRetryTimer = setTimeout(() => {
+        this.flushRetryTimer = this.o.clock.setTimer(() => {
           this.flushRetryTimer = null;
           this.writing = this.writing.then(() => this.flush());
         }, Math.min(500, this.o.retryMs ?? 500));

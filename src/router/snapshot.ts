@@ -23,7 +23,8 @@ export interface LoadedSnapshot {
   readonly savedAtMs: number;
 }
 
-export async function writeSnapshot(path: string, vt: VersionedTable, nowMs = Date.now()): Promise<void> {
+/** Saves `vt` at `path`; `nowMs` (the gateway's clock) is recorded as when it was saved. */
+export async function writeSnapshot(path: string, vt: VersionedTable, nowMs: number): Promise<void> {
   const doc: SnapshotDoc = { format: 1, version: vt.version, checksum: vt.checksum, savedAt: new Date(nowMs).toISOString(), table: vt.table };
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const fh = await open(tmp, 'w', 0o644);

@@ -28,7 +28,7 @@ export class TableFollower {
   private closed = false;
 
   /** `now` is the gateway's clock: when a table was received, when a snapshot was saved. */
-  constructor(store: TableStore, snapshotPath: string | null, events: FollowerEvents, private readonly now: () => number = Date.now) {
+  constructor(store: TableStore, snapshotPath: string | null, events: FollowerEvents, private readonly now: () => number) {
     this.store = store;
     this.snapshotPath = snapshotPath;
     this.events = events;
