@@ -161,7 +161,7 @@ test('a planned move with a WebSocket and a slow download open finishes within t
   t.true(end.bytes > 0);
   t.true(end.atMs - startedMs >= 550, `cut after the grace (${end.atMs - startedMs} ms)`);
   t.deepEqual(s.g.gw.moveCounters().cut, { awaiting_response: 0, mid_response: 1 });
-  t.deepEqual(s.g.gw.moveCounters().webSocketsClosed, { freeze: 1, moved: 0 });
+  t.deepEqual(s.g.gw.moveCounters().webSocketsClosed, { freeze: 1, moved: 0, shutdown: 0 });
 
   const again = await reconnected;
   t.is(again.hello.upstream, 'b', 'the reconnect goes to the new zone');
@@ -219,7 +219,7 @@ test('a WebSocket of a cell that does not move stays open across another cell\'s
   const echoed = new Promise<string>((r) => sock.ws.once('message', (d) => r(d.toString())));
   sock.ws.send('still here');
   t.is(await echoed, 'still here');
-  t.deepEqual(s.g.gw.moveCounters().webSocketsClosed, { freeze: 0, moved: 0 });
+  t.deepEqual(s.g.gw.moveCounters().webSocketsClosed, { freeze: 0, moved: 0, shutdown: 0 });
 });
 
 test('measured: a planned move with 100 open WebSockets and 10 slow downloads on the moving cell (default grace) takes at most the freeze window + 1 s', async (t) => {

@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import { RoutingView } from '../src/cells/lookup';
 import { versioned } from '../src/cells/table';
 import { MemoryStore } from './helpers/memory-store';
-import { freezeCell, moveCell, startGateway, tableFor, users } from './helpers/router-fixture';
+import { freezeCell, moveCell, setZoneStatus, startGateway, tableFor, users } from './helpers/router-fixture';
 import { freePort } from './helpers/ports';
 import { startUpstreams, stopAll } from './helpers/upstreams';
 
@@ -121,5 +121,33 @@ test('shutdown does not wait on a WebSocket peer that ignores the close handshak
   await g.gw.shutdown();
   t.true(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
   await closed;
+  t.is(g.gw.moveCounters().openWebSockets, 0);
+});
+
+test('a WebSocket of a city route is closed (1012) when its zone goes down, and reconnects to the next up zone', async (t) => {
+  const ups = await startUpstreams('a', 'b');
+  t.teardown(() => stopAll(ups));
+  const table = tableFor([{ name: 'za', upstreams: [ups[0]!.url] }, { name: 'zb', upstreams: [ups[1]!.url] }], { cells: 4 });
+  const store = new MemoryStore(table);
+  const g = await startGateway(t, store, { waitVersion: 1, config: { zone: 'za', routes: [{ prefix: '/nearby', class: 'city' }, { prefix: '/', class: 'unit' }] } });
+  const url = `${g.url.replace('http:', 'ws:')}/nearby/feed`;
+  const { ws, hello } = await connect(t, url, {});
+  t.is(hello.upstream, 'a');
+  const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+  await g.gw.waitForVersion(store.publish(setZoneStatus(table, 'za', 'down')).version);
+  t.is(await closed, 1012);
+  t.is((await connect(t, url, {})).hello.upstream, 'b');
+  t.is(g.gw.moveCounters().webSocketsClosed.moved, 1);
+});
+
+test('shutdown closes open WebSockets with 1001 (going away) at once', async (t) => {
+  const ups = await startUpstreams('a');
+  t.teardown(() => stopAll(ups));
+  const g = await startGateway(t, new MemoryStore(tableFor([{ name: 'za', upstreams: [ups[0]!.url] }], { cells: 2 })), { waitVersion: 1 });
+  const { ws } = await connect(t, `${g.url.replace('http:', 'ws:')}/live`, { 'x-user-id': 'u1' });
+  const closed = new Promise<{ code: number; reason: string }>((r) => ws.once('close', (code, reason) => r({ code, reason: reason.toString() })));
+  await g.gw.shutdown();
+  t.deepEqual(await closed, { code: 1001, reason: 'gateway shutting down' });
+  t.is(g.gw.moveCounters().webSocketsClosed.shutdown, 1);
   t.is(g.gw.moveCounters().openWebSockets, 0);
 });

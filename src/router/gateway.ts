@@ -157,6 +157,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
   const lifecycle: GatewayLifecycle = new GatewayLifecycle({
     config, clock, log, traffic, admin, follower, presence,
+    closeWebSockets: () => void websockets.closeAll(),
     releaseHeld: () => buffer.shutdown(),
     stopRest: async () => {
       freezeAck.cancel();

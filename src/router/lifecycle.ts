@@ -25,6 +25,8 @@ export interface LifecycleParts {
   readonly admin: FastifyInstance;
   readonly follower: { start(): Promise<void>; close(): Promise<void> };
   readonly presence: { start(): void; close(): Promise<void> };
+  /** Shutdown begins: ends open WebSockets (1001) so their clients reconnect elsewhere now. */
+  readonly closeWebSockets: () => void;
   /** Answers every held request (504) and stops the buffer's timer. */
   readonly releaseHeld: () => void;
   /** Everything else to stop once traffic is drained (acknowledgement timers, version waiters, upstream WebSockets). */
@@ -105,6 +107,7 @@ export class GatewayLifecycle {
     this.accepting = false;
     const { config, log } = this.p;
     log('gateway.shutdown', { id: config.id, inFlight: this.p.inFlight() });
+    this.p.closeWebSockets();
     await this.drainTraffic();
     this.p.releaseHeld();
     // Keep following the table until the traffic is drained: held requests may still be released.

@@ -21,11 +21,11 @@ export class MoveMetrics {
     for (const reason of CUT_KINDS) this.cut.inc({ reason }, 0);
     this.wsClosed = new Counter({
       name: 'cellgate_websockets_closed_total',
-      help: 'WebSockets the gateway ended with 1012 because their cell froze or moved (zone or epoch changed).',
+      help: 'WebSockets the gateway ended: 1012 because their cell froze or moved (zone, epoch, or its zone down), 1001 at shutdown.',
       labelNames: ['reason'], registers,
     });
     for (const reason of WS_CLOSE_REASONS) this.wsClosed.inc({ reason }, 0);
-    new Gauge({ name: 'cellgate_websockets_open', help: 'Proxied WebSockets open right now (cell routes).', registers, collect() { this.set(source.openWebSockets()); } });
+    new Gauge({ name: 'cellgate_websockets_open', help: 'Proxied WebSockets open right now.', registers, collect() { this.set(source.openWebSockets()); } });
     new Gauge({ name: 'cellgate_upstream_requests_in_flight', help: 'Plain requests of cell routes with an upstream right now (what a freeze waits for).', registers, collect() { this.set(source.inflightWithUpstream()); } });
   }
 

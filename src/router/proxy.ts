@@ -304,7 +304,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
       rewriteRequestHeaders: (_headers: unknown, request: FastifyRequest) => {
         const ex = request.cellgate as Exchange;
         const route = ex.route as OkRoute;
-        websockets.expect(route.cell === null ? null : { cell: route.cell, zone: route.zone.name, epoch: route.epoch });
+        websockets.expect({ cell: route.cell, zone: route.zone.name, epoch: route.epoch });
         return rewriteRequestHeaders(request, wsForwardableHeaders(request.headers));
       },
     } as never,

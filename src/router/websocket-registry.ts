@@ -5,26 +5,41 @@
 // is held by the buffer while the cell is frozen and then goes to the cell's new zone. The
 // upstream side is ended at once, so nothing the client still sends reaches the old zone.
 //
+// A WebSocket of a `city` route (no cell) is kept under its zone and closed the same way
+// when that zone is no longer `up` (city routes only go to up zones). At shutdown every
+// WebSocket is closed with 1001 ("going away"), so clients reconnect to another gateway.
+//
 // WebSockets are never in-flight requests: they do not hold up a freeze acknowledgement.
-// Counters: opened = closedByGateway.freeze + closedByGateway.moved + ended + size.
+// Counters: opened = closedByGateway.freeze + .moved + .shutdown + ended + size.
 import WebSocket from 'ws';
 import type { RoutingView } from '../cells/lookup';
 import { endUpstream } from './ws-upstream';
 
 /** What an upstream socket was opened for. */
 export interface WsRoute {
-  readonly cell: string;
+  /** null: a city route, which names no cell. */
+  readonly cell: string | null;
   readonly zone: string;
   readonly epoch: number;
 }
 
-export const WS_CLOSE_REASONS = ['freeze', 'moved'] as const;
+export const WS_CLOSE_REASONS = ['freeze', 'moved', 'shutdown'] as const;
 export type WsCloseReason = (typeof WS_CLOSE_REASONS)[number];
 
-/** RFC 6455 close code "service restart": the client should reconnect. */
+/** RFC 6455 close codes: "service restart" (reconnect, here) and "going away" (reconnect elsewhere). */
 export const CLOSE_SERVICE_RESTART = 1012;
+export const CLOSE_GOING_AWAY = 1001;
 
-const CLOSE_TEXT: Record<WsCloseReason, string> = { freeze: 'cell moving', moved: 'cell moved' };
+const CLOSE: Record<WsCloseReason, { code: number; text: string }> = {
+  freeze: { code: CLOSE_SERVICE_RESTART, text: 'cell moving' },
+  moved: { code: CLOSE_SERVICE_RESTART, text: 'cell moved' },
+  shutdown: { code: CLOSE_GOING_AWAY, text: 'gateway shutting down' },
+};
+
+/** Where an entry is kept: its cell, or (city routes) its zone. Cell names have no spaces. */
+function keyOf(route: WsRoute): string {
+  return route.cell ?? `city ${route.zone}`;
+}
 
 interface Entry {
   readonly route: WsRoute;
@@ -33,12 +48,12 @@ interface Entry {
 }
 
 export class WebSocketRegistry {
-  private readonly byCell = new Map<string, Set<Entry>>();
+  private readonly byKey = new Map<string, Set<Entry>>();
   private readonly byTarget = new Map<WebSocket, Entry>();
   opened = 0;
   /** Ended by either peer, or by the gateway's shutdown. */
   ended = 0;
-  readonly closedByGateway: Record<WsCloseReason, number> = { freeze: 0, moved: 0 };
+  readonly closedByGateway: Record<WsCloseReason, number> = { freeze: 0, moved: 0, shutdown: 0 };
 
   /** `onClosed` is told of every socket the gateway ends (metrics). */
   constructor(private readonly onClosed: (reason: WsCloseReason) => void = () => undefined) {}
@@ -49,14 +64,21 @@ export class WebSocketRegistry {
 
   /** Open WebSockets of `cell` (connecting ones included). */
   count(cell: string): number {
-    return this.byCell.get(cell)?.size ?? 0;
+    return this.byKey.get(cell)?.size ?? 0;
+  }
+
+  /** Ends every WebSocket with 1001 (shutdown begins: clients should reconnect to another gateway). */
+  closeAll(): number {
+    const entries = [...this.byTarget.values()];
+    for (const e of entries) this.close(e, 'shutdown');
+    return entries.length;
   }
 
   /** http-proxy is opening `target` (the upstream socket) for a client of `route.cell`. */
   open(route: WsRoute, target: WebSocket): void {
     const entry: Entry = { route, target, source: null };
-    let set = this.byCell.get(route.cell);
-    if (!set) this.byCell.set(route.cell, (set = new Set()));
+    let set = this.byKey.get(keyOf(route));
+    if (!set) this.byKey.set(keyOf(route), (set = new Set()));
     set.add(entry);
     this.byTarget.set(target, entry);
     this.opened += 1;
@@ -76,22 +98,29 @@ export class WebSocketRegistry {
   }
 
   /**
-   * Ends (1012) every WebSocket whose cell `view` freezes, or gives another zone or epoch.
-   * Returns how many were closed.
+   * Ends (1012) every WebSocket whose cell `view` freezes, gives another zone or epoch, or
+   * leaves on a zone that is down (city routes: whose zone is no longer up). Returns how many.
    */
   closeMoved(view: RoutingView, nowMs: number): number {
     let closed = 0;
-    for (const [cellName, set] of [...this.byCell]) {
-      const cell = cellName === view.table.global.name ? view.table.global : view.cell(cellName);
-      const frozen = cell !== undefined && cell.state === 'frozen' && (cell.frozenUntilMs ?? 0) > nowMs;
+    for (const set of [...this.byKey.values()]) {
       for (const entry of [...set]) {
-        const moved = cell === undefined || cell.zone !== entry.route.zone || cell.epoch !== entry.route.epoch;
-        if (!moved && !frozen) continue;
-        this.close(entry, moved ? 'moved' : 'freeze');
+        const reason = this.closeReason(view, nowMs, entry.route);
+        if (reason === null) continue;
+        this.close(entry, reason);
         closed += 1;
       }
     }
     return closed;
+  }
+
+  private closeReason(view: RoutingView, nowMs: number, route: WsRoute): WsCloseReason | null {
+    if (route.cell === null) return view.zone(route.zone)?.status === 'up' ? null : 'moved';
+    const cell = route.cell === view.table.global.name ? view.table.global : view.cell(route.cell);
+    if (cell === undefined || cell.zone !== route.zone || cell.epoch !== route.epoch) return 'moved';
+    if (view.zone(cell.zone)?.status === 'down') return 'moved';
+    if (cell.state === 'frozen' && (cell.frozenUntilMs ?? 0) > nowMs) return 'freeze';
+    return null;
   }
 
   /** Shutdown: ends every upstream socket now (their clients are gone or being cut); resolves once all have closed. */
@@ -106,18 +135,19 @@ export class WebSocketRegistry {
     if (!this.remove(entry)) return;
     this.closedByGateway[reason] += 1;
     this.onClosed(reason);
-    const text = CLOSE_TEXT[reason];
+    const { code, text } = CLOSE[reason];
     // The client first (so its socket is CLOSING before the upstream's close event reaches
     // http-proxy, which would otherwise pass on an abnormal-closure code), then the upstream.
-    if (entry.source && entry.source.readyState === WebSocket.OPEN) entry.source.close(CLOSE_SERVICE_RESTART, text);
-    endUpstream(entry.target, CLOSE_SERVICE_RESTART, text);
+    if (entry.source && entry.source.readyState === WebSocket.OPEN) entry.source.close(code, text);
+    endUpstream(entry.target, code, text);
   }
 
   private remove(entry: Entry): boolean {
     if (!this.byTarget.delete(entry.target)) return false;
-    const set = this.byCell.get(entry.route.cell);
+    const key = keyOf(entry.route);
+    const set = this.byKey.get(key);
     set?.delete(entry);
-    if (set && set.size === 0) this.byCell.delete(entry.route.cell);
+    if (set && set.size === 0) this.byKey.delete(key);
     return true;
   }
 }

@@ -42,8 +42,8 @@ export class UpstreamWebSockets {
 
   constructor(private readonly registry: WebSocketRegistry) {}
 
-  /** The route of the upstream socket http-proxy is about to open (null: not tracked, e.g. a city route). */
-  expect(route: WsRoute | null): void {
+  /** The route of the upstream socket http-proxy is about to open. */
+  expect(route: WsRoute): void {
     this.pending = route;
   }
 
