@@ -265,3 +265,23 @@ test('on the embedded file store: tables followed, a corrupt table file rejected
     t.is(res.json<UpstreamAnswer>().upstream, r.ok && r.zone.name === 'za' ? a.name : b.name);
   }
 });
+
+test('destroy does not wait for the grace period: held requests are answered 504 and in-flight ones cut at once', async (t) => {
+  const { a, b, table } = await twoZones(t);
+  let release: (() => void) | null = null;
+  for (const u of [a, b]) {
+    u.behave = (_req, res) => {
+      release = () => res.end();
+      return true; // never answers by itself
+    };
+  }
+  t.teardown(() => release?.());
+  const g = await startGateway(t, new MemoryStore(table), { waitVersion: 1, config: { shutdownGraceMs: 60_000 } });
+  const inflight = httpCall(`${g.url}/stuck`, { headers: { 'x-user-id': 'u1' } }).then(() => 'answered', () => 'cut');
+  await until('the request to reach its zone', () => a.received.length + b.received.length === 1);
+  const started = Date.now();
+  await g.gw.destroy();
+  t.true(Date.now() - started < 5000, `took ${Date.now() - started} ms with a 60 s grace`);
+  t.is(await inflight, 'cut');
+  t.is(g.gw.shutdown(), g.gw.shutdown(), 'one stop, whichever way it began');
+});

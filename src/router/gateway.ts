@@ -96,8 +96,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
   }, options.processMetrics ?? true);
   metrics.controlPlaneConnected.set(0);
-  const websockets = new WebSocketRegistry((reason) => moveMetrics.webSocketClosed(reason));
   const moveMetrics = new MoveMetrics(metrics.registry, { openWebSockets: () => websockets.size, inflightWithUpstream: () => load.requests.size });
+  const websockets = new WebSocketRegistry((reason) => moveMetrics.webSocketClosed(reason));
 
   const presence = new PresencePublisher({
     store: store.presence,
