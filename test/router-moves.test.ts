@@ -144,7 +144,13 @@ test('a planned move with a WebSocket and a slow download open finishes within t
   t.is(s.g.gw.moveCounters().withUpstream, 1, 'the download is with its upstream');
   t.is(s.g.gw.moveCounters().openWebSockets, 1);
 
-  // The client reconnects as soon as it is told to (1012), during the freeze.
+  // The client talks all along (every 5 ms) and reconnects as soon as it is told to (1012), during the freeze.
+  let seq = 0;
+  const talking = setInterval(() => {
+    if (sock.ws.readyState === WebSocket.OPEN) sock.ws.send(`m${seq++}`);
+  }, 5);
+  t.teardown(() => clearInterval(talking));
+  void sock.closed.then(() => clearInterval(talking));
   const reconnected = sock.closed.then(() => openSocket(t, s, user));
   const startedMs = Date.now();
   await run(s, (table) => planCellMove(table, s.cell, 'zb'));
@@ -154,6 +160,10 @@ test('a planned move with a WebSocket and a slow download open finishes within t
 
   const closed = await sock.closed;
   t.is(closed.code, 1012);
+  const atOld = s.a.wsReceived.filter((m) => m.user === user);
+  t.true(atOld.length > 0, 'the socket was talking to the old zone');
+  t.false(atOld.some((m) => m.at > closed.atMs), 'nothing reached the old zone after the client was told to go');
+  t.deepEqual(atOld.map((m) => m.text), atOld.map((_, i) => `m${i}`), 'in order, no gaps');
   t.is(closed.reason, 'cell moving');
   const end = await download.ended;
   t.true(closed.atMs < end.atMs, 'the WebSocket is closed when the freeze lands, before the grace ends');

@@ -33,6 +33,8 @@ export type Behave = (req: IncomingMessage, res: ServerResponse, received: Recei
 export class Upstream {
   readonly name: string;
   readonly received: Received[] = [];
+  /** WebSocket messages received: the x-user-id of the socket, the text, when. */
+  readonly wsReceived: { user: string; text: string; at: number }[] = [];
   behave: Behave | null = null;
   port = 0;
   private server: Server | null = null;
@@ -58,7 +60,10 @@ export class Upstream {
     server.on('upgrade', (req, socket, head) => {
       wss.handleUpgrade(req, socket, head, (ws) => {
         ws.send(JSON.stringify({ hello: true, upstream: this.name, url: req.url, headers: req.headers }));
-        ws.on('message', (data, binary) => ws.send(data, { binary }));
+        ws.on('message', (data, binary) => {
+          this.wsReceived.push({ user: String(req.headers['x-user-id'] ?? ''), text: data.toString(), at: Date.now() });
+          ws.send(data, { binary });
+        });
       });
     });
     await new Promise<void>((resolve, reject) => {
