@@ -30,10 +30,6 @@ export class CellRequests {
     return this.entered - this.left;
   }
 
-  count(cell: string): number {
-    return this.byCell.get(cell)?.size ?? 0;
-  }
-
   enter(request: TrackedRequest): void {
     let set = this.byCell.get(request.cell);
     if (!set) this.byCell.set(request.cell, (set = new Set()));

@@ -62,11 +62,6 @@ export class WebSocketRegistry {
     return this.byTarget.size;
   }
 
-  /** Open WebSockets of `cell` (connecting ones included). */
-  count(cell: string): number {
-    return this.byKey.get(cell)?.size ?? 0;
-  }
-
   /** Ends every WebSocket with 1001 (shutdown begins: clients should reconnect to another gateway). */
   closeAll(): number {
     const entries = [...this.byTarget.values()];
