@@ -51,7 +51,7 @@ export class WebSocketRegistry {
   private readonly byKey = new Map<string, Set<Entry>>();
   private readonly byTarget = new Map<WebSocket, Entry>();
   opened = 0;
-  /** Ended by either peer, or by the gateway's shutdown. */
+  /** Ended by either peer (or cut at the very end of shutdown). */
   ended = 0;
   readonly closedByGateway: Record<WsCloseReason, number> = { freeze: 0, moved: 0, shutdown: 0 };
 
