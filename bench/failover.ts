@@ -54,14 +54,13 @@ function timedStore(store: TableStore): TableStore & { firstWriteMs: number | nu
     get presence() { return store.presence; },
     load: () => store.load(),
     watch: (events: Parameters<TableStore['watch']>[0]) => store.watch(events),
-    compareAndSwap: async (version: number, table: RoutingTable) => {
+    compareAndSwap: async (version: number, table: RoutingTable, note?: Parameters<TableStore['compareAndSwap']>[2]) => {
       const first = timed.firstWriteMs === null;
       if (first) timed.firstWriteMs = performance.now();
-      const result = await store.compareAndSwap(version, table);
+      const result = await store.compareAndSwap(version, table, note);
       if (first) timed.firstWriteDoneMs = performance.now();
       return result;
     },
-    appendHistory: (entry: Parameters<TableStore['appendHistory']>[0]) => store.appendHistory(entry),
     listHistory: () => store.listHistory(),
     close: () => store.close(),
   };
