@@ -137,6 +137,27 @@ test('etcd: a write whose reply is lost is not re-sent: one re-read finds it com
   t.deepEqual(history.map((h) => [h.versionBefore, h.versionAfter, h.reason]), [[0, first.version, ''], [first.version, res.version, 'lost reply']]);
 });
 
+test('etcd: a write that got no answer and did not land is reported unavailable, not re-sent and not claimed', async (t) => {
+  const prefix = uniquePrefix();
+  const hooks: { dropNextWrite?: boolean } = {};
+  const store = open(t, prefix, { testHooks: hooks });
+  const first = await store.compareAndSwap(0, demoTable());
+  if (!first.ok) throw new Error('create failed');
+  hooks.dropNextWrite = true;
+  const err = await t.throwsAsync(store.compareAndSwap(first.version, bumpedTable(demoTable())));
+  t.true(isCellgateError(err, 'STORE_UNAVAILABLE'));
+  t.regex(err?.message ?? '', /has not landed \(table still at version \d+\); it was not re-sent/);
+  t.is((await store.load())?.version, first.version);
+  t.is((await store.listHistory()).length, 1);
+  // Meanwhile another writer won: the same unknown outcome is then a plain conflict.
+  const other = open(t, prefix);
+  const won = await other.compareAndSwap(first.version, bumpedTable(demoTable(), 2));
+  hooks.dropNextWrite = true;
+  const lost = await store.compareAndSwap(first.version, bumpedTable(demoTable(), 3));
+  t.false(lost.ok);
+  if (!lost.ok && won.ok) t.is(lost.current?.version, won.version);
+});
+
 test('the etcd call policy retries a read on a recoverable error, and never a write', async (t) => {
   const policy = perCallPolicy({ readAttempts: 3, hooks: {} });
   const failing = () => {

@@ -20,6 +20,8 @@ export function runAs<T>(kind: CallKind, fn: () => T): T {
 export interface WritePolicyTestHooks {
   /** The next write commits, but its reply is "lost": it fails as if the connection dropped. */
   loseNextWriteReply?: boolean;
+  /** The next write fails as if the connection dropped, before it reached etcd. */
+  dropNextWrite?: boolean;
 }
 
 export function perCallPolicy(opts: { readAttempts: number; hooks: WritePolicyTestHooks }): GlobalPolicy {
@@ -29,6 +31,10 @@ export function perCallPolicy(opts: { readAttempts: number; hooks: WritePolicyTe
       const kind = currentKind.getStore() ?? 'write';
       for (let attempt = 1; ; attempt++) {
         try {
+          if (kind === 'write' && opts.hooks.dropNextWrite) {
+            opts.hooks.dropNextWrite = false;
+            throw new GRPCUnavailableError('the connection dropped before the write was sent (test hook)');
+          }
           const result = await fn({ signal: signal ?? new AbortController().signal });
           if (kind === 'write' && opts.hooks.loseNextWriteReply) {
             opts.hooks.loseNextWriteReply = false;
