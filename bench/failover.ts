@@ -111,7 +111,7 @@ async function convergenceSection(report: Report, store: ReturnType<typeof timed
   report.section(`failover convergence: ${CHANGES} changes, ${GATEWAYS} gateway processes, 3-member etcd, in-process FailoverExecutor`);
   report.note(`${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)} at start (other processes on the machine count too).`);
   report.note(`alternating zone down ${ZONE} (unplanned, 1 CAS) and zone up ${ZONE} (failback: freeze, wait, flip, wait).`);
-  report.note('"seen" = first write start -> the executor saw every presence record on the new revision (it polls every 10 ms);');
+  report.note('"seen" = first write start -> the executor saw every presence record on the new revision (it watches them);');
   report.note('"published" = first write start -> the last gateway made its presence record (its updatedAt).');
   const timings: ChangeTiming[] = [];
   const fsyncBefore = await walFsyncHistogram(etcdEndpoints);
