@@ -427,6 +427,26 @@ for (const kind of ['file', 'etcd'] as const) {
   });
 }
 
+test('a rollback over a table written around cellctl with lower epochs raises every cell above the epochs issued', async (t) => {
+  const env = await makeEnv(t, 'file');
+  await executor(env, { makePlan: (tb) => planZoneDown(tb, 'sh-a') }).run();
+  // Someone puts the original table back by hand (epochs 1 again, though 2 was issued for sh-a's cells elsewhere).
+  const downed = await current(env);
+  t.true((await env.store.compareAndSwap(downed.version, demoTable())).ok);
+  const rebuilt = await rebuiltBase(env.store);
+  t.truthy(rebuilt, 'a table behind the issued epochs is rebuilt');
+  t.true([...rebuilt!.table.cells, rebuilt!.table.global].every((c) => c.epoch === 3));
+  await executor(env, {
+    makePlan: (tb) => planRestore(tb, downed.table, downed.version),
+    loadBase: async () => (await rebuiltBase(env.store)) ?? current(env),
+    alwaysWrite: true,
+  }).run();
+  const after = await current(env);
+  t.true(after.table.cells.filter((c) => c.home === 'sh-a').every((c) => c.zone !== 'sh-a' && c.epoch === 4), 'moved again, at a fresh epoch');
+  t.is(await rebuiltBase(env.store), null, 'nothing left to rebuild');
+  assertEpochsNeverReused(t, [...(await env.store.listHistory()).map((h) => h.table), after.table]);
+});
+
 test('a move left frozen by a dead cellctl is flagged by status and cleaned by the next change', async (t) => {
   const env = await makeEnv(t, 'file');
   await startFollowers(t, env, ['gw-1']);
