@@ -2,7 +2,9 @@
 // then route / history / rollback, the blast-radius guard, exit 4 naming a gateway that does
 // not follow, and the same flow against a real etcd.
 import test, { type ExecutionContext } from 'ava';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
 import { RoutingView } from '../src/cells/lookup';
 import { versioned } from '../src/cells/table';
 import type { RoutingTable } from '../src/cells/types';
@@ -192,7 +194,9 @@ test('a gateway that does not follow: exit 4, named on stderr; a planned move is
   if (!cell) throw new Error('no cell on sh-a');
   const move = await run(t, ['cell', 'move', cell.name, 'hz-a', '--reason', 'rebalance', '--yes', '--timeout', '3', ...target.flags], 4);
   t.regex(move.stderr, /gw-stuck/);
-  t.notRegex(move.stderr, /gw-live \(on/);
+  const verdict = move.stderr.split('\n').find((l) => l.startsWith('cellctl:')) ?? '';
+  t.regex(verdict, /gw-stuck \(on \d+\)/);
+  t.notRegex(verdict, /gw-live/, 'the gateway that followed is not blamed');
   t.regex(move.stderr, /withdrew the freeze/);
   const afterMove = (await tableOf(target)).table.cells.find((c) => c.name === cell.name);
   t.deepEqual(afterMove, cell, 'the cell is active on its old zone');
@@ -245,4 +249,105 @@ test('zone drain, then zone up --batch: planned batches until every cell is home
   t.true([...home.table.cells, home.table.global].every((c) => c.zone === c.home && c.state === 'active'));
   t.true(home.table.zones.every((z) => z.status === 'up'));
   await run(t, ['zone', 'up', 'sh-a', '--batch', '0', '--reason', 'x', '--yes', ...target.flags], 2);
+});
+
+test('a malformed presence record: exit 4 naming the gateway, and status shows it as malformed', async (t) => {
+  const target = fileTarget(t);
+  await init(t, target);
+  await follow(t, target, 'gw-live');
+  // A live record (fresh heartbeat file) without appliedVersion: it proves nothing.
+  const path = target.flags[1]!;
+  const now = new Date().toISOString();
+  await mkdir(`${path}.gateways`, { recursive: true });
+  await writeFile(join(`${path}.gateways`, 'gw-broken.json'), JSON.stringify({ ttlSeconds: 60, record: { id: 'gw-broken', zone: null, checksum: 'x', inFlight: 0, startedAt: now, updatedAt: now, pid: 1, host: 'h' } }));
+  const down = await run(t, ['zone', 'down', 'sh-a', '--reason', 'x', '--yes', '--timeout', '2', ...target.flags], 4);
+  const verdict = down.stderr.split('\n').find((l) => l.startsWith('cellctl:')) ?? '';
+  t.regex(verdict, /gw-broken \(malformed presence record: appliedVersion missing/);
+  t.notRegex(verdict, /gw-live/);
+  const json = await run(t, ['zone', 'down', 'sh-b', '--reason', 'x', '--yes', '--force', '--timeout', '2', '--json', ...target.flags], 4);
+  const err = JSON.parse(json.stdout.trim().split('\n').at(-1) as string) as { error: string; detail: { malformed: { id: string }[] } };
+  t.is(err.error, 'NOT_CONVERGED');
+  t.deepEqual(err.detail.malformed.map((m) => m.id), ['gw-broken']);
+  const status = await run(t, ['status', ...target.flags], 0);
+  t.regex(status.stdout, /2 live gateway\(s\).*1 with a malformed record/);
+  t.regex(status.stdout, /gw-broken .*MALFORMED: appliedVersion missing/);
+});
+
+test('a change reports the convergence it observed, never a constant', async (t) => {
+  const target = fileTarget(t);
+  await init(t, target);
+  const none = await run(t, ['zone', 'down', 'sh-a', '--reason', 'x', '--yes', '--json', ...target.flags], 0);
+  t.like(JSON.parse(none.stdout), { gateways: 0, converged: true, gatewaysOnRevision: [] });
+  await follow(t, target, 'gw-1');
+  const one = await run(t, ['zone', 'down', 'hz-a', '--reason', 'x', '--yes', '--json', ...target.flags], 0);
+  t.like(JSON.parse(one.stdout), { gateways: 1, converged: true, gatewaysOnRevision: ['gw-1'] });
+  const nothing = await run(t, ['zone', 'down', 'hz-a', '--reason', 'x', '--yes', '--json', ...target.flags], 0);
+  t.like(JSON.parse(nothing.stdout), { gateways: null, converged: null }, 'nothing written, nothing waited for, nothing claimed');
+  const text = await run(t, ['zone', 'down', 'sz-a', '--reason', 'x', '--yes', '--force', ...target.flags], 0);
+  t.regex(text.stdout, /1 live gateway\(s\) applied it/);
+});
+
+for (const kind of ['file', 'etcd'] as const) {
+  test(`${kind}: init over a wiped store, and init --force, issue epochs above every epoch issued before`, async (t) => {
+    const target = kind === 'file' ? fileTarget(t) : etcdTarget(t, `/cli-wiped-${process.pid}`);
+    await init(t, target);
+    await run(t, ['zone', 'down', 'sh-a', '--reason', 'x', '--yes', ...target.flags], 0);
+    await run(t, ['zone', 'up', 'sh-a', '--reason', 'x', '--yes', ...target.flags], 0);
+    const used = (await tableOf(target)).table;
+    const highest = Math.max(...[...used.cells, used.global].map((c) => c.epoch));
+    t.is(highest, 3);
+    // The table is wiped (its history stays), then the store is initialised again.
+    if (kind === 'file') await rm(target.flags[1]!);
+    else await (async () => {
+      const admin = new Etcd3({ hosts: world.etcd.endpoints.map((e) => `http://${e}`) });
+      try { await admin.delete().key(`${target.flags[3]}/table`); } finally { admin.close(); }
+    })();
+    await init(t, target);
+    const reborn = await tableOf(target);
+    t.true([...reborn.table.cells, reborn.table.global].every((c) => c.epoch === highest + 1), 'every cell above the old epochs');
+    t.is(reborn.table.epochHighWater, highest + 1);
+    // Refused without --force, replaced with it, still above.
+    const again = await run(t, ['init', '--topology', world.topologyPath, ...target.flags], 3);
+    t.regex(again.stderr, /--force replaces it/);
+    await run(t, ['init', '--topology', world.topologyPath, '--force', ...target.flags], 0);
+    const forced = await tableOf(target);
+    t.true([...forced.table.cells, forced.table.global].every((c) => c.epoch === highest + 2));
+    // Across every version written, no (cell, epoch) pair ever named two zones.
+    const store = target.open();
+    const zoneOf = new Map<string, string>();
+    for (const h of await store.listHistory()) {
+      for (const c of [...h.table.cells, h.table.global]) {
+        const key = `${c.name}@${c.epoch}`;
+        if (zoneOf.has(key)) t.is(zoneOf.get(key), c.zone, key);
+        zoneOf.set(key, c.zone);
+      }
+    }
+    t.true(zoneOf.size > 64 * 3);
+  });
+}
+
+test('status flags a drain left half-done by a killed cellctl; the next change that touches it cleans it', async (t) => {
+  const target = fileTarget(t);
+  await init(t, target);
+  // What a cellctl killed after the freeze of `zone drain hz-a` leaves behind, 40 s after the deadline.
+  const store = target.open();
+  const vt = await tableOf(target);
+  const deadline = Date.now() - 40_000;
+  const left = {
+    ...vt.table,
+    zones: vt.table.zones.map((z) => (z.name === 'hz-a' ? { ...z, status: 'draining' as const } : z)),
+    cells: vt.table.cells.map((c) => (c.zone === 'hz-a' ? { ...c, state: 'frozen' as const, frozenUntilMs: deadline, movingTo: 'sh-a' } : c)),
+  };
+  t.true((await store.compareAndSwap(vt.version, left)).ok);
+  const status = await run(t, ['status', ...target.flags], 0);
+  t.regex(status.stdout, /STALE: freeze expired 4\d s ago, drain of hz-a not finished: re-run `cellctl zone drain hz-a` or `zone up hz-a`/);
+  const json = JSON.parse((await run(t, ['status', '--json', ...target.flags], 0)).stdout) as { staleMoves: { kind: string; zone: string; cells: string[] }[] };
+  t.deepEqual(json.staleMoves.map((m) => [m.kind, m.zone, m.cells.length]), [['drain', 'hz-a', 16]]);
+  await run(t, ['zone', 'up', 'hz-a', '--reason', 'abandon the drain', '--yes', ...target.flags], 0);
+  const cleaned = await tableOf(target);
+  t.is(cleaned.table.zones.find((z) => z.name === 'hz-a')?.status, 'up');
+  t.true(cleaned.table.cells.every((c) => c.state === 'active'));
+  t.deepEqual(cleaned.table.cells.map((c) => [c.zone, c.epoch]), vt.table.cells.map((c) => [c.zone, c.epoch]), 'every cell where it was');
+  const after = await run(t, ['status', ...target.flags], 0);
+  t.notRegex(after.stdout, /STALE/);
 });

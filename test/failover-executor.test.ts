@@ -2,19 +2,24 @@
 // the freeze protocol of planned moves, convergence of followers (and naming the ones that
 // do not follow), conflicts with a second operator, history, and batched failback.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { Etcd3 } from 'etcd3';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GLOBAL_CELL, type Cell, type RoutingTable, type VersionedTable } from '../src/cells/types';
 import { isCellgateError, type CellgateError } from '../src/errors';
 import { FailoverExecutor, type ExecuteOptions, type ExecutorEvent } from '../src/failover/executor';
-import { planCellMove, planZoneDown, planZoneDrain, planZoneUp } from '../src/failover/planner';
+import { rebuiltBase } from '../src/failover/epochs';
+import { planCellMove, planRestore, planZoneDown, planZoneDrain, planZoneUp } from '../src/failover/planner';
+import { staleMoves } from '../src/cli/commands/status';
+import { writeFileAtomic } from '../src/store/file-io';
 import { createEtcdStore } from '../src/store/etcd-store';
 import { createFileStore } from '../src/store/file-store';
-import type { PresenceRecord, TableStore } from '../src/store/types';
+import type { HistoryEntry, PresenceRecord, PresenceStore, PresenceWatch, TableStore } from '../src/store/types';
 import { startEtcd, type EtcdHandle } from './helpers/etcd';
 import { demoTable } from './helpers/fixtures';
 import { startFollower, type Follower } from './helpers/followers';
+import { MemoryStore } from './helpers/memory-store';
 
 let etcd: EtcdHandle | undefined;
 let prefixes = 0;
@@ -30,6 +35,8 @@ test.after.always(async () => {
 interface Env {
   /** A new store instance over the test's data, as another process would open it (closed at teardown). */
   open(): TableStore;
+  /** Writes `doc` as the table document around validation and CAS (a hand edit, a corruption). */
+  writeRaw(doc: unknown): Promise<void>;
   /** The operator's store. */
   readonly store: TableStore;
   readonly initialVersion: number;
@@ -39,13 +46,28 @@ type Kind = 'file' | 'etcd';
 
 async function makeEnv(t: ExecutionContext, kind: Kind): Promise<Env> {
   let open: () => TableStore;
+  let writeRaw: (doc: unknown) => Promise<void>;
   if (kind === 'file') {
     const dir = await mkdtemp(join(tmpdir(), 'cellgate-executor-'));
     t.teardown(() => rm(dir, { recursive: true, force: true }));
-    open = () => createFileStore(join(dir, 'table.json'), { pollIntervalMs: 50 });
+    const path = join(dir, 'table.json');
+    open = () => createFileStore(path, { pollIntervalMs: 50 });
+    writeRaw = async (doc) => {
+      const { version } = JSON.parse(await readFile(path, 'utf8')) as { version: number };
+      await writeFileAtomic(path, JSON.stringify({ version: version + 1, table: doc }));
+    };
   } else {
     const prefix = `/executor-${process.pid}-${++prefixes}`;
-    open = () => createEtcdStore({ endpoints: (etcd as EtcdHandle).endpoints, prefix });
+    const endpoints = (etcd as EtcdHandle).endpoints;
+    open = () => createEtcdStore({ endpoints, prefix });
+    writeRaw = async (doc) => {
+      const admin = new Etcd3({ hosts: endpoints.map((e) => `http://${e}`) });
+      try {
+        await admin.put(`${prefix}/table`).value(JSON.stringify(doc));
+      } finally {
+        admin.close();
+      }
+    };
   }
   const opened = () => {
     const s = open();
@@ -55,7 +77,7 @@ async function makeEnv(t: ExecutionContext, kind: Kind): Promise<Env> {
   const store = opened();
   const cas = await store.compareAndSwap(0, demoTable());
   if (!cas.ok) throw new Error('init failed');
-  return { open: opened, store, initialVersion: cas.version };
+  return { open: opened, writeRaw, store, initialVersion: cas.version };
 }
 
 /** n followers (gateways), each on its own store instance; stopped at teardown (before the stores close). */
@@ -72,17 +94,22 @@ function executor(env: Env, opts: Partial<ExecuteOptions> & Pick<ExecuteOptions,
   });
 }
 
-/** `store`, with `hook` run (and awaited) inside the first presence listing: "while the executor waits for the gateways". */
+/** `store`, with `hook` run (and awaited) before the first presence watch starts: "while the executor waits for the gateways". */
 function duringFirstWait(store: TableStore, hook: () => Promise<void>): TableStore {
   let fired = false;
-  const presence = {
+  const presence: PresenceStore = {
     register: store.presence.register.bind(store.presence),
-    list: async () => {
-      if (!fired) {
-        fired = true;
-        await hook();
-      }
-      return store.presence.list();
+    list: store.presence.list.bind(store.presence),
+    snapshot: store.presence.snapshot.bind(store.presence),
+    watch: (events) => {
+      if (fired) return store.presence.watch(events);
+      fired = true;
+      let inner: PresenceWatch | null = null;
+      let closed = false;
+      const started = hook().then(() => {
+        if (!closed) inner = store.presence.watch(events);
+      });
+      return { close: async () => { closed = true; await started; await inner?.close(); } };
     },
   };
   return new Proxy(store, {
@@ -104,6 +131,11 @@ async function current(env: Env): Promise<VersionedTable> {
   const vt = await env.store.load();
   if (!vt) throw new Error('no table');
   return vt;
+}
+
+/** The history after the test's initial table: one entry per write. */
+async function changes(env: Env): Promise<HistoryEntry[]> {
+  return (await env.store.listHistory()).filter((h) => h.versionAfter > env.initialVersion);
 }
 
 function written(events: readonly ExecutorEvent[]): string[] {
@@ -139,7 +171,7 @@ for (const kind of ['file', 'etcd'] as const) {
     t.is(after.table.cells.filter((c) => c.zone === 'sh-a').length, 0);
     t.is(after.table.global.zone, 'sh-b');
 
-    const history = await env.store.listHistory();
+    const history = await changes(env);
     t.is(history.length, 1);
     const [entry] = history;
     t.is(entry.reason, 'power loss in sh-a');
@@ -212,7 +244,8 @@ for (const kind of ['file', 'etcd'] as const) {
     t.deepEqual(written(planned), ['freeze', 'unfreeze'], 'the freeze is withdrawn, never flipped');
     const afterMove = await current(env);
     t.deepEqual(cellOf(afterMove.table, 'c05'), before, 'active on its old zone with its old epoch');
-    t.is((await env.store.listHistory()).length, 0, 'nothing changed: nothing recorded');
+    const recorded = await changes(env);
+    t.deepEqual(recorded.map((h) => h.summary[0]?.split(':')[0]), ['planned move, phase 1', 'planned move withdrawn'], 'the freeze and its withdrawal are recorded, no move');
 
     // A withdrawn drain leaves the table as it was: the zone is not left 'draining' (city traffic avoids such zones).
     const drain: ExecutorEvent[] = [];
@@ -230,8 +263,8 @@ for (const kind of ['file', 'etcd'] as const) {
     t.deepEqual(written(unplanned), ['change']);
     const afterDown = await current(env);
     t.is(afterDown.table.zones.find((z) => z.name === 'sh-a')?.status, 'down', 'an unplanned change stays written');
-    const history = await env.store.listHistory();
-    t.deepEqual(history.map((h) => h.action), ['zone down sh-a'], 'and is recorded');
+    const history = await changes(env);
+    t.deepEqual(history.map((h) => h.action), ['cell move c05 ' + target, 'cell move c05 ' + target, 'zone drain hz-a', 'zone drain hz-a', 'zone down sh-a'], 'and is recorded');
   });
 
   test.serial(`${kind}: a second operator's change between plan and write is never lost (re-plan)`, async (t) => {
@@ -275,7 +308,8 @@ for (const kind of ['file', 'etcd'] as const) {
     t.is(after.table.cells.filter((c) => c.zone === 'sh-a').length, 0);
     t.true(result.plans[0].moves.some((m) => m.to === 'hz-a'), 'the overflow went to the next tier');
     t.true(result.versionBefore > env.initialVersion, "the written plan is based on the other operator's version");
-    t.deepEqual((await env.store.listHistory()).map((h) => [h.versionBefore, h.versionAfter]), [[result.versionBefore, result.versionAfter]]);
+    const ours = (await changes(env)).filter((h) => h.actor === 'tester@ci');
+    t.deepEqual(ours.map((h) => [h.versionBefore, h.versionAfter]), [[result.versionBefore, result.versionAfter]]);
   });
 
   test.serial(`${kind}: a planned move cancelled by another operator during the freeze is not reported (or recorded) as done`, async (t) => {
@@ -299,7 +333,8 @@ for (const kind of ['file', 'etcd'] as const) {
     const after = await current(env);
     t.deepEqual(cellOf(after.table, 'c05'), before, 'c05 stays, active, where it was');
     t.is(after.table.zones.find((z) => z.name === target)?.status, 'down');
-    t.deepEqual(await env.store.listHistory(), [], 'no move recorded that did not happen');
+    const ours = (await changes(env)).filter((h) => h.actor === 'tester@ci');
+    t.deepEqual(ours.map((h) => h.summary[0]?.split(':')[0]), ['planned move, phase 1'], 'the freeze is recorded, no move that did not happen');
   });
 
   test.serial(`${kind}: batched zone up runs planned batches until nothing remains`, async (t) => {
@@ -320,13 +355,135 @@ for (const kind of ['file', 'etcd'] as const) {
     t.is(after.table.global.epoch, demoTable().global.epoch + 2);
     t.true([...after.table.cells, after.table.global].every((c) => c.state === 'active'));
     for (const g of gateways) t.is(g.applied.version, after.version);
-    const history = await env.store.listHistory();
-    t.deepEqual(history.map((h) => h.action), ['zone down sh-a', 'zone up sh-a', 'zone up sh-a', 'zone up sh-a']);
-    t.deepEqual(history.slice(1).map((h) => h.summary.filter((s) => s.includes('->sh-a')).length), [6, 6, 5]);
-    t.true(history[1].summary.includes('zone sh-a down->up'), 'the first batch brings the zone up');
-    t.true(history.slice(1).some((h) => h.summary.some((s) => s.startsWith(`${GLOBAL_CELL} `))), 'the global zone comes home too');
+    const history = await changes(env);
+    t.deepEqual(history.map((h) => h.action), ['zone down sh-a', ...Array<string>(6).fill('zone up sh-a')]);
+    const flips = history.filter((h) => h.summary[0] === 'planned move, phase 2: flip');
+    t.deepEqual(flips.map((h) => h.summary.filter((s) => s.includes('->sh-a')).length), [6, 6, 5]);
+    t.true(history[1].summary.includes('zone sh-a down->up'), 'the first batch (its freeze) brings the zone up');
+    t.true(flips.some((h) => h.summary.some((s) => s.startsWith(`${GLOBAL_CELL} `))), 'the global zone comes home too');
+    for (let i = 1; i < history.length; i++) t.is(history[i]!.versionBefore, history[i - 1]!.versionAfter, 'no version without history');
   });
 }
+
+/** Fails the test when any (cell, epoch) pair was ever given two zones, across every version in the history. */
+function assertEpochsNeverReused(t: ExecutionContext, tables: readonly RoutingTable[]): void {
+  const zoneOf = new Map<string, string>();
+  let reused = 0;
+  for (const table of tables) {
+    for (const c of [...table.cells, table.global]) {
+      const key = `${c.name}@${c.epoch}`;
+      const seen = zoneOf.get(key);
+      if (seen !== undefined && seen !== c.zone) {
+        reused++;
+        t.fail(`${c.name} epoch ${c.epoch} was issued for ${seen} and for ${c.zone}`);
+      }
+      zoneOf.set(key, c.zone);
+    }
+  }
+  t.is(reused, 0);
+}
+
+for (const kind of ['file', 'etcd'] as const) {
+  test.serial(`${kind}: a crash right after a write leaves no version without history; a repairing rollback never reuses an epoch`, async (t) => {
+    const env = await makeEnv(t, kind);
+    await startFollowers(t, env, ['gw-1']);
+    const before = cellOf((await current(env)).table, 'c05');
+    const target = before.zone === 'sz-a' ? 'hz-a' : 'sz-a';
+    // The process "dies" right after the flip is written: where the old code had not yet written history.
+    const crash = await t.throwsAsync(executor(env, {
+      makePlan: (tb) => planCellMove(tb, 'c05', target),
+      onEvent: (e) => {
+        if (e.type === 'written' && e.phase === 'flip') throw new Error('simulated crash after the flip');
+      },
+    }).run());
+    t.regex(crash?.message ?? '', /simulated crash/);
+    const flipped = await current(env);
+    t.deepEqual([cellOf(flipped.table, 'c05').zone, cellOf(flipped.table, 'c05').epoch], [target, before.epoch + 1]);
+    let history = await env.store.listHistory();
+    t.is(history.at(-1)?.versionAfter, flipped.version, 'the flip that "crashed" has its history entry');
+    for (let i = 1; i < history.length; i++) t.is(history[i]!.versionBefore, history[i - 1]!.versionAfter, `no version without history (entry ${i})`);
+
+    // More changes, then the document is corrupted, then a rollback repairs it.
+    await executor(env, { makePlan: (tb) => planZoneDown(tb, 'sh-a') }).run();
+    await env.writeRaw({ ...structuredClone(demoTable()), cells: 'corrupted' });
+    const rebuilt = await rebuiltBase(env.store);
+    t.truthy(rebuilt, 'an invalid document is rebuilt from the history');
+    const initial = history[0]!;
+    await executor(env, {
+      makePlan: (tb) => planRestore(tb, initial.table, initial.versionAfter),
+      loadBase: async () => (await rebuiltBase(env.store)) ?? current(env),
+      alwaysWrite: true,
+    }).run();
+    const restored = await current(env);
+    t.is(cellOf(restored.table, 'c05').zone, before.zone, 'c05 back where it started');
+    t.true(cellOf(restored.table, 'c05').epoch > before.epoch + 2, 'with an epoch above every one issued before');
+    // And the cell moves again afterwards.
+    await executor(env, { makePlan: (tb) => planCellMove(tb, 'c05', target) }).run();
+    history = await env.store.listHistory();
+    t.true(history.length >= 6);
+    assertEpochsNeverReused(t, [...history.map((h) => h.table), (await current(env)).table]);
+    const final = await current(env);
+    t.true((final.table.epochHighWater ?? 0) >= Math.max(...[...final.table.cells, final.table.global].map((c) => c.epoch)));
+  });
+}
+
+test('a rollback over a table written around cellctl with lower epochs raises every cell above the epochs issued', async (t) => {
+  const env = await makeEnv(t, 'file');
+  await executor(env, { makePlan: (tb) => planZoneDown(tb, 'sh-a') }).run();
+  // Someone puts the original table back by hand (epochs 1 again, though 2 was issued for sh-a's cells elsewhere).
+  const downed = await current(env);
+  t.true((await env.store.compareAndSwap(downed.version, demoTable())).ok);
+  const rebuilt = await rebuiltBase(env.store);
+  t.truthy(rebuilt, 'a table behind the issued epochs is rebuilt');
+  t.true([...rebuilt!.table.cells, rebuilt!.table.global].every((c) => c.epoch === 3));
+  await executor(env, {
+    makePlan: (tb) => planRestore(tb, downed.table, downed.version),
+    loadBase: async () => (await rebuiltBase(env.store)) ?? current(env),
+    alwaysWrite: true,
+  }).run();
+  const after = await current(env);
+  t.true(after.table.cells.filter((c) => c.home === 'sh-a').every((c) => c.zone !== 'sh-a' && c.epoch === 4), 'moved again, at a fresh epoch');
+  t.is(await rebuiltBase(env.store), null, 'nothing left to rebuild');
+  assertEpochsNeverReused(t, [...(await env.store.listHistory()).map((h) => h.table), after.table]);
+});
+
+test('a move left frozen by a dead cellctl is flagged by status and cleaned by the next change', async (t) => {
+  const env = await makeEnv(t, 'file');
+  await startFollowers(t, env, ['gw-1']);
+  const startMs = Date.now();
+  let nowMs = startMs;
+  const clock = () => nowMs;
+  const dieAfterFreeze = (e: ExecutorEvent) => {
+    if (e.type === 'written' && e.phase === 'freeze') throw new Error('cellctl killed after the freeze');
+  };
+  await t.throwsAsync(executor(env, { now: clock, freezeMs: 8_000, makePlan: (tb) => planZoneDrain(tb, 'hz-a'), onEvent: dieAfterFreeze }).run());
+  const frozen = await current(env);
+  t.is(frozen.table.zones.find((z) => z.name === 'hz-a')?.status, 'draining');
+  t.deepEqual(staleMoves(frozen.table, nowMs), [], 'not stale while the freeze lasts');
+  nowMs = startMs + 8_000 + 40_000; // the injected clock: 40 s past the deadline
+  const stale = staleMoves(frozen.table, nowMs);
+  t.is(stale.length, 1);
+  t.is(stale[0]!.message, 'freeze expired 40 s ago, drain of hz-a not finished: re-run `cellctl zone drain hz-a` or `zone up hz-a`');
+  // The next change that touches them: zone up hz-a (a failback with nothing away) clears the freeze and the drain.
+  await executor(env, { now: clock, makePlan: (tb) => planZoneUp(tb, 'hz-a', { nowMs }) }).run();
+  const cleaned = await current(env);
+  t.is(cleaned.table.zones.find((z) => z.name === 'hz-a')?.status, 'up');
+  t.true([...cleaned.table.cells, cleaned.table.global].every((c) => c.state === 'active'), 'no frozen cell left');
+  t.deepEqual(cleaned.table.cells.map((c) => [c.name, c.zone, c.epoch]), demoTable().cells.map((c) => [c.name, c.zone, c.epoch]), 'every cell where it was, same epoch');
+  t.deepEqual(staleMoves(cleaned.table, nowMs), []);
+
+  // A stale freeze of one cell is cleaned by any later change, here a move of another cell.
+  const c05 = cellOf(cleaned.table, 'c05');
+  const to = c05.zone === 'sz-a' ? 'hz-a' : 'sz-a';
+  await t.throwsAsync(executor(env, { now: clock, freezeMs: 8_000, makePlan: (tb) => planCellMove(tb, 'c05', to), onEvent: dieAfterFreeze }).run());
+  nowMs += 20_000;
+  t.regex(staleMoves((await current(env)).table, nowMs)[0]?.message ?? '', /^freeze of c05 \(\S+ -> \S+\) expired 12 s ago/);
+  const c06 = cellOf(cleaned.table, 'c06');
+  await executor(env, { now: clock, makePlan: (tb) => planCellMove(tb, 'c06', c06.zone === 'sz-a' ? 'hz-a' : 'sz-a', { nowMs }) }).run();
+  const after = await current(env);
+  t.deepEqual(cellOf(after.table, 'c05'), c05, 'c05 active where it was, same epoch');
+  t.deepEqual(staleMoves(after.table, nowMs), []);
+});
 
 test('a flip that could only land after the freeze deadline is not written: the freeze is withdrawn (NOT_CONVERGED)', async (t) => {
   const env = await makeEnv(t, 'file');
@@ -334,11 +491,15 @@ test('a flip that could only land after the freeze deadline is not written: the 
   const cell = demoTable().cells[0]!.name;
   const from = demoTable().cells[0]!.zone;
   const to = demoTable().zones.find((z) => z.name !== from && z.status === 'up')!.name;
-  // The first look at the gateways takes longer than the whole freeze.
-  const slow = duringFirstWait(env.store, () => new Promise((r) => setTimeout(r, 900)));
+  // The injected clock jumps past the whole freeze once the gateways hold the cell.
+  let skewMs = 0;
   const ex = new FailoverExecutor({
-    store: slow, actor: 'tester@ci', reason: 'test', convergeTimeoutMs: 5_000, freezeMs: 600,
+    store: env.store, actor: 'tester@ci', reason: 'test', convergeTimeoutMs: 5_000, freezeMs: 600,
+    now: () => Date.now() + skewMs,
     makePlan: (table) => planCellMove(table, cell, to),
+    onEvent: (e) => {
+      if (e.type === 'converging' && e.phase === 'freeze' && e.status.converged) skewMs = 10_000;
+    },
   });
   const err = await t.throwsAsync(ex.run());
   t.is((err as CellgateError).code, 'CG_ERR_NOT_CONVERGED');
@@ -346,4 +507,29 @@ test('a flip that could only land after the freeze deadline is not written: the 
   const after = (await env.store.load())!.table;
   const c = cellOf(after, cell);
   t.deepEqual([c.zone, c.epoch, c.state], [from, 1, 'active'], 'the cell stays where it was, active, same epoch');
+});
+
+test('a freeze whose acknowledgement cannot be observed is not flipped: NOT_CONVERGED, saying what was (not) seen', async (t) => {
+  const store = new MemoryStore(demoTable());
+  t.teardown(() => store.close());
+  const cell = demoTable().cells[0]!;
+  const to = demoTable().zones.find((z) => z.name !== cell.zone)!.name;
+  const events: ExecutorEvent[] = [];
+  const ex = new FailoverExecutor({
+    store, actor: 'tester@ci', reason: 'test', convergeTimeoutMs: 1_000, freezeMs: 4_000,
+    makePlan: (table) => planCellMove(table, cell.name, to),
+    onEvent: (e) => {
+      events.push(e);
+      // The store goes away right after the freeze is written: no presence can be read.
+      if (e.type === 'written' && e.phase === 'freeze') store.setReachable(false);
+    },
+  });
+  const err = await t.throwsAsync(ex.run());
+  t.is((err as CellgateError).code, 'CG_ERR_NOT_CONVERGED');
+  t.regex(err!.message, /could not read the gateways' presence/);
+  t.regex(err!.message, /resume the old zone at its deadline/);
+  t.deepEqual(written(events), ['freeze'], 'never flipped');
+  store.setReachable(true);
+  const c = cellOf((await store.load())!.table, cell.name);
+  t.deepEqual([c.zone, c.state], [cell.zone, 'frozen'], 'still on its old zone; the deadline ends the freeze');
 });

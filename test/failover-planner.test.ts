@@ -10,6 +10,8 @@ import {
   type Plan,
 } from '../src/failover/planner';
 import { demoTable } from './helpers/fixtures';
+import { epochHighWaterOf, validateTable } from '../src/cells/table';
+import { raiseEpochsAbove } from '../src/failover/epochs';
 
 const zoneLine = (name: string, region: string, city: string, capacity: number, port: number) =>
   `  - { name: ${name}, region: ${region}, city: ${city}, capacity: ${capacity}, upstreams: ["http://127.0.0.1:${port}"] }`;
@@ -389,4 +391,37 @@ test('property: no plan puts a cell on a down or draining zone (demo topology, r
 
 test('property: no plan puts a cell on a down or draining zone (random topologies)', (t) => {
   checkSequences(t, randomTable, 60, 20);
+});
+
+test('the epoch high-water mark: set by the first move, never below a cell epoch, validated', (t) => {
+  const base = demoTable();
+  t.is(base.epochHighWater, undefined, 'a table from a topology has none yet');
+  t.false(planZoneUp(base, 'sh-a').changed, 'a plan that moves nothing does not add it');
+  const down = planZoneDown(base, 'sh-a').result;
+  t.is(down.epochHighWater, 2);
+  const back = planZoneUp(down, 'sh-a').result;
+  t.is(back.epochHighWater, 3);
+  t.is(epochHighWaterOf(back), 3);
+  const err = t.throws(() => validateTable({ ...back, epochHighWater: 2 }));
+  t.true(isCellgateError(err, 'INVALID_TABLE'));
+  t.regex(err?.message ?? '', /epochHighWater: must be at least the highest cell epoch \(3\)/);
+  t.true(isCellgateError(t.throws(() => validateTable({ ...back, epochHighWater: 'x' })), 'INVALID_TABLE'));
+  // A table raised above a high-water mark: every cell gets one fresh epoch.
+  const raised = raiseEpochsAbove(base, 7);
+  t.true([...raised.cells, raised.global].every((c) => c.epoch === 8));
+  t.is(raised.epochHighWater, 8);
+});
+
+test('an expired freeze is cleaned by the next plan (given the time); a live one is left alone', (t) => {
+  const base = demoTable();
+  const c05 = base.cells[5]!;
+  const target = c05.zone === 'sz-a' ? 'hz-a' : 'sz-a';
+  const frozen = frozenTable(base, planCellMove(base, 'c05', target), 10_000);
+  // A change elsewhere: neither c05's zone nor the one it is moving to.
+  const elsewhere = base.zones.find((z) => z.name !== c05.zone && z.name !== target)!.name;
+  const other = (b: RoutingTable, nowMs?: number) => planZoneDown(b, elsewhere, { nowMs, force: true }).result;
+  t.is(other(frozen, 5_000).cells[5]!.state, 'frozen', 'before its deadline');
+  t.is(other(frozen).cells[5]!.state, 'frozen', 'without the time, nothing is judged expired');
+  const cleaned = other(frozen, 10_000).cells[5]!;
+  t.deepEqual(cleaned, { name: 'c05', home: c05.home, zone: c05.zone, epoch: c05.epoch, state: 'active' });
 });

@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import { tableChecksum } from '../src/cells/checksum';
 import type { RoutingTable, VersionedTable } from '../src/cells/types';
 import { isCellgateError } from '../src/errors';
-import type { HistoryEntry, PresenceRecord, TableStore, TableWatch } from '../src/store/types';
+import type { ChangeNote, PresenceRecord, PresenceSnapshot, TableStore, TableWatch } from '../src/store/types';
 import { bumpedTable, demoTable } from './helpers/fixtures';
 
 export interface StoreUnderTest {
@@ -14,6 +14,8 @@ export interface StoreUnderTest {
   reopen(): TableStore;
   /** Writes `doc` as the table document the way a hand edit would: no validation, no CAS. */
   writeRawTable(doc: unknown): Promise<void>;
+  /** Writes `raw` as gateway `id`'s live presence record, around validation (a broken or foreign writer). */
+  writeRawPresence(id: string, raw: unknown): Promise<void>;
 }
 
 /** Makes a fresh, empty store for one test and registers its teardown on `t`. */
@@ -71,8 +73,17 @@ function presenceRecord(id: string, appliedVersion: number): PresenceRecord {
   return { id, zone: 'sh-a', appliedVersion, checksum: 'sha256:test', inFlight: 0, startedAt: now, updatedAt: now, pid: process.pid, host: 'test' };
 }
 
-function historyEntry(versionBefore: number, versionAfter: number, table: RoutingTable): HistoryEntry {
-  return { actor: 'tester', at: new Date().toISOString(), reason: `step ${versionAfter}`, action: 'zone down sh-a', versionBefore, versionAfter, summary: ['c01 sh-a->sh-b'], table };
+function note(step: number): ChangeNote {
+  return { actor: 'tester', at: new Date().toISOString(), reason: `step ${step}`, action: 'zone down sh-a', summary: [`c0${step} sh-a->sh-b`] };
+}
+
+/** Watches presence on `store`, recording every snapshot; closed at teardown. */
+function recordPresence(t: ExecutionContext, store: TableStore): { snapshots: PresenceSnapshot[]; errors: Error[]; last(): PresenceSnapshot | undefined } {
+  const snapshots: PresenceSnapshot[] = [];
+  const errors: Error[] = [];
+  const watch = store.presence.watch({ onSnapshot: (s) => snapshots.push(s), onError: (e) => errors.push(e) });
+  t.teardown(() => watch.close());
+  return { snapshots, errors, last: () => snapshots[snapshots.length - 1] };
 }
 
 export function storeContract(name: string, make: MakeStore): void {
@@ -191,13 +202,62 @@ export function storeContract(name: string, make: MakeStore): void {
     assertIncreasing(t, rec.tables);
   });
 
-  test(`${name}: history lists entries oldest first`, async (t) => {
+  test(`${name}: every write records its history entry with it, oldest first, with the versions it produced`, async (t) => {
     const { store, reopen } = await make(t);
-    const table = demoTable();
-    const entries = [historyEntry(0, 3, table), historyEntry(3, 7, bumpedTable(table)), historyEntry(7, 12, bumpedTable(table, 2))];
-    for (const e of entries) await store.appendHistory(e);
-    t.deepEqual(await store.listHistory(), entries);
-    t.deepEqual(await reopen().listHistory(), entries);
+    const tables = [demoTable(), bumpedTable(demoTable()), bumpedTable(demoTable(), 2)];
+    const versions: number[] = [];
+    let version = 0;
+    for (const [i, table] of tables.entries()) {
+      const res = await store.compareAndSwap(version, table, note(i));
+      if (!res.ok) throw new Error(`write ${i} failed`);
+      versions.push(res.version);
+      version = res.version;
+    }
+    // A conflicting write records nothing.
+    t.false((await store.compareAndSwap(versions[0]!, demoTable(), note(9))).ok);
+    for (const history of [await store.listHistory(), await reopen().listHistory()]) {
+      t.deepEqual(history.map((h) => [h.versionBefore, h.versionAfter]), [[0, versions[0]], [versions[0], versions[1]], [versions[1], versions[2]]]);
+      t.deepEqual(history.map((h) => h.reason), ['step 0', 'step 1', 'step 2']);
+      t.deepEqual(history.map((h) => h.summary), [['c00 sh-a->sh-b'], ['c01 sh-a->sh-b'], ['c02 sh-a->sh-b']]);
+      t.deepEqual(history.map((h) => tableChecksum(h.table)), tables.map(tableChecksum));
+    }
+    // A write without a note still gets an entry: no version exists without history.
+    const bare = await store.compareAndSwap(version, bumpedTable(demoTable(), 3));
+    if (!bare.ok) throw new Error('bare write failed');
+    const last = (await store.listHistory()).at(-1);
+    t.is(last?.versionAfter, bare.version);
+    t.is(last?.versionBefore, version);
+    t.is(last?.actor, 'unknown');
+  });
+
+  test(`${name}: presence watch delivers the live gateways at once and after every change`, async (t) => {
+    const { store, reopen } = await make(t);
+    const watched = recordPresence(t, reopen());
+    await waitFor('the first (empty) snapshot', () => watched.snapshots.length >= 1);
+    t.deepEqual(watched.last(), { records: [], malformed: [] });
+    const a = await store.presence.register(presenceRecord('gw-a', 1), 5);
+    await waitFor('gw-a', () => watched.last()?.records.some((r) => r.id === 'gw-a') === true);
+    await a.update(presenceRecord('gw-a', 42));
+    await waitFor('gw-a on 42', () => watched.last()?.records.find((r) => r.id === 'gw-a')?.appliedVersion === 42);
+    await a.close();
+    await waitFor('gw-a gone', () => watched.last()?.records.length === 0);
+    t.deepEqual(watched.errors, []);
+  });
+
+  test(`${name}: a malformed presence record is listed as malformed, by name, never as a gateway`, async (t) => {
+    const { store, writeRawPresence } = await make(t);
+    await store.presence.register(presenceRecord('gw-good', 3), 5);
+    const { appliedVersion: _dropped, ...noVersion } = presenceRecord('gw-bad', 3);
+    await writeRawPresence('gw-bad', noVersion);
+    await writeRawPresence('gw-junk', 'not a record');
+    const snap = await store.presence.snapshot();
+    t.deepEqual(snap.records.map((r) => r.id), ['gw-good']);
+    t.deepEqual(snap.malformed.map((m) => m.id), ['gw-bad', 'gw-junk']);
+    t.regex(snap.malformed[0]!.problem, /appliedVersion missing/);
+    t.deepEqual((await store.presence.list()).map((r) => r.id), ['gw-good']);
+    const watched = recordPresence(t, store);
+    await waitFor('a snapshot', () => watched.snapshots.length >= 1);
+    t.deepEqual(watched.last()?.malformed.map((m) => m.id), ['gw-bad', 'gw-junk']);
   });
 
   test(`${name}: presence register, list, update, close`, async (t) => {

@@ -7,7 +7,7 @@ import { Etcd3 } from 'etcd3';
 import { tableChecksum } from '../src/cells/checksum';
 import { isCellgateError } from '../src/errors';
 import { createEtcdStore, type EtcdStoreOptions } from '../src/store/etcd-store';
-import type { CasResult, PresenceRecord, TableStore } from '../src/store/types';
+import type { CasResult, PresenceRecord, PresenceSnapshot, TableStore } from '../src/store/types';
 import { startEtcd, startEtcdCluster, type EtcdHandle } from './helpers/etcd';
 import { bumpedTable, demoTable } from './helpers/fixtures';
 import { freePort } from './helpers/ports';
@@ -88,6 +88,27 @@ test('etcd faults: the watcher recovers after etcd crashes and restarts', async 
   await waitFor('the change made after the restart', () => rec.tables.length === 2, 10_000);
   t.is(rec.last()?.checksum, tableChecksum(changed));
   assertIncreasing(t, rec.tables);
+});
+
+test('etcd faults: the presence watch re-reads after etcd restarts and delivers later changes', async (t) => {
+  const etcd = await ownEtcd(t);
+  const gateway = open(t, etcd.endpoints);
+  const observer = open(t, etcd.endpoints);
+  const snapshots: PresenceSnapshot[] = [];
+  const errors: Error[] = [];
+  const watch = observer.presence.watch({ onSnapshot: (s) => snapshots.push(s), onError: (e) => errors.push(e) });
+  t.teardown(() => watch.close());
+  const reg = await gateway.presence.register(presenceRecord('gw-1'), 30);
+  await waitFor('gw-1 seen', () => snapshots.at(-1)?.records.some((r) => r.id === 'gw-1') === true);
+  await etcd.kill();
+  await waitFor('the watch reports the trouble', () => errors.length >= 1, 15_000);
+  await etcd.restart();
+  await eventually('the update after the restart', async () => {
+    await reg.update({ ...presenceRecord('gw-1'), appliedVersion: 7 });
+    return true;
+  });
+  await waitFor('the change made after the restart', () => snapshots.at(-1)?.records.find((r) => r.id === 'gw-1')?.appliedVersion === 7, 15_000);
+  t.true(isCellgateError(errors[0], 'STORE_UNAVAILABLE'));
 });
 
 test('etcd faults: a watcher whose start revision was compacted resyncs and delivers the latest table', async (t) => {

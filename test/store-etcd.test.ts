@@ -2,7 +2,8 @@
 // plus etcd specifics. Failure behaviour is in store-etcd-faults.test.ts.
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
-import { Etcd3 } from 'etcd3';
+import { Etcd3, GRPCUnavailableError } from 'etcd3';
+import { perCallPolicy, runAs } from '../src/store/etcd-policy';
 import { isCellgateError } from '../src/errors';
 import { createEtcdStore, type EtcdStoreOptions } from '../src/store/etcd-store';
 import { openStore } from '../src/store/open';
@@ -43,6 +44,9 @@ storeContract('etcd', async (t) => {
     writeRawTable: async (doc) => {
       await admin.put(`${prefix}/table`).value(JSON.stringify(doc));
     },
+    writeRawPresence: async (id, raw) => {
+      await admin.put(`${prefix}/gateways/${encodeURIComponent(id)}`).value(JSON.stringify(raw));
+    },
   };
 });
 
@@ -65,12 +69,23 @@ test('etcd: a deleted table key can be created again with version 0', async (t) 
   t.true((await store.compareAndSwap(0, demoTable())).ok);
 });
 
-test('etcd: history keys sort by version even past a power of ten', async (t) => {
+test('etcd: history is written in the table transaction; its version is the table key\'s mod revision', async (t) => {
   const prefix = uniquePrefix();
   const store = open(t, prefix);
-  const entry = (versionAfter: number) => ({ actor: 'a', at: 'now', reason: '', action: 'x', versionBefore: versionAfter - 1, versionAfter, summary: [], table: demoTable() });
-  for (const v of [9, 100, 10, 99]) await store.appendHistory(entry(v));
-  t.deepEqual((await store.listHistory()).map((e) => e.versionAfter), [9, 10, 99, 100]);
+  let version = 0;
+  for (let i = 0; i < 12; i++) {
+    const res = await store.compareAndSwap(version, bumpedTable(demoTable(), i));
+    if (!res.ok) throw new Error('write failed');
+    // Someone else's key between writes: revisions (and so versions) are not consecutive.
+    await admin.put(`${prefix}-other/k`).value(String(i));
+    const raw = await admin.get(`${prefix}/table`).exec();
+    t.is(Number(raw.kvs[0]!.mod_revision), res.version);
+    version = res.version;
+  }
+  const history = await store.listHistory();
+  t.is(history.length, 12);
+  t.is(history.at(-1)?.versionAfter, version);
+  for (let i = 1; i < history.length; i++) t.is(history[i]!.versionBefore, history[i - 1]!.versionAfter, `entry ${i} follows entry ${i - 1}`);
 });
 
 test('etcd: a closed store refuses calls', async (t) => {
@@ -104,15 +119,74 @@ test('openStore opens an etcd store with a prefix', async (t) => {
   t.true(await admin.get(`${prefix}/table`).exists());
 });
 
-test('etcd: a compare-and-swap re-sent after it committed (lost reply) reports success, not a conflict', async (t) => {
+test('etcd: a write whose reply is lost is not re-sent: one re-read finds it committed, with its history', async (t) => {
+  const prefix = uniquePrefix();
+  const hooks: { loseNextWriteReply?: boolean } = {};
+  const store = open(t, prefix, { testHooks: hooks });
+  const first = await store.compareAndSwap(0, demoTable());
+  if (!first.ok) throw new Error('create failed');
+  hooks.loseNextWriteReply = true;
+  const changed = bumpedTable(demoTable());
+  const res = await store.compareAndSwap(first.version, changed, { actor: 'a', at: 'now', reason: 'lost reply', action: 'x', summary: [] });
+  t.false(hooks.loseNextWriteReply, 'the hook fired');
+  t.true(res.ok, 'reconciled as a success');
+  if (!res.ok) return;
+  const raw = await admin.get(`${prefix}/table`).exec();
+  t.is(Number(raw.kvs[0]!.mod_revision), res.version, 'the version the transaction produced');
+  const history = await store.listHistory();
+  t.deepEqual(history.map((h) => [h.versionBefore, h.versionAfter, h.reason]), [[0, first.version, ''], [first.version, res.version, 'lost reply']]);
+});
+
+test('etcd: a write that got no answer and did not land is reported unavailable, not re-sent and not claimed', async (t) => {
+  const prefix = uniquePrefix();
+  const hooks: { dropNextWrite?: boolean } = {};
+  const store = open(t, prefix, { testHooks: hooks });
+  const first = await store.compareAndSwap(0, demoTable());
+  if (!first.ok) throw new Error('create failed');
+  hooks.dropNextWrite = true;
+  const err = await t.throwsAsync(store.compareAndSwap(first.version, bumpedTable(demoTable())));
+  t.true(isCellgateError(err, 'STORE_UNAVAILABLE'));
+  t.regex(err?.message ?? '', /has not landed \(table still at version \d+\); it was not re-sent/);
+  t.is((await store.load())?.version, first.version);
+  t.is((await store.listHistory()).length, 1);
+  // Meanwhile another writer won: the same unknown outcome is then a plain conflict.
+  const other = open(t, prefix);
+  const won = await other.compareAndSwap(first.version, bumpedTable(demoTable(), 2));
+  hooks.dropNextWrite = true;
+  const lost = await store.compareAndSwap(first.version, bumpedTable(demoTable(), 3));
+  t.false(lost.ok);
+  if (!lost.ok && won.ok) t.is(lost.current?.version, won.version);
+});
+
+test('the etcd call policy retries a read on a recoverable error, and never a write', async (t) => {
+  const policy = perCallPolicy({ readAttempts: 3, hooks: {} });
+  const failing = () => {
+    let calls = 0;
+    return { fn: async () => { calls++; throw new GRPCUnavailableError('connection lost'); }, calls: () => calls };
+  };
+  const read = failing();
+  await t.throwsAsync(runAs('read', () => policy.execute(read.fn)));
+  t.is(read.calls(), 3, 'a read is tried on up to 3 members');
+  const write = failing();
+  await t.throwsAsync(runAs('write', () => policy.execute(write.fn)));
+  t.is(write.calls(), 1, 'a write is sent once');
+  const unmarked = failing();
+  await t.throwsAsync(policy.execute(unmarked.fn));
+  t.is(unmarked.calls(), 1, 'an unmarked call is treated as a write');
+  let badCalls = 0;
+  await t.throwsAsync(runAs('read', () => policy.execute(async () => { badCalls++; throw new Error('not recoverable'); })));
+  t.is(badCalls, 1, 'only recoverable errors are retried');
+});
+
+test('etcd: the same table again against a replaced version is a conflict (no checksum comparison papers over it)', async (t) => {
   const prefix = uniquePrefix();
   const store = open(t, prefix);
   const first = await store.compareAndSwap(0, demoTable());
   if (!first.ok) throw new Error('create failed');
-  const changed = bumpedTable(demoTable());
-  const committed = await store.compareAndSwap(first.version, changed);
-  const resent = await store.compareAndSwap(first.version, changed);
-  t.deepEqual(resent, committed, 'the same version and checksum');
-  const other = await store.compareAndSwap(first.version, bumpedTable(demoTable(), 2));
-  t.false(other.ok, 'a different table on the old version is still a conflict');
+  const committed = await store.compareAndSwap(first.version, bumpedTable(demoTable()));
+  // The same table against the old version (as a blind re-send would be): a conflict, whatever the checksum.
+  const again = await store.compareAndSwap(first.version, bumpedTable(demoTable()));
+  t.true(committed.ok);
+  t.false(again.ok);
+  if (!again.ok && committed.ok) t.is(again.current?.version, committed.version);
 });

@@ -3,7 +3,7 @@
 // heartbeat files that go stale, a torn history line.
 import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
-import { appendFile, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tableChecksum } from '../src/cells/checksum';
@@ -41,6 +41,10 @@ storeContract('file', async (t) => {
     store: open(t, path),
     reopen: () => open(t, path),
     writeRawTable: (doc) => rawWrite(path, doc),
+    writeRawPresence: async (id, raw) => {
+      await mkdir(`${path}.gateways`, { recursive: true });
+      await writeFileAtomic(join(`${path}.gateways`, `${encodeURIComponent(id)}.json`), JSON.stringify({ ttlSeconds: 30, record: raw }));
+    },
   };
 });
 
@@ -188,10 +192,48 @@ test('file: the heartbeat keeps a registration live past its TTL', async (t) => 
 test('file: a history line torn by a crash is not an entry', async (t) => {
   const path = join(await tempDir(t), 'table.json');
   const store = open(t, path);
-  const entry = { actor: 'a', at: 'now', reason: 'r', action: 'x', versionBefore: 0, versionAfter: 1, summary: [], table: demoTable() };
-  await store.appendHistory(entry);
+  const res = await store.compareAndSwap(0, demoTable(), { actor: 'a', at: 'now', reason: 'r', action: 'x', summary: [] });
+  if (!res.ok) throw new Error('create failed');
   await appendFile(`${path}.history.jsonl`, '{"actor":"half a li');
-  t.deepEqual(await store.listHistory(), [entry]);
+  t.deepEqual(await store.listHistory(), [{ actor: 'a', at: 'now', reason: 'r', action: 'x', summary: [], versionBefore: 0, versionAfter: res.version, table: demoTable() }]);
+});
+
+test('file: a crash between the history entry and the table leaves no version without history (and no entry without a version)', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const crash = { armed: false };
+  const store = open(t, path, {
+    testHooks: {
+      afterHistoryAppend: () => {
+        if (crash.armed) throw new Error('simulated crash between history and table');
+      },
+    },
+  });
+  const v1 = await store.compareAndSwap(0, demoTable());
+  if (!v1.ok) throw new Error('create failed');
+  crash.armed = true;
+  await t.throwsAsync(store.compareAndSwap(v1.version, bumpedTable(demoTable())), { message: /simulated crash/ });
+  crash.armed = false;
+  t.is((await store.load())?.version, v1.version, 'the table was not written');
+  t.deepEqual((await store.listHistory()).map((h) => h.versionAfter), [v1.version], 'the entry written ahead is not listed');
+  const v2 = await store.compareAndSwap(v1.version, bumpedTable(demoTable(), 2), { actor: 'a', at: 'now', reason: 'after the crash', action: 'x', summary: [] });
+  if (!v2.ok) throw new Error('write after the crash failed');
+  const history = await store.listHistory();
+  t.deepEqual(history.map((h) => [h.versionBefore, h.versionAfter]), [[0, v1.version], [v1.version, v2.version]]);
+  t.is(history[1]!.reason, 'after the crash', 'the real write supersedes the one that crashed');
+  t.is(tableChecksum(history[1]!.table), tableChecksum(bumpedTable(demoTable(), 2)));
+});
+
+test('file: a table file deleted (a wiped store) is created again at a higher version, never an old one', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path);
+  const v1 = await store.compareAndSwap(0, demoTable());
+  const v2 = v1.ok ? await store.compareAndSwap(v1.version, bumpedTable(demoTable())) : v1;
+  if (!v2.ok) throw new Error('writes failed');
+  await rm(path);
+  const again = await store.compareAndSwap(0, demoTable());
+  t.true(again.ok);
+  if (again.ok) t.is(again.version, v2.version + 1);
+  t.deepEqual((await store.listHistory()).map((h) => h.versionAfter), [1, 2, 3]);
 });
 
 test('file: a file that is not even an envelope is rejected, and CAS cannot guess its version', async (t) => {

@@ -13,7 +13,7 @@ export const ZONE_STATUSES = ['up', 'draining', 'down'] as const;
 export const CELL_STATES = ['active', 'frozen'] as const;
 const ZONE_KEYS = ['name', 'region', 'city', 'capacity', 'upstreams', 'status'] as const;
 const CELL_KEYS = ['name', 'home', 'zone', 'epoch', 'state', 'frozenUntilMs', 'movingTo'] as const;
-const TABLE_KEYS = ['format', 'name', 'ring', 'zones', 'cells', 'global', 'overrides'] as const;
+const TABLE_KEYS = ['format', 'name', 'ring', 'zones', 'cells', 'global', 'overrides', 'epochHighWater'] as const;
 /** Longest accepted user id (the gateway refuses longer ones too). */
 export const MAX_USER_ID_LENGTH = 256;
 
@@ -72,6 +72,23 @@ function checkOverrides(p: Problems, overrides: unknown, path: string, cells: Re
   }
 }
 
+function checkHighWater(p: Problems, hw: unknown, cells: readonly unknown[]): void {
+  if (hw === undefined || !checkInteger(p, hw, 'epochHighWater', 0)) return;
+  const highest = Math.max(0, ...cells.map((c) => (isRecord(c) && typeof c.epoch === 'number' ? c.epoch : 0)));
+  if ((hw as number) < highest) p.add('epochHighWater', `must be at least the highest cell epoch (${highest})`);
+}
+
+/** The highest epoch this table has issued: its high-water mark, or its highest cell epoch. */
+export function epochHighWaterOf(table: RoutingTable): number {
+  return Math.max(table.epochHighWater ?? 0, ...[...table.cells, table.global].map((c) => c.epoch));
+}
+
+/** `table` (not yet validated) with its high-water mark raised to cover every cell's epoch. */
+export function withEpochHighWater<T extends RoutingTable>(table: T, atLeast = 0): T {
+  const cellsMax = Math.max(...[...table.cells, table.global].map((c) => c.epoch));
+  return { ...table, epochHighWater: Math.max(table.epochHighWater ?? 0, cellsMax, atLeast) };
+}
+
 /** Validates a routing-table document; returns a deep-frozen copy or throws INVALID_TABLE. */
 export function validateTable(doc: unknown): RoutingTable {
   const p = new Problems();
@@ -95,6 +112,7 @@ export function validateTable(doc: unknown): RoutingTable {
   if (isRecord(doc.global) && doc.global.name !== GLOBAL_CELL) p.add('global.name', `must be "${GLOBAL_CELL}"`);
   checkRing(p, doc.ring, cellList);
   checkOverrides(p, doc.overrides, 'overrides', new Set(cellList));
+  checkHighWater(p, doc.epochHighWater, [...cells, doc.global]);
   if (!p.empty) throw cgError('INVALID_TABLE', `invalid routing table: ${p.summary()}`, { detail: p.list });
   return deepFreeze(structuredClone(doc)) as unknown as RoutingTable;
 }

@@ -61,6 +61,13 @@ export interface RoutingTable {
   readonly global: Cell;
   /** Pinned users: user id -> cell name. */
   readonly overrides: Readonly<Record<string, string>>;
+  /**
+   * The highest epoch ever issued to any cell of this table's history (>= every cell's
+   * epoch). Paths that rebuild a table from an older one (a repair, an init over a wiped
+   * store) issue epochs above it, so that no (cell, epoch) pair is ever given two zones.
+   * Absent in tables written before it existed: then the highest cell epoch.
+   */
+  readonly epochHighWater?: number;
 }
 
 /** A table as held by a store: the document plus its version (etcd mod revision or file counter). */

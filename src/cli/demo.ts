@@ -20,11 +20,10 @@ const GATEWAY_ZONE = 'sh-a';
 async function ensureTable(store: TableStore): Promise<void> {
   if (await store.load()) return;
   const table = tableFromTopologyText(readFileSync(DEMO_TOPOLOGY, 'utf8'));
-  const result = await store.compareAndSwap(0, table);
-  if (!result.ok) return; // someone else initialised it meanwhile: use theirs
-  await store.appendHistory({
+  // If someone else initialised it meanwhile, the CAS fails and theirs is used.
+  await store.compareAndSwap(0, table, {
     actor: 'cellgate-demo', at: new Date().toISOString(), reason: 'demo start', action: 'init --topology config/demo-topology.yaml',
-    versionBefore: 0, versionAfter: result.version, summary: [`${table.cells.length} cells over ${table.zones.length} zones`], table,
+    summary: [`${table.cells.length} cells over ${table.zones.length} zones`],
   });
 }
 

@@ -1,54 +1,92 @@
 // Convergence: has every live gateway applied a table version? Gateways publish the version
-// and checksum they route with in their presence records (etcd lease / heartbeat file).
-import { isCellgateError } from '../errors';
-import type { PresenceRecord, PresenceStore } from '../store/types';
+// and checksum they route with in their presence records (etcd lease / heartbeat file);
+// cellctl watches those records (no polling) until all are on the version or the deadline
+// passes. A malformed record proves nothing: it counts as not converged, by name.
+import { cgError } from '../errors';
+import type { MalformedPresence, PresenceRecord, PresenceSnapshot, PresenceStore, PresenceWatch } from '../store/types';
 
 export interface ConvergenceStatus {
   readonly version: number;
+  /** Live gateways with a valid record. */
   readonly gateways: readonly PresenceRecord[];
   /** Live gateways not yet on `version` (or on it with another checksum). */
   readonly behind: readonly PresenceRecord[];
+  /** Live records that could not be read: never counted as converged. */
+  readonly malformed: readonly MalformedPresence[];
   readonly converged: boolean;
 }
 
 /** A gateway is on `version` once it applied it or anything later; on `version` itself the checksum must match. */
-export function convergenceOf(gateways: readonly PresenceRecord[], version: number, checksum: string): ConvergenceStatus {
+export function convergenceOf(snapshot: PresenceSnapshot, version: number, checksum: string): ConvergenceStatus {
+  const gateways = snapshot.records;
   const behind = gateways.filter((g) => g.appliedVersion < version || (g.appliedVersion === version && g.checksum !== checksum));
-  return { version, gateways, behind, converged: behind.length === 0 };
+  const malformed = snapshot.malformed;
+  return { version, gateways, behind, malformed, converged: behind.length === 0 && malformed.length === 0 };
+}
+
+/**
+ * Gateway ids come from presence records, which any process can write: control characters
+ * are shown escaped (\uXXXX, as in JSON) so that they cannot steer an operator's terminal.
+ * (Inline until the shared escaping helper of src/cli/output.ts is in place.)
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Names of the gateways that keep `status` from converging, with why (escaped for a terminal). */
+export function laggards(status: ConvergenceStatus): string[] {
+  return [
+    ...status.behind.map((g) => `${printable(g.id)} (on ${g.appliedVersion})`),
+    ...status.malformed.map((m) => `${printable(m.id)} (malformed presence record: ${printable(m.problem)})`),
+  ];
 }
 
 export interface WaitOptions {
+  /** The wait's deadline: the last status observed is returned when it passes. */
   readonly timeoutMs: number;
-  /** Poll interval; presence changes are small reads. */
-  readonly intervalMs?: number;
   readonly onProgress?: (status: ConvergenceStatus) => void;
-  readonly sleep?: (ms: number) => Promise<void>;
-  readonly now?: () => number;
 }
 
-const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Polls presence until every live gateway is on `version` or the timeout passes; returns the last status. */
-export async function waitForConvergence(presence: PresenceStore, version: number, checksum: string, opts: WaitOptions): Promise<ConvergenceStatus> {
-  const now = opts.now ?? Date.now;
-  const sleep = opts.sleep ?? defaultSleep;
-  const deadline = now() + opts.timeoutMs;
-  let last = '';
-  for (;;) {
-    let gateways: PresenceRecord[];
-    try {
-      gateways = await presence.list();
-    } catch (err) {
-      // The change is written already: a store hiccup while watching it land is retried until the deadline.
-      if (!isCellgateError(err) || !err.retryable || now() >= deadline) throw err;
-      await sleep(Math.min(100, Math.max(1, deadline - now())));
-      continue;
-    }
-    const status = convergenceOf(gateways, version, checksum);
-    const key = status.behind.map((g) => g.id).join(',') + '/' + status.gateways.length;
-    if (key !== last) opts.onProgress?.(status);
-    last = key;
-    if (status.converged || now() >= deadline) return status;
-    await sleep(Math.min(opts.intervalMs ?? 10, Math.max(1, deadline - now())));
-  }
+/**
+ * Watches presence until every live gateway is on `version`, or the deadline passes; returns
+ * the last status observed. Throws STORE_UNAVAILABLE when the store could not be read at all
+ * before the deadline (nothing was observed, so nothing is reported).
+ */
+export function waitForConvergence(presence: PresenceStore, version: number, checksum: string, opts: WaitOptions): Promise<ConvergenceStatus> {
+  return new Promise((resolve, reject) => {
+    let last: ConvergenceStatus | null = null;
+    let lastError: Error | null = null;
+    let settled = false;
+    let watch: PresenceWatch | null = null;
+    let closeRequested = false;
+    const settle = (outcome: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      closeRequested = true;
+      // Resolve only once the watch is gone: no stream or timer outlives the wait.
+      (watch ? watch.close() : Promise.resolve()).then(outcome, outcome);
+    };
+    const timer = setTimeout(() => settle(() => {
+      if (last) resolve(last);
+      else reject(lastError ?? cgError('STORE_UNAVAILABLE', `no presence records could be read within ${opts.timeoutMs} ms`));
+    }), Math.max(0, opts.timeoutMs));
+    let lastKey = '';
+    watch = presence.watch({
+      onSnapshot: (snapshot) => {
+        if (settled) return;
+        const status = convergenceOf(snapshot, version, checksum);
+        last = status;
+        const key = `${laggards(status).join(',')}/${status.gateways.length}`;
+        if (key !== lastKey) opts.onProgress?.(status);
+        lastKey = key;
+        if (status.converged) settle(() => resolve(status));
+      },
+      onError: (err) => {
+        lastError = err;
+      },
+    });
+    if (closeRequested) void watch.close();
+  });
 }

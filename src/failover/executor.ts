@@ -6,14 +6,15 @@
 //   2. wait until every live gateway applied that revision (they now hold the cells' requests);
 //   3. CAS: flip zone + epoch and unfreeze, in one write;
 //   4. wait until every live gateway applied it (held requests go to the new zone).
-// If this process dies between 1 and 3, the deadline passes and gateways resume the old
-// zone by themselves. If gateways do not acknowledge the freeze in time, the freeze is
+// Every write carries its history entry (the store writes both at once), so a crash at any
+// point leaves no version without history. If this process dies between 1 and 3, the
+// deadline passes and gateways resume the old zone by themselves. If gateways do not acknowledge the freeze in time, the freeze is
 // withdrawn (the cells stay where they are) and the change fails as NOT_CONVERGED.
 import type { RoutingTable, VersionedTable } from '../cells/types';
-import { validateTable } from '../cells/table';
-import { cgError } from '../errors';
-import type { HistoryEntry, TableStore } from '../store/types';
-import { waitForConvergence, type ConvergenceStatus } from './convergence';
+import { validateTable, withEpochHighWater } from '../cells/table';
+import { cgError, isCellgateError, type CellgateError } from '../errors';
+import type { ChangeNote, TableStore } from '../store/types';
+import { laggards, waitForConvergence, type ConvergenceStatus } from './convergence';
 import { enforceGuard, frozenTable, type Plan, type PlannerOptions } from './planner';
 
 export type ExecutorEvent =
@@ -86,11 +87,35 @@ function cellZone(table: RoutingTable, cell: string): string | undefined {
   return (cell === table.global.name ? table.global : table.cells.find((c) => c.name === cell))?.zone;
 }
 
-function notConverged(status: ConvergenceStatus, what: string): Error {
-  const names = status.behind.map((g) => `${g.id} (on ${g.appliedVersion})`).join(', ');
-  return cgError('NOT_CONVERGED', `${status.behind.length} of ${status.gateways.length} gateway(s) did not apply ${what} revision ${status.version} in time: ${names}`, {
-    detail: { behind: status.behind, version: status.version },
+function notConverged(status: ConvergenceStatus, what: string): CellgateError {
+  const names = laggards(status);
+  const live = status.gateways.length + status.malformed.length;
+  return cgError('NOT_CONVERGED', `${names.length} of ${live} gateway(s) did not apply ${what} revision ${status.version} in time: ${names.join(', ')}`, {
+    detail: { behind: status.behind, malformed: status.malformed, version: status.version },
   });
+}
+
+type Phase = 'change' | 'freeze' | 'flip' | 'unfreeze';
+
+/** What the history says about one write of `plan` (`written` = the table being written). */
+function summaryOf(plan: Plan, phase: Phase, written: RoutingTable, frozenUntilMs = 0): string[] {
+  const statuses = plan.zoneStatus.map((s) => `zone ${s.zone} ${s.from}->${s.to}`);
+  const move = (m: Plan['moves'][number]) => `${m.cell} ${m.from}->${m.to} (${m.scope})`;
+  switch (phase) {
+    case 'change':
+      return [...statuses, ...plan.moves.map(move)];
+    case 'freeze':
+      return [`planned move, phase 1: ${plan.moves.length} cell(s) frozen until ${new Date(frozenUntilMs).toISOString()}`, ...statuses, ...plan.moves.map((m) => `${move(m)} frozen`)];
+    case 'flip':
+      // Only the moves that took effect: another change may have cancelled some planned ones.
+      return ['planned move, phase 2: flip', ...plan.moves.filter((m) => cellZone(written, m.cell) === m.to).map(move)];
+    case 'unfreeze':
+      return ['planned move withdrawn: the freeze is lifted, the cells stay where they were'];
+    default: {
+      const never: never = phase;
+      return [String(never)];
+    }
+  }
 }
 
 /**
@@ -109,7 +134,7 @@ function flipFrozen(current: RoutingTable, plan: Plan, flipBeforeMs: number): Ro
     flipped++;
     return { name: c.name, home: c.home, zone: c.movingTo, epoch: c.epoch + 1, state: 'active' } as C;
   };
-  const next = validateTable({ ...current, cells: current.cells.map(flip), global: flip(current.global) });
+  const next = validateTable(withEpochHighWater({ ...current, cells: current.cells.map(flip), global: flip(current.global) }));
   if (flipped === 0) {
     throw cgError('CONFLICT', `another change cancelled this planned move before the flip (${[...ours.keys()].slice(0, 8).join(', ')}${ours.size > 8 ? ', …' : ''} no longer frozen for it): nothing flipped`);
   }
@@ -158,21 +183,28 @@ export class FailoverExecutor {
       if (planIsEmpty(plan) && !this.opts.alwaysWrite) return { plan, base, written: { version: base.version, checksum: base.checksum } };
       if (confirm && (!confirmed || !sameMoves(confirmed, plan)) && !(await confirm(plan, confirmed !== null))) return null;
       confirmed = plan;
-      const next = usesFreeze(plan) ? frozenTable(base.table, plan, this.now() + (this.opts.freezeMs ?? DEFAULT_FREEZE_MS)) : plan.result;
-      const cas = await store.compareAndSwap(base.version, next);
+      const frozenUntilMs = this.now() + (this.opts.freezeMs ?? DEFAULT_FREEZE_MS);
+      const phase = usesFreeze(plan) ? 'freeze' : 'change';
+      const next = phase === 'freeze' ? frozenTable(base.table, plan, frozenUntilMs) : plan.result;
+      const cas = await store.compareAndSwap(base.version, next, this.note(plan, phase, next, frozenUntilMs));
       if (cas.ok) {
-        onEvent?.({ type: 'written', phase: usesFreeze(plan) ? 'freeze' : 'change', version: cas.version });
+        onEvent?.({ type: 'written', phase, version: cas.version });
         return { plan, base, written: { version: cas.version, checksum: cas.checksum } };
       }
     }
     throw cgError('CONFLICT', 'the routing table kept changing under this change; nothing was written');
   }
 
+  private note(plan: Plan, phase: Phase, written: RoutingTable, frozenUntilMs?: number): ChangeNote {
+    return { actor: this.opts.actor, at: new Date(this.now()).toISOString(), reason: this.opts.reason, action: plan.action, summary: summaryOf(plan, phase, written, frozenUntilMs) };
+  }
+
   /** Writes `update(current)` with CAS, re-reading on conflict (our frozen cells are ours alone). */
-  private async casLoop(update: (t: RoutingTable) => RoutingTable, phase: 'flip' | 'unfreeze'): Promise<Written> {
+  private async casLoop(plan: Plan, update: (t: RoutingTable) => RoutingTable, phase: 'flip' | 'unfreeze'): Promise<Written> {
     for (let attempt = 0; attempt < (this.opts.maxAttempts ?? 5); attempt++) {
       const current = await mustLoad(this.opts.store);
-      const cas = await this.opts.store.compareAndSwap(current.version, update(current.table));
+      const next = update(current.table);
+      const cas = await this.opts.store.compareAndSwap(current.version, next, this.note(plan, phase, next));
       if (cas.ok) {
         this.opts.onEvent?.({ type: 'written', phase, version: cas.version });
         return { version: cas.version, checksum: cas.checksum };
@@ -201,25 +233,39 @@ export class FailoverExecutor {
       // or a freeze of 1 s or less would leave no time at all to wait for the gateways).
       const freezeMs = this.opts.freezeMs ?? DEFAULT_FREEZE_MS;
       const freezeBudget = Math.min(timeoutMs, freezeMs - Math.min(1_000, freezeMs / 2));
-      const frozen = await this.converge(written, 'freeze', freezeBudget);
-      if (!frozen.converged) {
-        await this.casLoop((t) => unfreeze(t, plan), 'unfreeze');
-        throw notConverged(frozen, 'the freeze of');
-      }
+      const frozen = await this.converge(written, 'freeze', freezeBudget).catch((err: unknown) => {
+        if (isCellgateError(err, 'STORE_UNAVAILABLE')) return err;
+        throw err;
+      });
+      if (!('converged' in frozen) || !frozen.converged) await this.withdraw(plan, frozen, written.version);
       // The flip must reach the gateways before the deadline: keep a margin for that.
       const flipMarginMs = Math.min(500, freezeMs / 4);
       try {
-        written = await this.casLoop((t) => flipFrozen(t, plan, this.now() + flipMarginMs), 'flip');
+        written = await this.casLoop(plan, (t) => flipFrozen(t, plan, this.now() + flipMarginMs), 'flip');
       } catch (err) {
         if (!(err instanceof FreezeExpired)) throw err;
-        await this.casLoop((t) => unfreeze(t, plan), 'unfreeze');
+        await this.casLoop(plan, (t) => unfreeze(t, plan), 'unfreeze');
         throw cgError('NOT_CONVERGED', 'the freeze deadline passed before the flip could be written; the freeze was withdrawn and the cells stay where they were');
       }
     }
-    await this.recordHistory(plan, base.version, written.version);
     const done = await this.converge(written, 'change', timeoutMs);
     if (!done.converged) throw notConverged(done, 'the change at');
     return { plans: [plan], versionBefore: base.version, versionAfter: written.version, convergence: done, cancelled: false };
+  }
+
+  /**
+   * The gateways were not seen holding the frozen cells (some did not follow, or presence
+   * could not be read at all): the freeze is withdrawn, and the error says what was seen.
+   */
+  private async withdraw(plan: Plan, frozen: ConvergenceStatus | CellgateError, version: number): Promise<never> {
+    const why = 'converged' in frozen ? notConverged(frozen, 'the freeze of')
+      : cgError('NOT_CONVERGED', `could not read the gateways' presence to see them hold the frozen cells of revision ${version} (${frozen.message})`);
+    try {
+      await this.casLoop(plan, (t) => unfreeze(t, plan), 'unfreeze');
+    } catch (err) {
+      throw cgError('NOT_CONVERGED', `${why.message}; the freeze could not be withdrawn either (${(err as Error).message}): gateways resume the old zone at its deadline`, { cause: err, detail: (why as CellgateError).detail });
+    }
+    throw why;
   }
 
   /** Runs plans until nothing remains (batched failback); one plan otherwise. */
@@ -233,25 +279,5 @@ export class FailoverExecutor {
       plans.push(...result.plans);
     }
     return { ...result, plans, versionBefore };
-  }
-
-  private async recordHistory(plan: Plan, versionBefore: number, versionAfter: number): Promise<void> {
-    const written = await mustLoad(this.opts.store);
-    const entry: HistoryEntry = {
-      actor: this.opts.actor,
-      at: new Date(this.now()).toISOString(),
-      reason: this.opts.reason,
-      action: plan.action,
-      versionBefore,
-      versionAfter,
-      summary: [
-        ...plan.zoneStatus.map((s) => `zone ${s.zone} ${s.from}->${s.to}`),
-        // Only the moves that took effect: another change may have cancelled some planned ones.
-        ...plan.moves.filter((m) => written.version !== versionAfter || cellZone(written.table, m.cell) === m.to)
-          .map((m) => `${m.cell} ${m.from}->${m.to} (${m.scope})`),
-      ],
-      table: written.version === versionAfter ? written.table : plan.result,
-    };
-    await this.opts.store.appendHistory(entry);
   }
 }

@@ -4,7 +4,7 @@
 // request give the same plan, so a re-plan after a conflict is comparable with the first.
 import { tableChecksum } from '../cells/checksum';
 import { ringShares } from '../cells/ring-layout';
-import { validateTable } from '../cells/table';
+import { validateTable, withEpochHighWater } from '../cells/table';
 import { GLOBAL_CELL, type Cell, type RoutingTable, type Zone, type ZoneStatus } from '../cells/types';
 import { cgError } from '../errors';
 import { chooseTarget, moveScope, ZoneLoads, type MoveScope } from './targets';
@@ -16,6 +16,12 @@ export interface PlannerOptions {
   readonly force?: boolean;
   /** Failback: cells moved per batch (each batch a planned move). Default: all at once. */
   readonly batchSize?: number;
+  /**
+   * Now (wall-clock ms): a cell whose freeze deadline passed before it is left frozen by an
+   * operator that died mid-move; gateways route it to its old zone already, and the plan
+   * writes it back as active there (the stale freeze is cleaned by the next change).
+   */
+  readonly nowMs?: number;
 }
 
 export interface CellMove {
@@ -94,8 +100,11 @@ function finish(table: RoutingTable, draft: Draft, opts: PlannerOptions): Plan {
     const to = draft.moves.get(c.name);
     const active: Mutable<Cell> = { name: c.name, home: c.home, zone: c.zone, epoch: c.epoch, state: 'active' };
     if (!to || to === c.zone) {
-      // A planned move in progress towards a zone that stops being up is cancelled.
-      return c.state === 'frozen' && c.movingTo && statusAfter(c.movingTo) !== 'up' ? active : c;
+      if (c.state !== 'frozen') return c;
+      // A planned move in progress towards a zone that stops being up is cancelled, and a
+      // freeze whose deadline passed (its operator died) is cleaned up.
+      const expired = opts.nowMs !== undefined && (c.frozenUntilMs ?? 0) <= opts.nowMs;
+      return expired || (c.movingTo && statusAfter(c.movingTo) !== 'up') ? active : c;
     }
     moves.push({
       cell: c.name, from: c.zone, to, scope: moveScope(zoneOf(table, c.zone), zoneOf(table, to)),
@@ -103,7 +112,9 @@ function finish(table: RoutingTable, draft: Draft, opts: PlannerOptions): Plan {
     });
     return { ...active, zone: to, epoch: c.epoch + 1 };
   };
-  const result = validateTable({ ...table, zones, cells: table.cells.map(move), global: move(table.global) });
+  const moved = { ...table, zones, cells: table.cells.map(move), global: move(table.global) };
+  // Tables written before the high-water mark existed get one with their first move.
+  const result = validateTable(moves.length || table.epochHighWater !== undefined ? withEpochHighWater(moved) : moved);
   const before = new ZoneLoads(table.cells.map((c) => c.zone));
   const after = new ZoneLoads(result.cells.map((c) => c.zone));
   const loads = result.zones.map((z) => ({
@@ -222,13 +233,17 @@ export function enforceGuard(plan: Plan, opts: PlannerOptions): void {
   }
 }
 
-/** The planned-move table of phase one: moving cells frozen until `frozenUntilMs`, still on their old zone. */
+/**
+ * The planned-move table of phase one: moving cells frozen until `frozenUntilMs`, still on
+ * their old zone; every other cell as the plan leaves it (stale freezes cleaned).
+ */
 export function frozenTable(base: RoutingTable, plan: Plan, frozenUntilMs: number): RoutingTable {
   const moving = new Map(plan.moves.map((m) => [m.cell, m.to]));
   const statuses = new Map(plan.zoneStatus.map((s) => [s.zone, s.to]));
+  const after = new Map([...plan.result.cells, plan.result.global].map((c) => [c.name, c]));
   const freeze = (c: Cell): Cell => (moving.has(c.name)
     ? { name: c.name, home: c.home, zone: c.zone, epoch: c.epoch, state: 'frozen', frozenUntilMs, movingTo: moving.get(c.name) }
-    : c);
+    : after.get(c.name) ?? c);
   // A failback sets zones up in phase one already (nothing routes to them until the flip);
   // a drain marks the zone draining while it still serves the frozen cells.
   const zones = base.zones.map((z) => (statuses.has(z.name) ? { ...z, status: statuses.get(z.name) as ZoneStatus } : z));

@@ -5,7 +5,7 @@ import type { VersionedTable } from '../cells/types';
 import type { TableWatchEvents } from './types';
 
 /** Listener code runs outside the store's state machine: its exceptions surface, but cannot wedge the watch. */
-function callSafely(fn: () => void): void {
+export function callSafely(fn: () => void): void {
   try {
     fn();
   } catch (err) {

@@ -4,8 +4,9 @@
 import { Etcd3 } from 'etcd3';
 import { cgError, isCellgateError, type CellgateError } from '../errors';
 import { hostBreaker } from './etcd-breaker';
+import { perCallPolicy, runAs, type CallKind, type WritePolicyTestHooks } from './etcd-policy';
 
-export interface EtcdStoreTestHooks {
+export interface EtcdStoreTestHooks extends WritePolicyTestHooks {
   /** Awaited before each watcher is created, with the revision it will start from. */
   beforeWatchCreate?(fromRevision: number): Promise<void> | void;
   /** While true, watch events are ignored: a watcher gone silent, which only the watchdog can make up for. */
@@ -92,6 +93,8 @@ export function createEtcdClient(opts: ResolvedEtcdOptions): Etcd3 {
     },
     faultHandling: {
       host: (host) => hostBreaker(host, { failuresToOpen: 3, cooldownMs: Math.min(opts.retryMaxMs, 1_000) }),
+      // Reads retried (on another member), writes sent once: see etcd-policy.ts.
+      global: perCallPolicy({ readAttempts: 3, hooks: opts.testHooks }),
     },
     // Streams (watch, lease keepalive) live on; every unary call gets a deadline.
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + opts.callTimeoutMs }),
@@ -133,9 +136,12 @@ export class EtcdContext {
     this.keys = etcdKeys(opts.prefix);
   }
 
-  /** Runs one etcd call, bounded by callTimeoutMs, with errors translated. */
-  call<T>(what: string, fn: () => PromiseLike<T>): Promise<T> {
-    const attempt = Promise.resolve().then(fn).then(
+  /**
+   * Runs one etcd call, bounded by callTimeoutMs, with errors translated. `kind` picks the
+   * retry policy: a read may be sent again, a write never (its caller reconciles).
+   */
+  call<T>(what: string, kind: CallKind, fn: () => PromiseLike<T>): Promise<T> {
+    const attempt = Promise.resolve().then(() => runAs(kind, fn)).then(
       (v) => v,
       (err: unknown) => {
         throw toStoreError(err, what);

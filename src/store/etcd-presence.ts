@@ -5,7 +5,8 @@ import type { Lease } from 'etcd3';
 import { cgError } from '../errors';
 import type { EtcdContext } from './etcd-client';
 import { checkPresenceArgs, DEFAULT_PRESENCE_TTL_SECONDS } from './presence-args';
-import type { PresenceRecord, PresenceRegistration, PresenceStore } from './types';
+import { decodeAll, EtcdPresenceWatch } from './etcd-presence-watch';
+import type { PresenceRecord, PresenceRegistration, PresenceSnapshot, PresenceStore, PresenceWatch, PresenceWatchEvents } from './types';
 
 class EtcdPresenceRegistration implements PresenceRegistration {
   private lease: Lease | null = null;
@@ -49,7 +50,7 @@ class EtcdPresenceRegistration implements PresenceRegistration {
     if (!lease) return;
     try {
       // Revoking deletes the key at once; if etcd is away, the lease expires by itself.
-      await this.ctx.call('revoke presence lease', () => lease.revoke());
+      await this.ctx.call('revoke presence lease', 'write', () => lease.revoke());
     } catch {
       lease.release();
     }
@@ -59,7 +60,7 @@ class EtcdPresenceRegistration implements PresenceRegistration {
     const lease = this.ctx.client.lease(this.ttlSeconds, { autoKeepAlive: true });
     this.lease = lease;
     try {
-      await this.ctx.call('grant presence lease', () => lease.grant());
+      await this.ctx.call('grant presence lease', 'write', () => lease.grant());
       await this.put(lease);
       // Only a published lease is re-granted when lost; a failed attach is the caller's to retry.
       if (lease.revoked()) throw cgError('STORE_UNAVAILABLE', 'presence lease lost while publishing');
@@ -75,7 +76,7 @@ class EtcdPresenceRegistration implements PresenceRegistration {
   private put(lease: Lease): Promise<void> {
     const next = this.puts.then(async () => {
       const record = this.record;
-      await this.ctx.call('publish presence', () => lease.put(this.key).value(JSON.stringify(record)).exec());
+      await this.ctx.call('publish presence', 'write', () => lease.put(this.key).value(JSON.stringify(record)).exec());
       this.published = record;
     });
     this.puts = next.catch(() => undefined);
@@ -126,6 +127,7 @@ class EtcdPresenceRegistration implements PresenceRegistration {
 
 export class EtcdPresence implements PresenceStore {
   private readonly registrations = new Set<EtcdPresenceRegistration>();
+  private readonly watches = new Set<EtcdPresenceWatch>();
 
   constructor(private readonly ctx: EtcdContext, private readonly assertOpen: () => void) {}
 
@@ -140,20 +142,24 @@ export class EtcdPresence implements PresenceStore {
   }
 
   async list(): Promise<PresenceRecord[]> {
+    return [...(await this.snapshot()).records];
+  }
+
+  async snapshot(): Promise<PresenceSnapshot> {
     this.assertOpen();
-    const res = await this.ctx.call('list gateways', () => this.ctx.client.getAll().prefix(this.ctx.keys.gatewaysPrefix).exec());
-    const records: PresenceRecord[] = [];
-    for (const kv of res.kvs) {
-      try {
-        records.push(JSON.parse(kv.value.toString('utf8')) as PresenceRecord);
-      } catch {
-        // Not ours to interpret; a garbage key is not a live gateway.
-      }
-    }
-    return records.sort((a, b) => a.id.localeCompare(b.id));
+    const res = await this.ctx.call('list gateways', 'read', () => this.ctx.client.getAll().prefix(this.ctx.keys.gatewaysPrefix).exec());
+    return decodeAll(res.kvs, this.ctx.keys.gatewaysPrefix);
+  }
+
+  watch(events: PresenceWatchEvents): PresenceWatch {
+    this.assertOpen();
+    const w = new EtcdPresenceWatch(this.ctx, events, (closed) => this.watches.delete(closed));
+    this.watches.add(w);
+    return w;
   }
 
   async closeAll(): Promise<void> {
+    await Promise.all([...this.watches].map((w) => w.close()));
     await Promise.all([...this.registrations].map((r) => r.close().catch(() => undefined)));
   }
 }

@@ -1,17 +1,20 @@
 // The production store: the routing table is one JSON document under `<prefix>/table`,
 // and its version is that key's mod revision, so compare-and-swap is one etcd transaction
-// comparing it. History under `<prefix>/history/<versionAfter, zero-padded>`, presence
+// comparing it, which also writes the history entry under `<prefix>/history/<versionBefore,
+// zero-padded>-<nonce>` (its mod revision is the version it recorded). Presence
 // under `<prefix>/gateways/<id>` on leases. Every etcd call is bounded in time and its
 // errors become STORE_UNAVAILABLE (etcd-client.ts).
+import { randomBytes } from 'node:crypto';
 import type { IKeyValue } from 'etcd3';
 import { tableChecksum } from '../cells/checksum';
 import type { RoutingTable, VersionedTable } from '../cells/types';
 import { cgError } from '../errors';
 import { createEtcdClient, EtcdContext, resolveEtcdOptions, type EtcdStoreOptions } from './etcd-client';
 import { EtcdPresence } from './etcd-presence';
+import { historyEntry } from './history';
 import { EtcdTableWatch } from './etcd-watch';
 import { casInput, decodeTable, parseJsonDocument } from './table-doc';
-import type { CasResult, HistoryEntry, TableStore, TableWatch, TableWatchEvents } from './types';
+import type { CasResult, ChangeNote, HistoryEntry, TableStore, TableWatch, TableWatchEvents } from './types';
 
 export type { EtcdStoreOptions, EtcdStoreTestHooks } from './etcd-client';
 
@@ -34,7 +37,7 @@ export class EtcdStore implements TableStore {
 
   async load(): Promise<VersionedTable | null> {
     this.assertOpen();
-    const res = await this.ctx.call('load table', () => this.ctx.client.get(this.ctx.keys.table).exec());
+    const res = await this.ctx.call('load table', 'read', () => this.ctx.client.get(this.ctx.keys.table).exec());
     const kv = res.kvs[0];
     return kv ? this.decode(kv) : null;
   }
@@ -46,46 +49,74 @@ export class EtcdStore implements TableStore {
     return w;
   }
 
-  async compareAndSwap(expectedVersion: number, table: RoutingTable): Promise<CasResult> {
+  /**
+   * One transaction: compare the table's mod revision, put the table and its history entry.
+   * The entry's key is new for this attempt (versionBefore + a nonce); its versionAfter is
+   * its own mod revision, which is the table's new one (one transaction, one revision).
+   * The transaction is sent once; if its reply is lost, reconcile() finds out what happened.
+   */
+  async compareAndSwap(expectedVersion: number, table: RoutingTable, note?: ChangeNote): Promise<CasResult> {
     this.assertOpen();
     const valid = casInput(expectedVersion, table);
     const { client, keys } = this.ctx;
+    const historyKey = `${keys.historyPrefix}${String(expectedVersion).padStart(HISTORY_KEY_DIGITS, '0')}-${randomBytes(6).toString('hex')}`;
+    const { versionAfter: _unknownYet, ...entry } = historyEntry(note, expectedVersion, 0, valid);
     // Version 0 = "no table": a key that does not exist has create revision 0.
     const guard = expectedVersion === 0 ? client.if(keys.table, 'Create', '==', 0) : client.if(keys.table, 'Mod', '==', expectedVersion);
-    const res = await this.ctx.call('compare-and-swap table', () =>
-      guard.then(client.put(keys.table).value(JSON.stringify(valid))).else(client.get(keys.table)).commit(),
-    );
     const checksum = tableChecksum(valid);
+    let res: Awaited<ReturnType<ReturnType<typeof client.if>['commit']>>;
+    try {
+      res = await this.ctx.call('compare-and-swap table', 'write', () =>
+        guard.then(client.put(keys.table).value(JSON.stringify(valid)), client.put(historyKey).value(JSON.stringify(entry)))
+          .else(client.get(keys.table)).commit(),
+      );
+    } catch (err) {
+      return this.reconcile(err as Error, expectedVersion, historyKey, checksum);
+    }
     if (res.succeeded) return { ok: true, version: Number(res.header.revision), checksum };
     const kv = res.responses[0]?.response_range?.kvs[0];
-    const current = kv ? this.decode(kv) : null;
-    // etcd3 re-sends a call whose reply was lost (its global retry policy): the first attempt
-    // may have committed, and the re-sent compare then fails on our own write. The table we
-    // wanted is in place at a later version: that is a success, not a conflict. (Not for a
-    // create: a second `init` of the same topology must still be refused.)
-    if (expectedVersion > 0 && current && current.version > expectedVersion && current.checksum === checksum) {
-      return { ok: true, version: current.version, checksum };
+    return { ok: false, current: kv ? this.decode(kv) : null };
+  }
+
+  /**
+   * The write's outcome is unknown (no reply): one re-read says what happened. Our history
+   * key exists only if our transaction committed; a table at another version means it can
+   * no longer commit (a conflict). A table still at `expected` is reported as unavailable:
+   * the write is not re-sent.
+   */
+  private async reconcile(cause: Error, expected: number, historyKey: string, checksum: string): Promise<CasResult> {
+    const { client, keys } = this.ctx;
+    let ours: IKeyValue | undefined;
+    let tableKv: IKeyValue | undefined;
+    try {
+      [ours, tableKv] = await this.ctx.call('re-read after a write with no reply', 'read', async () => {
+        const [h, tb] = await Promise.all([client.get(historyKey).exec(), client.get(keys.table).exec()]);
+        return [h.kvs[0], tb.kvs[0]] as const;
+      });
+    } catch (err) {
+      throw cgError('STORE_UNAVAILABLE', `compare-and-swap outcome unknown (${cause.message}), and the re-read failed too (${(err as Error).message}); it was not re-sent`, { cause });
     }
-    return { ok: false, current };
+    if (ours) return { ok: true, version: Number(ours.mod_revision), checksum };
+    const current = tableKv ? Number(tableKv.mod_revision) : 0;
+    if (current !== expected) return { ok: false, current: tableKv ? this.decode(tableKv) : null };
+    throw cgError('STORE_UNAVAILABLE', `compare-and-swap got no answer (${cause.message}); a re-read shows it has not landed (table still at version ${expected}); it was not re-sent`, { cause });
   }
 
-  async appendHistory(entry: HistoryEntry): Promise<void> {
-    this.assertOpen();
-    const key = `${this.ctx.keys.historyPrefix}${String(entry.versionAfter).padStart(HISTORY_KEY_DIGITS, '0')}`;
-    await this.ctx.call('append history', () => this.ctx.client.put(key).value(JSON.stringify(entry)).exec());
-  }
-
+  /** Oldest first. An entry's version is its key's mod revision (entries written before that carry their own). */
   async listHistory(): Promise<HistoryEntry[]> {
     this.assertOpen();
-    const res = await this.ctx.call('list history', () =>
-      this.ctx.client.getAll().prefix(this.ctx.keys.historyPrefix).sort('Key', 'Ascend').exec(),
+    const res = await this.ctx.call('list history', 'read', () =>
+      this.ctx.client.getAll().prefix(this.ctx.keys.historyPrefix).sort('Mod', 'Ascend').exec(),
     );
     return res.kvs.map((kv) => {
+      let stored: Omit<HistoryEntry, 'versionAfter'> & { versionAfter?: unknown };
       try {
-        return JSON.parse(kv.value.toString('utf8')) as HistoryEntry;
+        stored = JSON.parse(kv.value.toString('utf8')) as typeof stored;
       } catch (err) {
         throw cgError('STORE_UNAVAILABLE', `history entry ${kv.key.toString('utf8')} is not JSON`, { cause: err });
       }
+      const versionAfter = typeof stored.versionAfter === 'number' ? stored.versionAfter : Number(kv.mod_revision);
+      return { ...stored, versionAfter };
     });
   }
 

@@ -85,7 +85,7 @@ export class EtcdTableWatch implements TableWatch {
 
   /** A linearizable read of the table key; offers what it finds. */
   private async readAndOffer(): Promise<{ revision: number; delivered: boolean }> {
-    const res = await this.ctx.call('read table', () => this.ctx.client.get(this.ctx.keys.table).exec());
+    const res = await this.ctx.call('read table', 'read', () => this.ctx.client.get(this.ctx.keys.table).exec());
     const kv = res.kvs[0];
     const delivered = kv !== undefined && this.offer(kv);
     return { revision: Number(res.header.revision), delivered };

@@ -5,8 +5,10 @@ import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cgError } from '../errors';
 import { errnoCode, readTextOrNull, storeUnavailable, writeFileAtomic } from './file-io';
+import { FilePresenceWatch, type FilePresenceWatchOptions } from './file-presence-watch';
 import { checkPresenceArgs, DEFAULT_PRESENCE_TTL_SECONDS } from './presence-args';
-import type { PresenceRecord, PresenceRegistration, PresenceStore } from './types';
+import { decodePresence, snapshotOf, type DecodedPresence } from './presence-record';
+import type { PresenceRecord, PresenceRegistration, PresenceSnapshot, PresenceStore, PresenceWatch, PresenceWatchEvents } from './types';
 
 interface PresenceFile {
   readonly ttlSeconds: number;
@@ -69,8 +71,9 @@ class FilePresenceRegistration implements PresenceRegistration {
 
 export class FilePresence implements PresenceStore {
   private readonly registrations = new Set<FilePresenceRegistration>();
+  private readonly watches = new Set<FilePresenceWatch>();
 
-  constructor(private readonly dir: string, private readonly assertOpen: () => void) {}
+  constructor(private readonly dir: string, private readonly assertOpen: () => void, private readonly watchOpts: FilePresenceWatchOptions) {}
 
   async register(record: PresenceRecord, ttlSeconds = DEFAULT_PRESENCE_TTL_SECONDS): Promise<PresenceRegistration> {
     this.assertOpen();
@@ -88,34 +91,61 @@ export class FilePresence implements PresenceStore {
   }
 
   async list(): Promise<PresenceRecord[]> {
+    return [...(await this.snapshot()).records];
+  }
+
+  async snapshot(): Promise<PresenceSnapshot> {
     this.assertOpen();
     let names: string[];
     try {
       names = await readdir(this.dir);
     } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return [];
+      if (errnoCode(err) === 'ENOENT') return { records: [], malformed: [] };
       throw storeUnavailable(`cannot list ${this.dir}`, err);
     }
     const now = Date.now();
     const found = await Promise.all(
-      names.filter((n) => n.endsWith('.json') && !n.startsWith('.')).map((n) => this.readLive(join(this.dir, n), now)),
+      names.filter((n) => n.endsWith('.json') && !n.startsWith('.')).map((n) => this.readLive(n, now)),
     );
-    return found.filter((r): r is PresenceRecord => r !== null).sort((a, b) => a.id.localeCompare(b.id));
+    return snapshotOf(found.filter((r): r is DecodedPresence => r !== null));
+  }
+
+  watch(events: PresenceWatchEvents): PresenceWatch {
+    this.assertOpen();
+    const w = new FilePresenceWatch(this.dir, this.watchOpts, () => this.snapshot(), events, (closed) => this.watches.delete(closed));
+    this.watches.add(w);
+    return w;
   }
 
   async closeAll(): Promise<void> {
+    await Promise.all([...this.watches].map((w) => w.close()));
     await Promise.all([...this.registrations].map((r) => r.close().catch(() => undefined)));
   }
 
-  private async readLive(file: string, now: number): Promise<PresenceRecord | null> {
+  /** The decoded record of a live file; null when it expired or vanished meanwhile. */
+  private async readLive(name: string, now: number): Promise<DecodedPresence | null> {
+    const file = join(this.dir, name);
+    let keyId = name.slice(0, -'.json'.length);
     try {
-      const [text, st] = await Promise.all([readTextOrNull(file), stat(file)]);
-      if (text === null) return null;
-      const content = JSON.parse(text) as PresenceFile;
-      const ttlMs = (content.ttlSeconds ?? DEFAULT_PRESENCE_TTL_SECONDS) * 1000;
-      return now - st.mtimeMs <= ttlMs ? content.record : null;
-    } catch {
-      return null; // removed meanwhile, or garbage: not a live gateway
+      keyId = decodeURIComponent(keyId);
+    } catch { /* not an encoded id: the raw file name names it */ }
+    let text: string | null;
+    let mtimeMs: number;
+    try {
+      [text, { mtimeMs }] = await Promise.all([readTextOrNull(file), stat(file)]);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return null;
+      throw err;
     }
+    if (text === null) return null;
+    let content: Partial<PresenceFile> | null = null;
+    try {
+      content = JSON.parse(text) as Partial<PresenceFile>;
+    } catch { /* reported below */ }
+    const ttl = content && typeof content.ttlSeconds === 'number' && content.ttlSeconds > 0 ? content.ttlSeconds : DEFAULT_PRESENCE_TTL_SECONDS;
+    // A heartbeat older than its TTL is a gateway that is gone, whatever the file says.
+    if (now - mtimeMs > ttl * 1000) return null;
+    if (content === null || typeof content !== 'object') return { ok: false, malformed: { id: keyId, problem: 'not JSON' } };
+    return decodePresence(content.record, keyId);
   }
 }

@@ -10,11 +10,12 @@ import type { RoutingTable, VersionedTable } from '../cells/types';
 import { cgError } from '../errors';
 import { encodeTableFile, parseTableFile } from './file-doc';
 import { appendLine, readTextOrNull, storeUnavailable, writeFileAtomic } from './file-io';
+import { historyEntry } from './history';
 import { withFileLock } from './file-lock';
 import { FilePresence } from './file-presence';
 import { FileTableWatch } from './file-watch';
 import { casInput, decodeTable } from './table-doc';
-import type { CasResult, HistoryEntry, TableStore, TableWatch, TableWatchEvents } from './types';
+import type { CasResult, ChangeNote, HistoryEntry, TableStore, TableWatch, TableWatchEvents } from './types';
 
 export interface FileStoreOptions {
   /** Stat poll period of watches: the safety net under fs.watch. */
@@ -25,17 +26,27 @@ export interface FileStoreOptions {
   readonly lockTimeoutMs?: number;
   /** A lock older than this is considered left by a crashed process. */
   readonly staleLockMs?: number;
+  readonly testHooks?: FileStoreTestHooks;
 }
 
-const DEFAULTS = Object.freeze({ pollIntervalMs: 250, useFsWatch: true, lockTimeoutMs: 5_000, staleLockMs: 10_000 });
+export interface FileStoreTestHooks {
+  /** Awaited after a write's history entry is appended and before its table is written: throw to crash there. */
+  afterHistoryAppend?(entry: HistoryEntry): Promise<void> | void;
+}
+
+const DEFAULTS = Object.freeze({ pollIntervalMs: 250, useFsWatch: true, lockTimeoutMs: 5_000, staleLockMs: 10_000, testHooks: {} });
 
 function checkOptions(opts: FileStoreOptions): Required<FileStoreOptions> {
-  const merged = { ...DEFAULTS, ...opts };
+  const merged = { ...DEFAULTS, ...stripUndefined(opts) };
   for (const key of ['pollIntervalMs', 'lockTimeoutMs', 'staleLockMs'] as const) {
     const v = merged[key];
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw cgError('USAGE', `file store option ${key} must be a positive number of ms, got ${String(v)}`);
   }
   return Object.freeze(merged);
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 export class FileStore implements TableStore {
@@ -54,7 +65,7 @@ export class FileStore implements TableStore {
     this.lockPath = `${this.tablePath}.lock`;
     this.historyPath = `${this.tablePath}.history.jsonl`;
     this.description = `file:${this.tablePath}`;
-    this.presence = new FilePresence(`${this.tablePath}.gateways`, () => this.assertOpen());
+    this.presence = new FilePresence(`${this.tablePath}.gateways`, () => this.assertOpen(), this.opts);
   }
 
   async load(): Promise<VersionedTable | null> {
@@ -69,7 +80,13 @@ export class FileStore implements TableStore {
     return w;
   }
 
-  async compareAndSwap(expectedVersion: number, table: RoutingTable): Promise<CasResult> {
+  /**
+   * Under the lock: the history entry is appended first (write-ahead), then the table is
+   * replaced. A crash in between leaves an entry for a version that was never written,
+   * which listHistory drops (or a later write of that version supersedes); a table version
+   * without its entry cannot happen.
+   */
+  async compareAndSwap(expectedVersion: number, table: RoutingTable, note?: ChangeNote): Promise<CasResult> {
     this.assertOpen();
     const valid = casInput(expectedVersion, table);
     await this.ensureDir();
@@ -81,20 +98,27 @@ export class FileStore implements TableStore {
       if (currentVersion !== expectedVersion) {
         return { ok: false, current: text === null ? null : this.decode(text) };
       }
-      const version = currentVersion + 1;
+      // Versions never repeat, even over a deleted table file: gateways refuse to go back.
+      const version = currentVersion === 0 ? (await this.lastHistoryVersion()) + 1 : currentVersion + 1;
+      const entry = historyEntry(note, expectedVersion, version, valid);
+      await appendLine(this.historyPath, JSON.stringify(entry));
+      await this.opts.testHooks.afterHistoryAppend?.(entry);
       await writeFileAtomic(this.tablePath, encodeTableFile(version, valid));
       return { ok: true, version, checksum: tableChecksum(valid) };
     });
   }
 
-  async appendHistory(entry: HistoryEntry): Promise<void> {
-    this.assertOpen();
-    await this.ensureDir();
-    await appendLine(this.historyPath, JSON.stringify(entry));
-  }
-
   async listHistory(): Promise<HistoryEntry[]> {
     this.assertOpen();
+    const entries = await this.readHistory();
+    const current = await this.currentVersionOrNull();
+    // The last entry of a version wins (an earlier one was written ahead of a crash); entries
+    // ahead of the table were never written.
+    const lastOf = new Map(entries.map((e, i) => [e.versionAfter, i]));
+    return entries.filter((e, i) => lastOf.get(e.versionAfter) === i && (current === null || e.versionAfter <= current));
+  }
+
+  private async readHistory(): Promise<HistoryEntry[]> {
     const text = await readTextOrNull(this.historyPath);
     if (text === null) return [];
     // Every entry ends with a newline: the last piece is either '' or an append cut short
@@ -108,6 +132,21 @@ export class FileStore implements TableStore {
         throw storeUnavailable(`${this.historyPath} line ${i + 1} is not JSON`, err);
       }
     });
+  }
+
+  private async lastHistoryVersion(): Promise<number> {
+    return (await this.readHistory()).reduce((max, e) => Math.max(max, Number(e.versionAfter) || 0), 0);
+  }
+
+  /** The table file's version (even when its table is invalid); null when there is no readable file. */
+  private async currentVersionOrNull(): Promise<number | null> {
+    const text = await readTextOrNull(this.tablePath);
+    if (text === null) return null;
+    try {
+      return parseTableFile(text, this.tablePath).version;
+    } catch {
+      return null;
+    }
   }
 
   async close(): Promise<void> {

@@ -28,8 +28,21 @@ export function decodeTable(doc: unknown, version: number, where: string): Versi
   try {
     return versioned(validateTable(doc), version);
   } catch (err) {
-    throw rejectedDocument(where, version, err);
+    const rejected = rejectedDocument(where, version, err);
+    // What epochs the bad document shows, so that whoever replaces it issues higher ones.
+    const seenEpoch = epochsSeenIn(doc);
+    throw seenEpoch === null ? rejected : cgError('INVALID_TABLE', rejected.message, { cause: err, detail: { ...(rejected.detail as object), seenEpoch } });
   }
+}
+
+/** The highest epoch (or high-water mark) readable in a document that may be invalid; null when none is. */
+export function epochsSeenIn(doc: unknown): number | null {
+  if (doc === null || typeof doc !== 'object') return null;
+  const d = doc as { epochHighWater?: unknown; cells?: unknown; global?: unknown };
+  const cells = Array.isArray(d.cells) ? [...d.cells, d.global] : [d.global];
+  const numbers = [d.epochHighWater, ...cells.map((c) => (c !== null && typeof c === 'object' ? (c as { epoch?: unknown }).epoch : undefined))]
+    .filter((n): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0);
+  return numbers.length ? Math.max(...numbers) : null;
 }
 
 /** What both stores do first in compareAndSwap: a sane expected version and a valid table. */

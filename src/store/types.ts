@@ -3,7 +3,8 @@
 // (STORE_UNAVAILABLE, CONFLICT, INVALID_TABLE, ...) so nothing above sees gRPC or fs errors.
 import type { RoutingTable, VersionedTable } from '../cells/types';
 
-export interface HistoryEntry {
+/** What a writer says about one table write; the store records it with the write, atomically. */
+export interface ChangeNote {
   /** Who made the change: --actor or user@host. */
   readonly actor: string;
   /** ISO time of the change. */
@@ -11,10 +12,19 @@ export interface HistoryEntry {
   readonly reason: string;
   /** The command, e.g. "zone down sh-a". */
   readonly action: string;
-  readonly versionBefore: number;
-  readonly versionAfter: number;
-  /** Human summary of the moves, e.g. ["c01 sh-a->sh-b", ...]. */
+  /** Human summary of the write, e.g. ["c01 sh-a->sh-b", ...]. */
   readonly summary: readonly string[];
+}
+
+/**
+ * One table write, as recorded in the same transaction (etcd) or under the same lock, ahead
+ * of the table (file store): every version a store holds has exactly one entry.
+ */
+export interface HistoryEntry extends ChangeNote {
+  /** The version the compare-and-swap was made against (0 = created). */
+  readonly versionBefore: number;
+  /** The version the write produced. */
+  readonly versionAfter: number;
   /** The table as written at versionAfter, so that `rollback` can restore it. */
   readonly table: RoutingTable;
 }
@@ -46,11 +56,13 @@ export interface TableStore {
   watch(events: TableWatchEvents): TableWatch;
   /**
    * Writes `table` only if the stored version still equals `expectedVersion`
-   * (0 = only if the store holds no table). Validates before writing.
+   * (0 = only if the store holds no table). Validates before writing. The history entry
+   * (`note`, or an anonymous one) is written with the table, atomically: there is no
+   * version without history. A write is sent once; when its outcome is unknown (the
+   * reply was lost) the store re-reads and reconciles explicitly, never re-sends.
    */
-  compareAndSwap(expectedVersion: number, table: RoutingTable): Promise<CasResult>;
-  appendHistory(entry: HistoryEntry): Promise<void>;
-  /** Oldest first. */
+  compareAndSwap(expectedVersion: number, table: RoutingTable, note?: ChangeNote): Promise<CasResult>;
+  /** Oldest first: one entry per version written. */
   listHistory(): Promise<HistoryEntry[]>;
   /** Presence of live gateways (see PresenceRecord). */
   readonly presence: PresenceStore;
@@ -78,9 +90,38 @@ export interface PresenceRegistration {
   close(): Promise<void>;
 }
 
+/** A live presence record that is not a valid PresenceRecord: it is named, never trusted. */
+export interface MalformedPresence {
+  /** The record's id when it has one, else the name of its key / file. */
+  readonly id: string;
+  readonly problem: string;
+}
+
+/** Every live gateway: the valid records, and the malformed ones (which prove nothing). */
+export interface PresenceSnapshot {
+  readonly records: readonly PresenceRecord[];
+  readonly malformed: readonly MalformedPresence[];
+}
+
+export interface PresenceWatchEvents {
+  /** The whole set of live gateways: once at start, then after every change (re-read after a reconnect). */
+  onSnapshot(snapshot: PresenceSnapshot): void;
+  /** The store could not be read; the watch keeps trying and re-reads when it can. */
+  onError?(err: Error): void;
+}
+
+export interface PresenceWatch {
+  /** Stops watching; resolves when every timer and stream of the watch is gone. */
+  close(): Promise<void>;
+}
+
 export interface PresenceStore {
   /** Publishes `record` while the process lives (an etcd lease, or a heartbeat file with a TTL). */
   register(record: PresenceRecord, ttlSeconds?: number): Promise<PresenceRegistration>;
-  /** The live gateways. */
+  /** The live gateways with a valid record (sorted by id). */
   list(): Promise<PresenceRecord[]>;
+  /** The live gateways, valid and malformed (sorted by id). */
+  snapshot(): Promise<PresenceSnapshot>;
+  /** Delivers the live gateways now and after every change. */
+  watch(events: PresenceWatchEvents): PresenceWatch;
 }

@@ -1,149 +1,272 @@
 // An in-memory TableStore for gateway tests: tables are published by the test, the store
 // can be made unreachable, and presence records are kept in a map the test can read.
-// It keeps the watch promises of the real stores: versions strictly increase, a rejected
-// document is reported (not delivered), connectivity is reported when it changes.
+// It passes the shared store contract (test/store-memory.test.ts): versions strictly
+// increase, a rejected document is reported (not delivered), connectivity is reported when
+// it changes, every compare-and-swap records its history entry, presence can be watched.
 import { tableChecksum } from '../../src/cells/checksum';
 import { validateTable, versioned } from '../../src/cells/table';
 import type { RoutingTable, VersionedTable } from '../../src/cells/types';
 import { cgError } from '../../src/errors';
+import { historyEntry } from '../../src/store/history';
+import { decodePresence, snapshotKey, snapshotOf } from '../../src/store/presence-record';
+import { casInput, rejectedDocument } from '../../src/store/table-doc';
 import type {
-  CasResult, HistoryEntry, PresenceRecord, PresenceRegistration, PresenceStore, TableStore, TableWatch, TableWatchEvents,
+  CasResult, ChangeNote, HistoryEntry, PresenceRecord, PresenceRegistration, PresenceSnapshot, PresenceStore, PresenceWatch,
+  PresenceWatchEvents, TableStore, TableWatch, TableWatchEvents,
 } from '../../src/store/types';
 
-class MemoryPresence implements PresenceStore {
+/** What every MemoryStore opened over the same data shares (as processes share etcd). */
+class MemoryData {
+  version = 0;
+  /** The stored document: a valid table, or whatever a test wrote around validation. */
+  doc: { version: number; table: VersionedTable | null; error: Error | null } | null = null;
+  reachable = true;
+  readonly history: HistoryEntry[] = [];
   readonly records = new Map<string, PresenceRecord>();
-  /** Every record written, in order (register and update). */
+  /** Presence entries a test wrote around validation. */
+  readonly rawRecords = new Map<string, unknown>();
   readonly writes: PresenceRecord[] = [];
-  constructor(private readonly store: MemoryStore) {}
+  readonly tableWatchers = new Set<Watcher>();
+  readonly presenceWatchers = new Set<() => void>();
+
+  presenceChanged(): void {
+    for (const notify of this.presenceWatchers) setImmediate(notify);
+  }
+}
+
+class MemoryPresence implements PresenceStore {
+  private readonly closers = new Set<() => Promise<void>>();
+  constructor(private readonly data: MemoryData, private readonly store: MemoryStore) {}
+
+  /** Live records by gateway id (valid ones). */
+  get records(): Map<string, PresenceRecord> {
+    return this.data.records;
+  }
+
+  /** Every record written, in order (register and update). */
+  get writes(): PresenceRecord[] {
+    return this.data.writes;
+  }
+
+  /** Writes a presence entry around validation (a foreign or broken writer). */
+  putRaw(id: string, raw: unknown): void {
+    this.data.rawRecords.set(id, raw);
+    this.data.presenceChanged();
+  }
 
   async register(record: PresenceRecord): Promise<PresenceRegistration> {
     this.store.assertReachable();
-    this.records.set(record.id, record);
-    this.writes.push(record);
+    const put = (r: PresenceRecord) => {
+      this.data.records.set(r.id, r);
+      this.data.writes.push(r);
+      this.data.presenceChanged();
+    };
+    put(record);
     let open = true;
+    const close = async () => {
+      if (!open) return;
+      open = false;
+      this.closers.delete(close);
+      this.data.records.delete(record.id);
+      this.data.presenceChanged();
+    };
+    this.closers.add(close);
     return {
       update: async (r: PresenceRecord) => {
         this.store.assertReachable();
         if (!open) throw cgError('STORE_UNAVAILABLE', 'registration closed');
-        this.records.set(r.id, r);
-        this.writes.push(r);
+        put(r);
       },
-      close: async () => {
-        open = false;
-        this.records.delete(record.id);
-      },
+      close,
     };
   }
 
   async list(): Promise<PresenceRecord[]> {
+    return [...(await this.snapshot()).records];
+  }
+
+  async snapshot(): Promise<PresenceSnapshot> {
     this.store.assertReachable();
-    return [...this.records.values()];
+    return this.read();
+  }
+
+  watch(events: PresenceWatchEvents): PresenceWatch {
+    let lastKey: string | null = null;
+    let failing = false;
+    const notify = () => {
+      if (!this.data.presenceWatchers.has(notify)) return;
+      if (!this.data.reachable) {
+        if (!failing) events.onError?.(cgError('STORE_UNAVAILABLE', 'memory store is unreachable'));
+        failing = true;
+        lastKey = null;
+        return;
+      }
+      failing = false;
+      const s = this.read();
+      const key = snapshotKey(s);
+      if (key === lastKey) return;
+      lastKey = key;
+      events.onSnapshot(s);
+    };
+    this.data.presenceWatchers.add(notify);
+    setImmediate(notify);
+    const watch = { close: async () => void this.data.presenceWatchers.delete(notify) };
+    this.closers.add(watch.close);
+    return watch;
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.closers].map((c) => c()));
+  }
+
+  private read(): PresenceSnapshot {
+    return snapshotOf([
+      ...[...this.data.records.values()].map((r) => decodePresence(r, r.id)),
+      ...[...this.data.rawRecords].map(([id, raw]) => decodePresence(raw, id)),
+    ]);
   }
 }
 
 interface Watcher {
   events: TableWatchEvents;
   delivered: number;
+  rejected: number;
   closed: boolean;
 }
 
 export class MemoryStore implements TableStore {
   readonly description = 'memory';
   readonly presence: MemoryPresence;
-  private current: VersionedTable | null = null;
-  private version = 0;
-  private reachable = true;
   private readonly watchers = new Set<Watcher>();
-  private readonly history: HistoryEntry[] = [];
+  private closed = false;
 
-  constructor(initial?: RoutingTable) {
-    this.presence = new MemoryPresence(this);
+  constructor(initial?: RoutingTable, private readonly data = new MemoryData()) {
+    this.presence = new MemoryPresence(data, this);
     if (initial) this.publish(initial);
   }
 
+  /** Another store over the same data, as another process would open it. */
+  reopen(): MemoryStore {
+    return new MemoryStore(undefined, this.data);
+  }
+
   assertReachable(): void {
-    if (!this.reachable) throw cgError('STORE_UNAVAILABLE', 'memory store is unreachable');
+    if (this.closed) throw cgError('STORE_UNAVAILABLE', 'memory store is closed');
+    if (!this.data.reachable) throw cgError('STORE_UNAVAILABLE', 'memory store is unreachable');
   }
 
   get watcherCount(): number {
     return this.watchers.size;
   }
 
-  /** Stores `table` as the next version and delivers it to every watcher. */
+  /** Stores `table` as the next version (no history: a write around cellctl) and delivers it. */
   publish(table: RoutingTable): VersionedTable {
-    const vt = versioned(validateTable(table), ++this.version);
-    this.current = vt;
-    for (const w of this.watchers) this.deliver(w);
+    const vt = versioned(validateTable(table), ++this.data.version);
+    this.data.doc = { version: vt.version, table: vt, error: null };
+    this.deliverAll();
     return vt;
   }
 
   /** Simulates an invalid document landing in the store: watchers are told, nothing is applied. */
   publishInvalid(doc: unknown): number {
-    const version = ++this.version;
+    const version = ++this.data.version;
     let err: Error;
     try {
       validateTable(doc);
       err = new Error('expected an invalid document');
     } catch (e) {
-      err = e as Error;
+      err = rejectedDocument('memory', version, e);
     }
-    for (const w of this.watchers) if (!w.closed && this.reachable) setImmediate(() => w.events.onRejected?.(err, version));
+    this.data.doc = { version, table: null, error: err };
+    this.deliverAll();
     return version;
   }
 
   setReachable(reachable: boolean): void {
-    this.reachable = reachable;
-    for (const w of this.watchers) {
+    this.data.reachable = reachable;
+    for (const w of this.data.tableWatchers) {
       setImmediate(() => !w.closed && w.events.onConnection?.(reachable));
       if (reachable) this.deliver(w);
     }
+    this.data.presenceChanged();
   }
 
   async load(): Promise<VersionedTable | null> {
     this.assertReachable();
-    return this.current;
+    const doc = this.data.doc;
+    if (doc?.error) throw doc.error;
+    return doc?.table ?? null;
   }
 
   watch(events: TableWatchEvents): TableWatch {
-    const w: Watcher = { events, delivered: 0, closed: false };
+    const w: Watcher = { events, delivered: 0, rejected: 0, closed: false };
     this.watchers.add(w);
-    setImmediate(() => !w.closed && events.onConnection?.(this.reachable));
+    this.data.tableWatchers.add(w);
+    setImmediate(() => !w.closed && events.onConnection?.(this.data.reachable));
     this.deliver(w);
     return {
       close: async () => {
         w.closed = true;
         this.watchers.delete(w);
+        this.data.tableWatchers.delete(w);
       },
     };
   }
 
+  private deliverAll(): void {
+    for (const w of this.data.tableWatchers) this.deliver(w);
+  }
+
   private deliver(w: Watcher): void {
     setImmediate(() => {
-      const vt = this.current;
-      if (w.closed || !this.reachable || !vt || vt.version <= w.delivered) return;
-      w.delivered = vt.version;
-      w.events.onTable(vt);
+      const doc = this.data.doc;
+      if (w.closed || !this.data.reachable || !doc || doc.version <= w.delivered) return;
+      if (doc.error) {
+        if (doc.version === w.rejected) return;
+        w.rejected = doc.version;
+        w.events.onRejected?.(doc.error, doc.version);
+        return;
+      }
+      w.delivered = doc.version;
+      if (doc.table) w.events.onTable(doc.table);
     });
   }
 
-  async compareAndSwap(expectedVersion: number, table: RoutingTable): Promise<CasResult> {
+  async compareAndSwap(expectedVersion: number, table: RoutingTable, note?: ChangeNote): Promise<CasResult> {
     this.assertReachable();
-    if ((this.current?.version ?? 0) !== expectedVersion) return { ok: false, current: this.current };
-    const vt = this.publish(table);
+    const valid = casInput(expectedVersion, table);
+    const doc = this.data.doc;
+    if ((doc?.version ?? 0) !== expectedVersion) {
+      if (doc?.error) throw doc.error;
+      return { ok: false, current: doc?.table ?? null };
+    }
+    const vt = this.publish(valid);
+    this.data.history.push(historyEntry(note, expectedVersion, vt.version, vt.table));
     return { ok: true, version: vt.version, checksum: tableChecksum(vt.table) };
   }
 
-  async appendHistory(entry: HistoryEntry): Promise<void> {
-    this.assertReachable();
-    this.history.push(entry);
+  /** Writes `doc` as the table document around validation and CAS (a hand edit). */
+  writeRaw(doc: unknown): void {
+    try {
+      this.publish(doc as RoutingTable);
+    } catch {
+      this.publishInvalid(doc);
+    }
   }
 
   async listHistory(): Promise<HistoryEntry[]> {
-    return [...this.history];
+    this.assertReachable();
+    return [...this.data.history];
   }
 
   async close(): Promise<void> {
-    for (const w of this.watchers) w.closed = true;
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.watchers) {
+      w.closed = true;
+      this.data.tableWatchers.delete(w);
+    }
     this.watchers.clear();
+    await this.presence.closeAll();
   }
 }

@@ -3,11 +3,12 @@
 import { createInterface } from 'node:readline/promises';
 import type { RoutingTable, VersionedTable } from '../../cells/types';
 import { cgError } from '../../errors';
+import { laggards, type ConvergenceStatus } from '../../failover/convergence';
 import { FailoverExecutor, planIsEmpty, type ExecutorEvent } from '../../failover/executor';
 import type { Plan, PlannerOptions } from '../../failover/planner';
 import { stringOption, type OptionSpec } from '../args';
 import type { CommandContext } from '../command';
-import { planJson, planText, progressText } from '../plan-view';
+import { planJson, planText } from '../plan-view';
 import { actorOf } from './init';
 import { loadView } from './route';
 
@@ -30,7 +31,16 @@ function numberFlag(ctx: CommandContext, name: string, min: number, max: number)
 }
 
 export function plannerOptions(ctx: CommandContext, extra: PlannerOptions = {}): PlannerOptions {
-  return { force: ctx.args.values.force === true, maxMovedShare: numberFlag(ctx, 'max-move-share', 0, 1), ...extra };
+  // nowMs: cells whose freeze deadline has passed are cleaned up by this change.
+  return { force: ctx.args.values.force === true, maxMovedShare: numberFlag(ctx, 'max-move-share', 0, 1), nowMs: Date.now(), ...extra };
+}
+
+/** One line of convergence progress: what was observed, naming who is not there yet. */
+function convergenceText(status: ConvergenceStatus, which: string): string {
+  const live = status.gateways.length + status.malformed.length;
+  const on = status.gateways.length - status.behind.length;
+  const waiting = laggards(status);
+  return `${on}/${live} gateway(s) on ${which} revision ${status.version}${waiting.length ? ` (waiting for ${waiting.join(', ')})` : ''}`;
 }
 
 async function askTerminal(question: string): Promise<boolean> {
@@ -81,7 +91,7 @@ export async function runChange(ctx: CommandContext, makePlan: (table: RoutingTa
         out.note(`${e.phase === 'freeze' ? 'froze moving cells' : e.phase === 'flip' ? 'flipped cells to their new zones' : e.phase === 'unfreeze' ? 'withdrew the freeze' : 'wrote the change'} at revision ${e.version}`);
         return;
       case 'converging':
-        if (showProgress || !e.status.converged) out.note(progressText(e.status, e.phase === 'freeze' ? 'the frozen' : 'the new'));
+        if (showProgress || !e.status.converged) out.note(convergenceText(e.status, e.phase === 'freeze' ? 'the frozen' : 'the new'));
         return;
     }
   };
@@ -96,13 +106,19 @@ export async function runChange(ctx: CommandContext, makePlan: (table: RoutingTa
     return 1;
   }
   const last = result.plans[result.plans.length - 1];
-  const gateways = result.convergence?.gateways.length ?? 0;
+  // What was observed: null when nothing was written, so nothing had to be waited for.
+  const seen = result.convergence;
   if (out.json) {
-    out.data({ plans: result.plans.map(planJson), versionBefore: result.versionBefore, versionAfter: result.versionAfter, gateways, converged: true });
-  } else if (!last || planIsEmpty(last)) {
+    out.data({
+      plans: result.plans.map(planJson), versionBefore: result.versionBefore, versionAfter: result.versionAfter,
+      gateways: seen ? seen.gateways.length : null, converged: seen ? seen.converged : null,
+      gatewaysOnRevision: seen ? seen.gateways.filter((g) => !seen.behind.includes(g)).map((g) => g.id) : null,
+    });
+  } else if (!last || planIsEmpty(last) || !seen) {
     out.text('nothing to change');
   } else {
-    out.text(`done: ${last.action}, revision ${result.versionBefore} -> ${result.versionAfter}; ${gateways} live gateway(s) applied it`);
+    const who = seen.gateways.length === 0 ? 'no live gateway was registered to apply it' : `${seen.gateways.length} live gateway(s) applied it`;
+    out.text(`done: ${last.action}, revision ${result.versionBefore} -> ${result.versionAfter}; ${who}`);
   }
   return 0;
 }

@@ -3,10 +3,8 @@ import { cgError } from '../../errors';
 import {
   planCellMove, planRegionDown, planRegionUp, planRestore, planZoneDown, planZoneDrain, planZoneUp, type PlannerOptions,
 } from '../../failover/planner';
-import type { VersionedTable } from '../../cells/types';
-import { isCellgateError } from '../../errors';
+import { rebuiltBase } from '../../failover/epochs';
 import { mustLoad } from '../../failover/executor';
-import type { HistoryEntry, TableStore } from '../../store/types';
 import type { Command, CommandContext } from '../command';
 import { CHANGE_OPTIONS, plannerOptions, runChange } from './change';
 
@@ -96,24 +94,9 @@ export const rollbackCommand: Command = {
     const entry = history.find((h) => h.versionAfter === version);
     if (!entry) throw cgError('USAGE', `no history entry ends at revision ${version} (see cellctl history)`);
     const o = plannerOptions(ctx);
-    const repair = await invalidDocument(store, history);
-    return runChange(ctx, (t) => planRestore(t, entry.table, version, o), repair ? { loadBase: async () => repair, alwaysWrite: true } : undefined);
+    // An invalid document, or a table behind the epochs already issued, is rebuilt first (epochs.ts).
+    const rebuilt = await rebuiltBase(store);
+    const loadBase = async () => (await rebuiltBase(store)) ?? mustLoad(store);
+    return runChange(ctx, (t) => planRestore(t, entry.table, version, o), rebuilt ? { loadBase, alwaysWrite: true } : undefined);
   },
 };
-
-/**
- * When the stored document is invalid (written around cellctl), a rollback plans on the last
- * table cellctl wrote, at the invalid document's version, so that it replaces the document by
- * compare-and-swap and epochs keep growing. Null when the current table is fine.
- */
-async function invalidDocument(store: TableStore, history: readonly HistoryEntry[]): Promise<VersionedTable | null> {
-  try {
-    await mustLoad(store);
-    return null;
-  } catch (err) {
-    const version = isCellgateError(err, 'INVALID_TABLE') ? (err.detail as { version?: unknown } | undefined)?.version : undefined;
-    const lastGood = history[history.length - 1];
-    if (typeof version !== 'number' || !lastGood) throw err;
-    return { table: lastGood.table, version, checksum: 'invalid' };
-  }
-}

@@ -1,5 +1,7 @@
 import type { RoutingView } from '../../cells/lookup';
-import type { PresenceRecord } from '../../store/types';
+import type { Cell, RoutingTable } from '../../cells/types';
+import { printable } from '../../failover/convergence';
+import type { MalformedPresence, PresenceRecord, PresenceSnapshot } from '../../store/types';
 import type { Command } from '../command';
 import { formatTable } from '../output';
 import { loadView } from './route';
@@ -13,11 +15,47 @@ export interface StatusReport {
   readonly frozenCells: { cell: string; zone: string; movingTo: string | null; frozenUntil: string }[];
   readonly global: { home: string; zone: string; epoch: number };
   readonly gateways: (PresenceRecord & { readonly current: boolean })[];
+  /** Live presence records that are not valid: they prove nothing about their gateway. */
+  readonly malformedGateways: readonly MalformedPresence[];
+  /** Moves left half-done by a cellctl that died: what is stale, and what to run. */
+  readonly staleMoves: { kind: 'freeze' | 'drain'; cells: string[]; zone: string; expiredAgoS: number | null; message: string }[];
   readonly cells?: { cell: string; home: string; zone: string; epoch: number; state: string }[];
 }
 
-export function statusReport(view: RoutingView, gateways: readonly PresenceRecord[], withCells: boolean): StatusReport {
+/**
+ * Freezes whose deadline passed and drains that did not finish: a cellctl was killed
+ * mid-move. Gateways already route such cells to their old zone; the table still says
+ * frozen / draining until a change touches them (the planner cleans expired freezes).
+ */
+export function staleMoves(t: RoutingTable, nowMs: number): StatusReport['staleMoves'] {
+  const all = [...t.cells, t.global];
+  const expired = all.filter((c) => c.state === 'frozen' && (c.frozenUntilMs ?? 0) <= nowMs);
+  const ago = (cs: readonly Cell[]) => (cs.length ? Math.round((nowMs - Math.max(...cs.map((c) => c.frozenUntilMs ?? 0))) / 1000) : null);
+  const found: StatusReport['staleMoves'] = [];
+  for (const z of t.zones.filter((zone) => zone.status === 'draining')) {
+    const left = all.filter((c) => c.zone === z.name && !(c.state === 'frozen' && (c.frozenUntilMs ?? 0) > nowMs));
+    if (left.length === 0) continue;
+    const stale = expired.filter((c) => c.zone === z.name);
+    const agoS = ago(stale);
+    const head = agoS === null ? `zone ${z.name} is draining but still serves ${left.length} cell(s)` : `freeze expired ${agoS} s ago`;
+    found.push({
+      kind: 'drain', zone: z.name, cells: left.map((c) => c.name), expiredAgoS: agoS,
+      message: `${head}, drain of ${z.name} not finished: re-run \`cellctl zone drain ${z.name}\` or \`zone up ${z.name}\``,
+    });
+  }
+  const drained = new Set(found.map((f) => f.zone));
+  for (const c of expired.filter((cell) => !drained.has(cell.zone))) {
+    found.push({
+      kind: 'freeze', zone: c.zone, cells: [c.name], expiredAgoS: ago([c]),
+      message: `freeze of ${c.name} (${c.zone} -> ${c.movingTo ?? '?'}) expired ${ago([c])} s ago, the move did not finish: it is served by ${c.zone}; re-run \`cellctl cell move ${c.name} ${c.movingTo ?? 'ZONE'}\` or any change to clear it`,
+    });
+  }
+  return found;
+}
+
+export function statusReport(view: RoutingView, presence: PresenceSnapshot, withCells: boolean, nowMs = Date.now()): StatusReport {
   const t = view.table;
+  const gateways = presence.records;
   const all = [...t.cells, t.global];
   return {
     name: t.name,
@@ -34,6 +72,8 @@ export function statusReport(view: RoutingView, gateways: readonly PresenceRecor
     global: { home: t.global.home, zone: t.global.zone, epoch: t.global.epoch },
     gateways: [...gateways].sort((a, b) => a.id.localeCompare(b.id))
       .map((g) => ({ ...g, current: g.appliedVersion === view.version && g.checksum === view.checksum })),
+    malformedGateways: presence.malformed,
+    staleMoves: staleMoves(t, nowMs),
     ...(withCells ? { cells: t.cells.map((c) => ({ cell: c.name, home: c.home, zone: c.zone, epoch: c.epoch, state: c.state })) } : {}),
   };
 }
@@ -53,15 +93,22 @@ function statusText(r: StatusReport): string {
     lines.push('', `${r.frozenCells.length} frozen cell(s):`);
     lines.push(formatTable([['CELL', 'ZONE', 'MOVING TO', 'FROZEN UNTIL'], ...r.frozenCells.map((c) => [c.cell, c.zone, c.movingTo ?? '-', c.frozenUntil])]));
   }
+  if (r.staleMoves.length) {
+    lines.push('', `${r.staleMoves.length} unfinished move(s):`);
+    for (const m of r.staleMoves) lines.push(`  STALE: ${m.message}`);
+  }
   if (r.cells) {
     lines.push('', formatTable([['CELL', 'HOME', 'ZONE', 'EPOCH', 'STATE'], ...r.cells.map((c) => [c.cell, c.home, c.zone, c.epoch, c.state])]));
   }
   const behind = r.gateways.filter((g) => !g.current).length;
-  lines.push('', `${r.gateways.length} live gateway(s)${behind ? `, ${behind} not on revision ${r.revision}` : ''}:`);
-  if (r.gateways.length) {
+  const bad = r.malformedGateways.length;
+  lines.push('', `${r.gateways.length + bad} live gateway(s)${behind ? `, ${behind} not on revision ${r.revision}` : ''}${bad ? `, ${bad} with a malformed record` : ''}:`);
+  if (r.gateways.length || bad) {
+    // Everything in a presence record was written by another process: escaped for the terminal.
     lines.push(formatTable([
       ['GATEWAY', 'ZONE', 'REVISION', 'CHECKSUM', 'IN FLIGHT', 'SINCE', ''],
-      ...r.gateways.map((g) => [g.id, g.zone ?? '-', g.appliedVersion, g.checksum, g.inFlight, g.startedAt, g.current ? '' : 'BEHIND']),
+      ...r.gateways.map((g) => [printable(g.id), printable(g.zone ?? '-'), g.appliedVersion, printable(g.checksum), g.inFlight, printable(g.startedAt), g.current ? '' : 'BEHIND']),
+      ...r.malformedGateways.map((m) => [printable(m.id), '?', '?', '?', '?', '?', `MALFORMED: ${printable(m.problem)}`]),
     ]));
   }
   return lines.join('\n');
@@ -76,7 +123,7 @@ export const statusCommand: Command = {
   async run({ args, out, store }) {
     const s = store();
     const view = await loadView(s);
-    const report = statusReport(view, await s.presence.list(), args.values.cells === true);
+    const report = statusReport(view, await s.presence.snapshot(), args.values.cells === true);
     if (out.json) out.data(report);
     else out.text(statusText(report));
     return 0;

@@ -1,0 +1,62 @@
+// Reading presence records back: what a store holds under a gateway's key is data from
+// another process (or a hand edit), so it is validated before anything trusts it. A record
+// that fails is reported as malformed, with the problem, under the gateway's name — it
+// proves nothing about what that gateway applied (cellctl counts it as not converged).
+import type { MalformedPresence, PresenceRecord, PresenceSnapshot } from './types';
+
+type Check = (v: unknown) => boolean;
+
+const isString: Check = (v) => typeof v === 'string';
+const isCount: Check = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const FIELDS: readonly (readonly [keyof PresenceRecord, Check, string])[] = [
+  ['id', (v) => isString(v) && (v as string).length > 0 && (v as string).length <= 200, 'a string of 1-200 characters'],
+  ['zone', (v) => v === null || isString(v), 'a zone name or null'],
+  ['appliedVersion', isCount, 'an integer >= 0'],
+  ['checksum', isString, 'a string'],
+  ['inFlight', isCount, 'an integer >= 0'],
+  ['startedAt', isString, 'a time'],
+  ['updatedAt', isString, 'a time'],
+  ['pid', isCount, 'an integer >= 0'],
+  ['host', isString, 'a string'],
+];
+
+export type DecodedPresence = { readonly ok: true; readonly record: PresenceRecord } | { readonly ok: false; readonly malformed: MalformedPresence };
+
+/** Validates one stored record; `keyId` names it when its own id cannot be trusted. */
+export function decodePresence(raw: unknown, keyId: string): DecodedPresence {
+  const bad = (problem: string): DecodedPresence => ({ ok: false, malformed: { id: keyId, problem } });
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return bad('not a JSON object');
+  const doc = raw as Record<string, unknown>;
+  const problems = FIELDS.filter(([key, check]) => !check(doc[key])).map(([key, , want]) => `${key} ${key in doc ? 'is not' : 'missing, expected'} ${want}`);
+  if (problems.length) return bad(problems.join('; '));
+  if (doc.id !== keyId) return bad(`id ${JSON.stringify(doc.id)} does not match its key (${JSON.stringify(keyId)})`);
+  return { ok: true, record: raw as PresenceRecord };
+}
+
+/** Parses and validates the JSON text stored for a gateway. */
+export function decodePresenceText(text: string, keyId: string): DecodedPresence {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, malformed: { id: keyId, problem: 'not JSON' } };
+  }
+  return decodePresence(raw, keyId);
+}
+
+export function snapshotOf(decoded: readonly DecodedPresence[]): PresenceSnapshot {
+  const records: PresenceRecord[] = [];
+  const malformed: MalformedPresence[] = [];
+  for (const d of decoded) {
+    if (d.ok) records.push(d.record);
+    else malformed.push(d.malformed);
+  }
+  records.sort((a, b) => a.id.localeCompare(b.id));
+  malformed.sort((a, b) => a.id.localeCompare(b.id));
+  return { records, malformed };
+}
+
+/** A stable key for "did the set of live gateways change?" (snapshots are delivered only on change). */
+export function snapshotKey(s: PresenceSnapshot): string {
+  return JSON.stringify([s.records.map((r) => [r.id, r.appliedVersion, r.checksum, r.zone]), s.malformed]);
+}
