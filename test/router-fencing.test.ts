@@ -5,7 +5,7 @@ import test from 'ava';
 import WebSocket from 'ws';
 import { RoutingView } from '../src/cells/lookup';
 import { versioned } from '../src/cells/table';
-import { checkCellOwnership } from '../src/router/fencing';
+import { checkCellOwnership } from '../src/fencing';
 import { startDemoZone } from '../src/router/demo-zone';
 import { MemoryStore } from './helpers/memory-store';
 import { moveCell, startGateway, tableFor, users } from './helpers/router-fixture';
@@ -103,4 +103,15 @@ test('with enforce: false the demo zone answers and reports owned: false', async
   const res = await httpCall(`${z.url}/x`, { headers: { 'x-cell-id': c.name, 'x-cell-epoch': '1' } });
   t.is(res.status, 200);
   t.like(res.json(), { zone: 'za', cell: c.name, epoch: 1, owned: false });
+});
+
+test('the fencing check is published as cellgate/fencing, the gateway library as cellgate', (t) => {
+  // A package may require itself by name through its "exports" (Node's self-reference).
+  const fencing = require('cellgate/fencing') as Record<string, unknown>;
+  t.is(typeof fencing.checkCellOwnership, 'function');
+  t.is(typeof fencing.fencingPlugin, 'function');
+  t.is(typeof fencing.requestUserId, 'function');
+  const lib = require('cellgate') as Record<string, unknown>;
+  t.is(typeof lib.createGateway, 'function');
+  t.is(lib.checkCellOwnership, fencing.checkCellOwnership, 'one module, two entry points');
 });

@@ -1,0 +1,87 @@
+// User ids: one decoding for every place that turns bytes into the id that is hashed to a
+// cell (the gateway's header/cookie/query/path sources, /admin/route, `cellctl route`, the
+// fencing check of the services behind the gateway). An id is Unicode text sent as UTF-8;
+// the same text must give the same cell whichever way it arrived.
+//
+// Pure: no I/O. Node hands header values (and the request target) over as latin1 strings,
+// one char per byte, so `fromWire` re-reads those bytes as UTF-8.
+import { isUtf8 } from 'node:buffer';
+import { MAX_USER_ID_LENGTH } from './table';
+
+/** Why a value is not a user id. */
+export type UserIdProblem = 'empty' | 'tooLong' | 'control' | 'notUtf8';
+
+/** How the raw value reached us. */
+export type UserIdEncoding =
+  /** A JS string that already is text (argv, stdin lines, JSON). */
+  | 'text'
+  /** A header or cookie value: latin1 chars, one per byte, of UTF-8. */
+  | 'wire'
+  /** A path segment or cookie value: wire bytes, then %XX escapes of UTF-8. */
+  | 'percent'
+  /** A query value: like 'percent', and '+' is a space (HTML forms). */
+  | 'form';
+
+export const USER_ID_PROBLEM_TEXT: Readonly<Record<UserIdProblem, string>> = Object.freeze({
+  empty: 'is empty',
+  tooLong: `is longer than ${MAX_USER_ID_LENGTH} characters`,
+  control: 'has control characters',
+  notUtf8: 'is not valid UTF-8',
+});
+
+/** The user id `raw` stands for, or why it is none. The one decoding used everywhere. */
+export function decodeUserId(raw: string, encoding: UserIdEncoding): string | { readonly problem: UserIdProblem } {
+  let s = encoding === 'text' ? raw : fromWire(raw);
+  if (s === null) return NOT_UTF8;
+  if (encoding === 'form' && s.indexOf('+') >= 0) s = s.replace(/\+/g, ' ');
+  if ((encoding === 'percent' || encoding === 'form') && s.indexOf('%') >= 0) {
+    try {
+      s = decodeURIComponent(s);
+    } catch {
+      return NOT_UTF8; // a stray "%" or escapes that are not UTF-8
+    }
+  }
+  const problem = userIdProblem(s);
+  return problem === null ? s : PROBLEMS[problem];
+}
+
+/** Whether a decoded id is acceptable: 1-256 UTF-16 units, no C0, DEL or C1 controls, no lone surrogates. */
+export function userIdProblem(s: string): UserIdProblem | null {
+  if (s.length === 0) return 'empty';
+  if (s.length > MAX_USER_ID_LENGTH) return 'tooLong';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // Controls are never part of an id and are dangerous in logs, headers and terminals.
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return 'control';
+    if (c >= 0xd800 && c <= 0xdfff) {
+      // A lone surrogate has no UTF-8 form: two spellings of "the same" id would hash apart.
+      const pair = c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00;
+      if (!pair) return 'notUtf8';
+      i++;
+    }
+  }
+  return null;
+}
+
+/** latin1 chars (bytes) -> the UTF-8 text they encode; null if they are not UTF-8. ASCII is returned as is. */
+export function fromWire(raw: string): string | null {
+  let ascii = true;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c > 0x7f) {
+      if (c > 0xff) return null; // not a byte: nothing Node's parser hands over
+      ascii = false;
+    }
+  }
+  if (ascii) return raw;
+  const bytes = Buffer.from(raw, 'latin1');
+  return isUtf8(bytes) ? bytes.toString('utf8') : null;
+}
+
+const NOT_UTF8 = Object.freeze({ problem: 'notUtf8' as const });
+const PROBLEMS: Readonly<Record<UserIdProblem, { readonly problem: UserIdProblem }>> = Object.freeze({
+  empty: Object.freeze({ problem: 'empty' as const }),
+  tooLong: Object.freeze({ problem: 'tooLong' as const }),
+  control: Object.freeze({ problem: 'control' as const }),
+  notUtf8: NOT_UTF8,
+});
