@@ -3,6 +3,7 @@ import { tableFromTopologyText } from '../../cells/topology';
 import { cgError } from '../../errors';
 import { stringOption } from '../args';
 import type { Command } from '../command';
+import { escapeForTerminal as esc } from '../output';
 import { readInputFile } from './validate';
 
 /** --actor, or user@host: who made a change, for the history. */
@@ -29,7 +30,7 @@ export const initCommand: Command = {
     const table = tableFromTopologyText(readInputFile(topologyPath));
     if (args.values['dry-run']) {
       if (out.json) out.data({ dryRun: true, table });
-      else out.text(`would write "${table.name}": ${table.cells.length} cells over ${table.zones.length} zones`);
+      else out.text(`would write "${esc(table.name)}": ${table.cells.length} cells over ${table.zones.length} zones`);
       return 0;
     }
     const s = store();
@@ -41,7 +42,7 @@ export const initCommand: Command = {
       summary: [`${table.cells.length} cells over ${table.zones.length} zones`], table,
     });
     if (out.json) out.data({ version: result.version, checksum: result.checksum, cells: table.cells.length, zones: table.zones.length });
-    else out.text(`initialised ${s.description}: "${table.name}", ${table.cells.length} cells over ${table.zones.length} zones, version ${result.version}`);
+    else out.text(`initialised ${esc(s.description)}: "${esc(table.name)}", ${table.cells.length} cells over ${table.zones.length} zones, version ${result.version}`);
     return 0;
   },
 };

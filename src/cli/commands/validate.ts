@@ -4,6 +4,7 @@ import { tableFromTopologyText } from '../../cells/topology';
 import { tableChecksum } from '../../cells/checksum';
 import { cgError } from '../../errors';
 import type { Command } from '../command';
+import { escapeForTerminal as esc } from '../output';
 
 export function readInputFile(path: string): string {
   try {
@@ -31,7 +32,7 @@ export const validateCommand: Command = {
       cells: table.cells.length, zones: table.zones.length, checksum: tableChecksum(table),
     };
     if (out.json) out.data(summary);
-    else out.text(`${file}: valid ${summary.kind} "${table.name}" (${summary.cells} cells, ${summary.zones} zones, ${summary.checksum})`);
+    else out.text(`${esc(file)}: valid ${summary.kind} "${esc(table.name)}" (${summary.cells} cells, ${summary.zones} zones, ${summary.checksum})`);
     return 0;
   },
 };
