@@ -61,6 +61,8 @@ export interface RoutingTable {
   readonly global: Cell;
   /** Pinned users: user id -> cell name. */
   readonly overrides: Readonly<Record<string, string>>;
+  /** Upstreams may be link-local or cloud-metadata addresses (absent: they may not). */
+  readonly allowLinkLocal?: boolean;
 }
 
 /** A table as held by a store: the document plus its version (etcd mod revision or file counter). */
