@@ -1,6 +1,6 @@
 // Operator text is data, not terminal control: reasons, actors, gateway ids and echoed input
 // reach a terminal with every control character escaped, and --json keeps them intact.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -74,4 +74,25 @@ test('history, status and errors escape hostile operator text; --json keeps it e
     t.false(UNSAFE.test(r.stderr.trimEnd()), JSON.stringify(r.stderr));
     t.is(r.stderr.trimEnd().split('\n').length, 1, 'one line');
   }
+});
+
+test('a rollback that repairs an invalid document says so, not "nothing to change"', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'cellgate-repair-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const topology = join(dir, 'topology.yaml');
+  await writeFile(topology, demoTopologyYaml);
+  const tablePath = join(dir, 'table.json');
+  t.is((await cellctl(['init', '--topology', topology, '--file', tablePath])).code, 0);
+  // Written around cellctl: a document with no zones at version 2.
+  const doc = JSON.parse(await readFile(tablePath, 'utf8')) as { version: number; table: { zones: unknown[] } };
+  doc.version = 2;
+  doc.table.zones = [];
+  await writeFile(tablePath, JSON.stringify(doc));
+  const r = await cellctl(['rollback', '1', '--reason', 'repair', '--yes', '--file', tablePath]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^repaired: revision 2 held an invalid document; replaced it with the last table cellctl wrote, revision 2 -> 3/);
+  t.false(r.stdout.includes('nothing to change'));
+  const status = await cellctl(['status', '--file', tablePath, '--json']);
+  t.is(status.code, 0, status.stderr);
+  t.is((JSON.parse(status.stdout) as { revision: number }).revision, 3);
 });

@@ -99,6 +99,10 @@ export async function runChange(ctx: CommandContext, makePlan: (table: RoutingTa
   const gateways = result.convergence?.gateways.length ?? 0;
   if (out.json) {
     out.data({ plans: result.plans.map(planJson), versionBefore: result.versionBefore, versionAfter: result.versionAfter, gateways, converged: true });
+  } else if (base?.alwaysWrite && result.versionAfter !== result.versionBefore) {
+    // A repair writes even an empty plan: say so, not "nothing to change".
+    const what = !last || planIsEmpty(last) ? 'the last table cellctl wrote' : `the result of ${last.action}`;
+    out.text(`repaired: revision ${result.versionBefore} held an invalid document; replaced it with ${what}, revision ${result.versionBefore} -> ${result.versionAfter}; ${gateways} live gateway(s) applied it`);
   } else if (!last || planIsEmpty(last)) {
     out.text('nothing to change');
   } else {
