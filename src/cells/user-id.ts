@@ -31,6 +31,7 @@ export const USER_ID_PROBLEM_TEXT: Readonly<Record<UserIdProblem, string>> = Obj
 
 /** The user id `raw` stands for, or why it is none. The one decoding used everywhere. */
 export function decodeUserId(raw: string, encoding: UserIdEncoding): string | { readonly problem: UserIdProblem } {
+  if (isPlainAscii(raw, encoding !== 'text' && encoding !== 'wire')) return raw; // the usual case: one pass, no copy
   let s = encoding === 'text' ? raw : fromWire(raw);
   if (s === null) return NOT_UTF8;
   if (encoding === 'form' && s.indexOf('+') >= 0) s = s.replace(/\+/g, ' ');
@@ -43,6 +44,17 @@ export function decodeUserId(raw: string, encoding: UserIdEncoding): string | { 
   }
   const problem = userIdProblem(s);
   return problem === null ? s : PROBLEMS[problem];
+}
+
+/** 1-256 printable ASCII chars (and, where escapes apply, no "%" or "+"): already the id. */
+function isPlainAscii(raw: string, escapes: boolean): boolean {
+  const n = raw.length;
+  if (n === 0 || n > MAX_USER_ID_LENGTH) return false;
+  for (let i = 0; i < n; i++) {
+    const c = raw.charCodeAt(i);
+    if (c < 0x20 || c >= 0x7f || (escapes && (c === 0x25 || c === 0x2b))) return false;
+  }
+  return true;
 }
 
 /** Whether a decoded id is acceptable: 1-256 UTF-16 units, no C0, DEL or C1 controls, no lone surrogates. */

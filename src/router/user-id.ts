@@ -134,12 +134,19 @@ function compilePathPattern(pattern: string, verdicts: SourceVerdicts): Reader {
   const parts = pattern.split('/');
   const at = parts.indexOf(':user');
   return (url) => {
-    const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
-    const segments = path.split('/');
-    if (segments.length < parts.length) return null;
-    for (let i = 0; i < parts.length; i++) if (i !== at && segments[i] !== parts[i]) return null;
-    return verdicts.decodeAll(segments[at]!, 'percent');
+    // Walks the segments in place (no split: this runs on every request).
+    let start = 0;
+    let segment: string | null = null;
+    const end = url.indexOf('?') < 0 ? url.length : url.indexOf('?');
+    for (let i = 0; i < parts.length; i++) {
+      if (start > end) return null; // fewer segments than the pattern
+      let stop = url.indexOf('/', start);
+      if (stop < 0 || stop > end) stop = end;
+      if (i === at) segment = url.slice(start, stop);
+      else if (stop - start !== parts[i]!.length || !url.startsWith(parts[i]!, start)) return null;
+      start = stop + 1;
+    }
+    return verdicts.decodeAll(segment as string, 'percent');
   };
 }
 
