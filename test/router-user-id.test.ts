@@ -45,6 +45,40 @@ test('the shared decoding: UTF-8 from the wire, C0/DEL/C1 and bad UTF-8 refused,
   t.is(userIdProblem(''), 'empty');
 });
 
+test('fromWire decodes exactly what a strict UTF-8 decoder accepts (random and edge byte strings)', (t) => {
+  const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // a BOM is kept: an id is bytes, not a file
+  const reference = (bytes: Buffer): string | null => {
+    try {
+      return strict.decode(bytes);
+    } catch {
+      return null;
+    }
+  };
+  const cases: Buffer[] = [
+    [0xc3, 0xa9], [0xc0, 0x80], [0xc1, 0xbf], [0xe0, 0x80, 0x80], [0xe0, 0xa0, 0x80], [0xed, 0xa0, 0x80], [0xed, 0x9f, 0xbf],
+    [0xf0, 0x8f, 0xbf, 0xbf], [0xf0, 0x90, 0x80, 0x80], [0xf4, 0x8f, 0xbf, 0xbf], [0xf4, 0x90, 0x80, 0x80], [0xf5, 0x80, 0x80, 0x80],
+    [0xe7, 0x94], [0x80], [0xbf], [0xff], [0x61, 0xe7, 0x94, 0xa8, 0x62], [0xef, 0xbb, 0xbf, 0x78],
+  ].map((b) => Buffer.from(b));
+  // A fixed-seed generator: the same bytes every run.
+  let seed = 12345;
+  const next = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16;
+  for (let i = 0; i < 20_000; i++) {
+    const len = 1 + (next() % 8);
+    const bytes = Buffer.alloc(len);
+    for (let k = 0; k < len; k++) bytes[k] = next() % 4 === 0 ? next() % 0x80 : 0x80 + (next() % 0x80);
+    cases.push(bytes);
+  }
+  for (const s of ['café', '用户', '😀', 'ü', 'a\u0085b']) cases.push(Buffer.from(s, 'utf8'));
+  let accepted = 0;
+  for (const bytes of cases) {
+    const expected = reference(bytes);
+    if (expected !== null) accepted++;
+    if (fromWire(bytes.toString('latin1')) !== expected) t.fail(`bytes ${bytes.toString('hex')}: ${fromWire(bytes.toString('latin1'))} vs ${expected}`);
+  }
+  t.true(accepted > 100, `both kinds were tried (${accepted} valid of ${cases.length})`);
+  t.is(fromWire('\u0100'), null, 'a char above 0xff is not a byte');
+});
+
 test('extractor: all sources agree or the request is refused, naming the sources', (t) => {
   const x = compileUserIdExtractor([{ header: 'x-user-id' }, { cookie: 'uid' }, { query: 'user' }, { path: '/u/:user/x' }]);
   t.is(x('/a', { 'x-user-id': 'h' }), 'h');

@@ -5,7 +5,6 @@
 //
 // Pure: no I/O. Node hands header values (and the request target) over as latin1 strings,
 // one char per byte, so `fromWire` re-reads those bytes as UTF-8.
-import { isUtf8 } from 'node:buffer';
 import { MAX_USER_ID_LENGTH } from './table';
 
 /** Why a value is not a user id. */
@@ -32,6 +31,9 @@ export const USER_ID_PROBLEM_TEXT: Readonly<Record<UserIdProblem, string>> = Obj
 /** The user id `raw` stands for, or why it is none. The one decoding used everywhere. */
 export function decodeUserId(raw: string, encoding: UserIdEncoding): string | { readonly problem: UserIdProblem } {
   if (isPlainAscii(raw, encoding !== 'text' && encoding !== 'wire')) return raw; // the usual case: one pass, no copy
+  // At most 3 bytes per UTF-16 unit (and % escapes take 3 chars per byte): longer raw text
+  // cannot decode to 256 units. Refused before any decoding work.
+  if (raw.length > 9 * MAX_USER_ID_LENGTH) return PROBLEMS.tooLong;
   let s = encoding === 'text' ? raw : fromWire(raw);
   if (s === null) return NOT_UTF8;
   if (encoding === 'form' && s.indexOf('+') >= 0) s = s.replace(/\+/g, ' ');
@@ -77,17 +79,38 @@ export function userIdProblem(s: string): UserIdProblem | null {
 
 /** latin1 chars (bytes) -> the UTF-8 text they encode; null if they are not UTF-8. ASCII is returned as is. */
 export function fromWire(raw: string): string | null {
-  let ascii = true;
-  for (let i = 0; i < raw.length; i++) {
-    const c = raw.charCodeAt(i);
-    if (c > 0x7f) {
-      if (c > 0xff) return null; // not a byte: nothing Node's parser hands over
-      ascii = false;
+  let i = 0;
+  const n = raw.length;
+  while (i < n && raw.charCodeAt(i) < 0x80) i++;
+  if (i === n) return raw;
+  // Decoded by hand (no Buffer per request); strict like TextDecoder's fatal mode: no
+  // overlong forms, no surrogates, nothing above U+10FFFF.
+  let out = raw.slice(0, i);
+  while (i < n) {
+    const b0 = raw.charCodeAt(i);
+    if (b0 < 0x80) {
+      out += raw[i];
+      i++;
+      continue;
     }
+    let need: number;
+    let cp: number;
+    let min: number;
+    if (b0 >= 0xc2 && b0 <= 0xdf) [need, cp, min] = [1, b0 & 0x1f, 0x80];
+    else if (b0 >= 0xe0 && b0 <= 0xef) [need, cp, min] = [2, b0 & 0x0f, 0x800];
+    else if (b0 >= 0xf0 && b0 <= 0xf4) [need, cp, min] = [3, b0 & 0x07, 0x10000];
+    else return null; // a continuation byte first, 0xc0/0xc1 (overlong), 0xf5+, or not a byte
+    if (i + need >= n) return null; // cut short
+    for (let k = 1; k <= need; k++) {
+      const b = raw.charCodeAt(i + k);
+      if ((b & 0xc0) !== 0x80 || b > 0xff) return null;
+      cp = (cp << 6) | (b & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return null;
+    out += String.fromCodePoint(cp);
+    i += need + 1;
   }
-  if (ascii) return raw;
-  const bytes = Buffer.from(raw, 'latin1');
-  return isUtf8(bytes) ? bytes.toString('utf8') : null;
+  return out;
 }
 
 const NOT_UTF8 = Object.freeze({ problem: 'notUtf8' as const });
