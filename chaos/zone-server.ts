@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The chaos harness's zone server: one upstream endpoint of one zone, run as its own process
 // (so it can be killed -9, stopped and restarted). It is the oracle of the harness: it
-// follows the routing table with cellgate's own fencing (fencing.ts) and writes one JSON
+// follows the routing table with cellgate's own fencing (src/fencing) and writes one JSON
 // line per request — synchronously, before answering, so that every answered request is on
 // disk even if the process is killed right after:
 //   {t, srv, zone, rid, user, method, cell, epoch, rev, hdrZone, verdict, why, view, bytes, sha, status}
@@ -17,7 +17,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
-import { OwnershipFollower, type Ownership } from '../src/router/fencing';
+import { OwnershipFollower, type Ownership, requestUserId } from '../src/fencing';
 import { openStore } from '../src/store/open';
 
 export interface ZoneLogLine {
@@ -108,7 +108,7 @@ async function main(): Promise<void> {
         if (workMs > 0) await sleep(Math.random() * 2 * workMs);
         const status = verdict.kind === 'notOwned' && enforce ? 421 : verdict.kind === 'unknown' && enforce ? 503 : 200;
         const line: ZoneLogLine = {
-          t: Date.now(), srv, zone: zone as string, rid: header(req, 'x-request-id'), user: header(req, 'x-user-id'),
+          t: Date.now(), srv, zone: zone as string, rid: header(req, 'x-request-id'), user: requestUserId(req.headers),
           method: req.method ?? 'GET', cell: header(req, 'x-cell-id'),
           epoch: intHeader(req, 'x-cell-epoch'), rev: intHeader(req, 'x-routing-revision'), hdrZone: header(req, 'x-cell-zone'),
           verdict: verdict.kind, why: verdict.kind === 'notOwned' ? verdict.why : null, view: viewVersion(),

@@ -51,6 +51,13 @@ const REFUSED: readonly { name: string; change: (doc: Doc) => void; path: string
   { name: 'global on a missing zone', change: (d) => { d.global.zone = 'nowhere'; }, path: 'global.zone' },
   { name: 'format 2', change: (d) => { d.format = 2; }, path: 'format' },
   { name: 'missing name', change: (d) => { delete d.name; }, path: 'name' },
+  { name: 'upstream URL with a path', change: (d) => { d.zones[1].upstreams = ['http://10.0.0.1:80/base']; }, path: 'zones[1].upstreams[0]' },
+  { name: 'upstream URL with a query', change: (d) => { d.zones[1].upstreams = ['http://10.0.0.1:80/?x=1']; }, path: 'zones[1].upstreams[0]' },
+  { name: 'upstream URL with userinfo', change: (d) => { d.zones[1].upstreams = ['http://u@10.0.0.1:80']; }, path: 'zones[1].upstreams[0]' },
+  { name: 'metadata upstream', change: (d) => { d.zones[2].upstreams = ['http://169.254.169.254']; }, path: 'zones[2].upstreams[0]' },
+  { name: 'AWS IPv6 metadata upstream', change: (d) => { d.zones[2].upstreams = ['http://[fd00:ec2::254]']; }, path: 'zones[2].upstreams[0]' },
+  { name: 'allowLinkLocal not a boolean', change: (d) => { d.allowLinkLocal = 'yes'; }, path: 'allowLinkLocal' },
+  { name: 'infinite capacity', change: (d) => { d.zones[0].capacity = Infinity; }, path: 'zones[0].capacity' },
 ];
 
 for (const bad of REFUSED) {
@@ -112,4 +119,23 @@ test('versioned() pairs a table with its version and checksum', (t) => {
   t.is(vt.table, DEMO);
   t.is(vt.checksum, tableChecksum(DEMO));
   t.true(Object.isFrozen(vt));
+});
+
+test('link-local upstreams are accepted only when the table opts in, and the opt-in is part of the checksum', (t) => {
+  const doc = edited((d) => { d.zones[2].upstreams = ['http://169.254.10.20:8080', 'http://[fe80::1]:80']; d.allowLinkLocal = true; });
+  const table = validateTable(doc);
+  t.is(table.allowLinkLocal, true);
+  t.deepEqual(table.zones[2]!.upstreams, ['http://169.254.10.20:8080', 'http://[fe80::1]:80']);
+  const plain = validateTable(edited((d) => { d.allowLinkLocal = false; }));
+  t.not(tableChecksum(plain), tableChecksum(DEMO), 'an explicit flag is part of the document');
+  t.is(tableChecksum(validateTable(structuredClone(DEMO))), tableChecksum(DEMO), 'absent by default: existing tables keep their checksum');
+  const err = t.throws(() => validateTable(edited((d) => { d.zones[2].upstreams = ['http://169.254.10.20:8080']; })));
+  t.regex(err!.message, /zones\[2\]\.upstreams\[0\]: "http:\/\/169\.254\.10\.20:8080" is a link-local or cloud-metadata address/);
+  const path = t.throws(() => validateTable(edited((d) => { d.allowLinkLocal = true; d.zones[2].upstreams = ['http://h:1/base']; })));
+  t.regex(path!.message, /without a path \(got "\/base"\)/, 'the opt-in allows addresses, not paths');
+});
+
+test('capacity .inf is reported as Infinity, not null', (t) => {
+  const err = t.throws(() => validateTable(edited((d) => { d.zones[0].capacity = Infinity; })));
+  t.regex(err!.message, /zones\[0\]\.capacity: must be a finite number >= 0, got Infinity/);
 });

@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Problem } from '../src/cells/check';
 import { tableChecksum } from '../src/cells/checksum';
-import { assignHomes, parseTopology, tableFromTopologyText } from '../src/cells/topology';
+import { isLinkLocalOrMetadata } from '../src/cells/check';
+import { MAX_DOCUMENT_BYTES, assignHomes, parseTopology, tableFromTopologyText } from '../src/cells/topology';
 import type { RoutingTable, Zone } from '../src/cells/types';
 import { isCellgateError } from '../src/errors';
 import { MALFORMED_TOPOLOGIES } from './helpers/malformed-topologies';
@@ -139,4 +140,48 @@ test('JSON is accepted as topology text', (t) => {
   }));
   t.deepEqual(topo.cells, ['c00', 'c01']);
   t.is(topo.global, 'z');
+});
+
+test('link-local and cloud-metadata upstream hosts, in every spelling the URL parser accepts', (t) => {
+  const host = (u: string): string => new URL(u).hostname;
+  for (const bad of [
+    'http://169.254.169.254', 'http://169.254.0.1:8080', 'http://0xA9FEA9FE', 'http://2852039166', 'http://169.254.43518',
+    'http://[fe80::1]', 'http://[FEBF:ffff::1]', 'http://[fd00:ec2::254]', 'http://[::ffff:169.254.169.254]',
+    'http://[64:ff9b::169.254.169.254]', 'http://metadata.google.internal', 'http://METADATA.google.internal.', 'http://100.100.100.200',
+  ]) t.true(isLinkLocalOrMetadata(host(bad)), bad);
+  for (const good of [
+    'http://127.0.0.1', 'http://10.0.0.1', 'http://169.253.255.255', 'http://169.255.0.1', 'http://[::1]', 'http://[fec0::1]',
+    'http://[fd00:ec2::253]', 'http://[::ffff:10.0.0.1]', 'http://zone-a.internal', 'http://100.100.100.201',
+  ]) t.false(isLinkLocalOrMetadata(host(good)), good);
+});
+
+test('allowLinkLocal: true in the topology lets upstreams be link-local; the table carries the opt-in', (t) => {
+  const zones = `zones:\n  - { name: a, region: r, city: c, capacity: 10, upstreams: ["http://169.254.169.254:8080"] }\n`;
+  t.throws(() => tableFromTopologyText(`name: ll\ncells: 2\n${zones}`), { message: /zones\[0\]\.upstreams\[0\]: .*link-local or cloud-metadata/ });
+  const table = tableFromTopologyText(`name: ll\ncells: 2\nallowLinkLocal: true\n${zones}`);
+  t.is(table.allowLinkLocal, true);
+  t.is(tableFromTopologyText(`name: ll\ncells: 2\n${zones.replace('169.254.169.254', '127.0.0.1')}`).allowLinkLocal, undefined);
+});
+
+test('a topology over 16 MiB is refused before it is parsed', (t) => {
+  const text = `name: big\n#${'x'.repeat(MAX_DOCUMENT_BYTES)}\n`;
+  const err = t.throws(() => parseTopology(text));
+  t.true(isCellgateError(err, 'INVALID_TOPOLOGY'));
+  t.regex(err!.message, /\(document\): the topology is \d+ bytes, over the limit of 16777216 \(16 MiB\)/);
+  const multiByte = `name: big\n#${'é'.repeat(MAX_DOCUMENT_BYTES / 2)}\n`; // fewer chars than the limit, more bytes
+  t.regex(t.throws(() => parseTopology(multiByte))!.message, /over the limit/);
+});
+
+test('YAML cost is bounded: aliases capped, duplicate keys found in linear time with their line', (t) => {
+  const laughs = ['a: &a [x, x, x, x, x, x, x, x, x]'];
+  for (const [i, name] of ['b', 'c', 'd', 'e', 'f', 'g'].entries()) laughs.push(`${name}: &${name} [${Array(9).fill(`*${'abcdefg'[i]}`).join(', ')}]`);
+  t.throws(() => parseTopology(laughs.join('\n') + '\n'), { message: /\(document\): broken YAML: Excessive alias count/ });
+  // 100,000 pinned users: yaml's own unique-key check compares every pair (minutes); ours is one set.
+  const users = Array.from({ length: 100_000 }, (_, i) => `  user-${i}: c${String(i % 4).padStart(2, '0')}`);
+  const head = 'name: many\ncells: 4\nzones:\n  - { name: a, region: r, city: c, capacity: 10, upstreams: ["http://127.0.0.1:1"] }\noverrides:\n';
+  const started = Date.now();
+  t.is(Object.keys(parseTopology(head + users.join('\n') + '\n').overrides).length, 100_000);
+  t.true(Date.now() - started < 60_000, `took ${Date.now() - started} ms`);
+  const dup = t.throws(() => parseTopology(head + users.join('\n') + '\n  user-7: c01\n'));
+  t.regex(dup!.message, /\(document\): broken YAML: Map keys must be unique: "user-7" again at line 100006/);
 });

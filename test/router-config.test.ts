@@ -7,7 +7,6 @@ import test from 'ava';
 import { isCellgateError } from '../src/errors';
 import { DEFAULT_CONFIG, loadGatewayConfigFile, parseGatewayConfig } from '../src/router/config';
 import { compileRouteClassifier } from '../src/router/route-rules';
-import { BAD_USER_ID, compileUserIdExtractor } from '../src/router/user-id';
 
 function problems(doc: unknown, overrides?: Record<string, unknown>): string {
   try {
@@ -78,17 +77,8 @@ test('YAML and JSON files', async (t) => {
   t.true(isCellgateError(missing, 'INVALID_CONFIG'));
 });
 
-test('user id extraction and route classification', (t) => {
-  const x = compileUserIdExtractor([{ header: 'x-user-id' }, { cookie: 'uid' }, { query: 'user' }, { path: '/u/:user/x' }]);
-  t.is(x('/a', { 'x-user-id': 'h' }), 'h');
-  t.is(x('/a', { cookie: 'uidx=1; uid="quoted"' }), 'quoted');
-  t.is(x('/a?users=1&user=q%20w', {}), 'q w');
-  t.is(x('/a?user', {}), null, 'an empty value is no user');
-  t.is(x('/u/p%2Fq/x/more', {}), 'p/q');
-  t.is(x('/u/p/y', {}), null, 'literal segments must match');
-  t.is(x('/a', {}), null);
-  t.is(x('/a', { 'x-user-id': 'x\u0085y' }), BAD_USER_ID, 'C1 control characters too');
-  t.is(x('/a', { 'x-user-id': 'é'.repeat(256) }), 'é'.repeat(256));
+// User id extraction: test/router-user-id.test.ts.
+test('route classification', (t) => {
   const classify = compileRouteClassifier([{ prefix: '/', class: 'unit' }, { prefix: '/api/', class: 'global' }, { prefix: '/api/near', class: 'city' }]);
   t.is(classify('/x'), 'unit');
   t.is(classify('/api/x'), 'global');

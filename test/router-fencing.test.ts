@@ -5,7 +5,7 @@ import test from 'ava';
 import WebSocket from 'ws';
 import { RoutingView } from '../src/cells/lookup';
 import { versioned } from '../src/cells/table';
-import { checkCellOwnership } from '../src/router/fencing';
+import { checkCellOwnership } from '../src/fencing';
 import { startDemoZone } from '../src/router/demo-zone';
 import { MemoryStore } from './helpers/memory-store';
 import { moveCell, startGateway, tableFor, users } from './helpers/router-fixture';
@@ -41,10 +41,13 @@ test('demo zones behind the gateway answer who they are and own what the gateway
   const g = await startGateway(t, store, { waitVersion: 1 });
   const view = new RoutingView(versioned(table, 1));
 
-  for (const user of users(20)) {
+  for (const user of [...users(20), 'café', '用户', '😀']) {
     const r = view.routeUnit(user, Date.now());
     if (!r.ok) throw new Error('no route');
-    const res = await httpCall(`${g.url}/api/items?q=1`, { method: 'POST', headers: { 'x-user-id': user, 'content-type': 'application/json' }, body: '{"n":1}' });
+    // Sent as UTF-8 bytes (Node writes header strings as latin1, unless a string body shares their
+    // write: then all is UTF-8, so the body is a Buffer); the demo zone decodes them like the gateway.
+    const wire = Buffer.from(user, 'utf8').toString('latin1');
+    const res = await httpCall(`${g.url}/api/items?q=1`, { method: 'POST', headers: { 'x-user-id': wire, 'content-type': 'application/json' }, body: Buffer.from('{"n":1}') });
     t.is(res.status, 200);
     t.deepEqual(res.json(), { zone: r.zone.name, cell: r.cell, epoch: r.epoch, owned: true, method: 'POST', path: '/api/items', user, bodyBytes: 7 });
   }
@@ -103,4 +106,15 @@ test('with enforce: false the demo zone answers and reports owned: false', async
   const res = await httpCall(`${z.url}/x`, { headers: { 'x-cell-id': c.name, 'x-cell-epoch': '1' } });
   t.is(res.status, 200);
   t.like(res.json(), { zone: 'za', cell: c.name, epoch: 1, owned: false });
+});
+
+test('the fencing check is published as cellgate/fencing, the gateway library as cellgate', (t) => {
+  // A package may require itself by name through its "exports" (Node's self-reference).
+  const fencing = require('cellgate/fencing') as Record<string, unknown>;
+  t.is(typeof fencing.checkCellOwnership, 'function');
+  t.is(typeof fencing.fencingPlugin, 'function');
+  t.is(typeof fencing.requestUserId, 'function');
+  const lib = require('cellgate') as Record<string, unknown>;
+  t.is(typeof lib.createGateway, 'function');
+  t.is(lib.checkCellOwnership, fencing.checkCellOwnership, 'one module, two entry points');
 });

@@ -153,7 +153,7 @@ test('route classes by longest path prefix: global and city traffic', async (t) 
   t.is(ups[1]!.received.length, 1);
 });
 
-test('user id sources are tried in order: header, cookie, query, path', async (t) => {
+test('user id sources: header, cookie, query, path; those present must agree', async (t) => {
   const { url, table } = await threeZones(t, {
     userId: { sources: [{ header: 'X-Account' }, { cookie: 'uid' }, { query: 'u' }, { path: '/users/:user' }] },
   });
@@ -164,11 +164,15 @@ test('user id sources are tried in order: header, cookie, query, path', async (t
     ['/x', { cookie: 'a=1; uid=cookie%20user; b=2' }, 'cookie user'],
     ['/x?v=1&u=query+user', {}, 'query user'],
     ['/users/path-user/orders', {}, 'path-user'],
-    ['/users/path-user?u=q', { 'x-account': 'first-wins' }, 'first-wins'],
+    ['/users/same?u=same', { 'x-account': 'same' }, 'same'],
   ];
   for (const [path, headers, user] of cases) {
     const res = await httpCall(`${url}${path}`, { headers });
     t.is(res.status, 200, path);
     t.is(res.json<UpstreamAnswer>().headers['x-cell-id'], cellOf(user), `${path} -> ${user}`);
   }
+  // Different ids are refused, never routed by whichever source comes first (test/router-user-id.test.ts).
+  const conflict = await httpCall(`${url}/users/path-user?u=q`, { headers: { 'x-account': 'hdr-user' } });
+  t.is(conflict.status, 400);
+  t.is(conflict.json<{ error: string }>().error, 'BAD_USER_ID');
 });

@@ -64,7 +64,7 @@ export function checkInteger(p: Problems, v: unknown, path: string, min: number,
 
 export function checkNumber(p: Problems, v: unknown, path: string, min: number): v is number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
-    p.add(path, `must be a number >= ${min}, got ${describe(v)}`);
+    p.add(path, `must be a finite number >= ${min}, got ${describe(v)}`);
     return false;
   }
   return true;
@@ -78,7 +78,13 @@ export function checkOneOf<T extends string>(p: Problems, v: unknown, path: stri
   return true;
 }
 
-export function checkHttpUrl(p: Problems, v: unknown, path: string): v is string {
+/**
+ * An upstream base URL: http(s)://host[:port] with at most "/" as path. A path would be
+ * dropped (the client's path is sent as is), so it is refused rather than ignored; so are
+ * credentials, query and fragment. Link-local and cloud-metadata addresses are refused
+ * unless `allowLinkLocal` (they are what an SSRF aims at). Names are not resolved here.
+ */
+export function checkHttpUrl(p: Problems, v: unknown, path: string, allowLinkLocal = false): v is string {
   if (!checkString(p, v, path)) return false;
   let url: URL;
   try {
@@ -87,15 +93,57 @@ export function checkHttpUrl(p: Problems, v: unknown, path: string): v is string
     p.add(path, `${JSON.stringify(v)} is not a URL`);
     return false;
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    p.add(path, `${JSON.stringify(v)} must be an http(s) URL`);
-    return false;
+  const problem = upstreamUrlProblem(v, url, allowLinkLocal);
+  if (problem) p.add(path, `${JSON.stringify(v)} ${problem}`);
+  return problem === null;
+}
+
+function upstreamUrlProblem(raw: string, url: URL, allowLinkLocal: boolean): string | null {
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must be an http(s) URL';
+  if (url.username || url.password || raw.includes('@')) return 'must be a base URL without credentials';
+  if (raw.includes('?') || raw.includes('#')) return 'must be a base URL without query or fragment';
+  if (url.pathname !== '/') return `must be a base URL without a path (got ${JSON.stringify(url.pathname)}): requests keep their own path`;
+  if (!allowLinkLocal && isLinkLocalOrMetadata(url.hostname)) {
+    return 'is a link-local or cloud-metadata address (set allowLinkLocal: true in the topology to allow it)';
   }
-  if (url.search || url.hash || url.username) {
-    p.add(path, `${JSON.stringify(v)} must be a base URL without query, fragment or credentials`);
-    return false;
-  }
-  return true;
+  return null;
+}
+
+const METADATA_NAMES = new Set(['metadata.google.internal', 'metadata.goog']);
+/** Alibaba Cloud's metadata address (the others are in 169.254.0.0/16). */
+const METADATA_V4 = '100.100.100.200';
+
+/** 169.254.0.0/16, fe80::/10, fd00:ec2::254, those IPv4s inside IPv6 (mapped, NAT64), and known metadata names. */
+export function isLinkLocalOrMetadata(hostname: string): boolean {
+  const host = hostname.toLowerCase().replace(/\.$/, '');
+  if (METADATA_NAMES.has(host)) return true;
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) return isBadV4(host.split('.').map(Number));
+  if (!host.startsWith('[')) return false;
+  const h = ipv6Hextets(host.slice(1, -1));
+  if (!h) return false;
+  if ((h[0]! & 0xffc0) === 0xfe80) return true;
+  if (h[0] === 0xfd00 && h[1] === 0xec2 && h.slice(2, 7).every((x) => x === 0) && h[7] === 0x254) return true;
+  const mapped = h.slice(0, 5).every((x) => x === 0) && h[5] === 0xffff;
+  const nat64 = h[0] === 0x64 && h[1] === 0xff9b && h.slice(2, 6).every((x) => x === 0);
+  if (mapped || nat64) return isBadV4([h[6]! >> 8, h[6]! & 0xff, h[7]! >> 8, h[7]! & 0xff]);
+  return false;
+}
+
+function isBadV4(o: readonly number[]): boolean {
+  return (o[0] === 169 && o[1] === 254) || o.join('.') === METADATA_V4;
+}
+
+/** The 8 groups of an IPv6 address as the URL parser writes it (compressed, hex, no dotted IPv4). */
+function ipv6Hextets(addr: string): number[] | null {
+  const halves = addr.split('::');
+  if (halves.length > 2) return null;
+  const part = (s: string): number[] => (s === '' ? [] : s.split(':').map((x) => parseInt(x, 16)));
+  const head = part(halves[0]!);
+  const tail = halves.length === 2 ? part(halves[1]!) : [];
+  const zeros = 8 - head.length - tail.length;
+  if (zeros < 0 || (halves.length === 1 && zeros !== 0)) return null;
+  const all = [...head, ...new Array<number>(zeros).fill(0), ...tail];
+  return all.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffff) ? all : null;
 }
 
 /** Reports each name seen before under the same list. */
@@ -113,6 +161,8 @@ export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'an object';
+  // JSON.stringify writes Infinity and NaN (YAML's .inf, .nan) as "null".
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
   return `${typeof v} ${JSON.stringify(v)}`;
 }
 

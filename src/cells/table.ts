@@ -4,7 +4,7 @@ import { cgError } from '../errors';
 import { tableChecksum } from './checksum';
 import {
   NAME, Problems, checkHttpUrl, checkInteger, checkNumber, checkObject, checkOneOf, checkString, checkUnique,
-  deepFreeze, isRecord, join,
+  deepFreeze, describe, isRecord, join,
 } from './check';
 import { RING_RANGE } from './ring-layout';
 import { GLOBAL_CELL, type RoutingTable, type VersionedTable } from './types';
@@ -13,12 +13,12 @@ export const ZONE_STATUSES = ['up', 'draining', 'down'] as const;
 export const CELL_STATES = ['active', 'frozen'] as const;
 const ZONE_KEYS = ['name', 'region', 'city', 'capacity', 'upstreams', 'status'] as const;
 const CELL_KEYS = ['name', 'home', 'zone', 'epoch', 'state', 'frozenUntilMs', 'movingTo'] as const;
-const TABLE_KEYS = ['format', 'name', 'ring', 'zones', 'cells', 'global', 'overrides', 'epochHighWater'] as const;
+const TABLE_KEYS = ['format', 'name', 'ring', 'zones', 'cells', 'global', 'overrides', 'epochHighWater', 'allowLinkLocal'] as const;
 /** Longest accepted user id (the gateway refuses longer ones too). */
 export const MAX_USER_ID_LENGTH = 256;
 
 /** Checks one zone entry; shared with the topology validator (where `status` is optional). */
-export function checkZone(p: Problems, z: unknown, path: string, statusRequired: boolean): void {
+export function checkZone(p: Problems, z: unknown, path: string, statusRequired: boolean, allowLinkLocal = false): void {
   if (!checkObject(p, z, path, ZONE_KEYS)) return;
   checkString(p, z.name, join(path, 'name'), NAME);
   checkString(p, z.region, join(path, 'region'), NAME);
@@ -30,8 +30,15 @@ export function checkZone(p: Problems, z: unknown, path: string, statusRequired:
     p.add(join(path, 'upstreams'), 'must be a non-empty list of http(s) URLs');
     return;
   }
-  ups.forEach((u, i) => checkHttpUrl(p, u, join(join(path, 'upstreams'), i)));
+  ups.forEach((u, i) => checkHttpUrl(p, u, join(join(path, 'upstreams'), i), allowLinkLocal));
   checkUnique(p, ups.map((u) => (typeof u === 'string' ? u : undefined)), (i) => join(join(path, 'upstreams'), i), 'upstream');
+}
+
+/** `allowLinkLocal: true` lets upstreams be link-local or cloud-metadata addresses (off when absent). */
+export function checkAllowLinkLocal(p: Problems, v: unknown): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') p.add('allowLinkLocal', `must be true or false, got ${describe(v)}`);
+  return v === true;
 }
 
 function checkCell(p: Problems, c: unknown, path: string, zones: ReadonlySet<string>): void {
@@ -97,7 +104,8 @@ export function validateTable(doc: unknown): RoutingTable {
   checkString(p, doc.name, 'name');
   const zones = Array.isArray(doc.zones) ? doc.zones : [];
   if (zones.length === 0) p.add('zones', 'must be a non-empty list');
-  zones.forEach((z, i) => checkZone(p, z, `zones[${i}]`, true));
+  const allowLinkLocal = checkAllowLinkLocal(p, doc.allowLinkLocal);
+  zones.forEach((z, i) => checkZone(p, z, `zones[${i}]`, true, allowLinkLocal));
   const zoneNames = zones.map((z) => (isRecord(z) && typeof z.name === 'string' ? z.name : undefined));
   checkUnique(p, zoneNames, (i) => `zones[${i}].name`, 'zone name');
   const zoneSet = new Set(zoneNames.filter((n): n is string => n !== undefined));

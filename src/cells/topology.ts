@@ -1,12 +1,13 @@
 // Topology (the YAML an operator writes) -> the first routing table.
-import YAML from 'yaml';
+import YAML, { LineCounter } from 'yaml';
 import { cgError } from '../errors';
 import { NAME, Problems, checkInteger, checkObject, checkString, checkUnique, isRecord, join } from './check';
 import { balancedRingSpec } from './ring-layout';
-import { MAX_USER_ID_LENGTH, checkZone, validateTable } from './table';
+import { checkAllowLinkLocal, checkZone, validateTable } from './table';
+import { USER_ID_PROBLEM_TEXT, userIdProblem } from './user-id';
 import { GLOBAL_CELL, type Cell, type RoutingTable, type Zone } from './types';
 
-const TOPOLOGY_KEYS = ['name', 'cells', 'global', 'zones', 'overrides'] as const;
+const TOPOLOGY_KEYS = ['name', 'cells', 'global', 'zones', 'overrides', 'allowLinkLocal'] as const;
 const MAX_CELLS = 60_000;
 
 export interface Topology {
@@ -15,6 +16,8 @@ export interface Topology {
   readonly global: string;
   readonly zones: readonly Zone[];
   readonly overrides: Readonly<Record<string, string>>;
+  /** Upstreams may be link-local or cloud-metadata addresses (an explicit opt-in). */
+  readonly allowLinkLocal: boolean;
 }
 
 function invalid(p: Problems): never {
@@ -47,7 +50,8 @@ export function validateTopology(doc: unknown): Topology {
   const cells = cellNamesOf(p, doc.cells);
   const zones = Array.isArray(doc.zones) ? doc.zones : [];
   if (zones.length === 0) p.add('zones', 'must be a non-empty list of zones');
-  zones.forEach((z, i) => checkZone(p, z, `zones[${i}]`, false));
+  const allowLinkLocal = checkAllowLinkLocal(p, doc.allowLinkLocal);
+  zones.forEach((z, i) => checkZone(p, z, `zones[${i}]`, false, allowLinkLocal));
   const zoneNames = zones.map((z) => (isRecord(z) && typeof z.name === 'string' ? z.name : undefined));
   checkUnique(p, zoneNames, (i) => `zones[${i}].name`, 'zone name');
   const capacity = zones.reduce((sum, z) => sum + (isRecord(z) && typeof z.capacity === 'number' && z.capacity > 0 ? z.capacity : 0), 0);
@@ -60,27 +64,80 @@ export function validateTopology(doc: unknown): Topology {
   const overrides = doc.overrides ?? {};
   if (!isRecord(overrides)) p.add('overrides', 'must be a map of user id to cell name');
   else {
+    const cellSet = new Set(cells);
     for (const [user, cell] of Object.entries(overrides)) {
-      if (user.length === 0 || user.length > MAX_USER_ID_LENGTH) p.add(join('overrides', user), 'user id must be 1-256 characters');
-      if (typeof cell !== 'string' || !cells.includes(cell)) p.add(join('overrides', user), `no cell named ${JSON.stringify(cell)}`);
+      const problem = userIdProblem(user);
+      if (problem) p.add(join('overrides', user), `the user id ${USER_ID_PROBLEM_TEXT[problem]}`);
+      if (typeof cell !== 'string' || !cellSet.has(cell)) p.add(join('overrides', user), `no cell named ${JSON.stringify(cell)}`);
     }
   }
   if (!p.empty) invalid(p);
   const zoneList = (zones as Record<string, unknown>[]).map((z) => ({ ...z, status: z.status ?? 'up' }) as unknown as Zone);
-  return { name: doc.name as string, cells, global: global as string, zones: zoneList, overrides: overrides as Record<string, string> };
+  return { name: doc.name as string, cells, global: global as string, zones: zoneList, overrides: overrides as Record<string, string>, allowLinkLocal };
 }
 
-/** Parses YAML (or JSON) topology text. Duplicate keys and syntax errors are refused with their line. */
+/** Largest topology or table document accepted (bytes of UTF-8): far above any real one. */
+export const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024;
+/** Aliases one document may expand (yaml's guard against "billion laughs"). */
+const MAX_YAML_ALIASES = 100;
+
+/** Refuses a document text over MAX_DOCUMENT_BYTES (cheap: the byte count is taken only near the limit). */
+export function checkDocumentSize(text: string, what: string): string | null {
+  if (text.length * 3 <= MAX_DOCUMENT_BYTES) return null;
+  const bytes = text.length > MAX_DOCUMENT_BYTES ? text.length : Buffer.byteLength(text, 'utf8');
+  return bytes > MAX_DOCUMENT_BYTES ? `the ${what} is ${bytes} bytes, over the limit of ${MAX_DOCUMENT_BYTES} (16 MiB)` : null;
+}
+
+/**
+ * Parses YAML (or JSON) topology text. Duplicate keys and syntax errors are refused with their
+ * line. Cost is bounded: size capped, aliases capped, and duplicate keys found with one set
+ * per mapping (yaml's own uniqueKeys compares each key with every other: quadratic).
+ */
 export function parseTopology(text: string): Topology {
+  const tooLarge = checkDocumentSize(text, 'topology');
+  if (tooLarge) invalidDocument(tooLarge);
+  const lineCounter = new LineCounter();
   let doc: unknown;
   try {
-    doc = YAML.parse(text, { uniqueKeys: true, prettyErrors: true });
+    const parsed = YAML.parseDocument(text, { uniqueKeys: false, prettyErrors: true, lineCounter, merge: false });
+    if (parsed.errors.length) throw parsed.errors[0];
+    const duplicate = firstDuplicateKey(parsed);
+    if (duplicate) {
+      const { line, col } = lineCounter.linePos(duplicate.offset);
+      throw new Error(`Map keys must be unique: ${JSON.stringify(duplicate.key)} again at line ${line}, column ${col}`);
+    }
+    doc = parsed.toJS({ maxAliasCount: MAX_YAML_ALIASES });
   } catch (err) {
-    const p = new Problems();
-    p.add('(document)', `broken YAML: ${(err as Error).message.split('\n')[0]}`);
-    invalid(p);
+    invalidDocument(`broken YAML: ${(err as Error).message.split('\n')[0]}`);
   }
   return validateTopology(doc);
+}
+
+function invalidDocument(message: string): never {
+  const p = new Problems();
+  p.add('(document)', message);
+  invalid(p);
+}
+
+/** The first key repeated within one mapping, compared as the string it becomes in JS. */
+function firstDuplicateKey(doc: YAML.Document): { key: string; offset: number } | null {
+  let found: { key: string; offset: number } | null = null;
+  YAML.visit(doc, {
+    Map(_, map) {
+      const seen = new Set<string>();
+      for (const pair of map.items) {
+        if (!YAML.isScalar(pair.key)) continue;
+        const key = String(pair.key.value);
+        if (seen.has(key)) {
+          found = { key, offset: pair.key.range?.[0] ?? 0 };
+          return YAML.visit.BREAK;
+        }
+        seen.add(key);
+      }
+      return undefined;
+    },
+  });
+  return found;
 }
 
 /**
@@ -114,6 +171,7 @@ export function buildTable(topo: Topology): RoutingTable {
     cells,
     global: { name: GLOBAL_CELL, home: topo.global, zone: topo.global, epoch: 1, state: 'active' as const },
     overrides: topo.overrides,
+    ...(topo.allowLinkLocal ? { allowLinkLocal: true } : {}),
   };
   return validateTable(table);
 }

@@ -68,6 +68,8 @@ export interface RoutingTable {
    * Absent in tables written before it existed: then the highest cell epoch.
    */
   readonly epochHighWater?: number;
+  /** Upstreams may be link-local or cloud-metadata addresses (absent: they may not). */
+  readonly allowLinkLocal?: boolean;
 }
 
 /** A table as held by a store: the document plus its version (etcd mod revision or file counter). */

@@ -1,11 +1,11 @@
 // How a plan and the progress of a change look on a terminal, and as JSON.
 import type { ConvergenceStatus } from '../failover/convergence';
 import { pct, type Plan } from '../failover/planner';
-import { formatTable } from './output';
+import { escapeForTerminal as esc, formatTable } from './output';
 
 export function planText(plan: Plan, version: number): string {
   const lines = [`plan: ${plan.action} (${plan.kind}), against revision ${version}`];
-  for (const s of plan.zoneStatus) lines.push(`  zone ${s.zone}: ${s.from} -> ${s.to}`);
+  for (const s of plan.zoneStatus) lines.push(`  zone ${esc(s.zone)}: ${s.from} -> ${s.to}`);
   if (plan.moves.length === 0) {
     lines.push('  no cell moves');
   } else {
@@ -24,7 +24,7 @@ export function planText(plan: Plan, version: number): string {
     ]).replace(/^/gm, '  '));
   }
   if (plan.remaining > 0) lines.push('', `  ${plan.remaining} more cell(s) follow in later batches`);
-  for (const g of plan.guard) lines.push(`  GUARD: ${g}`);
+  for (const g of plan.guard) lines.push(`  GUARD: ${esc(g)}`);
   return lines.join('\n');
 }
 
@@ -37,6 +37,6 @@ export function planJson(plan: Plan): Record<string, unknown> {
 
 export function progressText(status: ConvergenceStatus, phase: string): string {
   const on = status.gateways.length - status.behind.length;
-  const missing = status.behind.length ? ` (waiting for ${status.behind.map((g) => g.id).join(', ')})` : '';
+  const missing = status.behind.length ? ` (waiting for ${status.behind.map((g) => esc(g.id)).join(', ')})` : '';
   return `${on}/${status.gateways.length} gateways on ${phase} revision ${status.version}${missing}`;
 }

@@ -6,7 +6,7 @@ import type { RoutingView } from '../cells/lookup';
 import type { Registry } from 'prom-client';
 import { sendError } from './error-reply';
 import type { TableSource } from './table-follower';
-import { BAD_USER_ID, compileUserIdExtractor } from './user-id';
+import { BadUserId, compileUserIdExtractor, sendBadUserId } from './user-id';
 
 export interface AdminDeps {
   readonly id: string;
@@ -59,7 +59,7 @@ export function buildAdminServer(deps: AdminDeps): FastifyInstance {
   app.get('/admin/route', async (request, reply) => {
     const user = userFromQuery(request.raw.url as string, request.raw.headers);
     if (user === null) return sendError(reply, 'NO_USER_ID');
-    if (user === BAD_USER_ID) return sendError(reply, 'BAD_USER_ID');
+    if (user instanceof BadUserId) return sendBadUserId(reply, user);
     const view = deps.view();
     if (!view) return sendError(reply, 'NO_ROUTING_TABLE');
     const r = view.explainUser(user, deps.now());

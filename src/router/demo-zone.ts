@@ -1,5 +1,5 @@
 // A demo zone server: what stands behind the gateway in `cellgate demo`, the tests and the
-// chaos harness. It fences with the same table (fencing.ts) and answers every request with
+// chaos harness. It fences with the same table (src/fencing) and answers every request with
 // JSON saying who answered and what it saw:
 //   {zone, cell, epoch, owned, method, path, user, bodyBytes}
 // WebSockets: on connection it sends one JSON hello `{hello: true, zone, cell, epoch, owned,
@@ -10,8 +10,7 @@ import type { Duplex } from 'node:stream';
 import fastify, { type FastifyInstance } from 'fastify';
 import { WebSocketServer } from 'ws';
 import type { TableStore } from '../store/types';
-import { errorBody } from './error-reply';
-import { type Ownership, fencingPlugin } from './fencing';
+import { type Ownership, fencingErrorBody, fencingPlugin, requestUserId } from '../fencing';
 
 export interface DemoZoneOptions {
   readonly zone: string;
@@ -78,7 +77,7 @@ export async function startDemoZone(options: DemoZoneOptions): Promise<DemoZone>
         owned: ownedFlag(o),
         method: request.method,
         path: (request.raw.url as string).split('?')[0],
-        user: firstHeader(request.headers['x-user-id']),
+        user: requestUserId(request.headers),
         bodyBytes: typeof request.body === 'number' ? request.body : 0,
       };
     },
@@ -89,7 +88,7 @@ export async function startDemoZone(options: DemoZoneOptions): Promise<DemoZone>
     const verdict = app.cellgateFencing.check(zone, req.headers);
     if (enforce && (verdict.kind === 'notOwned' || verdict.kind === 'unknown')) {
       const name = verdict.kind === 'notOwned' ? 'NOT_CELL_OWNER' : 'NO_ROUTING_TABLE';
-      const body = errorBody(name);
+      const body = fencingErrorBody(name);
       const status = name === 'NOT_CELL_OWNER' ? '421 Misdirected Request' : '503 Service Unavailable';
       socket.end(`HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
       return;
@@ -100,7 +99,7 @@ export async function startDemoZone(options: DemoZoneOptions): Promise<DemoZone>
         cell: firstHeader(req.headers['x-cell-id']),
         epoch: verdict.kind === 'owned' || verdict.kind === 'notOwned' ? verdict.epoch : null,
         owned: ownedFlag(verdict),
-        user: firstHeader(req.headers['x-user-id']),
+        user: requestUserId(req.headers),
       }));
       ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
     });

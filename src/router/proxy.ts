@@ -29,7 +29,7 @@ import type { GatewayMetrics } from './metrics';
 import type { CellRequests, TrackedRequest } from './cell-requests';
 import { compileRouteClassifier } from './route-rules';
 import { classifyUpstreamError, isRetryable, retryDelay } from './upstream-policy';
-import { BAD_USER_ID, compileUserIdExtractor } from './user-id';
+import { BadUserId, compileUserIdExtractor, sendBadUserId } from './user-id';
 import type { UpstreamWebSockets } from './ws-upstream';
 
 /** The routing state of one applied table; swapped whole, never changed in place. */
@@ -147,9 +147,9 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     if (cls === null) return void sendError(reply, 'NOT_FOUND');
     ex.cls = cls;
     if (cls === 'unit') {
-      const user = userIdOf(url, raw.headers);
+      const user = userIdOf(url, raw.headers, raw.rawHeaders);
       if (user === null) return void sendError(reply, 'NO_USER_ID');
-      if (user === BAD_USER_ID) return void sendError(reply, 'BAD_USER_ID');
+      if (user instanceof BadUserId) return void sendBadUserId(reply, user);
       ex.user = user;
     }
     const now = clock.now();

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fastify, { type FastifyInstance } from 'fastify';
-import { fencingPlugin } from '../../src/router/fencing';
+import { fencingPlugin } from '../../src/fencing';
 import type { TableStore } from '../../src/store/types';
 import { CELLGATE } from './cli';
 

@@ -114,6 +114,11 @@ export async function runChange(ctx: CommandContext, makePlan: (table: RoutingTa
       gateways: seen ? seen.gateways.length : null, converged: seen ? seen.converged : null,
       gatewaysOnRevision: seen ? seen.gateways.filter((g) => !seen.behind.includes(g)).map((g) => g.id) : null,
     });
+  } else if (base?.alwaysWrite && result.versionAfter !== result.versionBefore) {
+    // A repair writes even an empty plan: say so, not "nothing to change".
+    const what = !last || planIsEmpty(last) ? 'the last table cellctl wrote' : `the result of ${last.action}`;
+    const who = seen ? `${seen.gateways.length} live gateway(s) applied it` : 'no convergence was observed';
+    out.text(`repaired: revision ${result.versionBefore} held an invalid document; replaced it with ${what}, revision ${result.versionBefore} -> ${result.versionAfter}; ${who}`);
   } else if (!last || planIsEmpty(last) || !seen) {
     out.text('nothing to change');
   } else {

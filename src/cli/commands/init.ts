@@ -4,6 +4,7 @@ import { cgError } from '../../errors';
 import { raiseEpochsAbove, storeEpochs } from '../../failover/epochs';
 import { stringOption } from '../args';
 import type { Command } from '../command';
+import { escapeForTerminal as esc } from '../output';
 import { readInputFile } from './validate';
 
 /** --actor, or user@host: who made a change, for the history. */
@@ -30,7 +31,7 @@ export const initCommand: Command = {
     const fresh = tableFromTopologyText(readInputFile(topologyPath));
     if (args.values['dry-run']) {
       if (out.json) out.data({ dryRun: true, table: fresh });
-      else out.text(`would write "${fresh.name}": ${fresh.cells.length} cells over ${fresh.zones.length} zones`);
+      else out.text(`would write "${esc(fresh.name)}": ${fresh.cells.length} cells over ${fresh.zones.length} zones`);
       return 0;
     }
     const s = store();
@@ -49,7 +50,7 @@ export const initCommand: Command = {
     });
     if (!result.ok) throw cgError(existing ? 'CONFLICT' : 'ALREADY_INITIALIZED', `${s.description} changed meanwhile (now version ${result.current?.version ?? '?'}); nothing written`);
     if (out.json) out.data({ version: result.version, checksum: result.checksum, cells: table.cells.length, zones: table.zones.length });
-    else out.text(`initialised ${s.description}: "${table.name}", ${table.cells.length} cells over ${table.zones.length} zones, version ${result.version}`);
+    else out.text(`initialised ${esc(s.description)}: "${esc(table.name)}", ${table.cells.length} cells over ${table.zones.length} zones, version ${result.version}`);
     return 0;
   },
 };

@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
 import { RoutingView } from '../../cells/lookup';
-import { MAX_USER_ID_LENGTH } from '../../cells/table';
+import { USER_ID_PROBLEM_TEXT, decodeUserId } from '../../cells/user-id';
 import { cgError } from '../../errors';
 import type { TableStore } from '../../store/types';
 import type { Command } from '../command';
@@ -29,15 +29,19 @@ export function routeOfUser(view: RoutingView, user: string, nowMs: number): Use
   return { user, cell, zone: c?.zone ?? null, epoch: c?.epoch ?? 0, revision: view.version, error: r.error };
 }
 
-function checkUser(user: string): void {
-  if (user.length === 0 || user.length > MAX_USER_ID_LENGTH || /[\u0000-\u001f\u007f]/.test(user)) {
-    throw cgError('USAGE', `bad user id ${JSON.stringify(user.slice(0, 40))}: 1-${MAX_USER_ID_LENGTH} characters, no control characters`);
-  }
+/** The gateway's decoding and rules: arguments are text, stdin lines are raw bytes (like a header). */
+function checkUser(user: string, encoding: 'text' | 'wire' = 'text'): string {
+  const r = decodeUserId(user, encoding);
+  if (typeof r !== 'string') throw cgError('USAGE', `bad user id ${JSON.stringify(user.slice(0, 40))}: it ${USER_ID_PROBLEM_TEXT[r.problem]}`);
+  return r;
 }
 
+/** Raw lines of stdin, one char per byte: decoded by checkUser like a header, so bad UTF-8 is refused, not replaced. */
 async function* stdinUsers(stdin: NodeJS.ReadableStream): AsyncGenerator<string> {
+  stdin.setEncoding('latin1');
   for await (const line of createInterface({ input: stdin, crlfDelay: Infinity })) {
-    const user = line.trim();
+    // ASCII blanks only: a trailing 0xA0 byte may be the end of a UTF-8 character.
+    const user = line.replace(/^[ \t\r]+|[ \t\r]+$/g, '');
     if (user) yield user;
   }
 }
@@ -51,22 +55,22 @@ export const routeCommand: Command = {
   async run({ args, out, store, stdin }) {
     const fromStdin = args.values.stdin === true;
     if (fromStdin === (args.positionals.length > 0)) throw cgError('USAGE', 'give user ids as arguments or --stdin, not both or neither');
-    args.positionals.forEach(checkUser);
+    args.positionals.forEach((u) => checkUser(u));
     const view = await loadView(store());
     const now = Date.now();
     if (out.json) {
       // One object per line, streamed: --stdin may carry millions of users.
       const users = fromStdin ? stdinUsers(stdin) : args.positionals;
-      for await (const user of users) {
-        checkUser(user);
+      for await (const raw of users) {
+        const user = checkUser(raw, fromStdin ? 'wire' : 'text');
         out.data(routeOfUser(view, user, now));
       }
       return 0;
     }
     const rows: (string | number)[][] = [['USER', 'CELL', 'ZONE', 'EPOCH', 'REVISION']];
     const users = fromStdin ? stdinUsers(stdin) : args.positionals;
-    for await (const user of users) {
-      checkUser(user);
+    for await (const raw of users) {
+      const user = checkUser(raw, fromStdin ? 'wire' : 'text');
       const r = routeOfUser(view, user, now);
       rows.push([r.user, r.cell, r.error ? `${r.zone} (${r.error})` : (r.zone as string), r.epoch, r.revision]);
     }

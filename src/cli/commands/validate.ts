@@ -1,16 +1,59 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { parseTableJson } from '../../cells/table';
-import { tableFromTopologyText } from '../../cells/topology';
+import { MAX_DOCUMENT_BYTES, tableFromTopologyText } from '../../cells/topology';
 import { tableChecksum } from '../../cells/checksum';
-import { cgError } from '../../errors';
+import { type ErrorName, cgError } from '../../errors';
 import type { Command } from '../command';
+import { escapeForTerminal as esc } from '../output';
 
-export function readInputFile(path: string): string {
+/**
+ * Reads a topology or table file, at most MAX_DOCUMENT_BYTES: a larger file (or an endless
+ * one such as a pipe from /dev/zero) is refused before it is parsed, having read no more
+ * than one chunk past the limit. `refusal` names the error for the document kind (exit 3),
+ * judged from the file's first bytes.
+ */
+export function readInputFile(path: string, refusal: (head: string) => ErrorName = () => 'INVALID_TOPOLOGY'): string {
+  let fd: number;
   try {
-    return readFileSync(path, 'utf8');
+    fd = openSync(path, 'r');
   } catch (err) {
-    throw cgError('USAGE', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw cannotRead(path, err);
   }
+  const chunks: Buffer[] = [];
+  let used = 0;
+  let size = 0;
+  try {
+    size = fstatSync(fd).size;
+    const limit = size > MAX_DOCUMENT_BYTES ? 4096 : MAX_DOCUMENT_BYTES + 1; // a regular file says its size: read its head only
+    while (used < limit) {
+      const chunk = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, limit - used));
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      chunks.push(n === chunk.length ? chunk : chunk.subarray(0, n));
+      used += n;
+    }
+  } catch (err) {
+    throw cannotRead(path, err);
+  } finally {
+    closeSync(fd);
+  }
+  if (size > MAX_DOCUMENT_BYTES || used > MAX_DOCUMENT_BYTES) {
+    const head = chunks[0]?.toString('utf8', 0, 4096) ?? '';
+    const bytes = size > MAX_DOCUMENT_BYTES ? `${size} bytes` : `more than ${MAX_DOCUMENT_BYTES} bytes`;
+    throw cgError(refusal(head), `${path} is ${bytes}, over the limit of ${MAX_DOCUMENT_BYTES} bytes (16 MiB) for a topology or table`);
+  }
+  return Buffer.concat(chunks, used).toString('utf8');
+}
+
+const CHUNK_BYTES = 1024 * 1024;
+
+function cannotRead(path: string, err: unknown): Error {
+  return cgError('USAGE', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+}
+
+/** A table document is JSON with "format"; anything else is a topology. */
+function looksLikeTable(head: string): boolean {
+  return /^\s*\{[\s\S]*"format"\s*:/.test(head);
 }
 
 export const validateCommand: Command = {
@@ -22,16 +65,15 @@ export const validateCommand: Command = {
   async run({ args, out }) {
     const [file, ...rest] = args.positionals;
     if (!file || rest.length) throw cgError('USAGE', 'validate takes exactly one FILE');
-    const text = readInputFile(file);
-    // A table document is JSON with "format"; anything else is a topology.
-    const isTable = /^\s*\{[\s\S]*"format"\s*:/.test(text);
+    const text = readInputFile(file, (head) => (looksLikeTable(head) ? 'INVALID_TABLE' : 'INVALID_TOPOLOGY'));
+    const isTable = looksLikeTable(text);
     const table = isTable ? parseTableJson(text) : tableFromTopologyText(text);
     const summary = {
       valid: true, kind: isTable ? 'table' : 'topology', name: table.name,
       cells: table.cells.length, zones: table.zones.length, checksum: tableChecksum(table),
     };
     if (out.json) out.data(summary);
-    else out.text(`${file}: valid ${summary.kind} "${table.name}" (${summary.cells} cells, ${summary.zones} zones, ${summary.checksum})`);
+    else out.text(`${esc(file)}: valid ${summary.kind} "${esc(table.name)}" (${summary.cells} cells, ${summary.zones} zones, ${summary.checksum})`);
     return 0;
   },
 };

@@ -7,12 +7,16 @@
 // zone with exactly that epoch, or when the request names this zone at an epoch newer than
 // the table it follows knows (its copy of the table lags the gateway's). Requests without cell headers (city traffic, health checks)
 // are not fenced.
+//
+// Published as `cellgate/fencing` (package.json "exports"): it depends on the pure model,
+// the store interface and the error table only, not on the gateway.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { FastifyInstance, FastifyPluginCallback } from 'fastify';
+import type { FastifyInstance, FastifyPluginCallback, FastifyReply } from 'fastify';
 import { RoutingView } from '../cells/lookup';
 import { GLOBAL_CELL, type Cell } from '../cells/types';
+import { decodeUserId } from '../cells/user-id';
+import { type ErrorName, errorSpec } from '../errors';
 import type { TableStore, TableWatch } from '../store/types';
-import { sendError } from './error-reply';
 
 export type Ownership =
   /** The request names no cell: nothing to fence. */
@@ -27,6 +31,38 @@ const UNFENCED: Ownership = Object.freeze({ kind: 'unfenced' });
 function header(headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name];
   return typeof v === 'string' ? v : Array.isArray(v) ? v[0] : undefined;
+}
+
+/**
+ * The user id the gateway routed by, as the gateway decodes it (UTF-8, no control
+ * characters), from the header the gateway passes on (default x-user-id); null when absent
+ * or unusable. The gateway refuses a request whose repeated header carries two different
+ * ids; an identical repeat it passes on arrives joined by Node as "id, id", read as "id".
+ */
+export function requestUserId(headers: IncomingHttpHeaders, name = 'x-user-id'): string | null {
+  const raw = header(headers, name);
+  if (raw === undefined || raw === '') return null;
+  const id = decodeUserId(undoIdenticalJoin(raw), 'wire');
+  return typeof id === 'string' ? id : null;
+}
+
+function undoIdenticalJoin(v: string): string {
+  const comma = v.indexOf(', ');
+  if (comma < 0) return v;
+  const first = v.slice(0, comma);
+  return v.split(', ').every((part) => part === first) ? first : v;
+}
+
+/** The contract's JSON error with its status (and Retry-After on 503s). */
+export function fencingErrorBody(name: ErrorName): string {
+  return JSON.stringify({ error: name, message: errorSpec(name).message });
+}
+
+function sendError(reply: FastifyReply, name: ErrorName): FastifyReply {
+  const status = errorSpec(name).status;
+  reply.code(status).header('content-type', 'application/json; charset=utf-8');
+  if (status === 503) reply.header('retry-after', '1');
+  return reply.send(fencingErrorBody(name));
 }
 
 export function checkCellOwnership(view: RoutingView | null, zoneName: string, headers: IncomingHttpHeaders): Ownership {
