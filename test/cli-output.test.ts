@@ -23,7 +23,7 @@ test('escapeForTerminal shows every control as a visible escape', (t) => {
   t.is(table.split('\n').length, 2, 'a newline in a cell never makes a row');
   t.is(table, 'A     B\nx\\ny  z');
   const progress = progressText({
-    version: 3, converged: false, gateways: [],
+    version: 3, converged: false, gateways: [], malformed: [],
     behind: [{ id: 'gw\x1b]0;t\x07\n', zone: null, appliedVersion: 2, checksum: 'x', inFlight: 0, startedAt: '', updatedAt: '', pid: 1, host: 'h' }],
   }, 'the new');
   t.false(UNSAFE.test(progress) || progress.includes('\n'), progress);

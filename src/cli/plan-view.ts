@@ -1,5 +1,5 @@
 // How a plan and the progress of a change look on a terminal, and as JSON.
-import type { ConvergenceStatus } from '../failover/convergence';
+import { laggards, type ConvergenceStatus } from '../failover/convergence';
 import { pct, type Plan } from '../failover/planner';
 import { escapeForTerminal as esc, formatTable } from './output';
 
@@ -35,8 +35,10 @@ export function planJson(plan: Plan): Record<string, unknown> {
   };
 }
 
+/** One line of convergence progress: what was observed, naming who is not there yet. */
 export function progressText(status: ConvergenceStatus, phase: string): string {
+  const live = status.gateways.length + status.malformed.length;
   const on = status.gateways.length - status.behind.length;
-  const missing = status.behind.length ? ` (waiting for ${status.behind.map((g) => esc(g.id)).join(', ')})` : '';
-  return `${on}/${status.gateways.length} gateways on ${phase} revision ${status.version}${missing}`;
+  const waiting = laggards(status).map((l) => esc(l));
+  return `${on}/${live} gateway(s) on ${phase} revision ${status.version}${waiting.length ? ` (waiting for ${waiting.join(', ')})` : ''}`;
 }

@@ -3,12 +3,11 @@
 import { createInterface } from 'node:readline/promises';
 import type { RoutingTable, VersionedTable } from '../../cells/types';
 import { cgError } from '../../errors';
-import { laggards, type ConvergenceStatus } from '../../failover/convergence';
 import { FailoverExecutor, planIsEmpty, type ExecutorEvent } from '../../failover/executor';
 import type { Plan, PlannerOptions } from '../../failover/planner';
 import { stringOption, type OptionSpec } from '../args';
 import type { CommandContext } from '../command';
-import { planJson, planText } from '../plan-view';
+import { planJson, planText, progressText } from '../plan-view';
 import { actorOf } from './init';
 import { loadView } from './route';
 
@@ -33,14 +32,6 @@ function numberFlag(ctx: CommandContext, name: string, min: number, max: number)
 export function plannerOptions(ctx: CommandContext, extra: PlannerOptions = {}): PlannerOptions {
   // nowMs: cells whose freeze deadline has passed are cleaned up by this change.
   return { force: ctx.args.values.force === true, maxMovedShare: numberFlag(ctx, 'max-move-share', 0, 1), nowMs: Date.now(), ...extra };
-}
-
-/** One line of convergence progress: what was observed, naming who is not there yet. */
-function convergenceText(status: ConvergenceStatus, which: string): string {
-  const live = status.gateways.length + status.malformed.length;
-  const on = status.gateways.length - status.behind.length;
-  const waiting = laggards(status);
-  return `${on}/${live} gateway(s) on ${which} revision ${status.version}${waiting.length ? ` (waiting for ${waiting.join(', ')})` : ''}`;
 }
 
 async function askTerminal(question: string): Promise<boolean> {
@@ -91,7 +82,7 @@ export async function runChange(ctx: CommandContext, makePlan: (table: RoutingTa
         out.note(`${e.phase === 'freeze' ? 'froze moving cells' : e.phase === 'flip' ? 'flipped cells to their new zones' : e.phase === 'unfreeze' ? 'withdrew the freeze' : 'wrote the change'} at revision ${e.version}`);
         return;
       case 'converging':
-        if (showProgress || !e.status.converged) out.note(convergenceText(e.status, e.phase === 'freeze' ? 'the frozen' : 'the new'));
+        if (showProgress || !e.status.converged) out.note(progressText(e.status, e.phase === 'freeze' ? 'the frozen' : 'the new'));
         return;
     }
   };

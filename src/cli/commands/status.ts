@@ -1,6 +1,5 @@
 import type { RoutingView } from '../../cells/lookup';
 import type { Cell, RoutingTable } from '../../cells/types';
-import { printable } from '../../failover/convergence';
 import type { MalformedPresence, PresenceRecord, PresenceSnapshot } from '../../store/types';
 import type { Command } from '../command';
 import { formatTable } from '../output';
@@ -104,11 +103,11 @@ function statusText(r: StatusReport): string {
   const bad = r.malformedGateways.length;
   lines.push('', `${r.gateways.length + bad} live gateway(s)${behind ? `, ${behind} not on revision ${r.revision}` : ''}${bad ? `, ${bad} with a malformed record` : ''}:`);
   if (r.gateways.length || bad) {
-    // Everything in a presence record was written by another process: escaped for the terminal.
+    // Everything in a presence record was written by another process: formatTable escapes it for the terminal.
     lines.push(formatTable([
       ['GATEWAY', 'ZONE', 'REVISION', 'CHECKSUM', 'IN FLIGHT', 'SINCE', ''],
-      ...r.gateways.map((g) => [printable(g.id), printable(g.zone ?? '-'), g.appliedVersion, printable(g.checksum), g.inFlight, printable(g.startedAt), g.current ? '' : 'BEHIND']),
-      ...r.malformedGateways.map((m) => [printable(m.id), '?', '?', '?', '?', '?', `MALFORMED: ${printable(m.problem)}`]),
+      ...r.gateways.map((g) => [g.id, g.zone ?? '-', g.appliedVersion, g.checksum, g.inFlight, g.startedAt, g.current ? '' : 'BEHIND']),
+      ...r.malformedGateways.map((m) => [m.id, '?', '?', '?', '?', '?', `MALFORMED: ${m.problem}`]),
     ]));
   }
   return lines.join('\n');
