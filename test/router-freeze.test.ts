@@ -141,7 +141,8 @@ test('the buffer window bounds the wait (504), client aborts are counted, a too-
   t.is(s.gw.bufferCounters().timedOut, 1);
 
   const big = await httpCall(`${s.url}/big`, { method: 'POST', headers: { 'x-user-id': s.user }, body: Buffer.alloc(5000) });
-  t.is(big.status, 504);
+  t.is(big.status, 413, 'BODY_TOO_LARGE (issue 8)');
+  t.is(big.json().error, 'BODY_TOO_LARGE');
   t.is(s.gw.bufferCounters().evicted.bodyTooLarge, 1);
 
   await new Promise<void>((resolve) => {

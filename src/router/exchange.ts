@@ -28,6 +28,10 @@ export class Exchange {
   /** The cell counted in `load.upstreamByCell` while this request is with an upstream. */
   countedCell: string | null = null;
   readonly startedMs = performance.now();
+  /** When it must have been answered (clock ms): arrival (or release from the hold) + upstream.requestTimeoutMs. */
+  deadlineMs = 0;
+  /** The endpoint whose connection slot this request holds (admission.ts); null when none. */
+  slot: Endpoint | null = null;
 }
 
 declare module 'fastify' {

@@ -71,7 +71,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const load = { inFlight: 0, upstreamByCell: new Map<string, number>() };
   let accepting = true;
   const health = new EndpointHealth(config.upstream, () => clock.now());
-  const buffer = new HoldBuffer({ windowMs: config.buffer.windowMs, maxRequests: config.buffer.maxRequests, clock });
+  const buffer = new HoldBuffer({ windowMs: config.buffer.windowMs, maxRequests: config.buffer.maxRequests, maxTotalBytes: config.buffer.maxTotalBytes, clock });
   const waiters = new Set<{ version: number; resolve: (v: RoutingView) => void; reject: (err: Error) => void }>();
 
   const metrics = new GatewayMetrics({
@@ -185,16 +185,16 @@ export function createGateway(options: GatewayOptions): Gateway {
     presence.start();
     try {
       await traffic.listen({ port: config.port, host: config.host });
-      await admin.listen({ port: config.adminPort, host: config.host });
+      await admin.listen({ port: config.adminPort, host: config.adminHost });
     } catch (err) {
       await shutdown().catch(() => undefined);
       throw err;
     }
     const port = (traffic.server.address() as AddressInfo).port;
     const adminPort = (admin.server.address() as AddressInfo).port;
-    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    log('gateway.listening', { id: config.id, port, adminPort, host: config.host });
-    return { traffic: `http://${host}:${port}`, admin: `http://${host}:${adminPort}`, port, adminPort };
+    const hostOf = (h: string) => (h.includes(':') ? `[${h}]` : h);
+    log('gateway.listening', { id: config.id, port, adminPort, host: config.host, adminHost: config.adminHost });
+    return { traffic: `http://${hostOf(config.host)}:${port}`, admin: `http://${hostOf(config.adminHost)}:${adminPort}`, port, adminPort };
   }
 
   async function drainTraffic(): Promise<void> {

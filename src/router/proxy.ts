@@ -4,10 +4,14 @@
 //   preHandler  — route class by path prefix, user id, RoutingView route, endpoint of the
 //                 zone (round robin over healthy ones); a frozen cell's request is held in
 //                 the HoldBuffer (its body kept in memory) until released.
+//   handler     — admission (admission.ts): the request goes to its endpoint if that has a
+//                 free connection, else waits in its zone's bounded queue until one frees or
+//                 its deadline (arrival + upstream.requestTimeoutMs) passes.
 //   getUpstream — synchronous: the endpoint the preHandler chose (also for WebSockets).
-//   rewriteRequestHeaders — strips client-sent routing headers, stamps ours.
+//   rewriteRequestHeaders — strips hop-by-hop and client-sent routing headers, stamps ours.
 //   onResponse / onError — passive health, contract errors, failover of a refused
-//                 safe request to the next endpoint of the same zone.
+//                 safe request to the next endpoint of the same zone; the connection slot
+//                 is given back when the upstream exchange ends.
 // No logging and no parsing beyond the user id on this path.
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
@@ -19,14 +23,16 @@ import type { Route, RoutingView } from '../cells/lookup';
 import { isCellgateError } from '../errors';
 import type { Clock } from './clock';
 import type { GatewayConfig } from './config';
-import type { EndpointHealth, ZonePool } from './endpoints';
+import { Admission } from './admission';
+import type { Endpoint, EndpointHealth, ZonePool } from './endpoints';
 import { Exchange, kExchange, type OkRoute } from './exchange';
-import { EMPTY_BODY, readHeldBody } from './held-body';
+import { EMPTY_BODY, declaredLength, readHeldBody } from './held-body';
 import { sendError } from './error-reply';
-import { stampRequestHeaders, wsForwardableHeaders } from './headers';
-import type { HoldBuffer } from './hold-buffer';
+import { stampRequestHeaders, stripHopByHop, stripResponseHopByHop, wsForwardableHeaders } from './headers';
+import type { EvictReason, HoldBuffer } from './hold-buffer';
 import type { GatewayMetrics } from './metrics';
 import { compileRouteClassifier } from './route-rules';
+import { applyServerLimits, serverLimits } from './server-limits';
 import { classifyUpstreamError, isRetryable, retryDelay } from './upstream-policy';
 import { BAD_USER_ID, compileUserIdExtractor } from './user-id';
 import { hideUpstreamWsErrors } from './ws-upstream';
@@ -60,6 +66,9 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   const userIdOf = compileUserIdExtractor(config.userId.sources);
   const trustProxy = config.trustProxy;
   const maxBodyBytes = config.buffer.maxBodyBytes;
+  const requestTimeoutMs = config.upstream.requestTimeoutMs;
+  const admission = new Admission({ maxPendingPerZone: config.upstream.maxPendingPerZone, clock });
+  metrics.attach({ pendingByZone: () => admission.pendingByZone(), bufferCounters: () => buffer.counters, bufferedBytes: () => buffer.bytes.used });
 
   const app = fastify({
     logger: false,
@@ -67,7 +76,9 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     // `Connection: close`) instead of fastify's own non-contract 503.
     return503OnClosing: false,
     requestIdHeader: false,
+    ...serverLimits(config),
   });
+  applyServerLimits(app, config, metrics);
   app.decorateRequest('cellgate', null);
 
   /** Computes a route with the current table; null = no table. */
@@ -138,6 +149,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
       ex.user = user;
     }
     const now = clock.now();
+    ex.deadlineMs = now + requestTimeoutMs;
     const route = routeOf(ex, now);
     if (route === null) return void sendError(reply, 'NO_ROUTING_TABLE');
     if (!route.ok) return void sendError(reply, route.error);
@@ -148,11 +160,20 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
 
   /** A frozen cell: keep the request (and its body) until the buffer settles it. */
   function hold(request: FastifyRequest, reply: FastifyReply, ex: Exchange, frozenUntilMs: number, done: (err?: Error) => void): void {
-    const ticket = buffer.hold(frozenUntilMs, (nowMs) => routeOf(ex, nowMs) ?? { ok: false, class: ex.cls, cell: null, error: 'NO_ROUTING_TABLE', why: 'no table' });
+    // The body's bytes count against buffer.maxTotalBytes until the exchange is over.
+    const reservation = buffer.bytes.reservation();
+    reply.raw.once('close', reservation.free);
+    const stream = request.body instanceof Readable ? request.body : null;
+    const ticket = buffer.hold(
+      frozenUntilMs,
+      (nowMs) => routeOf(ex, nowMs) ?? { ok: false, class: ex.cls, cell: null, error: 'NO_ROUTING_TABLE', why: 'no table' },
+      stream ? refusalOf(request, reservation) : null,
+    );
     ex.ticket = ticket;
-    const body = request.body instanceof Readable ? readHeldBody(request.body, maxBodyBytes) : Promise.resolve(EMPTY_BODY);
+    const body = stream ? readHeldBody(stream, maxBodyBytes, reservation) : Promise.resolve(EMPTY_BODY);
     body.then((b) => {
       if (b === 'tooLarge') ticket.evict('bodyTooLarge');
+      else if (b === 'overBudget') ticket.evict('budget');
       else if (b === 'failed') ticket.clientGone();
     }, () => ticket.clientGone());
 
@@ -161,18 +182,23 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
         case 'aborted':
           return; // the client is gone: there is no one to answer
         case 'reject':
-          metrics.bufferTimeouts.inc();
+          reservation.free();
+          countRejection(s.error);
           sendError(reply, s.error);
           return;
         case 'release': {
           ex.ticket = null;
           const b = await body;
           if (b === 'failed') return;
-          if (b === 'tooLarge') {
-            metrics.bufferTimeouts.inc();
-            sendError(reply, 'BUFFER_TIMEOUT');
+          if (b === 'tooLarge' || b === 'overBudget') {
+            // Crossed after the release: refused all the same, as soon as it was crossed.
+            const error = b === 'tooLarge' ? 'BODY_TOO_LARGE' : 'ZONE_OVERLOADED';
+            countRejection(error);
+            sendError(reply, error);
             return;
           }
+          // Its deadline counts from the release: the hold is bounded by buffer.windowMs on its own.
+          ex.deadlineMs = clock.now() + requestTimeoutMs;
           // The body may have taken a while: route with the table in force now (the zone the
           // release chose may have gone down since). The cell was released, so it is served
           // by its current owner even if a newer freeze has begun.
@@ -199,6 +225,83 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     });
   }
 
+  /** Whether a request can be held at all: a declared body over a limit is refused at once. */
+  function refusalOf(request: FastifyRequest, reservation: { reserve(n: number): boolean }): EvictReason | null {
+    const length = declaredLength(request.raw.headers['content-length']);
+    if (length !== null && length > maxBodyBytes) return 'bodyTooLarge';
+    if (length !== null ? !reservation.reserve(length) : buffer.bytes.used >= buffer.bytes.max) return 'budget';
+    return null;
+  }
+
+  function countRejection(error: 'BUFFER_TIMEOUT' | 'BODY_TOO_LARGE' | 'ZONE_OVERLOADED'): void {
+    switch (error) {
+      case 'BUFFER_TIMEOUT':
+        metrics.bufferTimeouts.inc();
+        return;
+      case 'BODY_TOO_LARGE':
+        metrics.refused('body_too_large');
+        return;
+      case 'ZONE_OVERLOADED':
+        metrics.refused('buffer_full');
+        return;
+      default: {
+        const never: never = error;
+        throw new Error(`unknown rejection ${String(never)}`);
+      }
+    }
+  }
+
+  /** Hands the request to the upstream once its endpoint has a free connection (admission.ts). */
+  function admit(reply: FastifyReply, ex: Exchange): void {
+    const admitted = admission.enter({
+      pool: ex.pool as ZonePool,
+      endpoint: ex.endpoint as Endpoint,
+      deadlineMs: ex.deadlineMs,
+      start: (endpoint) => send(reply, ex, endpoint),
+      expire: () => {
+        metrics.refused('queue_timeout');
+        sendError(reply, 'UPSTREAM_TIMEOUT');
+      },
+      unavailable: () => sendError(reply, 'UPSTREAM_UNAVAILABLE'),
+    });
+    switch (admitted.kind) {
+      case 'started':
+        return;
+      case 'waiting':
+        reply.raw.once('close', admitted.cancel);
+        return;
+      case 'refused':
+        metrics.refused('pending_full');
+        sendError(reply, 'ZONE_OVERLOADED');
+        return;
+      default: {
+        const never: never = admitted;
+        throw new Error(`unknown admission ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  function send(reply: FastifyReply, ex: Exchange, endpoint: Endpoint): void {
+    ex.endpoint = endpoint;
+    ex.slot = endpoint;
+    // undici times the headers from the moment it writes the request: give it what is left.
+    const timeout = Math.max(1, ex.deadlineMs - clock.now());
+    try {
+      reply.from(ex.dest, { ...ex.fromOptions, getUpstream, timeout } as FastifyReplyFromHooks);
+    } catch {
+      releaseSlot(ex);
+      if (!reply.sent) sendError(reply, 'INTERNAL_ERROR');
+    }
+  }
+
+  /** The upstream exchange is over: its connection slot goes to the next waiting request. */
+  function releaseSlot(ex: Exchange): void {
+    const e = ex.slot;
+    if (e === null) return;
+    ex.slot = null;
+    admission.release(e);
+  }
+
   function getUpstream(request: FastifyRequest, base: string): string {
     const e = request.cellgate?.endpoint;
     return e ? e.origin : base;
@@ -208,6 +311,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     const ex = request.cellgate as Exchange;
     const route = ex.route as OkRoute;
     const raw = request.raw;
+    stripHopByHop(headers, raw.headers.connection);
     return stampRequestHeaders(
       headers,
       { cell: route.cell, zone: route.zone.name, epoch: String(route.epoch), revision: ex.revision },
@@ -216,11 +320,23 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     ) as IncomingHttpHeaders;
   }
 
+  /** The upstream's response headers (every response passes here, also one whose client has gone). */
+  function rewriteHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
+    // reply-from destroys the response of a client that has gone without calling onResponse.
+    if (request.raw.aborted) releaseSlot(request.cellgate as Exchange);
+    return stripResponseHopByHop(headers);
+  }
+
   function onResponse(request: FastifyRequest, reply: FastifyReply, res: { statusCode: number; stream: Readable }): void {
     const ex = request.cellgate as Exchange;
     if (ex.endpoint) {
       const s = res.statusCode;
       health.record(ex.endpoint, s === 502 || s === 503 || s === 504 ? 'failure' : 'success');
+    }
+    res.stream.once('close', () => releaseSlot(ex));
+    if (reply.sent) {
+      res.stream.destroy();
+      return;
     }
     reply.send(res.stream);
   }
@@ -228,21 +344,18 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   function onError(reply: FastifyReply, { error }: { error: Error }): void {
     const request = reply.request;
     const ex = request.cellgate as Exchange;
+    releaseSlot(ex);
     const failure = classifyUpstreamError(error);
     metrics.upstreamError(ex.zone, failure.kind);
-    if (ex.endpoint) health.record(ex.endpoint, failure.health);
+    if (ex.endpoint && failure.health !== null) health.record(ex.endpoint, failure.health);
     // Nothing reached the endpoint and the request is safe to send again: try the zone's next one.
     if (failure.notSent && ex.pool && ex.fromOptions && ex.tries < ex.pool.endpoints.length && isRetryable(request.raw.method as string, request.raw.headers)) {
       const next = ex.pool.pick(clock.now(), ex.endpoint ?? undefined);
       if (next) {
         ex.endpoint = next;
         ex.tries += 1;
-        try {
-          reply.from(ex.dest, { ...ex.fromOptions, getUpstream } as FastifyReplyFromHooks);
-          return;
-        } catch {
-          // fall through to the error reply
-        }
+        admit(reply, ex);
+        return;
       }
     }
     sendError(reply, failure.error);
@@ -253,6 +366,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   const replyOptions = {
     getUpstream,
     rewriteRequestHeaders,
+    rewriteHeaders,
     onResponse,
     onError,
     retryDelay,
@@ -280,7 +394,8 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
       const ex = request.cellgate as Exchange;
       ex.dest = dest;
       ex.fromOptions = options;
-      return reply.from(dest, options);
+      admit(reply, ex);
+      return reply;
     },
     wsClientOptions: {
       handshakeTimeout: config.upstream.connectTimeoutMs,
