@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { Route } from '../cells/lookup';
 import type { RouteClass } from '../cells/types';
+import type { TimerHandle } from './clock';
 import type { Endpoint, ZonePool } from './endpoints';
 import type { HeldTicket } from './hold-buffer';
 
@@ -32,6 +33,8 @@ export class Exchange {
   deadlineMs = 0;
   /** The endpoint whose connection slot this request holds (admission.ts); null when none. */
   slot: Endpoint | null = null;
+  /** The gateway's own deadline for the upstream's response headers (undici's timers are coarse). */
+  deadlineTimer: TimerHandle | null = null;
 }
 
 declare module 'fastify' {

@@ -164,13 +164,15 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     const reservation = buffer.bytes.reservation();
     reply.raw.once('close', reservation.free);
     const stream = request.body instanceof Readable ? request.body : null;
+    const refusal = stream ? refusalOf(request, reservation) : null;
     const ticket = buffer.hold(
       frozenUntilMs,
       (nowMs) => routeOf(ex, nowMs) ?? { ok: false, class: ex.cls, cell: null, error: 'NO_ROUTING_TABLE', why: 'no table' },
-      stream ? refusalOf(request, reservation) : null,
+      refusal,
     );
     ex.ticket = ticket;
-    const body = stream ? readHeldBody(stream, maxBodyBytes, reservation) : Promise.resolve(EMPTY_BODY);
+    // A body refused up front is never read here: Node discards it once the answer is sent.
+    const body = stream && refusal === null ? readHeldBody(stream, maxBodyBytes, reservation) : Promise.resolve(EMPTY_BODY);
     body.then((b) => {
       if (b === 'tooLarge') ticket.evict('bodyTooLarge');
       else if (b === 'overBudget') ticket.evict('budget');
@@ -284,14 +286,34 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   function send(reply: FastifyReply, ex: Exchange, endpoint: Endpoint): void {
     ex.endpoint = endpoint;
     ex.slot = endpoint;
-    // undici times the headers from the moment it writes the request: give it what is left.
+    // undici times the headers from the moment it writes the request, on timers that may fire
+    // up to a second late: it gets what is left, and the gateway keeps the deadline itself.
     const timeout = Math.max(1, ex.deadlineMs - clock.now());
+    ex.deadlineTimer = clock.setTimer(() => onDeadline(reply, ex), timeout);
     try {
       reply.from(ex.dest, { ...ex.fromOptions, getUpstream, timeout } as FastifyReplyFromHooks);
     } catch {
+      headersArrived(ex);
       releaseSlot(ex);
       if (!reply.sent) sendError(reply, 'INTERNAL_ERROR');
     }
+  }
+
+  /** The deadline passed with no response headers from the endpoint: the endpoint's failure. */
+  function onDeadline(reply: FastifyReply, ex: Exchange): void {
+    ex.deadlineTimer = null;
+    if (ex.endpoint) health.record(ex.endpoint, 'failure');
+    metrics.upstreamError(ex.zone, 'timeout');
+    // undici's own timeout follows shortly and frees the connection; the answer cannot wait for it.
+    releaseSlot(ex);
+    if (!reply.sent) sendError(reply, 'UPSTREAM_TIMEOUT');
+  }
+
+  /** The upstream answered (or failed): the deadline no longer applies. */
+  function headersArrived(ex: Exchange): void {
+    if (ex.deadlineTimer === null) return;
+    clock.clearTimer(ex.deadlineTimer);
+    ex.deadlineTimer = null;
   }
 
   /** The upstream exchange is over: its connection slot goes to the next waiting request. */
@@ -322,8 +344,10 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
 
   /** The upstream's response headers (every response passes here, also one whose client has gone). */
   function rewriteHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
+    const ex = request.cellgate as Exchange;
+    headersArrived(ex);
     // reply-from destroys the response of a client that has gone without calling onResponse.
-    if (request.raw.aborted) releaseSlot(request.cellgate as Exchange);
+    if (request.raw.aborted) releaseSlot(ex);
     return stripResponseHopByHop(headers);
   }
 
@@ -344,7 +368,9 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   function onError(reply: FastifyReply, { error }: { error: Error }): void {
     const request = reply.request;
     const ex = request.cellgate as Exchange;
+    headersArrived(ex);
     releaseSlot(ex);
+    if (reply.sent) return; // the gateway's deadline answered already
     const failure = classifyUpstreamError(error);
     metrics.upstreamError(ex.zone, failure.kind);
     if (ex.endpoint && failure.health !== null) health.record(ex.endpoint, failure.health);
