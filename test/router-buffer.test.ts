@@ -6,41 +6,10 @@
 import test, { type ExecutionContext } from 'ava';
 import type { Route } from '../src/cells/lookup';
 import type { Zone } from '../src/cells/types';
-import type { Clock, TimerHandle } from '../src/router/clock';
 import {
   BUFFER_OUTCOMES, ByteBudget, EVICT_REASONS, HoldBuffer, outcomeCounts, transition, type HeldInput, type HeldState, type Settlement,
 } from '../src/router/hold-buffer';
-
-class ManualClock implements Clock {
-  private t = 1_700_000_000_000;
-  private timers: Array<{ due: number; fn: () => void; handle: TimerHandle }> = [];
-  now(): number {
-    return this.t;
-  }
-  setTimer(fn: () => void, ms: number): TimerHandle {
-    const handle = { id: Symbol('timer') };
-    this.timers.push({ due: this.t + Math.max(0, ms), fn, handle });
-    return handle;
-  }
-  clearTimer(h: TimerHandle): void {
-    this.timers = this.timers.filter((x) => x.handle !== h);
-  }
-  get pending(): number {
-    return this.timers.length;
-  }
-  /** Moves time forward, firing due timers in order. */
-  advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      const next = this.timers.filter((x) => x.due <= end).sort((a, b) => a.due - b.due)[0];
-      if (!next) break;
-      this.timers = this.timers.filter((x) => x !== next);
-      this.t = Math.max(this.t, next.due);
-      next.fn();
-    }
-    this.t = end;
-  }
-}
+import { ManualClock } from './helpers/manual-clock';
 
 const zoneA: Zone = { name: 'a', region: 'r', city: 'c', capacity: 1, status: 'up', upstreams: ['http://127.0.0.1:1'] };
 const zoneB: Zone = { ...zoneA, name: 'b' };

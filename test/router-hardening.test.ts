@@ -157,3 +157,16 @@ test("the upstream's hop-by-hop response headers are not passed to the client", 
   t.not(res.headers['keep-alive'], 'timeout=1', "the upstream's keep-alive is not the client's");
   t.is(res.headers['x-kept'], 'yes');
 });
+
+test('a chunked upload is streamed on intact (Transfer-Encoding is the connection\'s, not forwarded as sent)', async (t) => {
+  const { addr, up } = await oneEndpoint(t);
+  const parts = [randomBytes(1000), randomBytes(70_000), randomBytes(5)];
+  const whole = Buffer.concat(parts);
+  const framed = Buffer.concat([...parts.flatMap((p) => [Buffer.from(`${p.length.toString(16)}\r\n`), p, Buffer.from('\r\n')]), Buffer.from('0\r\n\r\n')]);
+  const res = await rawCall(addr.port, ['POST /chunked HTTP/1.1', 'host: gw', 'x-user-id: carol', 'transfer-encoding: chunked', 'te: trailers'].join('\r\n'), framed);
+  t.is(res.status, 200, res.body);
+  const got = JSON.parse(res.body) as UpstreamAnswer;
+  t.is(got.bodyBytes, whole.length);
+  t.is(got.bodySha256, createHash('sha256').update(whole).digest('hex'));
+  t.is(up.received[0]!.headers.te, undefined);
+});
