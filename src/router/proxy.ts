@@ -24,7 +24,8 @@ import { isCellgateError } from '../errors';
 import type { Clock } from './clock';
 import type { GatewayConfig } from './config';
 import { Admission } from './admission';
-import type { Endpoint, EndpointHealth, ZonePool } from './endpoints';
+import { createDispatch } from './dispatch';
+import type { EndpointHealth, ZonePool } from './endpoints';
 import { Exchange, kExchange, type OkRoute } from './exchange';
 import { EMPTY_BODY, declaredLength, readHeldBody } from './held-body';
 import { sendError } from './error-reply';
@@ -68,6 +69,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   const maxBodyBytes = config.buffer.maxBodyBytes;
   const requestTimeoutMs = config.upstream.requestTimeoutMs;
   const admission = new Admission({ maxPendingPerZone: config.upstream.maxPendingPerZone, clock });
+  const { admit, headersArrived, releaseSlot } = createDispatch({ admission, clock, health, metrics, getUpstream });
   metrics.attach({ pendingByZone: () => admission.pendingByZone(), bufferCounters: () => buffer.counters, bufferedBytes: () => buffer.bytes.used });
 
   const app = fastify({
@@ -253,77 +255,6 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     }
   }
 
-  /** Hands the request to the upstream once its endpoint has a free connection (admission.ts). */
-  function admit(reply: FastifyReply, ex: Exchange): void {
-    const admitted = admission.enter({
-      pool: ex.pool as ZonePool,
-      endpoint: ex.endpoint as Endpoint,
-      deadlineMs: ex.deadlineMs,
-      start: (endpoint) => send(reply, ex, endpoint),
-      expire: () => {
-        metrics.refused('queue_timeout');
-        sendError(reply, 'UPSTREAM_TIMEOUT');
-      },
-      unavailable: () => sendError(reply, 'UPSTREAM_UNAVAILABLE'),
-    });
-    switch (admitted.kind) {
-      case 'started':
-        return;
-      case 'waiting':
-        reply.raw.once('close', admitted.cancel);
-        return;
-      case 'refused':
-        metrics.refused('pending_full');
-        sendError(reply, 'ZONE_OVERLOADED');
-        return;
-      default: {
-        const never: never = admitted;
-        throw new Error(`unknown admission ${JSON.stringify(never)}`);
-      }
-    }
-  }
-
-  function send(reply: FastifyReply, ex: Exchange, endpoint: Endpoint): void {
-    ex.endpoint = endpoint;
-    ex.slot = endpoint;
-    // undici times the headers from the moment it writes the request, on timers that may fire
-    // up to a second late: it gets what is left, and the gateway keeps the deadline itself.
-    const timeout = Math.max(1, ex.deadlineMs - clock.now());
-    ex.deadlineTimer = clock.setTimer(() => onDeadline(reply, ex), timeout);
-    try {
-      reply.from(ex.dest, { ...ex.fromOptions, getUpstream, timeout } as FastifyReplyFromHooks);
-    } catch {
-      headersArrived(ex);
-      releaseSlot(ex);
-      if (!reply.sent) sendError(reply, 'INTERNAL_ERROR');
-    }
-  }
-
-  /** The deadline passed with no response headers from the endpoint: the endpoint's failure. */
-  function onDeadline(reply: FastifyReply, ex: Exchange): void {
-    ex.deadlineTimer = null;
-    if (ex.endpoint) health.record(ex.endpoint, 'failure');
-    metrics.upstreamError(ex.zone, 'timeout');
-    // undici's own timeout follows shortly and frees the connection; the answer cannot wait for it.
-    releaseSlot(ex);
-    if (!reply.sent) sendError(reply, 'UPSTREAM_TIMEOUT');
-  }
-
-  /** The upstream answered (or failed): the deadline no longer applies. */
-  function headersArrived(ex: Exchange): void {
-    if (ex.deadlineTimer === null) return;
-    clock.clearTimer(ex.deadlineTimer);
-    ex.deadlineTimer = null;
-  }
-
-  /** The upstream exchange is over: its connection slot goes to the next waiting request. */
-  function releaseSlot(ex: Exchange): void {
-    const e = ex.slot;
-    if (e === null) return;
-    ex.slot = null;
-    admission.release(e);
-  }
-
   function getUpstream(request: FastifyRequest, base: string): string {
     const e = request.cellgate?.endpoint;
     return e ? e.origin : base;
@@ -353,14 +284,15 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
 
   function onResponse(request: FastifyRequest, reply: FastifyReply, res: { statusCode: number; stream: Readable }): void {
     const ex = request.cellgate as Exchange;
+    res.stream.once('close', () => releaseSlot(ex));
+    if (reply.sent) {
+      // Answered already (the gateway's deadline passed): a late response is dropped.
+      res.stream.destroy();
+      return;
+    }
     if (ex.endpoint) {
       const s = res.statusCode;
       health.record(ex.endpoint, s === 502 || s === 503 || s === 504 ? 'failure' : 'success');
-    }
-    res.stream.once('close', () => releaseSlot(ex));
-    if (reply.sent) {
-      res.stream.destroy();
-      return;
     }
     reply.send(res.stream);
   }
