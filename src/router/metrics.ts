@@ -164,6 +164,7 @@ export class GatewayMetrics {
       name: 'cellgate_upstream_pending_requests', help: 'Requests waiting for a free upstream connection right now, by zone.', labelNames: ['zone'], registers,
       collect() {
         this.reset();
+        for (const z of source.view()?.table.zones ?? []) this.set({ zone: z.name }, 0);
         for (const [zone, n] of traffic()?.pendingByZone() ?? []) this.set({ zone }, n);
       },
     });
