@@ -7,8 +7,9 @@ import test, { type ExecutionContext } from 'ava';
 import type { Route } from '../src/cells/lookup';
 import type { Zone } from '../src/cells/types';
 import {
-  BUFFER_OUTCOMES, ByteBudget, EVICT_REASONS, HoldBuffer, outcomeCounts, transition, type HeldInput, type HeldState, type Settlement,
+  BUFFER_OUTCOMES, EVICT_REASONS, HoldBuffer, outcomeCounts, transition, type HeldInput, type HeldState, type Settlement,
 } from '../src/router/hold-buffer';
+import { ByteBudget } from '../src/router/held-body';
 import { ManualClock } from './helpers/manual-clock';
 
 const zoneA: Zone = { name: 'a', region: 'r', city: 'c', capacity: 1, status: 'up', upstreams: ['http://127.0.0.1:1'] };

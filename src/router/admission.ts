@@ -6,6 +6,9 @@
 // passes while waiting). Nothing queues inside undici, where nothing would bound or time it;
 // one zone's queue never delays another zone's requests.
 //
+// Waiting requests are bounded in bytes too: their bodies are not read while they wait (the
+// client's socket buffers hold what it sent), so the queue holds no more than its count.
+//
 // The queue is FIFO per zone. A freed slot goes at once (synchronously, in release()) to the
 // head of a queue that can use it, so a newly arriving request finds room only when nobody
 // is waiting.

@@ -1,11 +1,65 @@
 // The body of a held request (a frozen cell), kept in memory so that it can be sent once,
 // intact, after the release — and bounded, so that holding cannot exhaust memory: per
-// request by `maxBytes`, over all held requests by the buffer's ByteBudget (`reservation`).
+// request by `maxBytes`, over all held requests by the buffer's ByteBudget (below).
 // A body refused half-way is not read into memory any further: the rest is discarded as it
 // arrives (nginx's "lingering" read), so the client still sees the answer and the connection
 // stays usable.
 import type { Readable } from 'node:stream';
-import type { BodyReservation } from './hold-buffer';
+
+/**
+ * The bytes of held bodies, over all held requests. A request reserves what its body needs
+ * (its Content-Length up front, then chunk by chunk) and frees it once its body is gone
+ * (refused, or sent and answered); a reservation that does not fit is refused.
+ */
+export class ByteBudget {
+  readonly max: number;
+  used = 0;
+  /** The most ever in use at once (what the byte bound is tested on). */
+  peak = 0;
+
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  /** Takes `n` more bytes; false (and nothing taken) when they do not fit. */
+  tryTake(n: number): boolean {
+    if (this.used + n > this.max) return false;
+    this.used += n;
+    if (this.used > this.peak) this.peak = this.used;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used -= n;
+  }
+
+  /** One request's share: grows to what it needs, freed once (idempotent). */
+  reservation(): BodyReservation {
+    let held = 0;
+    let open = true;
+    return {
+      reserve: (total) => {
+        if (!open) return false;
+        if (total <= held) return true;
+        if (!this.tryTake(total - held)) return false;
+        held = total;
+        return true;
+      },
+      free: () => {
+        if (!open) return;
+        open = false;
+        this.give(held);
+        held = 0;
+      },
+    };
+  }
+}
+
+export interface BodyReservation {
+  /** Makes this request's share at least `total` bytes; false when that does not fit (or it was freed). */
+  reserve(total: number): boolean;
+  free(): void;
+}
 
 export type HeldBody = Buffer[] | 'tooLarge' | 'overBudget' | 'failed';
 

@@ -5,7 +5,7 @@
 // (504 BUFFER_TIMEOUT). The buffer holds at most `maxRequests`; a new request arriving when
 // it is full evicts the OLDEST held one (504 BUFFER_TIMEOUT) first. Held bodies are bounded
 // in bytes too: each request's body by `maxBodyBytes` (413 BODY_TOO_LARGE as soon as it is
-// crossed) and all of them together by `maxTotalBytes` (the ByteBudget below; a request that
+// crossed) and all of them together by `maxTotalBytes` (held-body.ts's ByteBudget; a request that
 // does not fit is refused 503 ZONE_OVERLOADED — it never pushes an older one out).
 //
 // Each held request is a tiny state machine: `holding` and four terminal states. Every
@@ -19,6 +19,7 @@
 //   held = released + evicted + timeout + tooLarge + clientGone + overflow + shutdown + size
 import type { Route } from '../cells/lookup';
 import type { ErrorName } from '../errors';
+import { ByteBudget } from './held-body';
 import type { Clock, TimerHandle } from './clock';
 
 export type HeldState = 'holding' | 'released' | 'evicted' | 'timedOut' | 'aborted';
@@ -108,61 +109,6 @@ export interface HoldBufferOptions {
   /** Most body bytes held at once (default: no limit). */
   readonly maxTotalBytes?: number;
   readonly clock: Clock;
-}
-
-/**
- * The bytes of held bodies, over all held requests. A request reserves what its body needs
- * (its Content-Length up front, then chunk by chunk) and frees it once its body is gone
- * (refused, or sent and answered); a reservation that does not fit is refused.
- */
-export class ByteBudget {
-  readonly max: number;
-  used = 0;
-  /** The most ever in use at once (what the byte bound is tested on). */
-  peak = 0;
-
-  constructor(max: number) {
-    this.max = max;
-  }
-
-  /** Takes `n` more bytes; false (and nothing taken) when they do not fit. */
-  tryTake(n: number): boolean {
-    if (this.used + n > this.max) return false;
-    this.used += n;
-    if (this.used > this.peak) this.peak = this.used;
-    return true;
-  }
-
-  give(n: number): void {
-    this.used -= n;
-  }
-
-  /** One request's share: grows to what it needs, freed once (idempotent). */
-  reservation(): BodyReservation {
-    let held = 0;
-    let open = true;
-    return {
-      reserve: (total) => {
-        if (!open) return false;
-        if (total <= held) return true;
-        if (!this.tryTake(total - held)) return false;
-        held = total;
-        return true;
-      },
-      free: () => {
-        if (!open) return;
-        open = false;
-        this.give(held);
-        held = 0;
-      },
-    };
-  }
-}
-
-export interface BodyReservation {
-  /** Makes this request's share at least `total` bytes; false when that does not fit (or it was freed). */
-  reserve(total: number): boolean;
-  free(): void;
 }
 
 /** The buffer's outcomes as the metric names them (a fixed list; see `outcomeCounts`). */
