@@ -53,6 +53,28 @@ async function oneEndpoint(t: import('ava').ExecutionContext) {
   return { ...g, up: up! };
 }
 
+/** A POST with `Expect: 100-continue` that sends its body only once told to continue (as curl and Node do). */
+function expectingUpload(url: string, path: string, headers: Record<string, string>, body: Buffer): Promise<{ status: number; text: string; sawContinue: boolean }> {
+  const m = /^http:\/\/([^:]+):(\d+)$/.exec(url)!;
+  return new Promise((resolve, reject) => {
+    let sawContinue = false;
+    const req = request({
+      host: m[1], port: Number(m[2]), path, method: 'POST', agent: false,
+      headers: { ...headers, expect: '100-continue', 'content-length': String(body.length) },
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), sawContinue }));
+    });
+    req.on('continue', () => {
+      sawContinue = true;
+      req.end(body);
+    });
+    req.on('error', reject);
+    req.flushHeaders();
+  });
+}
+
 test('odd hop-by-hop headers and Expect never reach the upstream and never eject its endpoint', async (t) => {
   const { url, admin, up, addr } = await oneEndpoint(t);
   const cases: Array<Record<string, string>> = [
@@ -98,31 +120,26 @@ test('a curl-style upload of 2 MB with Expect: 100-continue arrives intact', asy
   const { url, up } = await oneEndpoint(t);
   const body = randomBytes(2 * 1024 * 1024);
   const sha = createHash('sha256').update(body).digest('hex');
-  const m = /^http:\/\/([^:]+):(\d+)$/.exec(url)!;
   // Like curl above 1 MB: send the head, wait for `100 Continue`, then the body.
-  const result = await new Promise<{ status: number; text: string; sawContinue: boolean }>((resolve, reject) => {
-    let sawContinue = false;
-    const req = request({
-      host: m[1], port: Number(m[2]), path: '/upload', method: 'POST', agent: false,
-      headers: { 'x-user-id': 'carol', expect: '100-continue', 'content-type': 'application/octet-stream', 'content-length': String(body.length) },
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), sawContinue }));
-    });
-    req.on('continue', () => {
-      sawContinue = true;
-      req.end(body);
-    });
-    req.on('error', reject);
-    req.flushHeaders();
-  });
+  const result = await expectingUpload(url, '/upload', { 'x-user-id': 'carol', 'content-type': 'application/octet-stream' }, body);
   t.true(result.sawContinue, 'the gateway answered 100 Continue itself');
   t.is(result.status, 200, result.text);
   const got = JSON.parse(result.text) as UpstreamAnswer;
   t.is(got.bodyBytes, body.length);
   t.is(got.bodySha256, sha);
   t.is(got.headers.expect, undefined);
+  t.is(up.received.length, 1);
+});
+
+test('a request refused before its body is needed is answered without 100 Continue: the body is never uploaded', async (t) => {
+  const { url, up } = await oneEndpoint(t);
+  const res = await expectingUpload(url, '/no-user', { 'content-type': 'application/octet-stream' }, Buffer.alloc(1024 * 1024));
+  t.is(res.status, 400);
+  t.is(JSON.parse(res.text).error, 'NO_USER_ID');
+  t.false(res.sawContinue, 'the client was never asked for its body');
+  const ok = await expectingUpload(url, '/with-user', { 'x-user-id': 'carol' }, Buffer.alloc(1000, 1));
+  t.true(ok.sawContinue);
+  t.is(ok.status, 200);
   t.is(up.received.length, 1);
 });
 

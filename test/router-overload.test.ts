@@ -143,6 +143,25 @@ test.serial('400 concurrent 1 MiB uploads to a frozen cell: held bodies stay wit
   t.is(big.res.status, 413);
   t.is(big.res.json().error, 'BODY_TOO_LARGE');
   t.true(big.ms < 5000, `answered in ${big.ms} ms`);
+  // The same with Expect: 100-continue (curl above 1 MB): refused before a byte of the body is sent.
+  const expecting = await new Promise<{ status: number; sawContinue: boolean }>((resolve, reject) => {
+    let sawContinue = false;
+    const m = /^http:\/\/([^:]+):(\d+)$/.exec(s.url)!;
+    const req = request({
+      host: m[1], port: Number(m[2]), path: '/big-expect', method: 'POST', agent: false,
+      headers: { 'x-user-id': s.userA, expect: '100-continue', 'content-length': String(5 * MiB) },
+    }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, sawContinue }));
+    });
+    req.on('continue', () => {
+      sawContinue = true;
+      req.end(Buffer.alloc(5 * MiB));
+    });
+    req.on('error', reject);
+    req.flushHeaders();
+  });
+  t.deepEqual(expecting, { status: 413, sawContinue: false });
 
   await s.gw.waitForVersion(s.store.publish(moveCell(frozen, s.cellA, 'zb')).version);
   const results = await Promise.all(uploads);
@@ -162,8 +181,8 @@ test.serial('400 concurrent 1 MiB uploads to a frozen cell: held bodies stay wit
   const settled = ['released', 'evicted', 'timeout', 'tooLarge', 'clientGone', 'overflow', 'shutdown']
     .reduce((n, r) => n + (metricValue(m2, `cellgate_buffer_settled_total{reason="${r}"}`) ?? NaN), 0);
   t.is(metricValue(m2, 'cellgate_buffer_held_total'), settled + (metricValue(m2, 'cellgate_buffered_requests') ?? NaN), 'the metric counters add up');
-  t.is(after.held, 401);
-  t.is(metricValue(m2, 'cellgate_buffer_settled_total{reason="tooLarge"}'), 1);
+  t.is(after.held, 402);
+  t.is(metricValue(m2, 'cellgate_buffer_settled_total{reason="tooLarge"}'), 2);
   const growthMiB = (rssPeak - rssBefore) / MiB;
   t.log(`RSS growth at peak: ${growthMiB.toFixed(0)} MiB for 400 MiB of uploads (64 MiB held)`);
   t.true(growthMiB < 200, `RSS grew ${growthMiB.toFixed(0)} MiB`);

@@ -10,6 +10,7 @@ import type { Admission } from './admission';
 import type { Clock } from './clock';
 import type { Endpoint, EndpointHealth, ZonePool } from './endpoints';
 import { sendError } from './error-reply';
+import { sendContinue } from './expect-continue';
 import type { Exchange } from './exchange';
 import type { GatewayMetrics } from './metrics';
 
@@ -71,6 +72,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
     const timeout = Math.max(1, ex.deadlineMs - clock.now());
     ex.deadlineTimer = clock.setTimer(() => onDeadline(reply, ex), timeout);
     try {
+      sendContinue(reply.request.raw, reply.raw);
       reply.from(ex.dest, { ...ex.fromOptions, getUpstream, timeout } as FastifyReplyFromHooks);
     } catch {
       headersArrived(ex);

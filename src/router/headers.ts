@@ -50,8 +50,8 @@ export function stampRequestHeaders(headers: IncomingHttpHeaders | OutgoingHttpH
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1, plus the pre-standard Proxy-Connection and Keep-Alive,
  * and HTTP/2's upgrade token): they describe one connection and are never forwarded. `expect`
- * is answered by the gateway itself (Node's server sends `100 Continue`), so the upstream gets
- * the whole body without waiting; undici refuses several of these outright.
+ * is answered by the gateway itself (expect-continue.ts), so the upstream gets the whole body
+ * without waiting; undici refuses several of these outright.
  */
 export const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings', 'expect',

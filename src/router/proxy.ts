@@ -29,6 +29,7 @@ import type { EndpointHealth, ZonePool } from './endpoints';
 import { Exchange, kExchange, type OkRoute } from './exchange';
 import { EMPTY_BODY, declaredLength, readHeldBody } from './held-body';
 import { sendError } from './error-reply';
+import { deferContinue, sendContinue } from './expect-continue';
 import { stampRequestHeaders, stripHopByHop, stripResponseHopByHop, wsForwardableHeaders } from './headers';
 import type { EvictReason, HoldBuffer } from './hold-buffer';
 import type { GatewayMetrics } from './metrics';
@@ -81,6 +82,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     ...serverLimits(config),
   });
   applyServerLimits(app, config, metrics);
+  deferContinue(app.server);
   app.decorateRequest('cellgate', null);
 
   /** Computes a route with the current table; null = no table. */
@@ -174,6 +176,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     );
     ex.ticket = ticket;
     // A body refused up front is never read here: Node discards it once the answer is sent.
+    if (stream && refusal === null) sendContinue(request.raw, reply.raw);
     const body = stream && refusal === null ? readHeldBody(stream, maxBodyBytes, reservation) : Promise.resolve(EMPTY_BODY);
     body.then((b) => {
       if (b === 'tooLarge') ticket.evict('bodyTooLarge');
