@@ -16,6 +16,8 @@ export function deferContinue(server: Server): void {
 export function sendContinue(req: IncomingMessage, res: ServerResponse): void {
   const r = res as ServerResponse & { [kContinued]?: true };
   if (r[kContinued] || res.headersSent || req.headers.expect === undefined || !/100-continue/i.test(req.headers.expect)) return;
+  // Never to an HTTP/1.0 client (RFC 9110 §10.1.1); Node hands those to 'request' without asking.
+  if (req.httpVersionMajor !== 1 || req.httpVersionMinor < 1) return;
   r[kContinued] = true;
   res.writeContinue();
 }
