@@ -52,7 +52,7 @@ async function publish(s: Setup, table: RoutingTable): Promise<void> {
 
 function assertSums(t: ExecutionContext, s: Setup): void {
   const c = s.gw.bufferCounters();
-  t.is(c.held, c.released + c.evicted.overflow + c.evicted.bodyTooLarge + c.evicted.shutdown + c.timedOut + c.aborted + c.size);
+  t.is(c.held, c.released + c.evicted.overflow + c.evicted.bodyTooLarge + c.evicted.shutdown + c.evicted.budget + c.timedOut + c.aborted + c.size);
 }
 
 test('held requests (a 300 KB POST among them) are delivered once, intact, to the new zone when the cell is unfrozen', async (t) => {
