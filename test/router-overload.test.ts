@@ -50,7 +50,10 @@ async function timed(p: Promise<HttpResult>): Promise<{ res: HttpResult; ms: num
 const metricsOf = async (s: RunningGateway) => (await httpCall(`${s.admin}/metrics`)).text();
 
 test.serial('300 requests to a hanging zone are all answered by their deadline; its queue is bounded; another zone is served at once', async (t) => {
-  const deadlineMs = 2000;
+  const deadlineMs = 3000;
+  // Generous for a shared machine (times are taken by the client, connection set-up included),
+  // yet well below the ~2 deadlines a request queued inside undici used to wait.
+  const slackMs = 2000;
   const s = await twoZones(t, { upstream: { requestTimeoutMs: deadlineMs, maxPendingPerZone: 100 } });
   s.a.behave = () => true; // zone a hangs: it takes requests and never answers
   const wave = Array.from({ length: 300 }, (_, i) => timed(httpCall(`${s.url}/hang/${i}`, { headers: { 'x-user-id': s.userA }, timeoutMs: 20_000 })));
@@ -65,7 +68,7 @@ test.serial('300 requests to a hanging zone are all answered by their deadline; 
 
   const fresh = await timed(httpCall(`${s.url}/fresh`, { headers: { 'x-user-id': s.userA } }));
   t.true([200, 503, 504].includes(fresh.res.status), `fresh: ${fresh.res.status}`);
-  t.true(fresh.ms <= deadlineMs + 1500, `a fresh request waited ${fresh.ms} ms`);
+  t.true(fresh.ms <= deadlineMs + slackMs, `a fresh request waited ${fresh.ms} ms`);
   t.is(fresh.res.status, 503, 'the queue is full: refused at once');
   t.is(fresh.res.json().error, 'ZONE_OVERLOADED');
   t.is(fresh.res.headers['retry-after'], '1');
@@ -73,7 +76,7 @@ test.serial('300 requests to a hanging zone are all answered by their deadline; 
   const answered = await Promise.all(wave);
   const slowest = Math.max(...answered.map((x) => x.ms));
   t.log(`answered: fastest ${Math.min(...answered.map((x) => x.ms))} ms, slowest ${slowest} ms (deadline ${deadlineMs} ms)`);
-  t.true(slowest <= deadlineMs + 1500, `every request answered by its deadline (slowest ${slowest} ms)`);
+  t.true(slowest <= deadlineMs + slackMs, `every request answered by its deadline (slowest ${slowest} ms)`);
   const byStatus = new Map<number, number>();
   for (const { res } of answered) byStatus.set(res.status, (byStatus.get(res.status) ?? 0) + 1);
   t.is(byStatus.get(503), 72, '72 refused at once');
