@@ -24,6 +24,8 @@ const SPECS = {
   UPSTREAM_UNAVAILABLE: { status: 502, exit: EXIT.ERROR, retryable: true, message: 'no upstream endpoint of the zone is available' },
   UPSTREAM_TIMEOUT: { status: 504, exit: EXIT.ERROR, retryable: true, message: 'the upstream did not answer in time' },
   BUFFER_TIMEOUT: { status: 504, exit: EXIT.ERROR, retryable: true, message: 'the request was held during a planned move for too long' },
+  ZONE_OVERLOADED: { status: 503, exit: EXIT.ERROR, retryable: true, message: 'the zone serving this request has too many requests waiting' },
+  BODY_TOO_LARGE: { status: 413, exit: EXIT.USAGE, retryable: false, message: 'the request body is too large to hold during a planned move' },
   NOT_CELL_OWNER: { status: 421, exit: EXIT.ERROR, retryable: true, message: 'this zone does not own the cell at that epoch' },
   NOT_FOUND: { status: 404, exit: EXIT.ERROR, retryable: false, message: 'not found' },
   BAD_REQUEST: { status: 400, exit: EXIT.USAGE, retryable: false, message: 'malformed request' },

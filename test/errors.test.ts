@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CellgateError, ERROR_NAMES, EXIT, cgError, errorSpec, isCellgateError } from '../src/errors';
 
-/** The contract's HTTP error codes (DESIGN.md §3 "Errors" and "Epoch fencing") and their statuses. */
+/** The contract's HTTP error codes (DESIGN.md §3 "Errors" and "Epoch fencing"; issue 8 adds ZONE_OVERLOADED and BODY_TOO_LARGE) and their statuses. */
 const CONTRACT_HTTP_ERRORS: Record<string, number> = {
   NO_USER_ID: 400,
   BAD_USER_ID: 400,
@@ -15,13 +15,15 @@ const CONTRACT_HTTP_ERRORS: Record<string, number> = {
   UPSTREAM_TIMEOUT: 504,
   BUFFER_TIMEOUT: 504,
   NOT_CELL_OWNER: 421,
+  ZONE_OVERLOADED: 503,
+  BODY_TOO_LARGE: 413,
 };
 
 // Pinned: adding an error means adding it here on purpose (and to the docs that list them).
-const ERROR_COUNT = 21;
+const ERROR_COUNT = 23;
 const PINNED_NAMES = [
   'NO_USER_ID', 'BAD_USER_ID', 'ZONE_DOWN', 'NO_ROUTING_TABLE', 'UPSTREAM_UNAVAILABLE', 'UPSTREAM_TIMEOUT', 'BUFFER_TIMEOUT',
-  'NOT_CELL_OWNER', 'NOT_FOUND', 'BAD_REQUEST', 'INTERNAL_ERROR',
+  'ZONE_OVERLOADED', 'BODY_TOO_LARGE', 'NOT_CELL_OWNER', 'NOT_FOUND', 'BAD_REQUEST', 'INTERNAL_ERROR',
   'USAGE', 'INVALID_TOPOLOGY', 'INVALID_TABLE', 'INVALID_CONFIG', 'CONFLICT', 'ALREADY_INITIALIZED', 'NOT_INITIALIZED',
   'STORE_UNAVAILABLE', 'PLAN_REFUSED', 'NOT_CONVERGED',
 ];

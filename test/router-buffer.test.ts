@@ -1,43 +1,16 @@
 // The hold buffer as a state machine, with an injected clock: every (state, input) pair,
 // release on a new table, the freeze deadline, the window, overflow (oldest first), client
-// aborts, shutdown — and the counters always add up:
+// aborts, shutdown, the byte budget — and the counters always add up:
 //   held = released + evicted.* + timedOut + aborted + size
+//        = the sum over the metric's outcomes (outcomeCounts) + size
 import test, { type ExecutionContext } from 'ava';
 import type { Route } from '../src/cells/lookup';
 import type { Zone } from '../src/cells/types';
-import type { Clock, TimerHandle } from '../src/router/clock';
-import { HoldBuffer, transition, type HeldInput, type HeldState, type Settlement } from '../src/router/hold-buffer';
-
-class ManualClock implements Clock {
-  private t = 1_700_000_000_000;
-  private timers: Array<{ due: number; fn: () => void; handle: TimerHandle }> = [];
-  now(): number {
-    return this.t;
-  }
-  setTimer(fn: () => void, ms: number): TimerHandle {
-    const handle = { id: Symbol('timer') };
-    this.timers.push({ due: this.t + Math.max(0, ms), fn, handle });
-    return handle;
-  }
-  clearTimer(h: TimerHandle): void {
-    this.timers = this.timers.filter((x) => x.handle !== h);
-  }
-  get pending(): number {
-    return this.timers.length;
-  }
-  /** Moves time forward, firing due timers in order. */
-  advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      const next = this.timers.filter((x) => x.due <= end).sort((a, b) => a.due - b.due)[0];
-      if (!next) break;
-      this.timers = this.timers.filter((x) => x !== next);
-      this.t = Math.max(this.t, next.due);
-      next.fn();
-    }
-    this.t = end;
-  }
-}
+import {
+  BUFFER_OUTCOMES, EVICT_REASONS, HoldBuffer, outcomeCounts, transition, type HeldInput, type HeldState, type Settlement,
+} from '../src/router/hold-buffer';
+import { ByteBudget } from '../src/router/held-body';
+import { ManualClock } from './helpers/manual-clock';
 
 const zoneA: Zone = { name: 'a', region: 'r', city: 'c', capacity: 1, status: 'up', upstreams: ['http://127.0.0.1:1'] };
 const zoneB: Zone = { ...zoneA, name: 'b' };
@@ -46,7 +19,10 @@ const activeOn = (zone: Zone, epoch: number): Route => ({ ok: true, class: 'unit
 
 function assertSums(t: ExecutionContext, b: HoldBuffer): void {
   const c = b.counters;
-  t.is(c.held, c.released + c.evicted.overflow + c.evicted.bodyTooLarge + c.evicted.shutdown + c.timedOut + c.aborted + b.size, 'counters add up');
+  t.is(c.held, c.released + EVICT_REASONS.reduce((n, r) => n + c.evicted[r], 0) + c.timedOut + c.aborted + b.size, 'counters add up');
+  const by = outcomeCounts(c);
+  t.deepEqual(Object.keys(by).sort(), [...BUFFER_OUTCOMES].sort());
+  t.is(c.held, BUFFER_OUTCOMES.reduce((n, r) => n + by[r], 0) + b.size, 'the outcomes of the metric add up too');
 }
 
 /** Collects settlements as they happen (promises resolve asynchronously). */
@@ -64,13 +40,20 @@ test('transition: every (state, input) pair is decided', (t) => {
     { kind: 'windowElapsed' },
     { kind: 'evict', reason: 'overflow' },
     { kind: 'evict', reason: 'shutdown' },
+    { kind: 'evict', reason: 'bodyTooLarge' },
+    { kind: 'evict', reason: 'budget' },
     { kind: 'clientGone' },
   ];
   const table = states.map((s) => inputs.map((i) => {
     const d = transition(s, i);
     return d.kind === 'settle' ? d.next : d.kind;
   }));
-  t.deepEqual(table[0], ['keep', 'released', 'released', 'released', 'timedOut', 'evicted', 'evicted', 'aborted']);
+  t.deepEqual(table[0], ['keep', 'released', 'released', 'released', 'timedOut', 'evicted', 'evicted', 'evicted', 'evicted', 'aborted']);
+  const errors = inputs.map((i) => {
+    const d = transition('holding', i);
+    return d.kind === 'settle' && d.settlement.kind === 'reject' ? d.settlement.error : null;
+  });
+  t.deepEqual(errors.slice(4, 9), ['BUFFER_TIMEOUT', 'BUFFER_TIMEOUT', 'BUFFER_TIMEOUT', 'BODY_TOO_LARGE', 'ZONE_OVERLOADED'], 'the answer of each eviction');
   for (const row of table.slice(1)) t.deepEqual(row, inputs.map(() => 'ignore'), 'terminal states ignore late inputs');
 });
 
@@ -166,7 +149,7 @@ test('client aborts and too-large bodies leave the buffer, counted once; late in
   big.evict('bodyTooLarge');
   big.clientGone();
   t.is((await gone.settled).kind, 'aborted');
-  t.deepEqual(await big.settled, { kind: 'reject', error: 'BUFFER_TIMEOUT', reason: 'bodyTooLarge' });
+  t.deepEqual(await big.settled, { kind: 'reject', error: 'BODY_TOO_LARGE', reason: 'bodyTooLarge' });
   clock.advance(5000);
   t.is((await stays.settled).kind, 'release');
   stays.clientGone(); // after release: ignored
@@ -198,5 +181,44 @@ test('random inputs never break the sums', (t) => {
   t.is(b.counters.held, tickets.length);
   b.shutdown();
   t.is(b.size, 0);
+  assertSums(t, b);
+});
+
+test('the byte budget: reservations grow, refuse what does not fit, free once', (t) => {
+  const budget = new ByteBudget(100);
+  const a = budget.reservation();
+  const b = budget.reservation();
+  t.true(a.reserve(60));
+  t.true(a.reserve(40), 'a smaller total takes nothing more');
+  t.is(budget.used, 60);
+  t.false(b.reserve(41), 'does not fit');
+  t.is(budget.used, 60, 'a refused reservation takes nothing');
+  t.true(b.reserve(40));
+  t.is(budget.used, 100);
+  a.free();
+  a.free();
+  t.is(budget.used, 40, 'freed once');
+  t.false(a.reserve(1), 'a freed reservation takes nothing again');
+  b.free();
+  t.is(budget.used, 0);
+  t.is(budget.peak, 100);
+});
+
+test('a request refused at entry is counted and settled at once, and evicts nobody', async (t) => {
+  const clock = new ManualClock();
+  const b = new HoldBuffer({ windowMs: 10_000, maxRequests: 1, maxTotalBytes: 10, clock });
+  const until = clock.now() + 5000;
+  const first = b.hold(until, () => frozen(until));
+  const refused = b.hold(until, () => frozen(until), 'budget');
+  t.deepEqual(await refused.settled, { kind: 'reject', error: 'ZONE_OVERLOADED', reason: 'budget' });
+  const tooLarge = await b.hold(until, () => frozen(until), 'bodyTooLarge').settled;
+  t.deepEqual(tooLarge, { kind: 'reject', error: 'BODY_TOO_LARGE', reason: 'bodyTooLarge' });
+  t.is(b.size, 1, 'the held one stays');
+  t.is(b.counters.evicted.overflow, 0);
+  t.like(outcomeCounts(b.counters), { overflow: 1, tooLarge: 1, evicted: 0 });
+  t.is(b.bytes.max, 10);
+  assertSums(t, b);
+  b.shutdown();
+  t.is((await first.settled).kind, 'reject');
   assertSums(t, b);
 });

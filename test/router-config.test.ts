@@ -21,10 +21,13 @@ function problems(doc: unknown, overrides?: Record<string, unknown>): string {
 test('defaults, frozen', (t) => {
   const c = parseGatewayConfig({});
   t.like(c, {
-    port: 8080, adminPort: 9090, host: '127.0.0.1', zone: null, trustProxy: false, snapshotPath: null, shutdownGraceMs: 10_000,
-    buffer: { windowMs: 10_000, maxRequests: 1000, maxBodyBytes: 1_048_576 },
-    upstream: { ejectAfterFailures: 3, ejectBaseMs: 1000, ejectMaxMs: 30_000 },
+    port: 8080, adminPort: 9090, host: '127.0.0.1', adminHost: '127.0.0.1', zone: null, trustProxy: false, snapshotPath: null, shutdownGraceMs: 10_000,
+    buffer: { windowMs: 10_000, maxRequests: 1000, maxBodyBytes: 1_048_576, maxTotalBytes: 64 * 1_048_576 },
+    upstream: { requestTimeoutMs: 30_000, ejectAfterFailures: 3, ejectBaseMs: 1000, ejectMaxMs: 30_000, connectionsPerEndpoint: 128, maxPendingPerZone: 1024 },
+    server: { headersTimeoutMs: 60_000, requestTimeoutMs: 300_000, keepAliveTimeoutMs: 75_000, maxConnections: 10_000 },
   });
+  t.is(parseGatewayConfig({ host: '0.0.0.0' }).adminHost, '127.0.0.1', 'the admin listener stays on loopback when traffic goes public');
+  t.true(Object.isFrozen(c.server));
   t.deepEqual(c.userId.sources, [{ header: 'x-user-id' }]);
   t.deepEqual(c.routes, [{ prefix: '/', class: 'unit' }]);
   t.regex(c.id, /-\d+$/, 'hostname-pid');
@@ -38,14 +41,18 @@ test('every bad key is reported with its path', (t) => {
     port: 70000, adminPort: 'x', bogus: 1, zone: 'bad zone!', trustProxy: 'yes',
     userId: { sources: [{ header: 'x-user-id' }, { cookie: '' }, { path: '/users/:id' }, { smell: 'x' }, { header: 'a', cookie: 'b' }] },
     routes: [{ prefix: 'api', class: 'unit' }, { prefix: '/g', class: 'galactic' }, { prefix: '/g', class: 'global', extra: 1 }],
-    buffer: { windowMs: 0, maxRequests: -1, extra: true },
-    upstream: { ejectBaseMs: 5000, ejectMaxMs: 1000 },
+    buffer: { windowMs: 0, maxRequests: -1, extra: true, maxBodyBytes: 2000, maxTotalBytes: 1000 },
+    upstream: { ejectBaseMs: 5000, ejectMaxMs: 1000, maxPendingPerZone: -1 },
+    server: { headersTimeoutMs: 5000, requestTimeoutMs: 1000, maxConnections: 0, slowloris: 1 },
+    adminHost: '',
   });
   for (const path of [
     'port:', 'adminPort:', 'bogus: unknown key', 'zone:', 'trustProxy:',
     'userId.sources[1].cookie', 'userId.sources[2].path', 'userId.sources[3].smell', 'userId.sources[4]',
     'routes[0].prefix: must start with /', 'routes[1].class', 'routes[2].extra: unknown key', 'routes[2].prefix: duplicate',
     'buffer.windowMs', 'buffer.maxRequests', 'buffer.extra', 'upstream.ejectMaxMs',
+    'buffer.maxTotalBytes: must be >= buffer.maxBodyBytes', 'upstream.maxPendingPerZone', 'server.headersTimeoutMs: must be <=',
+    'server.maxConnections', 'server.slowloris: unknown key', 'adminHost',
   ]) t.true(msg.includes(path), `${path} in ${msg}`);
 });
 
@@ -86,4 +93,12 @@ test('route classification', (t) => {
   t.is(classify('/api/near?x'), 'city');
   t.is(classify('/api/nearby'), 'global');
   t.is(compileRouteClassifier([{ prefix: '/only', class: 'unit' }])('/other'), null);
+});
+
+test('config/gateway.yaml shows the true defaults of every key it lists', async (t) => {
+  const file = await loadGatewayConfigFile(join(__dirname, '..', '..', 'config', 'gateway.yaml'), { store: undefined });
+  const d = parseGatewayConfig({});
+  for (const key of ['port', 'adminPort', 'host', 'adminHost', 'buffer', 'upstream', 'server', 'trustProxy', 'shutdownGraceMs', 'prefix'] as const) {
+    t.deepEqual(file[key], d[key], key);
+  }
 });

@@ -2,6 +2,7 @@
 // on 503s, and never an internal address or a stack trace. Plus the retry policy: a POST is
 // never sent twice; a safe GET is retried once.
 import test, { type ExecutionContext } from 'ava';
+import type { Gateway } from '../src/router/gateway';
 import { MemoryStore } from './helpers/memory-store';
 import { setZoneStatus, startGateway, tableFor } from './helpers/router-fixture';
 import { freePort } from './helpers/ports';
@@ -21,12 +22,12 @@ function assertContractError(t: ExecutionContext, res: HttpResult, status: numbe
   if (status === 503) t.is(res.headers['retry-after'], '1');
 }
 
-async function oneZone(t: ExecutionContext, config: Record<string, unknown> = {}): Promise<{ url: string; up: Upstream; store: MemoryStore }> {
+async function oneZone(t: ExecutionContext, config: Record<string, unknown> = {}): Promise<{ url: string; up: Upstream; store: MemoryStore; gw: Gateway }> {
   const [up] = await startUpstreams('only');
   t.teardown(() => up!.stop());
   const store = new MemoryStore(tableFor([{ name: 'z1', upstreams: [up!.url] }, { name: 'z2', upstreams: [up!.url.replace('127.0.0.1', 'localhost')] }], { cells: 4 }));
   const g = await startGateway(t, store, { config, waitVersion: 1 });
-  return { url: g.url, up: up!, store };
+  return { url: g.url, up: up!, store, gw: g.gw };
 }
 
 test('400 NO_USER_ID and BAD_USER_ID', async (t) => {
@@ -53,10 +54,9 @@ test('503 NO_ROUTING_TABLE before any table, with Retry-After; readyz says not r
 });
 
 test('503 ZONE_DOWN for a cell whose zone is down', async (t) => {
-  const { url, store } = await oneZone(t);
+  const { url, store, gw } = await oneZone(t);
   const table = setZoneStatus(setZoneStatus((await store.load())!.table, 'z1', 'down'), 'z2', 'down');
-  store.publish(table);
-  await new Promise((r) => setTimeout(r, 50));
+  await gw.waitForVersion(store.publish(table).version);
   assertContractError(t, await httpCall(`${url}/a`, { headers: { 'x-user-id': 'u1' } }), 503, 'ZONE_DOWN');
 });
 

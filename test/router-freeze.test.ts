@@ -52,7 +52,7 @@ async function publish(s: Setup, table: RoutingTable): Promise<void> {
 
 function assertSums(t: ExecutionContext, s: Setup): void {
   const c = s.gw.bufferCounters();
-  t.is(c.held, c.released + c.evicted.overflow + c.evicted.bodyTooLarge + c.evicted.shutdown + c.timedOut + c.aborted + c.size);
+  t.is(c.held, c.released + c.evicted.overflow + c.evicted.bodyTooLarge + c.evicted.shutdown + c.evicted.budget + c.timedOut + c.aborted + c.size);
 }
 
 test('held requests (a 300 KB POST among them) are delivered once, intact, to the new zone when the cell is unfrozen', async (t) => {
@@ -141,7 +141,8 @@ test('the buffer window bounds the wait (504), client aborts are counted, a too-
   t.is(s.gw.bufferCounters().timedOut, 1);
 
   const big = await httpCall(`${s.url}/big`, { method: 'POST', headers: { 'x-user-id': s.user }, body: Buffer.alloc(5000) });
-  t.is(big.status, 504);
+  t.is(big.status, 413, 'BODY_TOO_LARGE (issue 8)');
+  t.is(big.json().error, 'BODY_TOO_LARGE');
   t.is(s.gw.bufferCounters().evicted.bodyTooLarge, 1);
 
   await new Promise<void>((resolve) => {

@@ -4,11 +4,31 @@ import test from 'ava';
 import type { Zone } from '../src/cells/types';
 import { parseGatewayConfig } from '../src/router/config';
 import { EndpointHealth } from '../src/router/endpoints';
+import { classifyUpstreamError } from '../src/router/upstream-policy';
+import { ManualClock } from './helpers/manual-clock';
 import { MemoryStore } from './helpers/memory-store';
 import { startGateway, tableFor } from './helpers/router-fixture';
 import { httpCall, startUpstreams, stopAll, type UpstreamAnswer } from './helpers/upstreams';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** An error as reply-from hands it to onError: its own wrapper with undici's error as the cause. */
+function wrapped(code: string): Error {
+  const cause = Object.assign(new Error(code), { code });
+  return Object.assign(new Error('wrapper', { cause }), { code: 'FST_REPLY_FROM_INTERNAL_SERVER_ERROR' });
+}
+
+test('only failures after a connection was attempted count against an endpoint; errors raised locally never do', (t) => {
+  const health = (code: string) => classifyUpstreamError(wrapped(code)).health;
+  for (const code of ['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'HPE_INVALID_CONSTANT', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'CERT_HAS_EXPIRED']) {
+    t.not(health(code), null, `${code} is the endpoint's doing`);
+  }
+  for (const code of ['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_ABORTED', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', 'ERR_STREAM_PREMATURE_CLOSE', 'SOMETHING_NEW']) {
+    t.is(health(code), null, `${code} is not the endpoint's doing`);
+  }
+  t.is(classifyUpstreamError(wrapped('UND_ERR_INVALID_ARG')).error, 'BAD_REQUEST', 'a request that cannot be forwarded as sent');
+  t.is(classifyUpstreamError(wrapped('UND_ERR_INVALID_ARG')).kind, 'local');
+  t.is(classifyUpstreamError(new Error('no code')).health, null);
+  t.is(classifyUpstreamError(wrapped('ECONNREFUSED')).health, 'refused');
+});
 
 test('EndpointHealth: refused ejects at once, failures after N in a row, back-off doubles up to the cap, success resets', (t) => {
   let now = 1_000_000;
@@ -58,7 +78,9 @@ test('a dead endpoint is ejected (safe requests fail over to its peer) and gets 
   const [a, b] = await startUpstreams('a', 'b');
   t.teardown(() => stopAll([a!, b!]));
   const store = new MemoryStore(tableFor([{ name: 'z1', upstreams: [a!.url, b!.url] }], { cells: 4 }));
-  const g = await startGateway(t, store, { waitVersion: 1, config: { upstream: { ejectBaseMs: 400, ejectMaxMs: 400 } } });
+  // Ejection time is read from the injected clock: the back-off passes when the test says so.
+  const clock = new ManualClock(Date.now());
+  const g = await startGateway(t, store, { waitVersion: 1, clock, config: { upstream: { ejectBaseMs: 400, ejectMaxMs: 400 } } });
   const hit = async () => (await httpCall(`${g.url}/x`, { headers: { 'x-user-id': 'u1' } }));
 
   const first = await Promise.all([hit(), hit(), hit(), hit()]);
@@ -78,7 +100,10 @@ test('a dead endpoint is ejected (safe requests fail over to its peer) and gets 
   t.regex(metrics, /cellgate_upstream_ejected_endpoints\{zone="z1"\} 1/);
 
   await a!.restart();
-  await sleep(500);
+  clock.advance(399);
+  const still = await Promise.all([hit(), hit()]);
+  t.true(still.every((r) => r.json<UpstreamAnswer>().upstream === 'b'), 'still ejected just before the back-off ends');
+  clock.advance(1);
   const after = await Promise.all([hit(), hit(), hit(), hit()]);
   t.true(after.every((r) => r.status === 200));
   t.true(after.some((r) => r.json<UpstreamAnswer>().upstream === 'a'), 'the recovered endpoint gets traffic again');

@@ -14,8 +14,11 @@ import { reportError } from './output';
 const HELP = `cellgate — the cell-routing edge gateway
 
   cellgate serve [--config FILE] --store file:PATH|etcd:HOST:PORT[,…] [--prefix P]
-                 [--port N] [--admin-port N] [--host H] [--zone ZONE] [--id NAME] [--workers N]
+                 [--port N] [--admin-port N] [--host H] [--admin-host H] [--zone ZONE] [--id NAME]
+                 [--workers N]
       Run a gateway. Flags override the config file (YAML or JSON, see config/gateway.yaml).
+      The admin server (/metrics, /admin/table) listens on --admin-host (default 127.0.0.1),
+      apart from the traffic --host.
       With --workers N, N processes share the traffic port; worker i's admin port is the
       admin port + i.
   cellgate demo [--dir DIR] [--port N] [--admin-port N]
@@ -30,7 +33,7 @@ Exit codes: 0 done, 1 error, 2 usage, 3 invalid configuration.
 
 const SERVE_OPTIONS = {
   config: { type: 'string' }, store: { type: 'string' }, prefix: { type: 'string' }, port: { type: 'string' }, 'admin-port': { type: 'string' },
-  host: { type: 'string' }, zone: { type: 'string' }, id: { type: 'string' }, workers: { type: 'string' },
+  host: { type: 'string' }, 'admin-host': { type: 'string' }, zone: { type: 'string' }, id: { type: 'string' }, workers: { type: 'string' },
 } as const;
 
 function intFlag(values: Parsed['values'], name: string, min: number, max: number): number | undefined {
@@ -48,6 +51,7 @@ async function serveConfig(values: Parsed['values'], workerIndex: number): Promi
     port: intFlag(values, 'port', 0, 65535),
     adminPort: adminPort === undefined || adminPort === 0 ? adminPort : adminPort + workerIndex,
     host: stringOption(values, 'host'),
+    adminHost: stringOption(values, 'admin-host'),
     zone: stringOption(values, 'zone'),
     id: id && workerIndex > 0 ? `${id}-w${workerIndex}` : id,
     store: stringOption(values, 'store') ?? process.env.CELLGATE_STORE,

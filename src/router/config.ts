@@ -27,27 +27,52 @@ export interface BufferConfig {
   readonly windowMs: number;
   /** Most requests held at once by this gateway; when full the oldest is answered 504 first. */
   readonly maxRequests: number;
-  /** Largest request body kept in memory for one held request. */
+  /** Largest request body kept in memory for one held request; a larger one is answered 413 BODY_TOO_LARGE. */
   readonly maxBodyBytes: number;
+  /** Most body bytes held at once over all held requests; past it new ones get 503 ZONE_OVERLOADED. */
+  readonly maxTotalBytes: number;
 }
 
 export interface UpstreamConfig {
   readonly connectTimeoutMs: number;
-  /** Time to the upstream's response headers, and the longest silence inside its body. */
+  /**
+   * Deadline for the upstream's response headers, counted from the request's arrival (time
+   * spent waiting for a connection included; a held request's count starts at its release).
+   * After the headers, the body may not go silent for longer than what was left at dispatch.
+   */
   readonly requestTimeoutMs: number;
   /** Consecutive failures after which an endpoint is ejected (a refused connection ejects at once). */
   readonly ejectAfterFailures: number;
   /** First ejection lasts this long; each further one doubles it, up to ejectMaxMs. */
   readonly ejectBaseMs: number;
   readonly ejectMaxMs: number;
-  /** Connections kept per upstream endpoint. */
+  /** Connections kept per upstream endpoint: at most this many requests are with one endpoint at once. */
   readonly connectionsPerEndpoint: number;
+  /**
+   * Most requests of one zone waiting for a free connection (every endpoint of the zone
+   * busy); one more is answered 503 ZONE_OVERLOADED at once (Envoy's max_pending_requests).
+   */
+  readonly maxPendingPerZone: number;
+}
+
+/** The traffic server's own limits on clients (nginx's client_header_timeout, keepalive_timeout...). */
+export interface ServerConfig {
+  /** A client must have sent the whole request head within this time (else 408 and closed). */
+  readonly headersTimeoutMs: number;
+  /** A client must have sent the whole request (head and body) within this time. */
+  readonly requestTimeoutMs: number;
+  /** An idle kept-alive client connection is closed after this time. */
+  readonly keepAliveTimeoutMs: number;
+  /** Most client connections open at once; more are closed as they arrive. */
+  readonly maxConnections: number;
 }
 
 export interface GatewayConfig {
   readonly port: number;
   readonly adminPort: number;
   readonly host: string;
+  /** Where the admin server listens: apart from `host`, loopback unless set (it shows every upstream). */
+  readonly adminHost: string;
   /** The zone this gateway stands in (what `city` routes start from); null = unknown. */
   readonly zone: string | null;
   /** Unique name of this gateway in presence records. */
@@ -56,6 +81,7 @@ export interface GatewayConfig {
   readonly routes: readonly RouteRule[];
   readonly buffer: BufferConfig;
   readonly upstream: UpstreamConfig;
+  readonly server: ServerConfig;
   /** Whether to keep (and append to) client-sent x-forwarded-* headers. */
   readonly trustProxy: boolean;
   /** Where the last good routing table is kept for a restart without the store; null = nowhere. */
@@ -73,10 +99,11 @@ export const DEFAULT_CONFIG = deepFreeze({
   port: 8080,
   adminPort: 9090,
   host: '127.0.0.1',
+  adminHost: '127.0.0.1',
   zone: null,
   userId: { sources: [{ header: 'x-user-id' }] },
   routes: [{ prefix: '/', class: 'unit' }],
-  buffer: { windowMs: 10_000, maxRequests: 1000, maxBodyBytes: 1_048_576 },
+  buffer: { windowMs: 10_000, maxRequests: 1000, maxBodyBytes: 1_048_576, maxTotalBytes: 64 * 1_048_576 },
   upstream: {
     connectTimeoutMs: 2_000,
     requestTimeoutMs: 30_000,
@@ -84,7 +111,10 @@ export const DEFAULT_CONFIG = deepFreeze({
     ejectBaseMs: 1_000,
     ejectMaxMs: 30_000,
     connectionsPerEndpoint: 128,
+    maxPendingPerZone: 1024,
   },
+  // nginx: client_header_timeout 60 s, keepalive_timeout 75 s; Node: requestTimeout 300 s.
+  server: { headersTimeoutMs: 60_000, requestTimeoutMs: 300_000, keepAliveTimeoutMs: 75_000, maxConnections: 10_000 },
   trustProxy: false,
   snapshotPath: null,
   store: null,
@@ -93,7 +123,7 @@ export const DEFAULT_CONFIG = deepFreeze({
   freeze: { inflightGraceMs: 2_000 },
 });
 
-const TOP_KEYS = ['port', 'adminPort', 'host', 'zone', 'id', 'userId', 'routes', 'buffer', 'upstream', 'trustProxy',
+const TOP_KEYS = ['port', 'adminPort', 'host', 'adminHost', 'server', 'zone', 'id', 'userId', 'routes', 'buffer', 'upstream', 'trustProxy',
   'snapshotPath', 'shutdownGraceMs', 'store', 'prefix', 'freeze'] as const;
 const ROUTE_CLASSES = ['unit', 'global', 'city'] as const;
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
@@ -119,6 +149,8 @@ export function parseGatewayConfig(doc: unknown, overrides: Partial<Record<(type
   if (port === adminPort && port !== 0) p.add('adminPort', `must differ from port (${port})`);
   const host = merged.host === undefined ? DEFAULT_CONFIG.host : merged.host;
   checkString(p, host, 'host');
+  const adminHost = merged.adminHost === undefined ? DEFAULT_CONFIG.adminHost : merged.adminHost;
+  checkString(p, adminHost, 'adminHost');
   const zone = merged.zone === undefined || merged.zone === null ? null : merged.zone;
   if (zone !== null) checkString(p, zone, 'zone', NAME);
   const id = merged.id === undefined ? `${hostname()}-${process.pid}` : merged.id;
@@ -134,11 +166,12 @@ export function parseGatewayConfig(doc: unknown, overrides: Partial<Record<(type
   const shutdownGraceMs = intOr(p, merged.shutdownGraceMs, 'shutdownGraceMs', DEFAULT_CONFIG.shutdownGraceMs, 0, 3_600_000);
 
   const config = {
-    port, adminPort, host, zone, id, trustProxy, snapshotPath, shutdownGraceMs, store, prefix,
+    port, adminPort, host, adminHost, zone, id, trustProxy, snapshotPath, shutdownGraceMs, store, prefix,
     userId: { sources: userIdSources(p, merged.userId) },
     routes: routeRules(p, merged.routes),
     buffer: bufferConfig(p, merged.buffer),
     upstream: upstreamConfig(p, merged.upstream),
+    server: serverConfig(p, merged.server),
   };
   const freeze = freezeConfig(p, merged.freeze, config.buffer);
   if (!p.empty) throw invalid(p);
@@ -231,12 +264,30 @@ function routeRules(p: Problems, v: unknown): RouteRule[] {
 function bufferConfig(p: Problems, v: unknown): BufferConfig {
   const d = DEFAULT_CONFIG.buffer;
   if (v === undefined) return { ...d };
-  if (!checkObject(p, v, 'buffer', ['windowMs', 'maxRequests', 'maxBodyBytes'])) return { ...d };
-  return {
+  if (!checkObject(p, v, 'buffer', Object.keys(d))) return { ...d };
+  const c: BufferConfig = {
     windowMs: intOr(p, v.windowMs, 'buffer.windowMs', d.windowMs, 1, 3_600_000),
     maxRequests: intOr(p, v.maxRequests, 'buffer.maxRequests', d.maxRequests, 0, 1_000_000),
     maxBodyBytes: intOr(p, v.maxBodyBytes, 'buffer.maxBodyBytes', d.maxBodyBytes, 0, 1 << 30),
+    maxTotalBytes: intOr(p, v.maxTotalBytes, 'buffer.maxTotalBytes', d.maxTotalBytes, 0, 2 ** 40),
   };
+  if (c.maxTotalBytes < c.maxBodyBytes) p.add('buffer.maxTotalBytes', `must be >= buffer.maxBodyBytes (${c.maxBodyBytes})`);
+  return c;
+}
+
+function serverConfig(p: Problems, v: unknown): ServerConfig {
+  const d = DEFAULT_CONFIG.server;
+  if (v === undefined) return { ...d };
+  if (!checkObject(p, v, 'server', Object.keys(d))) return { ...d };
+  const c: ServerConfig = {
+    headersTimeoutMs: intOr(p, v.headersTimeoutMs, 'server.headersTimeoutMs', d.headersTimeoutMs, 1, 3_600_000),
+    requestTimeoutMs: intOr(p, v.requestTimeoutMs, 'server.requestTimeoutMs', d.requestTimeoutMs, 1, 24 * 3_600_000),
+    keepAliveTimeoutMs: intOr(p, v.keepAliveTimeoutMs, 'server.keepAliveTimeoutMs', d.keepAliveTimeoutMs, 1, 3_600_000),
+    maxConnections: intOr(p, v.maxConnections, 'server.maxConnections', d.maxConnections, 1, 10_000_000),
+  };
+  // Node refuses a head deadline later than the whole request's.
+  if (c.headersTimeoutMs > c.requestTimeoutMs) p.add('server.headersTimeoutMs', `must be <= server.requestTimeoutMs (${c.requestTimeoutMs})`);
+  return c;
 }
 
 function upstreamConfig(p: Problems, v: unknown): UpstreamConfig {
@@ -251,6 +302,7 @@ function upstreamConfig(p: Problems, v: unknown): UpstreamConfig {
     ejectBaseMs: intOr(p, v.ejectBaseMs, 'upstream.ejectBaseMs', d.ejectBaseMs, 1, 3_600_000),
     ejectMaxMs: intOr(p, v.ejectMaxMs, 'upstream.ejectMaxMs', d.ejectMaxMs, 1, 3_600_000),
     connectionsPerEndpoint: intOr(p, v.connectionsPerEndpoint, 'upstream.connectionsPerEndpoint', d.connectionsPerEndpoint, 1, 100_000),
+    maxPendingPerZone: intOr(p, v.maxPendingPerZone, 'upstream.maxPendingPerZone', d.maxPendingPerZone, 0, 1_000_000),
   };
   if (c.ejectMaxMs < c.ejectBaseMs) p.add('upstream.ejectMaxMs', `must be >= upstream.ejectBaseMs (${c.ejectBaseMs})`);
   return c;

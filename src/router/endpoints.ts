@@ -13,6 +13,11 @@
 // Endpoints are origins: a path in a zone's upstream URL is not prefixed to requests (the
 // request keeps its own path), so zones should list base URLs.
 //
+// Each endpoint also counts the requests it has right now (`active`, handed to the HTTP
+// client and not finished); `connectionsPerEndpoint` of them fill it, and pick() prefers an
+// endpoint with room. Requests that find every endpoint of the zone full wait in the zone's
+// bounded queue (admission.ts) instead of inside undici, where nothing bounds or times them.
+//
 // Passive health covers plain HTTP exchanges; WebSocket handshakes pick endpoints the same
 // way but do not report their outcome.
 import type { RoutingTable, Zone } from '../cells/types';
@@ -27,6 +32,8 @@ export class Endpoint {
   /** Ejections since the last success: the exponent of the back-off. */
   ejections = 0;
   ejectedUntilMs = 0;
+  /** Requests with this endpoint right now (see admission.ts). */
+  active = 0;
 
   constructor(origin: string) {
     this.origin = origin;
@@ -40,20 +47,40 @@ export class Endpoint {
 export class ZonePool {
   readonly zone: Zone;
   readonly endpoints: readonly Endpoint[];
+  /** Requests one endpoint takes at once (its connections). */
+  readonly slotsPerEndpoint: number;
   private cursor = 0;
 
-  constructor(zone: Zone, endpoints: readonly Endpoint[]) {
+  constructor(zone: Zone, endpoints: readonly Endpoint[], slotsPerEndpoint = Infinity) {
     this.zone = zone;
     this.endpoints = endpoints;
+    this.slotsPerEndpoint = slotsPerEndpoint;
   }
 
-  /** Next available endpoint in round-robin order, skipping `exclude`; null when none is left. */
+  /**
+   * Next available endpoint in round-robin order, skipping `exclude`, preferring one with a
+   * free connection; a full one when all are full (the request then waits for it); null when
+   * none is available at all.
+   */
   pick(nowMs: number, exclude?: Endpoint): Endpoint | null {
+    return this.next(nowMs, exclude, true) ?? this.next(nowMs, exclude, false);
+  }
+
+  /** Next available endpoint with a free connection; null when there is none. */
+  pickWithRoom(nowMs: number): Endpoint | null {
+    return this.next(nowMs, undefined, true);
+  }
+
+  hasRoom(e: Endpoint): boolean {
+    return e.active < this.slotsPerEndpoint;
+  }
+
+  private next(nowMs: number, exclude: Endpoint | undefined, needRoom: boolean): Endpoint | null {
     const list = this.endpoints;
     const n = list.length;
     for (let i = 0; i < n; i++) {
       const e = list[(this.cursor + i) % n]!;
-      if (e !== exclude && e.isAvailable(nowMs)) {
+      if (e !== exclude && e.isAvailable(nowMs) && (!needRoom || e.active < this.slotsPerEndpoint)) {
         this.cursor = (this.cursor + i + 1) % n;
         return e;
       }
@@ -87,7 +114,7 @@ export class EndpointHealth {
         if (!e) this.byOrigin.set(origin, (e = new Endpoint(origin)));
         return e;
       });
-      pools.set(zone.name, new ZonePool(zone, endpoints));
+      pools.set(zone.name, new ZonePool(zone, endpoints, this.config.connectionsPerEndpoint));
     }
     for (const origin of this.byOrigin.keys()) if (!live.has(origin)) this.byOrigin.delete(origin);
     return pools;

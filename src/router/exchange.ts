@@ -6,6 +6,7 @@ import type { FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { Route } from '../cells/lookup';
 import type { RouteClass } from '../cells/types';
 import type { TrackedRequest } from './cell-requests';
+import type { TimerHandle } from './clock';
 import type { Endpoint, ZonePool } from './endpoints';
 import type { HeldTicket } from './hold-buffer';
 
@@ -32,6 +33,12 @@ export class Exchange {
   /** The client response (what a cut at the end of a freeze grace destroys). */
   response: ServerResponse | null = null;
   readonly startedMs = performance.now();
+  /** When it must have been answered (clock ms): arrival (or release from the hold) + upstream.requestTimeoutMs. */
+  deadlineMs = 0;
+  /** The endpoint whose connection slot this request holds (admission.ts); null when none. */
+  slot: Endpoint | null = null;
+  /** The gateway's own deadline for the upstream's response headers (undici's timers are coarse). */
+  deadlineTimer: TimerHandle | null = null;
 }
 
 declare module 'fastify' {

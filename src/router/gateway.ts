@@ -78,7 +78,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const log = options.log ?? stderrLog(clock);
   const health = new EndpointHealth(config.upstream, () => clock.now());
   const routing = new RoutingStateHolder(health, clock);
-  const buffer = new HoldBuffer({ windowMs: config.buffer.windowMs, maxRequests: config.buffer.maxRequests, clock });
+  const buffer = new HoldBuffer({ windowMs: config.buffer.windowMs, maxRequests: config.buffer.maxRequests, maxTotalBytes: config.buffer.maxTotalBytes, clock });
   const load = { inFlight: 0, requests: new CellRequests() };
   const cut = { awaiting_response: 0, mid_response: 0 };
 

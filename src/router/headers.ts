@@ -47,6 +47,52 @@ export function stampRequestHeaders(headers: IncomingHttpHeaders | OutgoingHttpH
   return headers;
 }
 
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1, plus the pre-standard Proxy-Connection and Keep-Alive,
+ * and HTTP/2's upgrade token): they describe one connection and are never forwarded. `expect`
+ * is answered by the gateway itself (expect-continue.ts), so the upstream gets the whole body
+ * without waiting; undici refuses several of these outright.
+ */
+export const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings', 'expect',
+]);
+
+/** Lower-cased names listed in Connection header values (`Connection: close, X-Foo` → ['close', 'x-foo']). */
+export function connectionTokens(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  const out: string[] = [];
+  for (const part of Array.isArray(value) ? value : [value]) {
+    for (const token of part.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name !== '') out.push(name);
+    }
+  }
+  return out;
+}
+
+/**
+ * Deletes from `headers` (in place) every hop-by-hop header and every header the client's
+ * `Connection` named. `connection` is the client's original value: reply-from drops the
+ * `connection` header from its copy before the rewrite hooks see it.
+ */
+export function stripHopByHop(headers: IncomingHttpHeaders | OutgoingHttpHeaders, connection: string | string[] | undefined): void {
+  for (const name of HOP_BY_HOP) if (headers[name] !== undefined) delete headers[name];
+  for (const name of connectionTokens(connection)) {
+    // Never let a client remove what the gateway itself must send (Host is set by the client library).
+    if (name !== 'host' && headers[name] !== undefined) delete headers[name];
+  }
+}
+
+/** An upstream response's headers without its hop-by-hop ones (the client's connection is the gateway's). */
+export function stripResponseHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const connection = headers.connection;
+  if (connection === undefined && headers['keep-alive'] === undefined && headers['proxy-connection'] === undefined
+    && headers.trailer === undefined && headers.upgrade === undefined && headers.te === undefined) return headers;
+  const out = { ...headers };
+  stripHopByHop(out, connection);
+  return out;
+}
+
 /** Headers of a WebSocket handshake the ws client must make itself, never copy. */
 const WS_OWN_HEADERS = new Set([
   'host', 'connection', 'upgrade', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions',

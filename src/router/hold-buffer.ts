@@ -3,21 +3,51 @@
 // (they go to its new zone), until the freeze deadline passes (they resume to the old zone:
 // the operator that froze the cell may have died), or until they have waited `windowMs`
 // (504 BUFFER_TIMEOUT). The buffer holds at most `maxRequests`; a new request arriving when
-// it is full evicts the OLDEST held one (504 BUFFER_TIMEOUT) first.
+// it is full evicts the OLDEST held one (504 BUFFER_TIMEOUT) first. Held bodies are bounded
+// in bytes too: each request's body by `maxBodyBytes` (413 BODY_TOO_LARGE as soon as it is
+// crossed) and all of them together by `maxTotalBytes` (held-body.ts's ByteBudget; a request that
+// does not fit is refused 503 ZONE_OVERLOADED — it never pushes an older one out).
 //
 // Each held request is a tiny state machine: `holding` and four terminal states. Every
 // (state, input) pair is decided in `transition`, an exhaustive switch; late inputs to a
 // settled request (the client hanging up after its release, say) are ignored there.
 //
 // Counters (every request that entered is accounted for exactly once):
-//   held = released + evicted.overflow + evicted.bodyTooLarge + evicted.shutdown
+//   held = released + evicted.overflow + evicted.bodyTooLarge + evicted.shutdown + evicted.budget
 //          + timedOut + aborted + size (still holding)
+// and, by the outcome names of the metric (`outcomeCounts`):
+//   held = released + evicted + timeout + tooLarge + clientGone + overflow + shutdown + size
 import type { Route } from '../cells/lookup';
+import type { ErrorName } from '../errors';
+import { ByteBudget } from './held-body';
 import type { Clock, TimerHandle } from './clock';
 
 export type HeldState = 'holding' | 'released' | 'evicted' | 'timedOut' | 'aborted';
-export const EVICT_REASONS = ['overflow', 'bodyTooLarge', 'shutdown'] as const;
+/**
+ * Why a held request left without being released: `overflow` — pushed out as the oldest when
+ * `maxRequests` were held; `bodyTooLarge` — its body is over `maxBodyBytes`; `shutdown`;
+ * `budget` — its body does not fit in `maxTotalBytes` (refused, nothing else is evicted).
+ */
+export const EVICT_REASONS = ['overflow', 'bodyTooLarge', 'shutdown', 'budget'] as const;
 export type EvictReason = (typeof EVICT_REASONS)[number];
+
+/** The answer a held request gets when it is evicted for `reason`. */
+export type RejectError = Extract<ErrorName, 'BUFFER_TIMEOUT' | 'BODY_TOO_LARGE' | 'ZONE_OVERLOADED'>;
+
+export function rejectErrorOf(reason: EvictReason | 'window'): RejectError {
+  switch (reason) {
+    case 'window':
+    case 'overflow':
+    case 'shutdown':
+      return 'BUFFER_TIMEOUT';
+    case 'bodyTooLarge':
+      return 'BODY_TOO_LARGE';
+    case 'budget':
+      return 'ZONE_OVERLOADED';
+    default:
+      return unreachable(reason);
+  }
+}
 
 export type HeldInput =
   /** A newer table, or the freeze deadline, gave the request this route (computed at `nowMs`). */
@@ -29,7 +59,7 @@ export type HeldInput =
 /** How a held request leaves the buffer. `release` carries the route to use (it may be an error route). */
 export type Settlement =
   | { readonly kind: 'release'; readonly route: Route }
-  | { readonly kind: 'reject'; readonly error: 'BUFFER_TIMEOUT'; readonly reason: EvictReason | 'window' }
+  | { readonly kind: 'reject'; readonly error: RejectError; readonly reason: EvictReason | 'window' }
   | { readonly kind: 'aborted' };
 
 type Decision =
@@ -53,7 +83,7 @@ export function transition(state: HeldState, input: HeldInput): Decision {
         case 'windowElapsed':
           return { kind: 'settle', next: 'timedOut', settlement: { kind: 'reject', error: 'BUFFER_TIMEOUT', reason: 'window' } };
         case 'evict':
-          return { kind: 'settle', next: 'evicted', settlement: { kind: 'reject', error: 'BUFFER_TIMEOUT', reason: input.reason } };
+          return { kind: 'settle', next: 'evicted', settlement: { kind: 'reject', error: rejectErrorOf(input.reason), reason: input.reason } };
         case 'clientGone':
           return { kind: 'settle', next: 'aborted', settlement: { kind: 'aborted' } };
         default:
@@ -76,7 +106,26 @@ function unreachable(x: never): never {
 export interface HoldBufferOptions {
   readonly windowMs: number;
   readonly maxRequests: number;
+  /** Most body bytes held at once (default: no limit). */
+  readonly maxTotalBytes?: number;
   readonly clock: Clock;
+}
+
+/** The buffer's outcomes as the metric names them (a fixed list; see `outcomeCounts`). */
+export const BUFFER_OUTCOMES = ['released', 'evicted', 'timeout', 'tooLarge', 'clientGone', 'overflow', 'shutdown'] as const;
+export type BufferOutcome = (typeof BUFFER_OUTCOMES)[number];
+
+/** The counters by outcome: `evicted` = pushed out as the oldest, `overflow` = refused for bytes. */
+export function outcomeCounts(c: HoldCounters): Record<BufferOutcome, number> {
+  return {
+    released: c.released,
+    evicted: c.evicted.overflow,
+    timeout: c.timedOut,
+    tooLarge: c.evicted.bodyTooLarge,
+    clientGone: c.aborted,
+    overflow: c.evicted.budget,
+    shutdown: c.evicted.shutdown,
+  };
 }
 
 export interface HoldCounters {
@@ -111,11 +160,13 @@ export class HoldBuffer {
   private timer: TimerHandle | null = null;
   private timerDueMs = Infinity;
   readonly counters: HoldCounters = {
-    held: 0, released: 0, evicted: { overflow: 0, bodyTooLarge: 0, shutdown: 0 }, timedOut: 0, aborted: 0,
+    held: 0, released: 0, evicted: { overflow: 0, bodyTooLarge: 0, shutdown: 0, budget: 0 }, timedOut: 0, aborted: 0,
   };
+  readonly bytes: ByteBudget;
 
   constructor(options: HoldBufferOptions) {
     this.options = options;
+    this.bytes = new ByteBudget(options.maxTotalBytes ?? Infinity);
   }
 
   get size(): number {
@@ -124,13 +175,23 @@ export class HoldBuffer {
 
   /**
    * Holds a request of a cell frozen until `frozenUntilMs`. `reroute(nowMs)` recomputes its
-   * route with whatever table is current when the buffer asks.
+   * route with whatever table is current when the buffer asks. `refuse` settles it at once
+   * (counted, nothing else evicted): the caller knows already that it cannot be held.
    */
-  hold(frozenUntilMs: number, reroute: (nowMs: number) => Route): HeldTicket {
+  hold(frozenUntilMs: number, reroute: (nowMs: number) => Route, refuse: EvictReason | null = null): HeldTicket {
     let resolve!: (s: Settlement) => void;
     const settled = new Promise<Settlement>((r) => (resolve = r));
     const entry: Entry = { state: 'holding', heldAtMs: this.options.clock.now(), frozenUntilMs, reroute, resolve };
+    const ticket: HeldTicket = {
+      settled,
+      clientGone: () => this.apply(entry, { kind: 'clientGone' }),
+      evict: (reason) => this.apply(entry, { kind: 'evict', reason }),
+    };
     this.counters.held += 1;
+    if (refuse !== null) {
+      this.apply(entry, { kind: 'evict', reason: refuse });
+      return ticket;
+    }
     while (this.entries.size >= this.options.maxRequests && this.entries.size > 0) {
       this.apply(this.entries.values().next().value as Entry, { kind: 'evict', reason: 'overflow' });
     }
@@ -140,11 +201,7 @@ export class HoldBuffer {
       this.entries.add(entry);
       this.schedule(Math.min(entry.heldAtMs + this.options.windowMs, frozenUntilMs));
     }
-    return {
-      settled,
-      clientGone: () => this.apply(entry, { kind: 'clientGone' }),
-      evict: (reason) => this.apply(entry, { kind: 'evict', reason }),
-    };
+    return ticket;
   }
 
   /** A new table was applied: every held request looks at its route again. */

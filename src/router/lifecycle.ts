@@ -91,16 +91,16 @@ export class GatewayLifecycle {
     this.p.presence.start();
     try {
       await traffic.listen({ port: config.port, host: config.host });
-      await admin.listen({ port: config.adminPort, host: config.host });
+      await admin.listen({ port: config.adminPort, host: config.adminHost });
     } catch (err) {
       await this.close().catch(() => undefined);
       throw err;
     }
     const port = (traffic.server.address() as AddressInfo).port;
     const adminPort = (admin.server.address() as AddressInfo).port;
-    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    this.p.log('gateway.listening', { id: config.id, port, adminPort, host: config.host });
-    return { traffic: `http://${host}:${port}`, admin: `http://${host}:${adminPort}`, port, adminPort };
+    const hostOf = (h: string) => (h.includes(':') ? `[${h}]` : h);
+    this.p.log('gateway.listening', { id: config.id, port, adminPort, host: config.host, adminHost: config.adminHost });
+    return { traffic: `http://${hostOf(config.host)}:${port}`, admin: `http://${hostOf(config.adminHost)}:${adminPort}`, port, adminPort };
   }
 
   private async stop(): Promise<void> {

@@ -9,6 +9,7 @@
 // µs per request, measured), which the hot path cannot afford.
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { RoutingView } from '../cells/lookup';
+import { BUFFER_OUTCOMES, outcomeCounts, type HoldCounters } from './hold-buffer';
 
 /** What the scrape-time gauges read from the running gateway. */
 export interface MetricsSource {
@@ -22,8 +23,26 @@ export interface MetricsSource {
   now(): number;
 }
 
-/** Upstream failure kinds, a fixed list. */
-export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'connect_timeout' | 'unavailable' | 'other';
+/** What the traffic server reports once it is built (attach()). */
+export interface TrafficSource {
+  pendingByZone(): Map<string, number>;
+  bufferCounters(): HoldCounters;
+  bufferedBytes(): number;
+}
+
+/**
+ * Why a request (or a client connection) was turned away before reaching an upstream, a
+ * fixed list: `pending_full` — its zone's wait queue was full (503 ZONE_OVERLOADED);
+ * `buffer_full` — the hold buffer's bytes were (503 ZONE_OVERLOADED); `body_too_large` —
+ * a held body over buffer.maxBodyBytes (413); `queue_timeout` — its deadline passed while it
+ * waited for a connection (504); `client_timeout` — the client did not send its request in
+ * time (408); `max_connections` — a connection over server.maxConnections, closed.
+ */
+export const REFUSAL_REASONS = ['pending_full', 'buffer_full', 'body_too_large', 'queue_timeout', 'client_timeout', 'max_connections'] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
+
+/** Upstream failure kinds, a fixed list (`local`: raised by the gateway's own client, never held against the endpoint). */
+export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'connect_timeout' | 'unavailable' | 'local' | 'other';
 
 /** Latency histogram by zone, kept in arrays; rendered by the registry like a prom-client Histogram. */
 class ZoneLatencyHistogram {
@@ -81,6 +100,8 @@ export class GatewayMetrics {
   readonly bufferTimeouts: Counter;
   readonly tableUpdates: Counter<'result'>;
   private readonly requestRows = new Map<string, RequestRow>();
+  private readonly refusals: Counter<'reason'>;
+  private traffic: TrafficSource | null = null;
   private readonly duration = new ZoneLatencyHistogram();
 
   /**
@@ -134,6 +155,44 @@ export class GatewayMetrics {
     this.tableUpdates.inc({ result: 'accepted' }, 0);
     this.tableUpdates.inc({ result: 'rejected' }, 0);
     new Gauge({ name: 'cellgate_in_flight_requests', help: 'Requests being served right now.', registers, collect() { this.set(source.inFlight()); } });
+    this.refusals = new Counter({
+      name: 'cellgate_requests_refused_total',
+      help: 'Requests turned away before reaching an upstream, by reason (client_timeout and max_connections count connections).',
+      labelNames: ['reason'], registers,
+    });
+    for (const reason of REFUSAL_REASONS) this.refusals.inc({ reason }, 0);
+    const traffic = () => this.traffic;
+    new Gauge({
+      name: 'cellgate_upstream_pending_requests', help: 'Requests waiting for a free upstream connection right now, by zone.', labelNames: ['zone'], registers,
+      collect() {
+        this.reset();
+        for (const z of source.view()?.table.zones ?? []) this.set({ zone: z.name }, 0);
+        for (const [zone, n] of traffic()?.pendingByZone() ?? []) this.set({ zone }, n);
+      },
+    });
+    new Gauge({
+      name: 'cellgate_buffered_bytes', help: 'Body bytes of held requests in memory right now (bounded by buffer.maxTotalBytes).', registers,
+      collect() { this.set(traffic()?.bufferedBytes() ?? 0); },
+    });
+    // held_total = sum of buffer_settled_total over reasons + buffered_requests (hold-buffer.ts).
+    new Counter({
+      name: 'cellgate_buffer_held_total', help: 'Requests that entered the hold buffer.', registers,
+      collect() {
+        this.reset();
+        this.inc(traffic()?.bufferCounters().held ?? 0);
+      },
+    });
+    new Counter({
+      name: 'cellgate_buffer_settled_total',
+      help: 'Requests that left the hold buffer, by reason: released, evicted (oldest, buffer full), timeout (window), tooLarge (413), clientGone, overflow (bytes full, 503), shutdown.',
+      labelNames: ['reason'], registers,
+      collect() {
+        this.reset();
+        const c = traffic()?.bufferCounters();
+        const by = c ? outcomeCounts(c) : null;
+        for (const reason of BUFFER_OUTCOMES) this.inc({ reason }, by ? by[reason] : 0);
+      },
+    });
     new Gauge({
       name: 'cellgate_upstream_ejected_endpoints', help: 'Upstream endpoints ejected right now by passive health checks, by zone.', labelNames: ['zone'], registers,
       collect() {
@@ -141,6 +200,15 @@ export class GatewayMetrics {
         for (const [zone, n] of source.ejectedByZone()) this.set({ zone }, n);
       },
     });
+  }
+
+  /** The traffic server's scrape-time sources (it is built after the metrics). */
+  attach(traffic: TrafficSource): void {
+    this.traffic = traffic;
+  }
+
+  refused(reason: RefusalReason): void {
+    this.refusals.inc({ reason });
   }
 
   request(zone: string, routeClass: string, status: number, seconds: number): void {

@@ -4,10 +4,14 @@
 //   preHandler  — route class by path prefix, user id, RoutingView route, endpoint of the
 //                 zone (round robin over healthy ones); a frozen cell's request is held in
 //                 the HoldBuffer (its body kept in memory) until released.
+//   handler     — admission (admission.ts): the request goes to its endpoint if that has a
+//                 free connection, else waits in its zone's bounded queue until one frees or
+//                 its deadline (arrival + upstream.requestTimeoutMs) passes.
 //   getUpstream — synchronous: the endpoint the preHandler chose (also for WebSockets).
-//   rewriteRequestHeaders — strips client-sent routing headers, stamps ours.
+//   rewriteRequestHeaders — strips hop-by-hop and client-sent routing headers, stamps ours.
 //   onResponse / onError — passive health, contract errors, failover of a refused
-//                 safe request to the next endpoint of the same zone.
+//                 safe request to the next endpoint of the same zone; the connection slot
+//                 is given back when the upstream exchange ends.
 // No logging and no parsing beyond the user id on this path.
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
@@ -19,15 +23,19 @@ import type { Route, RoutingView } from '../cells/lookup';
 import { isCellgateError } from '../errors';
 import type { Clock } from './clock';
 import type { GatewayConfig } from './config';
+import { Admission } from './admission';
+import { createDispatch } from './dispatch';
 import type { EndpointHealth, ZonePool } from './endpoints';
 import { Exchange, kExchange, type OkRoute } from './exchange';
-import { EMPTY_BODY, readHeldBody } from './held-body';
+import { EMPTY_BODY, declaredLength, readHeldBody } from './held-body';
 import { sendError } from './error-reply';
-import { stampRequestHeaders, wsForwardableHeaders } from './headers';
-import type { HoldBuffer } from './hold-buffer';
+import { deferContinue, sendContinue } from './expect-continue';
+import { stampRequestHeaders, stripHopByHop, stripResponseHopByHop, wsForwardableHeaders } from './headers';
+import type { EvictReason, HoldBuffer } from './hold-buffer';
 import type { GatewayMetrics } from './metrics';
 import type { CellRequests, TrackedRequest } from './cell-requests';
 import { compileRouteClassifier } from './route-rules';
+import { applyServerLimits, serverLimits } from './server-limits';
 import { classifyUpstreamError, isRetryable, retryDelay } from './upstream-policy';
 import { BadUserId, compileUserIdExtractor, sendBadUserId } from './user-id';
 import type { UpstreamWebSockets } from './ws-upstream';
@@ -64,6 +72,10 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   const userIdOf = compileUserIdExtractor(config.userId.sources);
   const trustProxy = config.trustProxy;
   const maxBodyBytes = config.buffer.maxBodyBytes;
+  const requestTimeoutMs = config.upstream.requestTimeoutMs;
+  const admission = new Admission({ maxPendingPerZone: config.upstream.maxPendingPerZone, clock });
+  const { admit, headersArrived, releaseSlot } = createDispatch({ admission, clock, health, metrics, getUpstream });
+  metrics.attach({ pendingByZone: () => admission.pendingByZone(), bufferCounters: () => buffer.counters, bufferedBytes: () => buffer.bytes.used });
 
   const app = fastify({
     logger: false,
@@ -71,7 +83,10 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     // `Connection: close`) instead of fastify's own non-contract 503.
     return503OnClosing: false,
     requestIdHeader: false,
+    ...serverLimits(config),
   });
+  applyServerLimits(app, config, metrics);
+  deferContinue(app.server);
   app.decorateRequest('cellgate', null);
 
   /** Computes a route with the current table; null = no table. */
@@ -153,6 +168,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
       ex.user = user;
     }
     const now = clock.now();
+    ex.deadlineMs = now + requestTimeoutMs;
     const route = routeOf(ex, now);
     if (route === null) return void sendError(reply, 'NO_ROUTING_TABLE');
     if (!route.ok) return void sendError(reply, route.error);
@@ -163,11 +179,23 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
 
   /** A frozen cell: keep the request (and its body) until the buffer settles it. */
   function hold(request: FastifyRequest, reply: FastifyReply, ex: Exchange, frozenUntilMs: number, done: (err?: Error) => void): void {
-    const ticket = buffer.hold(frozenUntilMs, (nowMs) => routeOf(ex, nowMs) ?? { ok: false, class: ex.cls, cell: null, error: 'NO_ROUTING_TABLE', why: 'no table' });
+    // The body's bytes count against buffer.maxTotalBytes until the exchange is over.
+    const reservation = buffer.bytes.reservation();
+    reply.raw.once('close', reservation.free);
+    const stream = request.body instanceof Readable ? request.body : null;
+    const refusal = stream ? refusalOf(request, reservation) : null;
+    const ticket = buffer.hold(
+      frozenUntilMs,
+      (nowMs) => routeOf(ex, nowMs) ?? { ok: false, class: ex.cls, cell: null, error: 'NO_ROUTING_TABLE', why: 'no table' },
+      refusal,
+    );
     ex.ticket = ticket;
-    const body = request.body instanceof Readable ? readHeldBody(request.body, maxBodyBytes) : Promise.resolve(EMPTY_BODY);
+    // A body refused up front is never read here: Node discards it once the answer is sent.
+    if (stream && refusal === null) sendContinue(request.raw, reply.raw);
+    const body = stream && refusal === null ? readHeldBody(stream, maxBodyBytes, reservation) : Promise.resolve(EMPTY_BODY);
     body.then((b) => {
       if (b === 'tooLarge') ticket.evict('bodyTooLarge');
+      else if (b === 'overBudget') ticket.evict('budget');
       else if (b === 'failed') ticket.clientGone();
     }, () => ticket.clientGone());
 
@@ -176,18 +204,23 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
         case 'aborted':
           return; // the client is gone: there is no one to answer
         case 'reject':
-          metrics.bufferTimeouts.inc();
+          reservation.free();
+          countRejection(s.error);
           sendError(reply, s.error);
           return;
         case 'release': {
           ex.ticket = null;
           const b = await body;
           if (b === 'failed') return;
-          if (b === 'tooLarge') {
-            metrics.bufferTimeouts.inc();
-            sendError(reply, 'BUFFER_TIMEOUT');
+          if (b === 'tooLarge' || b === 'overBudget') {
+            // Crossed after the release: refused all the same, as soon as it was crossed.
+            const error = b === 'tooLarge' ? 'BODY_TOO_LARGE' : 'ZONE_OVERLOADED';
+            countRejection(error);
+            sendError(reply, error);
             return;
           }
+          // Its deadline counts from the release: the hold is bounded by buffer.windowMs on its own.
+          ex.deadlineMs = clock.now() + requestTimeoutMs;
           // The body may have taken a while: route with the table in force now (the zone the
           // release chose may have gone down since). The cell was released, so it is served
           // by its current owner even if a newer freeze has begun.
@@ -214,6 +247,32 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     });
   }
 
+  /** Whether a request can be held at all: a declared body over a limit is refused at once. */
+  function refusalOf(request: FastifyRequest, reservation: { reserve(n: number): boolean }): EvictReason | null {
+    const length = declaredLength(request.raw.headers['content-length']);
+    if (length !== null && length > maxBodyBytes) return 'bodyTooLarge';
+    if (length !== null ? !reservation.reserve(length) : buffer.bytes.used >= buffer.bytes.max) return 'budget';
+    return null;
+  }
+
+  function countRejection(error: 'BUFFER_TIMEOUT' | 'BODY_TOO_LARGE' | 'ZONE_OVERLOADED'): void {
+    switch (error) {
+      case 'BUFFER_TIMEOUT':
+        metrics.bufferTimeouts.inc();
+        return;
+      case 'BODY_TOO_LARGE':
+        metrics.refused('body_too_large');
+        return;
+      case 'ZONE_OVERLOADED':
+        metrics.refused('buffer_full');
+        return;
+      default: {
+        const never: never = error;
+        throw new Error(`unknown rejection ${String(never)}`);
+      }
+    }
+  }
+
   function getUpstream(request: FastifyRequest, base: string): string {
     const e = request.cellgate?.endpoint;
     return e ? e.origin : base;
@@ -223,6 +282,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     const ex = request.cellgate as Exchange;
     const route = ex.route as OkRoute;
     const raw = request.raw;
+    stripHopByHop(headers, raw.headers.connection);
     return stampRequestHeaders(
       headers,
       { cell: route.cell, zone: route.zone.name, epoch: String(route.epoch), revision: ex.revision },
@@ -231,8 +291,23 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     ) as IncomingHttpHeaders;
   }
 
+  /** The upstream's response headers (every response passes here, also one whose client has gone). */
+  function rewriteHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
+    const ex = request.cellgate as Exchange;
+    headersArrived(ex);
+    // reply-from destroys the response of a client that has gone without calling onResponse.
+    if (request.raw.aborted) releaseSlot(ex);
+    return stripResponseHopByHop(headers);
+  }
+
   function onResponse(request: FastifyRequest, reply: FastifyReply, res: { statusCode: number; stream: Readable }): void {
     const ex = request.cellgate as Exchange;
+    res.stream.once('close', () => releaseSlot(ex));
+    if (reply.sent) {
+      // Answered already (the gateway's deadline passed): a late response is dropped.
+      res.stream.destroy();
+      return;
+    }
     if (ex.endpoint) {
       const s = res.statusCode;
       health.record(ex.endpoint, s === 502 || s === 503 || s === 504 ? 'failure' : 'success');
@@ -243,21 +318,20 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   function onError(reply: FastifyReply, { error }: { error: Error }): void {
     const request = reply.request;
     const ex = request.cellgate as Exchange;
+    headersArrived(ex);
+    releaseSlot(ex);
+    if (reply.sent) return; // the gateway's deadline answered already
     const failure = classifyUpstreamError(error);
     metrics.upstreamError(ex.zone, failure.kind);
-    if (ex.endpoint) health.record(ex.endpoint, failure.health);
+    if (ex.endpoint && failure.health !== null) health.record(ex.endpoint, failure.health);
     // Nothing reached the endpoint and the request is safe to send again: try the zone's next one.
     if (failure.notSent && ex.pool && ex.fromOptions && ex.tries < ex.pool.endpoints.length && isRetryable(request.raw.method as string, request.raw.headers)) {
       const next = ex.pool.pick(clock.now(), ex.endpoint ?? undefined);
       if (next) {
         ex.endpoint = next;
         ex.tries += 1;
-        try {
-          reply.from(ex.dest, { ...ex.fromOptions, getUpstream } as FastifyReplyFromHooks);
-          return;
-        } catch {
-          // fall through to the error reply
-        }
+        admit(reply, ex);
+        return;
       }
     }
     sendError(reply, failure.error);
@@ -268,6 +342,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   const replyOptions = {
     getUpstream,
     rewriteRequestHeaders,
+    rewriteHeaders,
     onResponse,
     onError,
     retryDelay,
@@ -295,7 +370,8 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
       const ex = request.cellgate as Exchange;
       ex.dest = dest;
       ex.fromOptions = options;
-      return reply.from(dest, options);
+      admit(reply, ex);
+      return reply;
     },
     wsClientOptions: {
       handshakeTimeout: config.upstream.connectTimeoutMs,

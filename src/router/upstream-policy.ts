@@ -2,14 +2,21 @@
 // undici/net errors in its own wrappers (a refused connection as a 500 carrying the raw
 // error and the upstream's address); here each becomes a contract error, a metric kind and
 // an effect on the endpoint's health. Also the retry policy handed to reply-from.
+//
+// Only failures that happened after a connection to the endpoint was attempted count against
+// its health (Envoy's outlier detection counts connect failures and responses only): an error
+// the gateway or undici raised about the request itself (an argument undici refuses, the
+// client's body ending early, the agent closing at shutdown) is never the endpoint's fault,
+// and neither is an error nobody recognises — so no client can eject a healthy endpoint.
 import type { ErrorName } from '../errors';
 import type { Outcome } from './endpoints';
 import type { UpstreamErrorKind } from './metrics';
 
 export interface UpstreamFailure {
-  readonly error: Extract<ErrorName, 'UPSTREAM_UNAVAILABLE' | 'UPSTREAM_TIMEOUT'>;
+  readonly error: Extract<ErrorName, 'UPSTREAM_UNAVAILABLE' | 'UPSTREAM_TIMEOUT' | 'BAD_REQUEST'>;
   readonly kind: UpstreamErrorKind;
-  readonly health: Exclude<Outcome, 'success'>;
+  /** What it does to the endpoint's health; null = nothing (not the endpoint's doing). */
+  readonly health: Exclude<Outcome, 'success'> | null;
   /** Nothing reached the endpoint: the request may safely go to another endpoint. */
   readonly notSent: boolean;
 }
@@ -19,7 +26,15 @@ const UNREACHABLE: UpstreamFailure = { error: 'UPSTREAM_UNAVAILABLE', kind: 'una
 const RESET: UpstreamFailure = { error: 'UPSTREAM_UNAVAILABLE', kind: 'reset', health: 'failure', notSent: false };
 const TIMEOUT: UpstreamFailure = { error: 'UPSTREAM_TIMEOUT', kind: 'timeout', health: 'failure', notSent: false };
 const CONNECT_TIMEOUT: UpstreamFailure = { error: 'UPSTREAM_TIMEOUT', kind: 'connect_timeout', health: 'failure', notSent: true };
-const OTHER: UpstreamFailure = { error: 'UPSTREAM_UNAVAILABLE', kind: 'other', health: 'failure', notSent: false };
+const TLS: UpstreamFailure = { error: 'UPSTREAM_UNAVAILABLE', kind: 'unavailable', health: 'failure', notSent: true };
+/** The upstream answered something that is not valid HTTP (parser errors, bad status, wrong length). */
+const PROTOCOL: UpstreamFailure = { error: 'UPSTREAM_UNAVAILABLE', kind: 'other', health: 'failure', notSent: false };
+/** The request as the client sent it cannot be forwarded (undici refuses it, its body broke off). */
+const LOCAL_REQUEST: UpstreamFailure = { error: 'BAD_REQUEST', kind: 'local', health: null, notSent: false };
+/** The gateway's own client is closing (shutdown). */
+const LOCAL: UpstreamFailure = { error: 'UPSTREAM_UNAVAILABLE', kind: 'local', health: null, notSent: false };
+/** Unrecognised: answered 502, but never held against the endpoint. */
+const OTHER: UpstreamFailure = { error: 'UPSTREAM_UNAVAILABLE', kind: 'other', health: null, notSent: false };
 
 const BY_CODE: Readonly<Record<string, UpstreamFailure>> = {
   ECONNREFUSED: REFUSED,
@@ -31,14 +46,37 @@ const BY_CODE: Readonly<Record<string, UpstreamFailure>> = {
   ECONNRESET: RESET,
   EPIPE: RESET,
   UND_ERR_SOCKET: RESET,
-  UND_ERR_CLOSED: RESET,
   UND_ERR_HEADERS_TIMEOUT: TIMEOUT,
   UND_ERR_BODY_TIMEOUT: TIMEOUT,
   FST_REPLY_FROM_GATEWAY_TIMEOUT: TIMEOUT,
   FST_REPLY_FROM_HTTP_REQUEST_TIMEOUT: TIMEOUT,
   ETIMEDOUT: CONNECT_TIMEOUT,
   UND_ERR_CONNECT_TIMEOUT: CONNECT_TIMEOUT,
+  EPROTO: TLS,
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: PROTOCOL,
+  UND_ERR_RES_EXCEEDED_MAX_SIZE: PROTOCOL,
+  FST_REPLY_FROM_BAD_GATEWAY: PROTOCOL,
+  UND_ERR_INVALID_ARG: LOCAL_REQUEST,
+  UND_ERR_NOT_SUPPORTED: LOCAL_REQUEST,
+  UND_ERR_REQ_CONTENT_LENGTH_MISMATCH: LOCAL_REQUEST,
+  ERR_STREAM_PREMATURE_CLOSE: LOCAL_REQUEST,
+  ERR_INVALID_ARG_TYPE: LOCAL_REQUEST,
+  ERR_INVALID_ARG_VALUE: LOCAL_REQUEST,
+  ERR_HTTP_INVALID_HEADER_VALUE: LOCAL_REQUEST,
+  ERR_INVALID_CHAR: LOCAL_REQUEST,
+  UND_ERR_ABORTED: LOCAL,
+  UND_ERR_CLOSED: LOCAL,
+  UND_ERR_DESTROYED: LOCAL,
 };
+
+function byCode(code: string): UpstreamFailure | undefined {
+  const known = BY_CODE[code];
+  if (known) return known;
+  if (code.startsWith('HPE_')) return PROTOCOL;
+  // Certificate and handshake failures: a connection was made and the endpoint failed it.
+  if (code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || code.includes('CERT')) return TLS;
+  return undefined;
+}
 
 /** Classifies the error reply-from hands to `onError` (its wrapper, with the cause inside). */
 export function classifyUpstreamError(err: unknown): UpstreamFailure {
@@ -47,7 +85,7 @@ export function classifyUpstreamError(err: unknown): UpstreamFailure {
   let found: UpstreamFailure | undefined;
   for (let depth = 0; e && typeof e === 'object' && depth < 4; depth++) {
     const code = (e as { code?: unknown }).code;
-    const f = typeof code === 'string' ? BY_CODE[code] : undefined;
+    const f = typeof code === 'string' ? byCode(code) : undefined;
     if (f) found = f;
     // Happy-eyeballs connects fail with an AggregateError whose parts carry the codes.
     const parts = (e as { errors?: unknown }).errors;

@@ -1,4 +1,4 @@
-// A clock that moves only when the test says so (advance), firing due timers in order.
+// An injected clock that moves only when the test says so (timers fire in due order).
 import type { Clock, TimerHandle } from '../../src/router/clock';
 
 export class ManualClock implements Clock {
@@ -27,6 +27,7 @@ export class ManualClock implements Clock {
     return this.timers.length;
   }
 
+  /** Moves time forward, firing due timers in order. */
   advance(ms: number): void {
     const end = this.t + ms;
     for (;;) {

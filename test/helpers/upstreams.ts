@@ -50,7 +50,8 @@ export class Upstream {
   }
 
   async start(port = 0): Promise<this> {
-    const server = createServer((req, res) => void this.handle(req, res));
+    // A request whose body breaks off (the gateway cut a slow client) is dropped, never an unhandled rejection.
+    const server = createServer((req, res) => void this.handle(req, res).catch(() => res.destroy()));
     server.keepAliveTimeout = 30_000;
     server.on('connection', (s) => {
       this.sockets.add(s);

@@ -1,0 +1,108 @@
+// Sending a routed request to its upstream under the zone's bounds (admission.ts) and its
+// deadline: it goes to its endpoint once that has a free connection, waits in the zone's
+// queue otherwise (503 ZONE_OVERLOADED when that is full, 504 UPSTREAM_TIMEOUT when its
+// deadline passes first), and gives its connection slot back exactly once when the upstream
+// exchange is over — whichever of reply-from's paths ends it (response stream closed, error,
+// response to a client that has gone, the gateway's own deadline).
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReplyFromHooks } from '@fastify/reply-from';
+import type { Admission } from './admission';
+import type { Clock } from './clock';
+import type { Endpoint, EndpointHealth, ZonePool } from './endpoints';
+import { sendError } from './error-reply';
+import { sendContinue } from './expect-continue';
+import type { Exchange } from './exchange';
+import type { GatewayMetrics } from './metrics';
+
+export interface DispatchDeps {
+  readonly admission: Admission;
+  readonly clock: Clock;
+  readonly health: EndpointHealth;
+  readonly metrics: GatewayMetrics;
+  /** reply-from's getUpstream: reads the exchange's endpoint when the request is sent. */
+  readonly getUpstream: (request: FastifyRequest, base: string) => string;
+}
+
+export interface Dispatch {
+  /** Sends the exchange (ex.dest, ex.fromOptions, ex.pool, ex.endpoint set) when it may go. */
+  admit(reply: FastifyReply, ex: Exchange): void;
+  /** The upstream's response headers arrived, or it failed: the deadline no longer applies. */
+  headersArrived(ex: Exchange): void;
+  /** The upstream exchange is over: its slot goes to the next waiting request (idempotent). */
+  releaseSlot(ex: Exchange): void;
+}
+
+export function createDispatch(deps: DispatchDeps): Dispatch {
+  const { admission, clock, health, metrics, getUpstream } = deps;
+
+  function admit(reply: FastifyReply, ex: Exchange): void {
+    const admitted = admission.enter({
+      pool: ex.pool as ZonePool,
+      endpoint: ex.endpoint as Endpoint,
+      deadlineMs: ex.deadlineMs,
+      start: (endpoint) => send(reply, ex, endpoint),
+      expire: () => {
+        metrics.refused('queue_timeout');
+        sendError(reply, 'UPSTREAM_TIMEOUT');
+      },
+      unavailable: () => sendError(reply, 'UPSTREAM_UNAVAILABLE'),
+    });
+    switch (admitted.kind) {
+      case 'started':
+        return;
+      case 'waiting':
+        reply.raw.once('close', admitted.cancel);
+        return;
+      case 'refused':
+        metrics.refused('pending_full');
+        sendError(reply, 'ZONE_OVERLOADED');
+        return;
+      default: {
+        const never: never = admitted;
+        throw new Error(`unknown admission ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  function send(reply: FastifyReply, ex: Exchange, endpoint: Endpoint): void {
+    ex.endpoint = endpoint;
+    ex.slot = endpoint;
+    // undici times the headers from the moment it writes the request, on timers that may fire
+    // up to a second late: it gets what is left, and the gateway keeps the deadline itself.
+    const timeout = Math.max(1, ex.deadlineMs - clock.now());
+    ex.deadlineTimer = clock.setTimer(() => onDeadline(reply, ex), timeout);
+    try {
+      sendContinue(reply.request.raw, reply.raw);
+      reply.from(ex.dest, { ...ex.fromOptions, getUpstream, timeout } as FastifyReplyFromHooks);
+    } catch {
+      headersArrived(ex);
+      releaseSlot(ex);
+      if (!reply.sent) sendError(reply, 'INTERNAL_ERROR');
+    }
+  }
+
+  /** The deadline passed with no response headers: the endpoint's failure (a request was sent to it). */
+  function onDeadline(reply: FastifyReply, ex: Exchange): void {
+    ex.deadlineTimer = null;
+    if (ex.endpoint) health.record(ex.endpoint, 'failure');
+    metrics.upstreamError(ex.zone, 'timeout');
+    // undici's own timeout follows shortly and frees the connection; the answer cannot wait for it.
+    releaseSlot(ex);
+    if (!reply.sent) sendError(reply, 'UPSTREAM_TIMEOUT');
+  }
+
+  function headersArrived(ex: Exchange): void {
+    if (ex.deadlineTimer === null) return;
+    clock.clearTimer(ex.deadlineTimer);
+    ex.deadlineTimer = null;
+  }
+
+  function releaseSlot(ex: Exchange): void {
+    const e = ex.slot;
+    if (e === null) return;
+    ex.slot = null;
+    admission.release(e);
+  }
+
+  return { admit, headersArrived, releaseSlot };
+}

@@ -1,0 +1,36 @@
+// The traffic server's limits on its clients, like nginx's client_header_timeout and
+// keepalive_timeout: a client must send its request head within `headersTimeoutMs` and the
+// whole request within `requestTimeoutMs` (Node answers 408 and closes), an idle kept-alive
+// connection is closed after `keepAliveTimeoutMs`, and at most `maxConnections` are open at
+// once (more are closed as they arrive). Cut clients and dropped connections are counted.
+import type { ServerOptions } from 'node:http';
+import type { FastifyInstance } from 'fastify';
+import type { GatewayConfig } from './config';
+import type { GatewayMetrics } from './metrics';
+
+/** Node checks request deadlines on a timer (default every 30 s): check often enough to cut on time. */
+export function checkingIntervalMs(config: GatewayConfig): number {
+  const s = config.server;
+  return Math.max(50, Math.min(1_000, Math.floor(Math.min(s.headersTimeoutMs, s.requestTimeoutMs) / 4)));
+}
+
+/** The fastify options that carry the limits into the http server it creates. */
+export function serverLimits(config: GatewayConfig): { requestTimeout: number; keepAliveTimeout: number; http: ServerOptions } {
+  return {
+    requestTimeout: config.server.requestTimeoutMs,
+    keepAliveTimeout: config.server.keepAliveTimeoutMs,
+    http: { connectionsCheckingInterval: checkingIntervalMs(config) },
+  };
+}
+
+/** What fastify has no option for; call before listen(). */
+export function applyServerLimits(app: FastifyInstance, config: GatewayConfig, metrics: GatewayMetrics): void {
+  const server = app.server;
+  server.headersTimeout = config.server.headersTimeoutMs;
+  server.maxConnections = config.server.maxConnections;
+  server.on('drop', () => metrics.refused('max_connections'));
+  // fastify's own clientError handler answers (408 for a timeout) and closes; this one only counts.
+  server.on('clientError', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') metrics.refused('client_timeout');
+  });
+}
