@@ -18,7 +18,7 @@ interface ErrorSpec {
 const SPECS = {
   // Request path (gateway replies).
   NO_USER_ID: { status: 400, exit: EXIT.USAGE, retryable: false, message: 'request carries no user id' },
-  BAD_USER_ID: { status: 400, exit: EXIT.USAGE, retryable: false, message: 'user id is too long or has control characters' },
+  BAD_USER_ID: { status: 400, exit: EXIT.USAGE, retryable: false, message: 'user id is not usable: too long, control characters, not UTF-8, or two different ids' },
   ZONE_DOWN: { status: 503, exit: EXIT.ERROR, retryable: true, message: 'the zone serving this request is down' },
   NO_ROUTING_TABLE: { status: 503, exit: EXIT.ERROR, retryable: true, message: 'no routing table loaded yet' },
   UPSTREAM_UNAVAILABLE: { status: 502, exit: EXIT.ERROR, retryable: true, message: 'no upstream endpoint of the zone is available' },
