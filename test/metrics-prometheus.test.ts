@@ -6,10 +6,11 @@
 // sums both workers' counters.
 import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { workerAdminPort } from '../src/router/cluster-metrics';
 import { REFUSAL_REASONS, UPSTREAM_ERROR_KINDS } from '../src/router/metrics';
 import { CELLGATE, cellctl, runCli } from './helpers/cli';
 import { send, startGatewayProcess, topologyYaml, type GatewayProcess } from './helpers/e2e';
@@ -56,6 +57,21 @@ function promtoolCheck(t: ExecutionContext, text: string): Promise<{ code: numbe
     child.on('close', (code) => { clearTimeout(timer); resolve({ code, findings }); });
     child.stdin.end(text);
   });
+}
+
+/** The processes whose parent is `pid` (Linux /proc): a --workers primary's workers. */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid …: comm may hold spaces and parentheses, so read after the last ')'.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(entry));
+    } catch { /* exited meanwhile */ }
+  }
+  return out;
 }
 
 async function scrape(admin: string): Promise<string> {
@@ -139,20 +155,23 @@ test('a live /metrics passes promtool; process metrics unprefixed; build info, z
   t.is(await gw.stop(), 0);
 });
 
-test('--workers 2: one scrape of the primary\'s admin port sums both workers; each worker keeps its own admin port', async (t) => {
+test('--workers 2: one scrape of the primary\'s admin port sums both workers, or fails while one cannot answer; each worker keeps its own admin port', async (t) => {
   const { file } = await setup(t);
   const [port] = await freePorts(1);
-  // The primary prints its listening line before forking: that is the one the helper returns.
   const gw = await startGateway(t, ['--store', `file:${file}`, '--port', String(port), '--admin-port', '0', '--workers', '2'], 'gw-agg');
   const traffic = `http://127.0.0.1:${port}`;
+  // The primary listens (and says so) before it forks; the helper returned on a worker's line.
+  const primaryLine = gw.stderr().split('\n').find((l) => l.includes('"event":"primary.listening"'));
+  if (!primaryLine) throw new Error(`no primary.listening line: ${gw.stderr()}`);
+  const primaryAdmin = (JSON.parse(primaryLine) as { admin: string }).admin;
   let workers: { id: string; admin: string }[] = [];
   await until('both workers listening', () => {
-    workers = gw.stderr().split('\n').filter((l) => l.includes('"event":"listening"') && l.includes('"traffic"'))
+    workers = gw.stderr().split('\n').filter((l) => l.includes('"event":"listening"'))
       .map((l) => JSON.parse(l) as { id: string; admin: string }).sort((a, b) => a.id.localeCompare(b.id));
     return workers.length === 2;
   }, 20_000, 50);
   t.deepEqual(workers.map((w) => w.id), ['gw-agg', 'gw-agg-w1']);
-  t.is(new Set([gw.admin, ...workers.map((w) => w.admin)]).size, 3, 'the primary and each worker on its own admin port');
+  t.is(new Set([primaryAdmin, ...workers.map((w) => w.admin)]).size, 3, 'the primary and each worker on its own admin port');
   for (const w of workers) await ready(w.admin, w.id);
 
   // Fresh connections are spread over the workers (round robin); send until both have served some.
@@ -169,7 +188,7 @@ test('--workers 2: one scrape of the primary\'s admin port sums both workers; ea
   }, 30_000, 0);
   t.is(perWorker[0]! + perWorker[1]!, sent, 'every request counted by the worker that served it');
 
-  const primary = await scrape(gw.admin);
+  const primary = await scrape(primaryAdmin);
   t.is(total(primary, 'cellgate_requests_total'), sent, 'the primary sums both workers');
   t.is(total(primary, 'cellgate_request_duration_seconds_count'), sent);
   // Facts every worker shares are not multiplied by the number of workers.
@@ -180,12 +199,25 @@ test('--workers 2: one scrape of the primary\'s admin port sums both workers; ea
   const lint = await promtoolCheck(t, primary);
   t.is(lint.findings.trim(), '', 'promtool has no findings on the aggregated scrape');
   t.is(lint.code, 0);
-  const health = await fetch(`${gw.admin}/healthz`, { signal: AbortSignal.timeout(5000) });
+  const health = await fetch(`${primaryAdmin}/healthz`, { signal: AbortSignal.timeout(5000) });
   t.like(await health.json(), { status: 'ok', role: 'primary', workers: 2 });
+
+  // A worker that cannot answer fails the scrape (prom-client waits 5 s) instead of a sum without its counters.
+  const children = childPids(gw.child.pid!);
+  t.is(children.length, 2, 'the primary has two workers');
+  process.kill(children[0]!, 'SIGSTOP');
+  t.teardown(() => { try { process.kill(children[0]!, 'SIGCONT'); } catch { /* gone */ } });
+  const failed = await fetch(`${primaryAdmin}/metrics`, { signal: AbortSignal.timeout(20_000) });
+  t.is(failed.status, 500);
+  t.like(await failed.json(), { error: 'INTERNAL_ERROR' });
+  process.kill(children[0]!, 'SIGCONT');
+  t.is(total(await scrape(primaryAdmin), 'cellgate_requests_total'), sent, 'the whole sum again once the worker answers');
   t.is(await gw.stop(), 0);
 });
 
 test('--workers: a fixed admin port puts the workers on the next ports; a layout that hits the traffic port is refused before any fork', async (t) => {
+  t.deepEqual([0, 1, 2].map((i) => workerAdminPort(9090, i)), [9091, 9092, 9093]);
+  t.deepEqual([0, 1].map((i) => workerAdminPort(0, i)), [0, 0], 'admin port 0: each worker an ephemeral port of its own');
   const clash = await runCli(CELLGATE, ['serve', '--store', 'file:/nonexistent/t.json', '--port', '39002', '--admin-port', '39000', '--workers', '3']);
   t.is(clash.code, 2);
   t.regex(clash.stderr, /traffic port 39002 is one of the workers' admin ports \(39001-39003/);

@@ -146,7 +146,7 @@ async function serve(argv: readonly string[]): Promise<void> {
     if (!config.store) throw cgError('USAGE', NO_STORE);
     checkWorkerPorts(config, workers);
     const metrics = await startClusterMetricsServer({ host: config.adminHost, port: config.adminPort });
-    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'listening', role: 'primary', pid: process.pid, workers, admin: metrics.admin })}\n`);
+    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'primary.listening', pid: process.pid, workers, admin: metrics.admin })}\n`);
     superviseWorkers(workers, () => metrics.close());
     return;
   }
