@@ -212,6 +212,23 @@ test('--workers 2: one scrape of the primary\'s admin port sums both workers, or
   t.like(await failed.json(), { error: 'INTERNAL_ERROR' });
   process.kill(children[0]!, 'SIGCONT');
   t.is(total(await scrape(primaryAdmin), 'cellgate_requests_total'), sent, 'the whole sum again once the worker answers');
+
+  // A worker that dies during a scrape fails that scrape; its replacement is summed from then on (from 0).
+  process.kill(children[1]!, 'SIGSTOP');
+  const during = fetch(`${primaryAdmin}/metrics`, { signal: AbortSignal.timeout(20_000) });
+  process.kill(children[1]!, 'SIGKILL');
+  t.is((await during).status, 500);
+  await until('a replacement worker listening', () => gw.stderr().split('\n').filter((l) => l.includes('"event":"listening"')).length === 3, 20_000, 50);
+  let after = NaN;
+  await until('the primary to sum two workers again', async () => {
+    const r = await fetch(`${primaryAdmin}/healthz`, { signal: AbortSignal.timeout(5000) });
+    if (((await r.json()) as { workers: number }).workers !== 2) return false;
+    const m = await fetch(`${primaryAdmin}/metrics`, { signal: AbortSignal.timeout(20_000) });
+    if (m.status !== 200) return false;
+    after = total(await m.text(), 'cellgate_requests_total');
+    return true;
+  }, 20_000, 50);
+  t.true(after === sent - perWorker[0]! || after === sent - perWorker[1]!, `the survivor's ${after} requests of ${sent}, the dead worker's gone`);
   t.is(await gw.stop(), 0);
 });
 
