@@ -70,6 +70,7 @@ interface Gather {
 /** The primary's side: asks every connected worker for its registry's JSON and sums the answers. */
 class WorkerMetricsGatherer {
   private nextId = 0;
+  private inflight: Promise<string> | null = null;
   private readonly gathers = new Map<number, Gather>();
   /**
    * Workers that have listened: they answer metrics requests (the answering listener is set up
@@ -95,8 +96,16 @@ class WorkerMetricsGatherer {
     return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected() && this.serving.has(w.id));
   }
 
-  /** The serving workers' metrics summed, in Prometheus text; '' when none serves yet. */
+  /**
+   * The serving workers' metrics summed, in Prometheus text; '' when none serves yet.
+   * Single flight: scrapes that arrive while a gather is under way share its answer, so at
+   * most one request per worker is ever outstanding, however often /metrics is hit.
+   */
   gather(): Promise<string> {
+    return (this.inflight ??= this.gatherOnce().finally(() => { this.inflight = null; }));
+  }
+
+  private gatherOnce(): Promise<string> {
     const workers = this.servingWorkers();
     if (workers.length === 0) return Promise.resolve('');
     const id = this.nextId++;
