@@ -181,11 +181,11 @@ test.serial('400 concurrent 1 MiB uploads to a frozen cell: held bodies stay wit
   const after = s.gw.bufferCounters();
   t.true(s.gw.bufferCounters().size === 0);
   const m2 = await metricsOf(s);
-  const settled = ['released', 'evicted', 'timeout', 'tooLarge', 'clientGone', 'overflow', 'shutdown']
+  const settled = ['released', 'evicted', 'timeout', 'too_large', 'client_gone', 'overflow', 'shutdown']
     .reduce((n, r) => n + (metricValue(m2, `cellgate_buffer_settled_total{reason="${r}"}`) ?? NaN), 0);
   t.is(metricValue(m2, 'cellgate_buffer_held_total'), settled + (metricValue(m2, 'cellgate_buffered_requests') ?? NaN), 'the metric counters add up');
   t.is(after.held, 402);
-  t.is(metricValue(m2, 'cellgate_buffer_settled_total{reason="tooLarge"}'), 2);
+  t.is(metricValue(m2, 'cellgate_buffer_settled_total{reason="too_large"}'), 2);
   const growthMiB = (rssPeak - rssBefore) / MiB;
   t.log(`RSS growth at peak: ${growthMiB.toFixed(0)} MiB for 400 MiB of uploads (64 MiB held)`);
   t.true(growthMiB < 200, `RSS grew ${growthMiB.toFixed(0)} MiB`);

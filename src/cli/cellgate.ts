@@ -3,6 +3,7 @@
 // server (`zone-server`, used by the demo and the chaos harness).
 import cluster from 'node:cluster';
 import { cgError } from '../errors';
+import { checkWorkerPorts, shareMetricsWithPrimary, startClusterMetricsServer, workerAdminPort } from '../router/cluster-metrics';
 import { loadGatewayConfigFile, parseGatewayConfig, type GatewayConfig } from '../router/config';
 import { createGateway, type Gateway } from '../router/gateway';
 import { startDemoZone } from '../router/demo-zone';
@@ -19,8 +20,9 @@ const HELP = `cellgate — the cell-routing edge gateway
       Run a gateway. Flags override the config file (YAML or JSON, see config/gateway.yaml).
       The admin server (/metrics, /admin/table) listens on --admin-host (default 127.0.0.1),
       apart from the traffic --host.
-      With --workers N, N processes share the traffic port; worker i's admin port is the
-      admin port + i.
+      With --workers N, N processes share the traffic port; the primary serves /metrics
+      summed over the workers on the admin port, and worker i (0-based) has its own admin
+      server on the admin port + 1 + i (an ephemeral port each when the admin port is 0).
   cellgate demo [--dir DIR] [--port N] [--admin-port N]
       A gateway in front of 8 demo zones (config/demo-topology.yaml) on the embedded file
       store in DIR (default .demo). Prints what to try.
@@ -44,21 +46,22 @@ function intFlag(values: Parsed['values'], name: string, min: number, max: numbe
   return n;
 }
 
-async function serveConfig(values: Parsed['values'], workerIndex: number): Promise<GatewayConfig> {
-  const adminPort = intFlag(values, 'admin-port', 0, 65535);
-  const id = stringOption(values, 'id');
+/** The gateway's config; a --workers worker (`workerIndex` not null) gets its own admin port and id. */
+async function serveConfig(values: Parsed['values'], workerIndex: number | null): Promise<GatewayConfig> {
   const overrides = {
     port: intFlag(values, 'port', 0, 65535),
-    adminPort: adminPort === undefined || adminPort === 0 ? adminPort : adminPort + workerIndex,
+    adminPort: intFlag(values, 'admin-port', 0, 65535),
     host: stringOption(values, 'host'),
     adminHost: stringOption(values, 'admin-host'),
     zone: stringOption(values, 'zone'),
-    id: id && workerIndex > 0 ? `${id}-w${workerIndex}` : id,
+    id: stringOption(values, 'id'),
     store: stringOption(values, 'store') ?? process.env.CELLGATE_STORE,
     prefix: stringOption(values, 'prefix'),
   };
   const file = stringOption(values, 'config');
-  return file ? loadGatewayConfigFile(file, overrides) : parseGatewayConfig({}, overrides);
+  const config = file ? await loadGatewayConfigFile(file, overrides) : parseGatewayConfig({}, overrides);
+  if (workerIndex === null) return config;
+  return { ...config, adminPort: workerAdminPort(config.adminPort, workerIndex), id: workerIndex > 0 ? `${config.id}-w${workerIndex}` : config.id };
 }
 
 /** Stops `stop` once on SIGTERM/SIGINT; a second signal exits at once. */
@@ -87,11 +90,12 @@ function storeSpecOf(values: Parsed['values']): string {
   return spec;
 }
 
-async function serveOne(values: Parsed['values'], workerIndex: number): Promise<void> {
+async function serveOne(values: Parsed['values'], workerIndex: number | null): Promise<void> {
   const config = await serveConfig(values, workerIndex);
   if (!config.store) throw cgError('USAGE', NO_STORE);
   const store = openStore(config.store, { prefix: config.prefix });
   const gateway: Gateway = createGateway({ config, store });
+  if (workerIndex !== null) shareMetricsWithPrimary(gateway.registry);
   onSignals(async () => {
     await gateway.shutdown();
     await store.close();
@@ -108,8 +112,8 @@ async function serveOne(values: Parsed['values'], workerIndex: number): Promise<
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'listening', id: config.id, ...addresses })}\n`);
 }
 
-/** node:cluster primary: N full gateways on one port; crashed workers are replaced. */
-function superviseWorkers(count: number): void {
+/** node:cluster primary: N full gateways on one port; crashed workers are replaced. `closeRest` runs once they have exited. */
+function superviseWorkers(count: number, closeRest: () => Promise<void>): void {
   let stopping = false;
   const fork = (index: number) => {
     const worker = cluster.fork({ CELLGATE_WORKER_INDEX: String(index) });
@@ -129,7 +133,7 @@ function superviseWorkers(count: number): void {
       w?.on('exit', () => { if (--left === 0) resolve(); });
       w?.process.kill('SIGTERM');
     }
-  }));
+  }).then(closeRest));
 }
 
 async function serve(argv: readonly string[]): Promise<void> {
@@ -138,11 +142,15 @@ async function serve(argv: readonly string[]): Promise<void> {
   const workers = intFlag(values, 'workers', 1, 64) ?? 1;
   if (workers > 1 && cluster.isPrimary) {
     // Validate once in the primary: bad options stop before any fork.
-    if (!(await serveConfig(values, 0)).store) throw cgError('USAGE', NO_STORE);
-    superviseWorkers(workers);
+    const config = await serveConfig(values, null);
+    if (!config.store) throw cgError('USAGE', NO_STORE);
+    checkWorkerPorts(config, workers);
+    const metrics = await startClusterMetricsServer({ host: config.adminHost, port: config.adminPort });
+    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'primary.listening', pid: process.pid, workers, admin: metrics.admin })}\n`);
+    superviseWorkers(workers, () => metrics.close());
     return;
   }
-  await serveOne(values, Number(process.env.CELLGATE_WORKER_INDEX ?? 0));
+  await serveOne(values, cluster.isWorker ? Number(process.env.CELLGATE_WORKER_INDEX ?? 0) : null);
 }
 
 async function zoneServer(argv: readonly string[]): Promise<void> {

@@ -91,7 +91,8 @@ export class GatewayLifecycle {
     this.p.presence.start();
     try {
       await traffic.listen({ port: config.port, host: config.host });
-      await admin.listen({ port: config.adminPort, host: config.adminHost });
+      // exclusive: in a --workers worker the admin port is this process's own, never shared through the primary.
+      await admin.listen({ port: config.adminPort, host: config.adminHost, exclusive: true });
     } catch (err) {
       await this.close().catch(() => undefined);
       throw err;

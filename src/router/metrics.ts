@@ -1,15 +1,24 @@
 // The gateway's Prometheus metrics: one prom-client Registry per gateway instance (several
-// gateways in one process, as in tests, never share counters), prefix `cellgate_`.
+// gateways in one process, as in tests, never share counters). Gateway metrics carry the
+// prefix `cellgate_`; prom-client's process/runtime metrics keep their standard names
+// (process_*, nodejs_*) so that stock Node.js dashboards find them.
 // Label values are bounded: zone names from the table, route classes, status codes and
 // fixed kinds — never user ids. Values that are cheaper to read than to keep current
-// (in-flight, buffered, table age, cells) are read at scrape time by `collect`.
+// (in-flight, buffered, table age, cells, zone status) are read at scrape time by `collect`.
+// Every series an alert may take rate() of exists from the first scrape: error and refusal
+// counters start at 0 for every reason (and every zone of the table), and zones with no
+// cells show 0, not nothing.
+// Each metric says how the `--workers` primary merges it (`aggregator`; see cluster-metrics.ts).
 //
 // The two per-request metrics are counted in plain maps and handed to prom-client only at
 // scrape time: prom-client validates and hashes label sets on every inc/observe (several
 // µs per request, measured), which the hot path cannot afford.
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { RoutingView } from '../cells/lookup';
-import { BUFFER_OUTCOMES, outcomeCounts, type HoldCounters } from './hold-buffer';
+import { ZONE_STATUSES } from '../cells/table';
+import { BUFFER_OUTCOMES, outcomeCounts, type BufferOutcome, type HoldCounters } from './hold-buffer';
+import { ZoneLatencyHistogram } from './latency-histogram';
+import { buildInfo } from './build-info';
 
 /** What the scrape-time gauges read from the running gateway. */
 export interface MetricsSource {
@@ -42,50 +51,20 @@ export const REFUSAL_REASONS = ['pending_full', 'buffer_full', 'body_too_large',
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 /** Upstream failure kinds, a fixed list (`local`: raised by the gateway's own client, never held against the endpoint). */
-export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'connect_timeout' | 'unavailable' | 'local' | 'other';
+export const UPSTREAM_ERROR_KINDS = ['refused', 'reset', 'timeout', 'connect_timeout', 'unavailable', 'local', 'other'] as const;
+export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number];
 
-/** Latency histogram by zone, kept in arrays; rendered by the registry like a prom-client Histogram. */
-class ZoneLatencyHistogram {
-  readonly name = 'cellgate_request_duration_seconds';
-  readonly help = 'Time from routing a request to the end of its response, by zone.';
-  readonly type = 'histogram';
-  readonly aggregator = 'sum';
-  private readonly upper = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
-  private readonly byZone = new Map<string, { counts: Float64Array; sum: number; count: number }>();
+/** Label values of buffer_settled_total: snake_case like every other label value. */
+const SETTLED_REASON: Readonly<Record<BufferOutcome, string>> = {
+  released: 'released', evicted: 'evicted', timeout: 'timeout', tooLarge: 'too_large', clientGone: 'client_gone', overflow: 'overflow', shutdown: 'shutdown',
+};
 
-  observe(zone: string, seconds: number): void {
-    let z = this.byZone.get(zone);
-    if (!z) this.byZone.set(zone, (z = { counts: new Float64Array(this.upper.length), sum: 0, count: 0 }));
-    z.sum += seconds;
-    z.count += 1;
-    const upper = this.upper;
-    for (let i = 0; i < upper.length; i++) {
-      if (seconds <= upper[i]!) {
-        z.counts[i]! += 1;
-        return;
-      }
-    }
-  }
-
-  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> }> {
-    const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
-    for (const [zone, z] of this.byZone) {
-      let acc = 0;
-      this.upper.forEach((le, i) => {
-        acc += z.counts[i]!;
-        values.push({ labels: { zone, le }, value: acc, metricName: `${this.name}_bucket` });
-      });
-      values.push({ labels: { zone, le: '+Inf' }, value: z.count, metricName: `${this.name}_bucket` });
-      values.push({ labels: { zone }, value: z.sum, metricName: `${this.name}_sum` });
-      values.push({ labels: { zone }, value: z.count, metricName: `${this.name}_count` });
-    }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
-  }
-
-  reset(): void {
-    this.byZone.clear();
-  }
-}
+/**
+ * prom-client's default gauges named like counters, which promtool rejects ("non-counter
+ * metrics should not have _total suffix", prometheus/client_js#283). They only sum the
+ * per-type gauges that stay: `sum without (type) (nodejs_active_handles)`.
+ */
+const MISNAMED_DEFAULT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 interface RequestRow {
   readonly labels: { readonly zone: string; readonly class: string; readonly status: string };
@@ -105,14 +84,22 @@ export class GatewayMetrics {
   private readonly duration = new ZoneLatencyHistogram();
 
   /**
-   * `processMetrics` adds prom-client's default process/runtime metrics (cellgate_process_*,
-   * cellgate_nodejs_*). They install a GC observer per registry that is never removed, so
+   * `processMetrics` adds prom-client's default process/runtime metrics (process_*,
+   * nodejs_*). They install a GC observer per registry that is never removed, so
    * short-lived gateways (tests) turn them off.
    */
   constructor(source: MetricsSource, processMetrics = true) {
     const registers = [this.registry];
     const rows = this.requestRows;
-    if (processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'cellgate_' });
+    if (processMetrics) {
+      collectDefaultMetrics({ register: this.registry });
+      for (const name of MISNAMED_DEFAULT_GAUGES) this.registry.removeSingleMetric(name);
+    }
+    const info = buildInfo();
+    new Gauge({
+      name: 'cellgate_build_info', help: 'Always 1: the cellgate version and the Node.js version running it.',
+      labelNames: ['version', 'node'], registers, aggregator: 'first',
+    }).set({ version: info.version, node: info.node }, 1);
     new Counter({
       name: 'cellgate_requests_total', help: 'Requests answered, by zone served (none = not routed), route class and status (499 = client went away).',
       labelNames: ['zone', 'class', 'status'], registers,
@@ -125,35 +112,25 @@ export class GatewayMetrics {
     this.upstreamErrors = new Counter({
       name: 'cellgate_upstream_errors_total', help: 'Failed upstream exchanges, by zone and kind.',
       labelNames: ['zone', 'kind'], registers,
+      collect() {
+        // Every zone of the table has every kind, at 0 until it happens (inc by 0 keeps a value).
+        for (const z of source.view()?.table.zones ?? []) for (const kind of UPSTREAM_ERROR_KINDS) this.inc({ zone: z.name, kind }, 0);
+      },
     });
-    this.tableVersion = new Gauge({ name: 'cellgate_routing_table_version', help: 'Version (store revision) of the applied routing table.', registers });
+    this.tableVersion = new Gauge({ name: 'cellgate_routing_table_version', help: 'Version (store revision) of the applied routing table.', registers, aggregator: 'min' });
     new Gauge({
       name: 'cellgate_routing_table_age_seconds',
       help: 'Seconds since the applied table was last known to be current: 0 while the store is connected; since the connection was lost, or since the snapshot was saved, when routing fail-static.',
-      registers, collect() {
+      registers, aggregator: 'max', collect() {
         const age = source.tableAgeSeconds();
         if (age !== null) this.set(age);
       },
     });
-    this.controlPlaneConnected = new Gauge({ name: 'cellgate_control_plane_connected', help: '1 while the routing-table store is reachable.', registers });
-    new Gauge({ name: 'cellgate_buffered_requests', help: 'Requests held right now for frozen cells.', registers, collect() { this.set(source.buffered()); } });
-    this.bufferTimeouts = new Counter({ name: 'cellgate_buffer_timeouts_total', help: 'Held requests answered 504 BUFFER_TIMEOUT (window elapsed, evicted as oldest, or shutdown).', registers });
-    new Gauge({
-      name: 'cellgate_cells', help: 'Cells of the applied table by current zone and state.', labelNames: ['zone', 'state'], registers,
-      collect() {
-        this.reset();
-        const view = source.view();
-        if (!view) return;
-        const now = source.now();
-        for (const c of view.table.cells) {
-          const frozen = c.state === 'frozen' && c.frozenUntilMs !== undefined && c.frozenUntilMs > now;
-          this.inc({ zone: c.zone, state: frozen ? 'frozen' : 'active' });
-        }
-      },
-    });
+    this.controlPlaneConnected = new Gauge({ name: 'cellgate_control_plane_connected', help: '1 while the routing-table store is reachable.', registers, aggregator: 'min' });
     this.tableUpdates = new Counter({ name: 'cellgate_table_updates_total', help: 'Routing tables received from the store, accepted or rejected.', labelNames: ['result'], registers });
     this.tableUpdates.inc({ result: 'accepted' }, 0);
     this.tableUpdates.inc({ result: 'rejected' }, 0);
+    tableGauges(registers, source);
     new Gauge({ name: 'cellgate_in_flight_requests', help: 'Requests being served right now.', registers, collect() { this.set(source.inFlight()); } });
     this.refusals = new Counter({
       name: 'cellgate_requests_refused_total',
@@ -170,36 +147,8 @@ export class GatewayMetrics {
         for (const [zone, n] of traffic()?.pendingByZone() ?? []) this.set({ zone }, n);
       },
     });
-    new Gauge({
-      name: 'cellgate_buffered_bytes', help: 'Body bytes of held requests in memory right now (bounded by buffer.maxTotalBytes).', registers,
-      collect() { this.set(traffic()?.bufferedBytes() ?? 0); },
-    });
-    // held_total = sum of buffer_settled_total over reasons + buffered_requests (hold-buffer.ts).
-    new Counter({
-      name: 'cellgate_buffer_held_total', help: 'Requests that entered the hold buffer.', registers,
-      collect() {
-        this.reset();
-        this.inc(traffic()?.bufferCounters().held ?? 0);
-      },
-    });
-    new Counter({
-      name: 'cellgate_buffer_settled_total',
-      help: 'Requests that left the hold buffer, by reason: released, evicted (oldest, buffer full), timeout (window), tooLarge (413), clientGone, overflow (bytes full, 503), shutdown.',
-      labelNames: ['reason'], registers,
-      collect() {
-        this.reset();
-        const c = traffic()?.bufferCounters();
-        const by = c ? outcomeCounts(c) : null;
-        for (const reason of BUFFER_OUTCOMES) this.inc({ reason }, by ? by[reason] : 0);
-      },
-    });
-    new Gauge({
-      name: 'cellgate_upstream_ejected_endpoints', help: 'Upstream endpoints ejected right now by passive health checks, by zone.', labelNames: ['zone'], registers,
-      collect() {
-        this.reset();
-        for (const [zone, n] of source.ejectedByZone()) this.set({ zone }, n);
-      },
-    });
+    this.bufferTimeouts = new Counter({ name: 'cellgate_buffer_timeouts_total', help: 'Held requests answered 504 BUFFER_TIMEOUT (window elapsed, evicted as oldest, or shutdown).', registers });
+    bufferMetrics(registers, source, () => this.traffic);
   }
 
   /** The traffic server's scrape-time sources (it is built after the metrics). */
@@ -222,4 +171,69 @@ export class GatewayMetrics {
   upstreamError(zone: string, kind: UpstreamErrorKind): void {
     this.upstreamErrors.inc({ zone, kind });
   }
+}
+
+/** Gauges read from the applied table: cells by zone and state, zone status, ejected endpoints; every zone of the table appears. */
+function tableGauges(registers: Registry[], source: MetricsSource): void {
+  new Gauge({
+    name: 'cellgate_cells', help: 'Cells of the applied table by current zone and state (0 for a zone with none).', labelNames: ['zone', 'state'], registers,
+    aggregator: 'first',
+    collect() {
+      this.reset();
+      const view = source.view();
+      if (!view) return;
+      for (const z of view.table.zones) for (const state of ['active', 'frozen']) this.set({ zone: z.name, state }, 0);
+      const now = source.now();
+      for (const c of view.table.cells) {
+        const frozen = c.state === 'frozen' && c.frozenUntilMs !== undefined && c.frozenUntilMs > now;
+        this.inc({ zone: c.zone, state: frozen ? 'frozen' : 'active' });
+      }
+    },
+  });
+  new Gauge({
+    name: 'cellgate_zone_status', help: 'Status of each zone in the applied table: 1 for its current status (up, draining, down), 0 for the others.',
+    labelNames: ['zone', 'status'], registers, aggregator: 'first',
+    collect() {
+      this.reset();
+      for (const z of source.view()?.table.zones ?? []) for (const status of ZONE_STATUSES) this.set({ zone: z.name, status }, z.status === status ? 1 : 0);
+    },
+  });
+  new Gauge({
+    // Each --workers worker checks health on its own: the primary shows the most any worker ejected.
+    name: 'cellgate_upstream_ejected_endpoints', help: 'Upstream endpoints ejected right now by passive health checks, by zone.', labelNames: ['zone'], registers,
+    aggregator: 'max',
+    collect() {
+      this.reset();
+      for (const z of source.view()?.table.zones ?? []) this.set({ zone: z.name }, 0);
+      for (const [zone, n] of source.ejectedByZone()) this.set({ zone }, n);
+    },
+  });
+}
+
+/** The hold buffer: held now (count, bytes), entered, and left by reason. */
+function bufferMetrics(registers: Registry[], source: MetricsSource, traffic: () => TrafficSource | null): void {
+  new Gauge({ name: 'cellgate_buffered_requests', help: 'Requests held right now for frozen cells.', registers, collect() { this.set(source.buffered()); } });
+  new Gauge({
+    name: 'cellgate_buffered_bytes', help: 'Body bytes of held requests in memory right now (bounded by buffer.maxTotalBytes).', registers,
+    collect() { this.set(traffic()?.bufferedBytes() ?? 0); },
+  });
+  // held_total = sum of buffer_settled_total over reasons + buffered_requests (hold-buffer.ts).
+  new Counter({
+    name: 'cellgate_buffer_held_total', help: 'Requests that entered the hold buffer.', registers,
+    collect() {
+      this.reset();
+      this.inc(traffic()?.bufferCounters().held ?? 0);
+    },
+  });
+  new Counter({
+    name: 'cellgate_buffer_settled_total',
+    help: 'Requests that left the hold buffer, by reason: released, evicted (oldest, buffer full), timeout (window), too_large (413), client_gone, overflow (bytes full, 503), shutdown.',
+    labelNames: ['reason'], registers,
+    collect() {
+      this.reset();
+      const c = traffic()?.bufferCounters();
+      const by = c ? outcomeCounts(c) : null;
+      for (const outcome of BUFFER_OUTCOMES) this.inc({ reason: SETTLED_REASON[outcome] }, by ? by[outcome] : 0);
+    },
+  });
 }
