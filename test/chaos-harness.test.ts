@@ -136,7 +136,7 @@ function fakeRun(lines: Partial<ZoneLogLine>[], sent: Record<string, number>): R
       id, user: 'u1', method: 'GET', path: '/x', gw: 0, sent: at, done: at + 5, status: 421, error: 'NOT_CELL_OWNER',
       zone: null, srv: null, cell: 'c00', epoch: null, rev: null, bytes: 0, sha: null, tries: 1,
     })),
-    zoneLog: lines.map((l) => ({ ...base, ...l })),
+    zoneLog: lines.map((l) => ({ ...base, ...l })), streamLog: [], clients: [], ws: { sessions: [], messages: [] }, ejections: [],
     tables: [{ t: 1_000, version: 1, table: t1, checksum: 'a' }, { t: 2_000, version: 2, table: t2, checksum: 'b' }],
     presence: [{ t: 1_010, id: 'gw-0', appliedVersion: 1, checksum: 'a', deleted: false }, { t: 2_050, id: 'gw-0', appliedVersion: 2, checksum: 'b', deleted: false }],
     final: { store: { version: 2, checksum: 'b' }, gateways: [], convergedAt: 0 },
