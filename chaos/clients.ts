@@ -19,7 +19,14 @@ export type OddVariant = 'upgrade-foo' | 'keep-alive-x' | 'connection-x-foo' | '
 export const ODD_VARIANTS: readonly OddVariant[] = ['upgrade-foo', 'keep-alive-x', 'connection-x-foo', 'expect-100', 'user-id-repeated', 'user-id-conflict'];
 
 export type ClientSpec =
-  | { readonly kind: 'odd-headers'; readonly ratePerSec: number; readonly uploadBytes: number; readonly deadlineMs: number }
+  | {
+    readonly kind: 'odd-headers';
+    readonly ratePerSec: number;
+    /** Requests sent at once, same variant, same user, same gateway (an attacker's burst: back-to-back failures). */
+    readonly burst: number;
+    readonly uploadBytes: number;
+    readonly deadlineMs: number;
+  }
   | { readonly kind: 'slow-headers'; readonly connections: number; readonly lineEveryMs: number }
   | { readonly kind: 'slow-upload'; readonly concurrency: number; readonly chunks: number; readonly chunkBytes: number; readonly chunkEveryMs: number; readonly deadlineMs: number }
   | {
@@ -137,21 +144,23 @@ export class ClientFleet {
   }
 
   private startOdd(spec: Extract<ClientSpec, { kind: 'odd-headers' }>): void {
-    let sent = 0;
+    let bursts = 0;
     const timer = setInterval(() => {
-      const due = Math.floor(((Date.now() - this.t0) / 1000) * spec.ratePerSec);
-      while (this.running && sent < due) {
-        const variant = ODD_VARIANTS[sent++ % ODD_VARIANTS.length] as OddVariant;
-        this.tasks.push(this.odd(spec, variant));
+      const due = Math.floor(((Date.now() - this.t0) / 1000) * (spec.ratePerSec / spec.burst));
+      while (this.running && bursts < due) {
+        const variant = ODD_VARIANTS[bursts++ % ODD_VARIANTS.length] as OddVariant;
+        const user = randomUser();
+        const gw = this.gw();
+        for (let i = 0; i < spec.burst; i++) this.tasks.push(this.odd(spec, variant, user, gw));
       }
     }, 20);
     this.timers.add(timer);
   }
 
-  private async odd(spec: Extract<ClientSpec, { kind: 'odd-headers' }>, variant: OddVariant): Promise<void> {
-    const user = randomUser();
+  private async odd(spec: Extract<ClientSpec, { kind: 'odd-headers' }>, variant: OddVariant, user: string, gw: number): Promise<void> {
     const body = variant === 'expect-100' ? randomBytes(spec.uploadBytes) : null;
     const rec = this.record('odd-headers', variant, user, spec.deadlineMs, body);
+    rec.gw = gw;
     const headers: Record<string, string | string[] | number> = { 'x-user-id': user, 'x-request-id': rec.id };
     switch (variant) {
       case 'upgrade-foo': headers.upgrade = 'foo'; break;

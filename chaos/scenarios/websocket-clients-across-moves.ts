@@ -25,9 +25,12 @@ export default defineScenario({
   quick: true,
   topology: { overrides: Object.fromEntries([...WS_USERS, ...SLOW_USERS].map((u) => [u, 'c01'])) },
   load: { mode: 'closed', workers: 16, thinkMs: 80 },
+  // A frozen revision is acknowledged once the in-flight grace is over.
+  convergeBoundMs: INFLIGHT_GRACE_MS + 3_000,
   clients: [
     { kind: 'websocket', users: WS_USERS, messageEveryMs: 500, echoDeadlineMs: 2_000, reconnectDeadlineMs: FREEZE_MS + 2_000 },
-    { kind: 'slow-download', users: SLOW_USERS, lengthMs: 4_000, chunkMs: 200, deadlineMs: FREEZE_MS + 2_000 },
+    // Longer than the freeze window: without the grace they would veto the move.
+    { kind: 'slow-download', users: SLOW_USERS, lengthMs: 10_000, chunkMs: 200, deadlineMs: FREEZE_MS + 2_000 },
   ],
   durationMs: 16_000,
   timeline: [
