@@ -228,7 +228,7 @@ export const noWsMessageAtOldZone = (): Invariant => ({
         if (m.cell !== f.cell || m.zone !== f.from || m.t <= f.t || m.t >= back) continue;
         const gw = gwOf.get(m.id ?? '');
         const cutoff = f.planned ? f.t : (gw ? appliedAt(run, gw, f.version) : null) ?? f.t;
-        if (m.t > cutoff) late.push(`${m.id}#${m.seq} at ${m.zone} ${m.t - f.t} ms after ${f.planned ? 'the' : 'its gateway applied the'} flip of ${f.cell} to ${f.to} (rev ${f.version})`);
+        if (m.t > cutoff) late.push(`${m.id}#${m.seq} at ${m.zone} ${m.t - cutoff} ms after ${f.planned ? 'the' : 'its gateway applied the'} flip of ${f.cell} to ${f.to} (rev ${f.version})`);
       }
     }
     return {
