@@ -8,6 +8,9 @@ import type { ClientRecord } from './clients';
 import type { Invariant, RunData } from './scenario';
 import type { WsClientSpec, WsSession } from './ws-clients';
 
+/** A WebSocket message passed on by a gateway just before it applied an unplanned flip may reach the zone this much later. */
+const TRANSIT_MS = 100;
+
 const fmt = (run: RunData, t: number) => `t+${((t - run.t0) / 1000).toFixed(2)}s`;
 const countBy = <T>(xs: readonly T[], key: (x: T) => string) => {
   const m: Record<string, number> = {};
@@ -222,18 +225,22 @@ export const noWsMessageAtOldZone = (): Invariant => ({
     const all = flips(run);
     const msgs = run.streamLog.filter((l) => l.event === 'ws-msg');
     const late: string[] = [];
+    let inTransit = 0;
     for (const f of all) {
       const back = all.find((g) => g.cell === f.cell && g.t > f.t && g.to === f.from)?.t ?? Number.POSITIVE_INFINITY;
       for (const m of msgs) {
         if (m.cell !== f.cell || m.zone !== f.from || m.t <= f.t || m.t >= back) continue;
         const gw = gwOf.get(m.id ?? '');
         const cutoff = f.planned ? f.t : (gw ? appliedAt(run, gw, f.version) : null) ?? f.t;
-        if (m.t > cutoff) late.push(`${m.id}#${m.seq} at ${m.zone} ${m.t - cutoff} ms after ${f.planned ? 'the' : 'its gateway applied the'} flip of ${f.cell} to ${f.to} (rev ${f.version})`);
+        // Unplanned: a message the gateway passed on just before it applied the flip may be logged a moment after.
+        if (!f.planned && m.t <= cutoff + TRANSIT_MS) inTransit++;
+        else if (m.t > cutoff) late.push(`${m.id}#${m.seq} at ${m.zone} ${m.t - cutoff} ms after ${f.planned ? 'the' : 'its gateway applied the'} flip of ${f.cell} to ${f.to} (rev ${f.version})`);
       }
     }
     return {
       passed: late.length === 0 && msgs.length > 0,
-      detail: `${msgs.length} WebSocket messages reached zone servers; ${all.length} flips checked; ${late.length} reached an old zone after its flip`
+      detail: `${msgs.length} WebSocket messages reached zone servers; ${all.length} flips checked (${all.filter((f) => f.planned).length} planned); ${late.length} reached an old zone after its flip`
+        + `; ${inTransit} in transit at an unplanned flip (≤ ${TRANSIT_MS} ms after its gateway applied it)`
         + (late.length ? `: ${late.slice(0, 3).join(' | ')}` : ''),
     };
   },
@@ -241,7 +248,8 @@ export const noWsMessageAtOldZone = (): Invariant => ({
 
 /**
  * Slow requests (downloads, long polls) fail only when they were in flight as their cell
- * froze, and not before the gateway's grace (`graceMs`) had passed: counted by reason.
+ * froze, and not before the gateway's grace (`graceMs`) had passed — or when an unplanned
+ * move (zone down) took their cell away while they were in flight. Counted by reason.
  */
 export const slowCutOnlyAfterGrace = (graceMs: number): Invariant => ({
   name: 'no slow request fails except those cut after the grace',
@@ -250,16 +258,21 @@ export const slowCutOnlyAfterGrace = (graceMs: number): Invariant => ({
     const slow = run.clients.filter((c) => c.kind === 'slow-download' || c.kind === 'long-poll');
     const bad: string[] = [];
     const cut: ClientRecord[] = [];
+    const unplanned = flips(run).filter((f) => !f.planned);
+    const cutByDown: ClientRecord[] = [];
     for (const c of slow.filter(failed)) {
       const cell = cellOfUser(c.user) ?? '';
       const frozeAt = freezeOf(run, cell, c.sent, c.done);
-      if (frozeAt === null) bad.push(`${c.kind} ${c.id} of ${cell} failed ${outcome(c)} with no freeze of its cell in flight`);
+      // A zone taken down (unplanned) may also cut what is in flight to it.
+      if (frozeAt === null && unplanned.some((f) => f.cell === cell && f.t > c.sent && f.t <= c.done)) cutByDown.push(c);
+      else if (frozeAt === null) bad.push(`${c.kind} ${c.id} of ${cell} failed ${outcome(c)} with no freeze of its cell in flight`);
       else if (c.done < frozeAt + graceMs - 250) bad.push(`${c.kind} ${c.id} of ${cell} cut ${c.done - frozeAt} ms after the freeze (grace ${graceMs} ms)`);
       else cut.push(c);
     }
     return {
       passed: bad.length === 0 && slow.length > 0,
       detail: `${slow.length} slow requests, ${slow.filter((c) => !failed(c)).length} answered in full; ${cut.length} cut after the grace ${JSON.stringify(countBy(cut, (c) => `${c.kind} ${outcome(c)}`))}`
+        + (cutByDown.length ? `; ${cutByDown.length} cut by an unplanned move of their cell ${JSON.stringify(countBy(cutByDown, (c) => `${c.kind} ${outcome(c)}`))}` : '')
         + (bad.length ? `; ${bad.length} failed otherwise: ${bad.slice(0, 3).join(' | ')}` : ''),
     };
   },

@@ -19,11 +19,11 @@ const DEADLINE_MS = DEFAULT_TOPOLOGY.gateway.requestTimeoutMs + 1_000;
 export default defineScenario({
   name: 'hostile-clients',
   title: 'Hostile and odd clients during a zone failover',
-  description: 'Beside 150 req/s of normal load: 24 req/s in bursts of 4 with hop-by-hop headers (Upgrade: foo, Keep-Alive: x, Connection: x-foo + X-Foo), 1.5 MB Expect: 100-continue uploads, repeated and conflicting x-user-id headers; 30 connections that never finish their headers; uploads a chunk every 150 ms. Then sh-a is killed and taken down. No healthy endpoint may be ejected, no hop-by-hop header reach a zone server, nobody wait past the deadline.',
+  description: 'Beside 150 req/s of normal load: 24 req/s in bursts of 4 with hop-by-hop headers (Upgrade: foo, Keep-Alive: x, Connection: x-foo + X-Foo), 2 MB Expect: 100-continue uploads, repeated and conflicting x-user-id headers; 30 connections that never finish their headers; uploads a chunk every 150 ms. Then sh-a is killed and taken down. No healthy endpoint may be ejected, no hop-by-hop header reach a zone server, nobody wait past the deadline.',
   quick: false,
   load: { mode: 'rate', ratePerSec: 150 },
   clients: [
-    { kind: 'odd-headers', ratePerSec: 24, burst: 4, uploadBytes: 1_500_000, deadlineMs: DEADLINE_MS + 1_000 },
+    { kind: 'odd-headers', ratePerSec: 24, burst: 4, uploadBytes: 2_000_000, deadlineMs: DEADLINE_MS + 1_000 },
     { kind: 'slow-headers', connections: 30, lineEveryMs: 1_000 },
     { kind: 'slow-upload', concurrency: 6, chunks: 10, chunkBytes: 4_096, chunkEveryMs: 150, deadlineMs: DEADLINE_MS },
   ],

@@ -25,7 +25,7 @@ const PINNED = Object.fromEntries([...DOWNLOADS.map((u) => [u, u.split('-')[1]])
 export default defineScenario({
   name: 'slow-clients-during-drain',
   title: 'Slow downloads and long polls while their zone is drained',
-  description: `Two slow downloads (12 s, a chunk every 200 ms) and a long poll (10 s) open on each of hz-a's ${HZ_CELLS.length} cells, again and again, under closed-loop load; \`cellctl zone drain hz-a\`. The drain completes within the freeze window + grace + 2 s; only slow requests in flight at their cell's freeze fail, and not before the grace; no slow response streams from hz-a after the flip.`,
+  description: `Two slow downloads (14 s, a chunk every 200 ms) and a long poll (12 s) open on each of hz-a's ${HZ_CELLS.length} cells, again and again, under closed-loop load; \`cellctl zone drain hz-a\`. The drain completes within the freeze window + grace + 2 s; only slow requests in flight at their cell's freeze fail, and not before the grace; no slow response streams from hz-a after the flip.`,
   quick: false,
   // Long polls must outlive the freeze's grace; the gateway's upstream timeout is set for them
   // as it would be on a long-poll route. A frozen revision is acknowledged after the grace.
@@ -34,12 +34,13 @@ export default defineScenario({
   load: { mode: 'closed', workers: 20, thinkMs: 80 },
   clients: [
     // Longer than the freeze window: without the grace they would veto the drain.
-    { kind: 'slow-download', users: DOWNLOADS, lengthMs: 12_000, chunkMs: 200, deadlineMs: FREEZE_MS + 2_000 },
-    { kind: 'long-poll', users: POLLS, lengthMs: 10_000, deadlineMs: FREEZE_MS + 2_000 },
+    // (None starts after 8 s, so that the run does not wait long for the last ones.)
+    { kind: 'slow-download', users: DOWNLOADS, lengthMs: 14_000, chunkMs: 200, deadlineMs: FREEZE_MS + 2_000, untilMs: 8_000 },
+    { kind: 'long-poll', users: POLLS, lengthMs: 12_000, deadlineMs: FREEZE_MS + 2_000, untilMs: 8_000 },
   ],
   durationMs: 14_000,
   timeline: [
-    at(4_000, cellctl(['zone', 'drain', 'hz-a'], { label: 'drain hz-a' })),
+    at(3_000, cellctl(['zone', 'drain', 'hz-a'], { label: 'drain hz-a' })),
   ],
   invariants: [
     ...standardInvariants(),

@@ -30,7 +30,7 @@ export default defineScenario({
   clients: [
     { kind: 'websocket', users: WS_USERS, messageEveryMs: 500, echoDeadlineMs: 2_000, reconnectDeadlineMs: FREEZE_MS + 2_000 },
     // Longer than the freeze window: without the grace they would veto the move.
-    { kind: 'slow-download', users: SLOW_USERS, lengthMs: 10_000, chunkMs: 200, deadlineMs: FREEZE_MS + 2_000 },
+    { kind: 'slow-download', users: SLOW_USERS, lengthMs: 14_000, chunkMs: 200, deadlineMs: FREEZE_MS + 2_000 },
   ],
   durationMs: 16_000,
   timeline: [
