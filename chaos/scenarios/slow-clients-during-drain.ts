@@ -7,9 +7,8 @@ import { tableFromTopologyText } from '../../src/cells/topology';
 import {
   cellctlExit, finalTable, standardInvariants, zeroFailed,
 } from '../invariants';
-import {
-  cellctlWithin, noClientPastDeadline, noSlowResponseAfterFlip, slowCutOnlyAfterGrace,
-} from '../invariants-clients';
+import { cellctlWithin, noClientPastDeadline } from '../invariants-clients';
+import { noSlowResponseAfterFlip, slowCutOnlyAfterGrace } from '../invariants-moves';
 import { FREEZE_MS, INFLIGHT_GRACE_MS } from '../moves';
 import { defineScenario } from '../scenario';
 import { at, cellctl } from '../steps';

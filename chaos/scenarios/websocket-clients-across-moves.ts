@@ -7,9 +7,8 @@
 import {
   cellctlExit, errorWindow, servedBy, standardInvariants,
 } from '../invariants';
-import {
-  cellctlWithin, noClientPastDeadline, noWsMessageAtOldZone, slowCutOnlyAfterGrace, wsClosedAndReconnected,
-} from '../invariants-clients';
+import { cellctlWithin, noClientPastDeadline } from '../invariants-clients';
+import { noWsMessageAtOldZone, slowCutOnlyAfterGrace, wsClosedAndReconnected } from '../invariants-moves';
 import { defineScenario } from '../scenario';
 import { at, cellctl } from '../steps';
 import { DEFAULT_TOPOLOGY } from '../topology';
