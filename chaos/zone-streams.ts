@@ -6,8 +6,10 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Ownership } from '../src/router/fencing';
 import type { ZoneLogLine } from './zone-server';
+
+/** The fencing verdict (fencing's Ownership kind), taken through zone-server.ts so that only it imports fencing. */
+type Verdict = ZoneLogLine['verdict'];
 
 export type StreamEvent = 'ws-open' | 'ws-refused' | 'ws-msg' | 'ws-close' | 'slow-end';
 
@@ -23,7 +25,7 @@ export interface StreamLogLine {
   /** ws-msg: the client's message number; slow-end: the chunks written. */
   readonly seq?: number;
   /** ws-msg: this server's verdict on the socket's cell now (the gateway must have closed it before it is stale). */
-  readonly verdict?: Ownership['kind'];
+  readonly verdict?: Verdict;
   /** ws-close: the close code; slow-end: whether the response was written to the end. */
   readonly code?: number;
   readonly completed?: boolean;
@@ -48,8 +50,8 @@ export interface StreamDeps {
   readonly zone: string;
   readonly srv: string;
   readonly enforce: boolean;
-  judge(req: IncomingMessage): Promise<Ownership>;
-  recheck(headers: IncomingHttpHeaders): Ownership;
+  judge(req: IncomingMessage): Promise<{ readonly kind: Verdict }>;
+  recheck(headers: IncomingHttpHeaders): { readonly kind: Verdict };
   log(line: StreamLogLine): void;
 }
 
