@@ -9,7 +9,7 @@ import type { TableEvent } from './recorder';
 import type { RunData } from './scenario';
 import type { StepOutcome } from './steps';
 
-export function failed(r: RequestRecord): boolean {
+export function failed(r: { readonly status: number; readonly error: string | null }): boolean {
   return r.status !== 200 || r.error !== null;
 }
 

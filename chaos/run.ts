@@ -82,8 +82,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (values.list) {
-    for (const s of SCENARIOS) process.stdout.write(`${s.name.padEnd(28)} ${s.quick ? 'quick' : '     '}  ${s.title}\n`);
-    for (const t of SELFTESTS) process.stdout.write(`${t.scenario.name.padEnd(28)} self   ${t.scenario.title} (must fail: ${t.mustFail.join('; ')})\n`);
+    for (const s of SCENARIOS) process.stdout.write(`${s.name.padEnd(32)} ${s.quick ? 'quick' : '     '}  ${s.title}\n`);
+    for (const t of SELFTESTS) process.stdout.write(`${t.scenario.name.padEnd(32)} self   ${t.scenario.title} (must fail: ${t.mustFail.join('; ')})\n`);
     return 0;
   }
   const names = values.scenario ?? [];

@@ -6,16 +6,19 @@
 import { cp, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ClientFleet } from './clients';
 import { computeFigures, computeTimeline, type Figures, type Timeline } from './figures';
 import { getText, sleep, waitUntil } from './http-json';
 import { Cluster } from './launcher';
 import { LoadGenerator, type RequestRecord } from './load';
 import { onInterrupt } from './procs';
 import { Recorder } from './recorder';
+import { EjectionSampler } from './sampler';
 import type { GatewayFinal, InvariantResult, RunData, Scenario } from './scenario';
 import type { CellctlOutcome, StepContext, StepOutcome } from './steps';
 import { resolveTopology } from './topology';
 import type { ZoneLogLine } from './zone-server';
+import type { StreamLogLine } from './zone-streams';
 
 export interface ScenarioReport {
   readonly name: string;
@@ -73,13 +76,14 @@ async function playTimeline(s: Scenario, ctx: StepContext, t0: number): Promise<
   return outcomes.sort((a, b) => a.t0 - b.t0);
 }
 
-async function readZoneLogs(dir: string): Promise<ZoneLogLine[]> {
-  const out: ZoneLogLine[] = [];
+/** The zone servers' logs (`zone-SRV.jsonl` requests, `streams-SRV.jsonl` streams), merged in time order. */
+async function readZoneLogs<T extends { t: number }>(dir: string, prefix: 'zone-' | 'streams-'): Promise<T[]> {
+  const out: T[] = [];
   for (const f of await readdir(dir)) {
-    if (!f.startsWith('zone-') || !f.endsWith('.jsonl')) continue;
+    if (!f.startsWith(prefix) || !f.endsWith('.jsonl')) continue;
     for (const line of (await readFile(join(dir, f), 'utf8')).split('\n')) {
       if (!line) continue;
-      try { out.push(JSON.parse(line) as ZoneLogLine); } catch { /* a line cut by kill -9 */ }
+      try { out.push(JSON.parse(line) as T); } catch { /* a line cut by kill -9 */ }
     }
   }
   return out.sort((a, b) => a.t - b.t);
@@ -133,6 +137,8 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
   let cluster: Cluster | null = null;
   let recorder: Recorder | null = null;
   let load: LoadGenerator | null = null;
+  let clients: ClientFleet | null = null;
+  let sampler: EjectionSampler | null = null;
   let harnessError: string | null = null;
   let run: RunData | null = null;
   // Ctrl-C: stop the topology, then remove its files.
@@ -151,8 +157,12 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     await recorder.start();
     load = new LoadGenerator({ ports: cluster.gateways.map((g) => g.port) }, s.load);
     const ctx: StepContext = { cluster, recorder, memo: new Map(), outcomes: new Map() };
+    clients = new ClientFleet(cluster.gateways.map((g) => g.port), s.clients ?? []);
+    if (s.sampleEjections) sampler = new EjectionSampler(cluster.gateways);
     const t0 = Date.now();
     load.start();
+    clients.start();
+    sampler?.start();
     const ticker = setInterval(() => tick('running', t0), 1_000);
     let steps: StepOutcome[];
     try {
@@ -164,22 +174,26 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       clearInterval(ticker);
     }
     tick('draining', t0);
-    await load.stop();
+    await Promise.all([load.stop(), clients.stop()]);
+    sampler?.stop();
     const tLoadEnd = Date.now();
     const final = await settle(cluster, recorder, s.convergeBoundMs ?? 5_000);
     run = {
       scenario: s, t0, tLoadEnd, gatewayIds: cluster.gateways.map((g) => g.id), requests: load.records as RequestRecord[],
-      skipped: load.skipped, zoneLog: [], tables: recorder.tables, presence: recorder.presence, steps, final,
+      skipped: load.skipped, zoneLog: [], streamLog: [], clients: clients.records, ws: clients.wsRecords, ejections: sampler?.samples ?? [],
+      tables: recorder.tables, presence: recorder.presence, steps, final,
     };
   } catch (err) {
     harnessError = (err as Error).stack ?? String(err);
   } finally {
     tick('stopping');
     await load?.stop().catch(() => undefined);
+    await clients?.stop().catch(() => undefined);
+    sampler?.stop();
     await recorder?.close().catch(() => undefined);
     await cluster?.stop().catch(() => undefined);
   }
-  if (run && cluster) run = { ...run, zoneLog: await readZoneLogs(cluster.dir) };
+  if (run && cluster) run = { ...run, zoneLog: await readZoneLogs<ZoneLogLine>(cluster.dir, 'zone-'), streamLog: await readZoneLogs<StreamLogLine>(cluster.dir, 'streams-') };
 
   const invariants: InvariantResult[] = [];
   const failedSteps = run?.steps.filter((st) => !st.ok) ?? [];

@@ -2,7 +2,11 @@
 // actions, how long to run, and the invariants that must hold. Scenarios are data plus the
 // step and invariant constructors (steps.ts, invariants.ts); the runner (runner.ts) does
 // everything else.
+import type { ClientRecord, ClientSpec } from './clients';
+import type { EjectionSample } from './sampler';
+import type { WsRecords } from './ws-clients';
 import type { ZoneLogLine } from './zone-server';
+import type { StreamLogLine } from './zone-streams';
 import type { LoadSpec, RequestRecord } from './load';
 import type { PresenceEvent, TableEvent } from './recorder';
 import type { Step, StepOutcome } from './steps';
@@ -18,6 +22,10 @@ export interface Scenario {
   readonly quick: boolean;
   readonly topology?: TopologyOverrides;
   readonly load: LoadSpec;
+  /** Odd, slow and long-lived clients beside the load (clients.ts, ws-clients.ts). */
+  readonly clients?: readonly ClientSpec[];
+  /** Sample the gateways' ejected endpoints every 250 ms (for `no endpoint ejected while healthy`). */
+  readonly sampleEjections?: boolean;
   /** How long the load runs at least (ms); the timeline's start times must fit in it. */
   readonly durationMs: number;
   /**
@@ -52,6 +60,12 @@ export interface RunData {
   readonly requests: readonly RequestRecord[];
   readonly skipped: number;
   readonly zoneLog: readonly ZoneLogLine[];
+  /** The zone servers' WebSocket and slow-response events. */
+  readonly streamLog: readonly StreamLogLine[];
+  /** What the scenario's `clients` sent and got. */
+  readonly clients: readonly ClientRecord[];
+  readonly ws: WsRecords;
+  readonly ejections: readonly EjectionSample[];
   readonly tables: readonly TableEvent[];
   readonly presence: readonly PresenceEvent[];
   readonly steps: readonly StepOutcome[];

@@ -12,6 +12,12 @@
 // A gateway may apply a new table a few ms before this server does; a request routed with
 // a newer revision than the one this server follows waits (bounded) for the server to catch
 // up before it is judged, so that a correct route is never refused because the oracle lags.
+//
+// Long-lived traffic (zone-streams.ts): WebSocket upgrades (judged like requests, then an echo
+// that names the zone; every message logged with its time, so the harness can tell whether
+// one reached a zone after its cell moved away), slow downloads (/slow/…?ms=N) and long polls
+// (/poll/…?ms=N). Those go to a second log, streams-SRV.jsonl (StreamLogLine). Hop-by-hop
+// headers that reached this server are listed in the request's log line (`hop`).
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -19,6 +25,7 @@ import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { OwnershipFollower, type Ownership, requestUserId } from '../src/fencing';
 import { openStore } from '../src/store/open';
+import { hopHeaders, serveStreams } from './zone-streams';
 
 export interface ZoneLogLine {
   readonly t: number;
@@ -40,6 +47,8 @@ export interface ZoneLogLine {
   readonly bytes: number;
   readonly sha: string;
   readonly status: number;
+  /** Hop-by-hop headers that reached this server (absent when none did): a gateway must strip them. */
+  readonly hop?: readonly string[];
 }
 
 const CATCH_UP_MS = 2_000;
@@ -74,6 +83,7 @@ async function main(): Promise<void> {
   const store = openStore(storeSpec, { prefix: values.prefix });
   const follower = new OwnershipFollower(store);
   const logFd = openSync(logPath, 'a');
+  const streamLogFd = openSync(logPath.replace(/zone-([^/]*)\.jsonl$/, 'streams-$1.jsonl'), 'a');
 
   const viewVersion = () => follower.view?.version ?? null;
 
@@ -92,9 +102,11 @@ async function main(): Promise<void> {
     res.end(text);
   }
 
+  const streams = serveStreams({ zone: zone as string, srv, enforce, judge, recheck: (headers) => follower.check(zone as string, headers), log: (line) => writeSync(streamLogFd, `${JSON.stringify(line)}\n`) });
   const server = createServer((req, res) => {
     const url = req.url ?? '/';
     if (url.startsWith('/__chaos/state')) return reply(res, 200, { zone, srv, view: viewVersion(), pid: process.pid });
+    const streamed = streams.slowKind(url);
     const hash = createHash('sha256');
     let bytes = 0;
     req.on('data', (chunk: Buffer) => {
@@ -107,17 +119,19 @@ async function main(): Promise<void> {
         const verdict = await judge(req);
         if (workMs > 0) await sleep(Math.random() * 2 * workMs);
         const status = verdict.kind === 'notOwned' && enforce ? 421 : verdict.kind === 'unknown' && enforce ? 503 : 200;
+        const hop = hopHeaders(req.headers);
         const line: ZoneLogLine = {
           t: Date.now(), srv, zone: zone as string, rid: header(req, 'x-request-id'), user: requestUserId(req.headers),
           method: req.method ?? 'GET', cell: header(req, 'x-cell-id'),
           epoch: intHeader(req, 'x-cell-epoch'), rev: intHeader(req, 'x-routing-revision'), hdrZone: header(req, 'x-cell-zone'),
           verdict: verdict.kind, why: verdict.kind === 'notOwned' ? verdict.why : null, view: viewVersion(),
-          bytes, sha: hash.digest('hex'), status,
+          bytes, sha: hash.digest('hex'), status, ...(hop.length ? { hop } : {}),
         };
         // Synchronously, before answering: an answered request is always in the log.
         writeSync(logFd, `${JSON.stringify(line)}\n`);
         if (status === 421) return reply(res, 421, { error: 'NOT_CELL_OWNER', message: line.why, zone, srv });
         if (status === 503) return reply(res, 503, { error: 'NO_ROUTING_TABLE', message: 'the zone server has no table yet', zone, srv });
+        if (streamed) return streams.serveSlow(streamed, req, res, line);
         reply(res, 200, {
           zone, srv, cell: line.cell, epoch: line.epoch, rev: line.rev, owned: verdict.kind === 'owned',
           user: line.user, rid: line.rid, method: line.method, bytes, sha: line.sha,
@@ -126,6 +140,7 @@ async function main(): Promise<void> {
     });
   });
   server.keepAliveTimeout = 10_000;
+  server.on('upgrade', (req, socket, head) => streams.upgrade(req, socket, head));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(Number(values.port ?? 0), '127.0.0.1', () => resolve());
@@ -138,8 +153,10 @@ async function main(): Promise<void> {
     stopping = true;
     server.close();
     server.closeIdleConnections();
+    streams.close();
     void follower.close().then(() => store.close()).finally(() => {
       closeSync(logFd);
+      closeSync(streamLogFd);
       process.exit(0);
     });
     setTimeout(() => process.exit(0), 2_000).unref();

@@ -10,7 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tableFromTopologyText } from '../src/cells/topology';
 import type { RoutingTable } from '../src/cells/types';
+import { RoutingView } from '../src/cells/lookup';
+import { versioned } from '../src/cells/table';
+import type { ClientRecord } from '../chaos/clients';
 import { judgeRoutes, oneOwnerPerEpoch } from '../chaos/invariants';
+import { noEjectionWhileHealthy } from '../chaos/invariants-clients';
+import { noWsMessageAtOldZone, slowCutOnlyAfterGrace } from '../chaos/invariants-moves';
 import type { SuiteReport } from '../chaos/run';
 import type { RunData, Scenario } from '../chaos/scenario';
 import { defineScenario } from '../chaos/scenario';
@@ -136,7 +141,7 @@ function fakeRun(lines: Partial<ZoneLogLine>[], sent: Record<string, number>): R
       id, user: 'u1', method: 'GET', path: '/x', gw: 0, sent: at, done: at + 5, status: 421, error: 'NOT_CELL_OWNER',
       zone: null, srv: null, cell: 'c00', epoch: null, rev: null, bytes: 0, sha: null, tries: 1,
     })),
-    zoneLog: lines.map((l) => ({ ...base, ...l })),
+    zoneLog: lines.map((l) => ({ ...base, ...l })), streamLog: [], clients: [], ws: { sessions: [], messages: [] }, ejections: [],
     tables: [{ t: 1_000, version: 1, table: t1, checksum: 'a' }, { t: 2_000, version: 2, table: t2, checksum: 'b' }],
     presence: [{ t: 1_010, id: 'gw-0', appliedVersion: 1, checksum: 'a', deleted: false }, { t: 2_050, id: 'gw-0', appliedVersion: 2, checksum: 'b', deleted: false }],
     final: { store: { version: 2, checksum: 'b' }, gateways: [], convergedAt: 0 },
@@ -164,6 +169,48 @@ test('the oracle tells a fenced stale route in transition from a misroute', (t) 
   const split = oneOwnerPerEpoch().check(fakeRun([{ rid: 'a' }, { rid: 'b', zone: 'sh-b', hdrZone: 'sh-b' }], {}));
   t.false(split.passed);
   t.regex(split.detail, /c00@1 by sh-a and sh-b/);
+});
+
+test('the long-lived-client invariants tell a late WebSocket message, a healthy ejection and an early cut from fine ones', (t) => {
+  const base = fakeRun([], {});
+  const session = { id: 'ws000.1', client: 'ws000', conn: 1, user: 'u1', gw: 0, startedAt: 0, openedAt: 10, zone: 'sh-a', cell: 'c00', epoch: 1, closedAt: 0, code: null, closedBy: null, error: null };
+  const msg = (at: number) => ({ t: at, srv: 'sh-a-1', zone: 'sh-a', event: 'ws-msg' as const, id: 'ws000.1', cell: 'c00', epoch: 1, seq: at, verdict: 'owned' as const });
+  // Unplanned flip at 2000, applied by gw-0 at 2050: a message in between was in transit.
+  const ws = { ...base, ws: { sessions: [session], messages: [] }, streamLog: [msg(1_500), msg(2_040)] };
+  t.true(noWsMessageAtOldZone().check(ws).passed);
+  const late = noWsMessageAtOldZone().check({ ...ws, streamLog: [...ws.streamLog, msg(2_300)] });
+  t.false(late.passed);
+  t.regex(late.detail, /ws000\.1#2300 at sh-a 250 ms after its gateway applied the flip of c00 to sh-b/);
+  // Planned (the cell was frozen before the flip): its sockets were closed at the freeze, so nothing may arrive after the flip.
+  const [first, second] = base.tables;
+  const frozen = { ...first!, table: { ...first!.table!, cells: first!.table!.cells.map((c) => (c.name === 'c00' ? { ...c, state: 'frozen' as const, frozenUntilMs: 9_000 } : c)) } };
+  t.false(noWsMessageAtOldZone().check({ ...ws, tables: [frozen, second!] }).passed);
+  t.false(noWsMessageAtOldZone().check({ ...ws, streamLog: [] }).passed, 'nothing observed is not a pass');
+
+  const steps = [{ label: 'kill -9 sh-a', kind: 'fault' as const, t0: 3_000, t1: 3_010, ok: true, detail: '' }];
+  const sample = (at: number, zone: string, ejected: number) => ({ t: at, gateway: 'gw-0', zone, ejected });
+  const eject = noEjectionWhileHealthy({ 'sh-a': 'kill -9 sh-a' });
+  t.true(eject.check({ ...base, steps, ejections: [sample(1_000, 'sh-a', 0), sample(3_500, 'sh-a', 2)] }).passed);
+  const healthy = eject.check({ ...base, steps, ejections: [sample(1_000, 'sh-b', 1), sample(2_000, 'sh-a', 1)] });
+  t.false(healthy.passed);
+  t.regex(healthy.detail, /sh-b at gw-0: 1 endpoint\(s\) ejected/);
+  t.regex(healthy.detail, /sh-a at gw-0/);
+  t.false(eject.check({ ...base, steps, ejections: [] }).passed, 'no sample is not a pass');
+
+  // c00 frozen at 2000 (and moved at 4500): a slow download cut 2.1 s after the freeze is the grace at work, one cut after 0.5 s is not.
+  const view = new RoutingView(versioned(first!.table!, 1));
+  const user = Array.from({ length: 200 }, (_, i) => `u${i}`).find((u) => view.cellOfUser(u) === 'c00')!;
+  const moved = { ...second!, t: 4_500, version: 3 };
+  const tables = [first!, { ...frozen, t: 2_000, version: 2 }, moved];
+  const slow = (id: string, sent: number, done: number, error: string | null): ClientRecord => ({
+    id, kind: 'slow-download', variant: '', user, gw: 0, sent, done, firstByte: sent + 5, status: 200, error, zone: 'sh-a', cell: 'c00', bytes: 0, sha: null, chunks: 3, deadlineMs: 20_000,
+  });
+  const grace = slowCutOnlyAfterGrace(2_000);
+  const ok = grace.check({ ...base, tables, clients: [slow('a', 1_000, 4_100, 'RESPONSE_ABORTED'), slow('b', 5_000, 9_000, null)] });
+  t.true(ok.passed, ok.detail);
+  t.regex(ok.detail, /1 cut after the grace \{"slow-download 200 RESPONSE_ABORTED":1\}/);
+  t.false(grace.check({ ...base, tables, clients: [slow('early', 1_000, 2_500, 'RESPONSE_ABORTED')] }).passed);
+  t.false(grace.check({ ...base, tables, clients: [slow('unfrozen', 5_000, 6_000, 'ECONNRESET')] }).passed);
 });
 
 test('the scenario catalogue: at least 10 scenarios, 5 quick ones, every one judged by the standard invariants', (t) => {

@@ -5,15 +5,18 @@ import corruptedTable from './corrupted-table';
 import etcdLeaderKill from './etcd-leader-kill';
 import gatewayCutOff from './gateway-cut-off';
 import gatewayKillRestart from './gateway-kill-restart';
+import hostileClients from './hostile-clients';
 import operatorKilledMidMove from './operator-killed-mid-move';
 import plannedCellMove from './planned-cell-move';
 import regionDown from './region-down';
+import slowClientsDuringDrain from './slow-clients-during-drain';
 import twoOperators from './two-operators';
 import zoneDownSameCity from './zone-down-same-city';
 import zoneDrainFailback from './zone-drain-failback';
 import zoneFlap from './zone-flap';
 import zoneNetwork from './zone-network';
 import zoneServerFaults from './zone-server-faults';
+import websocketClientsAcrossMoves from './websocket-clients-across-moves';
 
 export const SCENARIOS: readonly Scenario[] = [
   zoneDownSameCity,
@@ -22,6 +25,7 @@ export const SCENARIOS: readonly Scenario[] = [
   etcdLeaderKill,
   gatewayCutOff,
   corruptedTable,
+  websocketClientsAcrossMoves,
   twoOperators,
   zoneDrainFailback,
   gatewayKillRestart,
@@ -30,4 +34,6 @@ export const SCENARIOS: readonly Scenario[] = [
   zoneFlap,
   regionDown,
   cascadingCityDown,
+  hostileClients,
+  slowClientsDuringDrain,
 ];
