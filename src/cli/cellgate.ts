@@ -3,9 +3,10 @@
 // server (`zone-server`, used by the demo and the chaos harness).
 import cluster from 'node:cluster';
 import { cgError } from '../errors';
-import { loadGatewayConfigFile, parseGatewayConfig, type GatewayConfig } from '../router/config';
+import { loadGatewayConfigFile, parseGatewayConfig, redactedConfig, type GatewayConfig } from '../router/config';
 import { createGateway, type Gateway } from '../router/gateway';
 import { startDemoZone } from '../router/demo-zone';
+import { readPemPairSync } from '../router/tls';
 import { openStore } from '../store/open';
 import { parseCommandArgs, stringOption, type Parsed } from './args';
 import { runDemo } from './demo';
@@ -15,8 +16,11 @@ const HELP = `cellgate — the cell-routing edge gateway
 
   cellgate serve [--config FILE] --store file:PATH|etcd:HOST:PORT[,…] [--prefix P]
                  [--port N] [--admin-port N] [--host H] [--admin-host H] [--zone ZONE] [--id NAME]
-                 [--workers N]
-      Run a gateway. Flags override the config file (YAML or JSON, see config/gateway.yaml).
+                 [--workers N] [--check]
+      Run a gateway. Flags override CELLGATE_* variables, which override the config file
+      (YAML or JSON; every key: docs/configuration.md). --check validates the configuration
+      (and reads the TLS files), prints the effective configuration as JSON and exits 0, or 3
+      with every problem, without listening or opening the store (like nginx -t).
       The admin server (/metrics, /admin/table) listens on --admin-host (default 127.0.0.1),
       apart from the traffic --host.
       With --workers N, N processes share the traffic port; worker i's admin port is the
@@ -34,6 +38,7 @@ Exit codes: 0 done, 1 error, 2 usage, 3 invalid configuration.
 const SERVE_OPTIONS = {
   config: { type: 'string' }, store: { type: 'string' }, prefix: { type: 'string' }, port: { type: 'string' }, 'admin-port': { type: 'string' },
   host: { type: 'string' }, 'admin-host': { type: 'string' }, zone: { type: 'string' }, id: { type: 'string' }, workers: { type: 'string' },
+  check: { type: 'boolean' },
 } as const;
 
 function intFlag(values: Parsed['values'], name: string, min: number, max: number): number | undefined {
@@ -54,11 +59,12 @@ async function serveConfig(values: Parsed['values'], workerIndex: number): Promi
     adminHost: stringOption(values, 'admin-host'),
     zone: stringOption(values, 'zone'),
     id: id && workerIndex > 0 ? `${id}-w${workerIndex}` : id,
-    store: stringOption(values, 'store') ?? process.env.CELLGATE_STORE,
+    store: stringOption(values, 'store'),
     prefix: stringOption(values, 'prefix'),
   };
   const file = stringOption(values, 'config');
-  return file ? loadGatewayConfigFile(file, overrides) : parseGatewayConfig({}, overrides);
+  const sources = { env: process.env };
+  return file ? loadGatewayConfigFile(file, overrides, sources) : parseGatewayConfig({}, overrides, sources);
 }
 
 /** Stops `stop` once on SIGTERM/SIGINT; a second signal exits at once. */
@@ -96,6 +102,8 @@ async function serveOne(values: Parsed['values'], workerIndex: number): Promise<
     await gateway.shutdown();
     await store.close();
   });
+  // SIGHUP: new TLS files for new connections (a failure is logged, the old pair stays).
+  if (config.tls) process.on('SIGHUP', () => void gateway.reloadTls().catch(() => undefined));
   let addresses;
   try {
     addresses = await gateway.start();
@@ -136,6 +144,7 @@ async function serve(argv: readonly string[]): Promise<void> {
   const { values, positionals } = parseCommandArgs(argv, SERVE_OPTIONS);
   if (positionals.length) throw cgError('USAGE', `unexpected argument ${positionals[0]}`);
   const workers = intFlag(values, 'workers', 1, 64) ?? 1;
+  if (values.check === true) return checkConfig(values);
   if (workers > 1 && cluster.isPrimary) {
     // Validate once in the primary: bad options stop before any fork.
     if (!(await serveConfig(values, 0)).store) throw cgError('USAGE', NO_STORE);
@@ -143,6 +152,15 @@ async function serve(argv: readonly string[]): Promise<void> {
     return;
   }
   await serveOne(values, Number(process.env.CELLGATE_WORKER_INDEX ?? 0));
+}
+
+/** `serve --check`: the effective configuration (secrets redacted) on stdout, or INVALID_CONFIG (exit 3). */
+async function checkConfig(values: Parsed['values']): Promise<void> {
+  const config = await serveConfig(values, 0);
+  if (!config.store) throw cgError('USAGE', NO_STORE);
+  if (config.tls) readPemPairSync(config.tls);
+  process.stdout.write(`${JSON.stringify(redactedConfig(config), null, 2)}\n`);
+  process.stderr.write('cellgate: configuration OK\n');
 }
 
 async function zoneServer(argv: readonly string[]): Promise<void> {
@@ -168,7 +186,7 @@ export async function main(argv: readonly string[]): Promise<number | null> {
   switch (command) {
     case 'serve':
       await serve(rest);
-      return null; // keeps running until a signal
+      return rest.includes('--check') ? 0 : null; // serve keeps running until a signal
     case 'demo':
       await runDemo(rest, onSignals);
       return null;

@@ -23,6 +23,14 @@ export function serverLimits(config: GatewayConfig): { requestTimeout: number; k
   };
 }
 
+/** fastify's server options: the limits, and `https` (which then carries the limits) when TLS is on. */
+export function trafficServerOptions(config: GatewayConfig, tls: { readonly cert: Buffer; readonly key: Buffer } | null): ReturnType<typeof serverLimits> | (Omit<ReturnType<typeof serverLimits>, 'http'> & { https: ServerOptions & { cert: Buffer; key: Buffer } }) {
+  const limits = serverLimits(config);
+  if (tls === null) return limits;
+  const { http, ...rest } = limits;
+  return { ...rest, https: { ...http, cert: tls.cert, key: tls.key } };
+}
+
 /** What fastify has no option for; call before listen(). */
 export function applyServerLimits(app: FastifyInstance, config: GatewayConfig, metrics: GatewayMetrics): void {
   const server = app.server;
