@@ -45,6 +45,25 @@ effective configuration (secrets as \`<redacted>\`) and exits 0, or 3, without l
 [\`config/gateway.yaml\`](../config/gateway.yaml) shows every key with its default.
 `;
 
+const LOGS = `
+## Logs
+
+JSON lines on stderr (pino, written asynchronously): \`level\` (\`fatal\` … \`trace\`), \`time\` (ISO 8601),
+\`pid\`, \`hostname\`, \`component\` (\`table\`, \`store\`, \`presence\`, \`lifecycle\`, \`freeze\`, \`proxy\`,
+\`tls\`, \`access\`) and \`event\` (\`table.applied\`, \`store.connection\`, \`tls.reloaded\`…). Lines below
+\`logLevel\` are not written.
+
+With \`accessLog: true\`, one line per request (\`component: access\`, level \`info\` whatever \`logLevel\`
+says) when its response closes: \`requestId\`, \`method\`, \`path\`, \`status\` (499: the client went
+away first; 101: a WebSocket), \`class\`, \`zone\` (\`none\` when not routed), \`cell\`, \`upstream\`
+(the endpoint's origin), \`durationMs\`, \`user\`. The user id is never written: \`user\` is the first
+16 hex digits of HMAC-SHA256(\`accessLogUserKey\`, user id) — with no key, a random one per
+process (and per worker), so hashes match only within one process. The query string is left out
+and a \`path\` user-id source's segment is written \`:user\`. \`requestId\` is the client's
+\`x-request-id\` when it is 1-128 printable ASCII characters without spaces, else a new UUID; it is
+sent upstream as \`x-request-id\` (with the access log off the header passes untouched).
+`;
+
 /** The whole page. */
 export function renderConfigDocs(schema: TSchema = GatewayConfigSchema): string {
   const envOf = new Map(envKeys(schema).map((k) => [k.path.join('.'), k.name]));
@@ -74,7 +93,7 @@ export function renderConfigDocs(schema: TSchema = GatewayConfigSchema): string 
     ...rows,
     '\n## Rules between keys\n',
     ...CROSS_FIELD_RULES.map((r) => `- ${r.text}`),
-    '',
+    LOGS,
   ].join('\n');
 }
 
