@@ -5,6 +5,7 @@
 import { createHmac } from 'node:crypto';
 import { Writable } from 'node:stream';
 import test, { type ExecutionContext } from 'ava';
+import WebSocket from 'ws';
 import { RoutingView } from '../src/cells/lookup';
 import { versioned } from '../src/cells/table';
 import { parseGatewayConfig } from '../src/router/config';
@@ -147,4 +148,19 @@ test('logLevel: component lines with level names; below the level nothing is wri
   await until('the access line', () => warn.lines.of('access').length === 1);
   await warn.gw.shutdown();
   t.deepEqual(warn.lines.all.filter((l) => l.level === 'info' && l.component !== 'access'), [], 'no info line at warn');
+});
+
+test('a WebSocket: its request id reaches the upstream handshake, one access line with status 101', async (t) => {
+  const { url, lines } = await gatewayWithLog(t, { accessLog: true });
+  const ws = new WebSocket(`${url.replace('http:', 'ws:')}/live`, { headers: { 'x-user-id': 'gina', 'x-request-id': 'ws-req-1' } });
+  t.teardown(() => ws.terminate());
+  const hello = await new Promise<{ headers: Record<string, string> }>((resolve, reject) => {
+    ws.once('message', (data) => resolve(JSON.parse(String(data)) as { headers: Record<string, string> }));
+    ws.once('error', reject);
+  });
+  t.is(hello.headers['x-request-id'], 'ws-req-1');
+  ws.close();
+  await until('the access line', () => lines.of('access').length === 1);
+  t.like(lines.of('access')[0], { requestId: 'ws-req-1', status: 101, path: '/live' });
+  t.false(lines.text.join('').includes('gina'));
 });
