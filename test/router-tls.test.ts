@@ -81,8 +81,8 @@ test('HTTPS on the traffic port; a reload serves the new certificate to new conn
   t.is((await httpsGet(`${addr.traffic}/a`, 'alice')).cn, 'cert-two');
 });
 
-test('cellgate serve with tls: SIGHUP makes it serve the new certificate', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'cellgate-tls-hup-'));
+for (const workers of [1, 2]) test(`cellgate serve with tls (${workers} worker(s)): SIGHUP makes it serve the new certificate`, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), `cellgate-tls-hup${workers}-`));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const one = makeCert(dir, 'hup-one');
   const two = makeCert(dir, 'hup-two');
@@ -98,9 +98,10 @@ test('cellgate serve with tls: SIGHUP makes it serve the new certificate', async
   t.is(init.code, 0, init.stderr);
   const config = join(dir, 'gw.yaml');
   await writeFile(config, `port: 0\nadminPort: 0\ntls:\n  cert: ${live.cert}\n  key: ${live.key}\n`);
-  const gw = await startGatewayProcess(['--config', config, '--store', `file:${tablePath}`], 'gw-hup');
+  const gw = await startGatewayProcess(['--config', config, '--store', `file:${tablePath}`, '--workers', String(workers)], `gw-hup${workers}`);
   t.teardown(async () => { await gw.stop(); });
   t.regex(gw.traffic, /^https:/);
+  await until('every worker listening', () => gw.stderr().split('"event":"listening"').length - 1 === workers);
   await until('served', async () => (await httpsGet(`${gw.traffic}/a`, 'alice').catch(() => null))?.status === 200);
   t.is((await httpsGet(`${gw.traffic}/a`, 'alice')).cn, 'hup-one');
 
@@ -108,6 +109,8 @@ test('cellgate serve with tls: SIGHUP makes it serve the new certificate', async
   await copyFile(two.key, live.key);
   gw.child.kill('SIGHUP');
   await until('the new certificate', async () => (await httpsGet(`${gw.traffic}/a`, 'alice')).cn === 'hup-two', 10_000, 50);
-  t.true(gw.stderr().includes('"event":"tls.reloaded"'));
+  await until('every worker reloaded', () => gw.stderr().split('"event":"tls.reloaded"').length - 1 === workers);
+  // New connections, whichever worker takes them, get the new certificate.
+  for (let i = 0; i < 6; i++) t.is((await httpsGet(`${gw.traffic}/a`, 'alice')).cn, 'hup-two');
   t.is(await gw.stop(), 0);
 });

@@ -147,8 +147,19 @@ async function serve(argv: readonly string[]): Promise<void> {
   if (values.check === true) return checkConfig(values);
   if (workers > 1 && cluster.isPrimary) {
     // Validate once in the primary: bad options stop before any fork.
-    if (!(await serveConfig(values, 0)).store) throw cgError('USAGE', NO_STORE);
+    const config = await serveConfig(values, 0);
+    if (!config.store) throw cgError('USAGE', NO_STORE);
     superviseWorkers(workers);
+    // SIGHUP reloads every listening worker's TLS certificate (and no longer ends the primary);
+    // a worker still starting reads the files as they are now and has no handler yet.
+    if (config.tls) {
+      const listening = new Set<number>();
+      cluster.on('listening', (w) => listening.add(w.id));
+      cluster.on('exit', (w) => listening.delete(w.id));
+      process.on('SIGHUP', () => {
+        for (const w of Object.values(cluster.workers ?? {})) if (w && listening.has(w.id)) w.process.kill('SIGHUP');
+      });
+    }
     return;
   }
   await serveOne(values, Number(process.env.CELLGATE_WORKER_INDEX ?? 0));
