@@ -3,6 +3,9 @@
 // with its fields, the request id passed through when sane or generated (and seen by the
 // upstream), the user id only as a keyed hash — never in clear, not even in the path.
 import { createHmac } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import test, { type ExecutionContext } from 'ava';
 import WebSocket from 'ws';
@@ -10,6 +13,8 @@ import { RoutingView } from '../src/cells/lookup';
 import { versioned } from '../src/cells/table';
 import { parseGatewayConfig } from '../src/router/config';
 import { createGateway } from '../src/router/gateway';
+import { cellctl } from './helpers/cli';
+import { startGatewayProcess, topologyYaml } from './helpers/e2e';
 import { MemoryStore } from './helpers/memory-store';
 import { tableFor } from './helpers/router-fixture';
 import { httpCall, startUpstreams, stopAll, type Upstream } from './helpers/upstreams';
@@ -163,4 +168,26 @@ test('a WebSocket: its request id reaches the upstream handshake, one access lin
   await until('the access line', () => lines.of('access').length === 1);
   t.like(lines.of('access')[0], { requestId: 'ws-req-1', status: 101, path: '/live' });
   t.false(lines.text.join('').includes('gina'));
+});
+
+test('cellgate serve: access lines on stderr (buffered, written within a second on a quiet gateway, and at shutdown)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'cellgate-accesslog-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const ups = await startUpstreams('up-a');
+  t.teardown(() => stopAll(ups));
+  const topology = join(dir, 'topology.yaml');
+  await writeFile(topology, topologyYaml([{ name: 'zone-a', region: 'east', city: 'sh', url: ups[0]!.url }], 4));
+  const tablePath = join(dir, 'table.json');
+  t.is((await cellctl(['init', '--topology', topology, '--file', tablePath, '--yes'])).code, 0);
+  const config = join(dir, 'gw.yaml');
+  await writeFile(config, 'port: 0\nadminPort: 0\naccessLog: true\n');
+  const gw = await startGatewayProcess(['--config', config, '--store', `file:${tablePath}`], 'gw-access');
+  t.teardown(async () => { await gw.stop(); });
+  const accessLines = () => gw.stderr().split('\n').filter((l) => l.includes('"component":"access"')).map((l) => JSON.parse(l) as Line);
+  await until('served', async () => (await httpCall(`${gw.traffic}/one`, { headers: { 'x-user-id': 'hank' } }).catch(() => null))?.status === 200);
+  await until('the first line, flushed by the timer', () => accessLines().some((l) => l.path === '/one'), 10_000);
+  t.is((await httpCall(`${gw.traffic}/last`, { headers: { 'x-user-id': 'hank', 'x-request-id': 'last-one' } })).status, 200);
+  t.is(await gw.stop(), 0);
+  t.like(accessLines().find((l) => l.path === '/last'), { requestId: 'last-one', status: 200, level: 'info' }, 'written at shutdown');
+  t.false(gw.stderr().includes('hank'));
 });

@@ -10,6 +10,9 @@ import type { GatewayConfig } from './config';
 import type { Exchange } from './exchange';
 import type { Logger } from './log';
 
+/** User hashes remembered (users repeat); the memo is emptied when full, so it stays bounded. */
+const MAX_REMEMBERED_USERS = 10_000;
+
 /** Longest client-sent request id kept (Envoy and nginx ids are 32-36 characters). */
 export const MAX_REQUEST_ID_LENGTH = 128;
 
@@ -26,6 +29,7 @@ export function saneRequestId(value: string | string[] | undefined): string | nu
 export class AccessLog {
   private readonly key: Buffer;
   private readonly userPatterns: readonly (readonly string[])[];
+  private readonly hashes = new Map<string, string>();
 
   constructor(private readonly logger: Logger, config: GatewayConfig) {
     this.key = config.accessLogUserKey !== null ? Buffer.from(config.accessLogUserKey, 'utf8') : randomBytes(32);
@@ -39,7 +43,13 @@ export class AccessLog {
 
   /** The keyed hash that stands for a user id in the log (16 hex digits). */
   userHash(user: string): string {
-    return createHmac('sha256', this.key).update(user, 'utf8').digest('hex').slice(0, 16);
+    let hash = this.hashes.get(user);
+    if (hash === undefined) {
+      hash = createHmac('sha256', this.key).update(user, 'utf8').digest('hex').slice(0, 16);
+      if (this.hashes.size >= MAX_REMEMBERED_USERS) this.hashes.clear();
+      this.hashes.set(user, hash);
+    }
+    return hash;
   }
 
   write(ex: Exchange, req: IncomingMessage, status: number, seconds: number): void {

@@ -19,7 +19,7 @@ import { EndpointHealth } from './endpoints';
 import { FreezeAcknowledger } from './freeze-ack';
 import { HoldBuffer, type HoldCounters } from './hold-buffer';
 import { GatewayLifecycle, type GatewayAddresses } from './lifecycle';
-import { type Component, type DestinationStream, type GatewayLog, createLogger, eventLog, flushLogger } from './log';
+import { type Component, type DestinationStream, type GatewayLog, createLogSink, eventLog } from './log';
 import { GatewayMetrics } from './metrics';
 import { MoveMetrics } from './move-metrics';
 import { PresencePublisher } from './presence';
@@ -82,7 +82,8 @@ export interface Gateway {
 export function createGateway(options: GatewayOptions): Gateway {
   const { config, store } = options;
   const clock = options.clock ?? systemClock;
-  const logger = createLogger(config.logLevel, options.logDestination);
+  const logSink = createLogSink(config.logLevel, options.logDestination, config.accessLog);
+  const logger = logSink.logger;
   const logOf = (component: Component): GatewayLog => options.log ?? eventLog(logger.child({ component }));
   const log = { table: logOf('table'), store: logOf('store'), presence: logOf('presence'), lifecycle: logOf('lifecycle'), freeze: logOf('freeze') };
   // The access log is its own switch: written at info whatever logLevel says.
@@ -187,7 +188,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const flushed = new WeakMap<Promise<void>, Promise<void>>();
   const thenFlush = (stop: Promise<void>): Promise<void> => {
     let p = flushed.get(stop);
-    if (!p) flushed.set(stop, (p = stop.finally(() => flushLogger(logger))));
+    if (!p) flushed.set(stop, (p = stop.finally(() => logSink.close())));
     return p;
   };
 
