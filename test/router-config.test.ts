@@ -7,7 +7,9 @@ import test from 'ava';
 import { isCellgateError } from '../src/errors';
 import { DEFAULT_CONFIG, GatewayConfigSchema, loadGatewayConfigFile, parseGatewayConfig, redactedConfig } from '../src/router/config';
 import { CONFIG_DOCS_PATH, renderConfigDocs } from '../src/router/config/docs';
-import { envKeys } from '../src/router/config/env';
+import { Type } from '@sinclair/typebox';
+import { Problems } from '../src/cells/check';
+import { applyEnv, envKeys } from '../src/router/config/env';
 import { compileRouteClassifier } from '../src/router/route-rules';
 
 function problems(doc: unknown, overrides?: Record<string, unknown>, env?: NodeJS.ProcessEnv): string {
@@ -155,6 +157,28 @@ test('every key has its own variable', (t) => {
   t.is(new Set(keys.map((k) => k.name)).size, keys.length);
   t.true(keys.some((k) => k.name === 'CELLGATE_UPSTREAM_REQUEST_TIMEOUT_MS' && k.path.join('.') === 'upstream.requestTimeoutMs'));
   t.true(keys.some((k) => k.name === 'CELLGATE_USER_ID_SOURCES' && k.kind === 'json'));
+});
+
+test('variables of keys with several forms: a list of strings as a,b,c; text where JSON does not parse', (t) => {
+  const schema = Type.Object({
+    etcd: Type.Object({ endpoints: Type.Array(Type.String()) }),
+    snapshotPath: Type.Union([Type.String(), Type.Literal(false), Type.Null()]),
+    routes: Type.Array(Type.Object({ prefix: Type.String() })),
+  });
+  const keys = envKeys(schema);
+  t.deepEqual(keys.map((k) => k.name), ['CELLGATE_ETCD_ENDPOINTS', 'CELLGATE_SNAPSHOT_PATH', 'CELLGATE_ROUTES']);
+  const set = (env: Record<string, string>) => {
+    const doc: Record<string, unknown> = {};
+    const p = new Problems();
+    applyEnv(doc, env, keys, p, new Map());
+    return { doc, problems: p.summary() };
+  };
+  t.deepEqual(set({ CELLGATE_ETCD_ENDPOINTS: 'https://a:2379, https://b:2379' }).doc, { etcd: { endpoints: ['https://a:2379', 'https://b:2379'] } });
+  t.deepEqual(set({ CELLGATE_ETCD_ENDPOINTS: '["https://a:2379"]' }).doc, { etcd: { endpoints: ['https://a:2379'] } });
+  t.deepEqual(set({ CELLGATE_SNAPSHOT_PATH: '/var/lib/x.json' }).doc, { snapshotPath: '/var/lib/x.json' });
+  t.deepEqual(set({ CELLGATE_SNAPSHOT_PATH: 'false' }).doc, { snapshotPath: false });
+  t.deepEqual(set({ CELLGATE_SNAPSHOT_PATH: 'null' }).doc, { snapshotPath: null });
+  t.regex(set({ CELLGATE_ROUTES: 'a,b' }).problems, /routes: CELLGATE_ROUTES is not JSON/);
 });
 
 test('cross-field rules; the grace default fits a short window; secrets redacted for printing', (t) => {

@@ -33,8 +33,8 @@ optional. Where a key's value comes from, the first that has it wins:
 1. a command-line flag (\`--port\`, \`--admin-port\`, \`--host\`, \`--admin-host\`, \`--zone\`, \`--id\`, \`--store\`, \`--prefix\`);
 2. its environment variable (below): \`CELLGATE_\` and the key's path in upper snake case
    (\`upstream.requestTimeoutMs\` → \`CELLGATE_UPSTREAM_REQUEST_TIMEOUT_MS\`). Integers and booleans
-   (\`true\`/\`false\`/\`1\`/\`0\`) are converted, lists are JSON, \`null\` sets a nullable key to null,
-   an empty variable counts as unset;
+   (\`true\`/\`false\`/\`1\`/\`0\`) are converted, lists are JSON (a list of strings may also be
+   \`a,b,c\`), \`null\` sets a nullable key to null, an empty variable counts as unset;
 3. the file;
 4. the default.
 

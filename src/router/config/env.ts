@@ -2,13 +2,16 @@
 // in upper snake case under CELLGATE_ (port → CELLGATE_PORT, upstream.requestTimeoutMs →
 // CELLGATE_UPSTREAM_REQUEST_TIMEOUT_MS, tls.cert → CELLGATE_TLS_CERT). Values are typed by the
 // key's schema: integers and booleans (true/false/1/0) are converted, lists (routes,
-// userId.sources) are JSON, `null` sets a nullable key to null, an empty variable is unset.
+// userId.sources) are JSON (a list of strings may also be "a,b,c"), a key of several kinds
+// (e.g. a path or false) takes JSON and else the text, `null` sets a nullable key to null, an
+// empty variable is unset.
 // A value that does not fit is left as text, so the schema reports it with its key path.
 import type { TSchema } from '@sinclair/typebox';
 import { type Problems, isRecord } from '../../cells/check';
 
 interface Node {
   readonly type?: string;
+  readonly items?: Node;
   readonly anyOf?: readonly Node[];
   readonly properties?: Readonly<Record<string, Node>>;
 }
@@ -20,6 +23,10 @@ export interface EnvKey {
   readonly path: readonly string[];
   readonly kind: 'integer' | 'boolean' | 'string' | 'json';
   readonly nullable: boolean;
+  /** A `json` key that also takes plain text (it has a string form): text that is not JSON is kept as it is. */
+  readonly text: boolean;
+  /** A list of strings: "a,b,c" is the list ["a", "b", "c"]. */
+  readonly stringList: boolean;
 }
 
 /** Every settable key of the schema with its variable: each leaf, and the leaves of a nullable object (tls). */
@@ -33,7 +40,11 @@ export function envKeys(schema: TSchema): EnvKey[] {
       for (const [key, child] of Object.entries(nonNull[0]!.properties)) walk(child, [...path, key]);
       return;
     }
-    out.push({ name: envName(path), path, kind: kindOf(nonNull), nullable });
+    out.push({
+      name: envName(path), path, kind: kindOf(nonNull), nullable,
+      text: nonNull.some((b) => b.type === 'string'),
+      stringList: nonNull.some((b) => b.type === 'array' && b.items?.type === 'string'),
+    });
   };
   walk(schema as Node, []);
   return out;
@@ -68,8 +79,11 @@ export function applyEnv(doc: Record<string, unknown>, env: NodeJS.ProcessEnv, k
       try {
         value = JSON.parse(raw);
       } catch (err) {
-        p.add(dotted, `${key.name} is not JSON: ${(err as Error).message}`);
-        continue;
+        if (key.stringList && !raw.trim().startsWith('[')) value = raw.split(',').map((x) => x.trim()).filter(Boolean);
+        else if (!key.text) {
+          p.add(dotted, `${key.name} is not JSON: ${(err as Error).message}`);
+          continue;
+        }
       }
     }
     setPath(doc, key.path, value);
