@@ -20,7 +20,9 @@ test('a good configuration: exit 0, the effective configuration printed (flags >
   const port = (held.address() as { port: number }).port;
   const file = join(dir, 'gw.yaml');
   await writeFile(file, `store: file:${join(dir, 'absent-table.json')}\nport: 7000\nadminPort: 7001\nzone: sh-a\naccessLogUserKey: super-secret-key-0123456789\nupstream:\n  connectTimeoutMs: 999\n`);
-  const r = await check(['--config', file, '--port', String(port)], { CELLGATE_ADMIN_PORT: '7101', CELLGATE_UPSTREAM_REQUEST_TIMEOUT_MS: '4321', CELLGATE_PORT: '7200' });
+  const r = await check(['--config', file, '--port', String(port)], {
+    CELLGATE_ADMIN_PORT: '7101', CELLGATE_UPSTREAM_REQUEST_TIMEOUT_MS: '4321', CELLGATE_PORT: '7200', CELLGATE_UPSTREAM_REQUEST_TIMOUT_MS: '1',
+  });
   t.is(r.code, 0, r.stderr);
   const effective = JSON.parse(r.stdout) as Record<string, unknown> & { upstream: Record<string, number> };
   t.like(effective, { port, adminPort: 7101, zone: 'sh-a', accessLogUserKey: '<redacted>' });
@@ -28,6 +30,7 @@ test('a good configuration: exit 0, the effective configuration printed (flags >
   t.is(effective.upstream.connectTimeoutMs, 999);
   t.false(r.stdout.includes('super-secret'));
   t.regex(r.stderr, /configuration OK/);
+  t.regex(r.stderr, /warning: CELLGATE_UPSTREAM_REQUEST_TIMOUT_MS is not a configuration variable \(did you mean CELLGATE_UPSTREAM_REQUEST_TIMEOUT_MS\?\)/);
 });
 
 test('a bad configuration: exit 3 with every problem and its key path; unreadable TLS files too; no store: exit 2', async (t) => {

@@ -3,7 +3,7 @@
 // server (`zone-server`, used by the demo and the chaos harness).
 import cluster from 'node:cluster';
 import { cgError } from '../errors';
-import { loadGatewayConfigFile, parseGatewayConfig, redactedConfig, type GatewayConfig } from '../router/config';
+import { loadGatewayConfigFile, parseGatewayConfig, redactedConfig, unknownVariables, type GatewayConfig } from '../router/config';
 import { createGateway, type Gateway } from '../router/gateway';
 import { startDemoZone } from '../router/demo-zone';
 import { readPemPairSync } from '../router/tls';
@@ -171,6 +171,7 @@ async function checkConfig(values: Parsed['values']): Promise<void> {
   if (!config.store) throw cgError('USAGE', NO_STORE);
   if (config.tls) readPemPairSync(config.tls);
   process.stdout.write(`${JSON.stringify(redactedConfig(config), null, 2)}\n`);
+  for (const warning of unknownVariables(process.env)) process.stderr.write(`cellgate: warning: ${warning}\n`);
   process.stderr.write('cellgate: configuration OK\n');
 }
 

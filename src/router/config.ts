@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { Problems, deepFreeze, describe, isRecord } from '../cells/check';
 import { cgError } from '../errors';
 import { applyEnv, envKeys } from './config/env';
-import { schemaProblems } from './config/problems';
+import { closest, schemaProblems } from './config/problems';
 import { CROSS_FIELD_RULES } from './config/rules';
 import { GatewayConfigSchema, type GatewayConfig } from './config/schema';
 
@@ -92,6 +92,21 @@ function invalid(p: Problems, origins: ReadonlyMap<string, string>): Error {
   });
   const summary = list.map((x) => `${x.path}: ${x.message}`).join('; ');
   return cgError('INVALID_CONFIG', `invalid gateway configuration: ${summary}`, { detail: list });
+}
+
+/** CELLGATE_* variables that are not about the gateway configuration but read elsewhere. */
+const OTHER_VARIABLES = new Set(['CELLGATE_ETCD', 'CELLGATE_WORKER_INDEX']);
+
+/** CELLGATE_* variables that set nothing (a typo is silently ignored otherwise), each with the nearest known one. */
+export function unknownVariables(env: NodeJS.ProcessEnv): string[] {
+  const known = ENV_KEYS.map((k) => k.name);
+  return Object.keys(env)
+    .filter((name) => name.startsWith('CELLGATE_') && !known.includes(name) && !OTHER_VARIABLES.has(name))
+    .sort()
+    .map((name) => {
+      const guess = closest(name, known);
+      return guess ? `${name} is not a configuration variable (did you mean ${guess}?)` : `${name} is not a configuration variable`;
+    });
 }
 
 /** The config with every secret key replaced by "<redacted>" (for printing). */

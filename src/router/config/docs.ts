@@ -41,7 +41,8 @@ optional. Where a key's value comes from, the first that has it wins:
 Every problem is reported at once with the path of its key (\`INVALID_CONFIG\`, exit 3), unknown
 keys with the nearest known one ("did you mean"); a value from the environment is named with its
 variable. \`cellgate serve --check\` validates a configuration (and reads the TLS files), prints the
-effective configuration (secrets as \`<redacted>\`) and exits 0, or 3, without listening.
+effective configuration (secrets as \`<redacted>\`) and exits 0, or 3, without listening; it warns
+about \`CELLGATE_*\` variables that set nothing (with the nearest real one).
 [\`config/gateway.yaml\`](../config/gateway.yaml) shows every key with its default.
 `;
 
