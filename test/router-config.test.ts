@@ -1,16 +1,20 @@
 // The gateway configuration: defaults with units, validation with the path of every bad
 // key (INVALID_CONFIG), frozen result, YAML and JSON files, flag overrides.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { isCellgateError } from '../src/errors';
-import { DEFAULT_CONFIG, loadGatewayConfigFile, parseGatewayConfig } from '../src/router/config';
+import { DEFAULT_CONFIG, GatewayConfigSchema, loadGatewayConfigFile, parseGatewayConfig, redactedConfig } from '../src/router/config';
+import { CONFIG_DOCS_PATH, renderConfigDocs } from '../src/router/config/docs';
+import { Type } from '@sinclair/typebox';
+import { Problems } from '../src/cells/check';
+import { applyEnv, envKeys } from '../src/router/config/env';
 import { compileRouteClassifier } from '../src/router/route-rules';
 
-function problems(doc: unknown, overrides?: Record<string, unknown>): string {
+function problems(doc: unknown, overrides?: Record<string, unknown>, env?: NodeJS.ProcessEnv): string {
   try {
-    parseGatewayConfig(doc, overrides);
+    parseGatewayConfig(doc, overrides, { env });
   } catch (err) {
     if (!isCellgateError(err, 'INVALID_CONFIG')) throw err;
     return err.message;
@@ -98,7 +102,100 @@ test('route classification', (t) => {
 test('config/gateway.yaml shows the true defaults of every key it lists', async (t) => {
   const file = await loadGatewayConfigFile(join(__dirname, '..', '..', 'config', 'gateway.yaml'), { store: undefined });
   const d = parseGatewayConfig({});
-  for (const key of ['port', 'adminPort', 'host', 'adminHost', 'buffer', 'upstream', 'server', 'trustProxy', 'shutdownGraceMs', 'prefix'] as const) {
+  for (const key of ['port', 'adminPort', 'host', 'adminHost', 'buffer', 'upstream', 'server', 'trustProxy', 'shutdownGraceMs', 'prefix',
+    'tls', 'freeze', 'logLevel', 'accessLog', 'accessLogUserKey'] as const) {
     t.deepEqual(file[key], d[key], key);
   }
+});
+
+test('every problem listed once, in the INVALID_CONFIG detail too; unknown keys get the nearest known one', (t) => {
+  let detail: { path: string; message: string }[] = [];
+  try {
+    parseGatewayConfig({ prot: 8000, buffer: { windowMS: 5 }, upstream: { requestTimeout: 5 }, userId: { sources: [{ hedaer: 'x' }] }, zzz: 1, tls: { cert: 'a' } });
+  } catch (err) {
+    if (!isCellgateError(err, 'INVALID_CONFIG')) throw err;
+    detail = err.detail as typeof detail;
+  }
+  const byPath = Object.fromEntries(detail.map((d) => [d.path, d.message]));
+  t.is(byPath.prot, 'unknown key (did you mean port?)');
+  t.is(byPath['buffer.windowMS'], 'unknown key (did you mean windowMs?)');
+  t.is(byPath['upstream.requestTimeout'], 'unknown key (did you mean requestTimeoutMs?)');
+  t.regex(byPath['userId.sources[0].hedaer'] ?? '', /did you mean header\?/);
+  t.is(byPath.zzz, 'unknown key', 'nothing near: no guess');
+  t.is(byPath['tls.key'], 'is required');
+  t.is(detail.length, 6, JSON.stringify(detail));
+});
+
+test('CELLGATE_* variables: typed by the schema, over the file, under the flags', (t) => {
+  const env = {
+    CELLGATE_PORT: '8181', CELLGATE_UPSTREAM_REQUEST_TIMEOUT_MS: '1234', CELLGATE_TRUST_PROXY: 'true', CELLGATE_ZONE: 'null',
+    CELLGATE_ROUTES: '[{"prefix":"/","class":"unit"},{"prefix":"/g/","class":"global"}]', CELLGATE_TLS_CERT: '/c.pem', CELLGATE_TLS_KEY: '/k.pem',
+    CELLGATE_ACCESS_LOG: '1', CELLGATE_LOG_LEVEL: 'warn', CELLGATE_HOST: '', CELLGATE_UNRELATED: 'x',
+  };
+  const c = parseGatewayConfig({ port: 7000, zone: 'file-zone', upstream: { connectTimeoutMs: 99 }, host: '0.0.0.0' }, { port: 9999 }, { env });
+  t.is(c.port, 9999, 'the flag wins over the variable');
+  t.is(c.upstream.requestTimeoutMs, 1234, 'the variable wins over the default');
+  t.is(c.upstream.connectTimeoutMs, 99, 'a variable for one key keeps the file\'s others');
+  t.is(c.zone, null, 'null for a nullable key');
+  t.true(c.trustProxy && c.accessLog);
+  t.is(c.logLevel, 'warn');
+  t.is(c.host, '0.0.0.0', 'an empty variable is unset');
+  t.deepEqual(c.tls, { cert: '/c.pem', key: '/k.pem' });
+  t.is(c.routes.length, 2);
+  t.is(parseGatewayConfig({ port: 7000 }, {}, { env }).port, 8181, 'the variable wins over the file');
+  t.is(parseGatewayConfig({ port: 7000 }).port, 7000, 'no environment unless given');
+  // A bad value is named with its key and its variable.
+  const msg = problems({}, {}, { CELLGATE_PORT: 'eighty', CELLGATE_BUFFER_WINDOW_MS: '0', CELLGATE_ROUTES: '[nope', CELLGATE_ACCESS_LOG: 'maybe' });
+  t.regex(msg, /port \(CELLGATE_PORT\): must be an integer in \[0, 65535\], got string "eighty"/);
+  t.regex(msg, /buffer\.windowMs \(CELLGATE_BUFFER_WINDOW_MS\): must be an integer/);
+  t.regex(msg, /routes: CELLGATE_ROUTES is not JSON/);
+  t.regex(msg, /accessLog \(CELLGATE_ACCESS_LOG\): must be true or false/);
+});
+
+test('every key has its own variable', (t) => {
+  const keys = envKeys(GatewayConfigSchema);
+  t.is(new Set(keys.map((k) => k.name)).size, keys.length);
+  t.true(keys.some((k) => k.name === 'CELLGATE_UPSTREAM_REQUEST_TIMEOUT_MS' && k.path.join('.') === 'upstream.requestTimeoutMs'));
+  t.true(keys.some((k) => k.name === 'CELLGATE_USER_ID_SOURCES' && k.kind === 'json'));
+});
+
+test('variables of keys with several forms: a list of strings as a,b,c; text where JSON does not parse', (t) => {
+  const schema = Type.Object({
+    etcd: Type.Object({ endpoints: Type.Array(Type.String()) }),
+    snapshotPath: Type.Union([Type.String(), Type.Literal(false), Type.Null()]),
+    routes: Type.Array(Type.Object({ prefix: Type.String() })),
+  });
+  const keys = envKeys(schema);
+  t.deepEqual(keys.map((k) => k.name), ['CELLGATE_ETCD_ENDPOINTS', 'CELLGATE_SNAPSHOT_PATH', 'CELLGATE_ROUTES']);
+  const set = (env: Record<string, string>) => {
+    const doc: Record<string, unknown> = {};
+    const p = new Problems();
+    applyEnv(doc, env, keys, p, new Map());
+    return { doc, problems: p.summary() };
+  };
+  t.deepEqual(set({ CELLGATE_ETCD_ENDPOINTS: 'https://a:2379, https://b:2379' }).doc, { etcd: { endpoints: ['https://a:2379', 'https://b:2379'] } });
+  t.deepEqual(set({ CELLGATE_ETCD_ENDPOINTS: '["https://a:2379"]' }).doc, { etcd: { endpoints: ['https://a:2379'] } });
+  t.deepEqual(set({ CELLGATE_SNAPSHOT_PATH: '/var/lib/x.json' }).doc, { snapshotPath: '/var/lib/x.json' });
+  t.deepEqual(set({ CELLGATE_SNAPSHOT_PATH: 'false' }).doc, { snapshotPath: false });
+  t.deepEqual(set({ CELLGATE_SNAPSHOT_PATH: 'null' }).doc, { snapshotPath: null });
+  t.regex(set({ CELLGATE_ROUTES: 'a,b' }).problems, /routes: CELLGATE_ROUTES is not JSON/);
+});
+
+test('cross-field rules; the grace default fits a short window; secrets redacted for printing', (t) => {
+  t.regex(problems({ buffer: { windowMs: 1000 }, freeze: { inflightGraceMs: 1000 } }), /freeze\.inflightGraceMs: must be less than buffer\.windowMs \(1000\)/);
+  t.is(parseGatewayConfig({ buffer: { windowMs: 1000 } }).freeze.inflightGraceMs, 500);
+  t.regex(problems({ accessLogUserKey: 'short' }), /accessLogUserKey: must be a string of at least 16 characters, or null/);
+  const c = parseGatewayConfig({ accessLogUserKey: 'a-very-secret-key-0123' });
+  t.is(c.accessLogUserKey, 'a-very-secret-key-0123');
+  const shown = JSON.stringify(redactedConfig(c));
+  t.false(shown.includes('a-very-secret'));
+  t.true(shown.includes('"accessLogUserKey":"<redacted>"'));
+  t.true(Object.isFrozen(c.userId.sources[0]));
+  t.deepEqual(parseGatewayConfig({}).userId.sources, [{ header: 'x-user-id' }], 'defaults are copies: the schema\'s stay as they are');
+});
+
+test('docs/configuration.md is generated from the schema and up to date (npm run docs:config)', async (t) => {
+  const onDisk = await readFile(CONFIG_DOCS_PATH, 'utf8');
+  t.is(onDisk, renderConfigDocs(), 'docs/configuration.md is out of date: run npm run docs:config');
+  for (const k of envKeys(GatewayConfigSchema)) t.true(onDisk.includes(`\`${k.name}\``), k.name);
 });

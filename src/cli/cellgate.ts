@@ -4,9 +4,10 @@
 import cluster from 'node:cluster';
 import { cgError } from '../errors';
 import { checkWorkerPorts, shareMetricsWithPrimary, startClusterMetricsServer, workerAdminPort } from '../router/cluster-metrics';
-import { loadGatewayConfigFile, parseGatewayConfig, type GatewayConfig } from '../router/config';
+import { loadGatewayConfigFile, parseGatewayConfig, redactedConfig, unknownVariables, type GatewayConfig } from '../router/config';
 import { createGateway, type Gateway } from '../router/gateway';
 import { startDemoZone } from '../router/demo-zone';
+import { readPemPairSync } from '../router/tls';
 import { openStore } from '../store/open';
 import { parseCommandArgs, stringOption, type Parsed } from './args';
 import { runDemo } from './demo';
@@ -16,8 +17,11 @@ const HELP = `cellgate — the cell-routing edge gateway
 
   cellgate serve [--config FILE] --store file:PATH|etcd:HOST:PORT[,…] [--prefix P]
                  [--port N] [--admin-port N] [--host H] [--admin-host H] [--zone ZONE] [--id NAME]
-                 [--workers N]
-      Run a gateway. Flags override the config file (YAML or JSON, see config/gateway.yaml).
+                 [--workers N] [--check]
+      Run a gateway. Flags override CELLGATE_* variables, which override the config file
+      (YAML or JSON; every key: docs/configuration.md). --check validates the configuration
+      (and reads the TLS files), prints the effective configuration as JSON and exits 0, or 3
+      with every problem, without listening or opening the store (like nginx -t).
       The admin server (/metrics, /admin/table) listens on --admin-host (default 127.0.0.1),
       apart from the traffic --host.
       With --workers N, N processes share the traffic port; the primary serves /metrics
@@ -36,6 +40,7 @@ Exit codes: 0 done, 1 error, 2 usage, 3 invalid configuration.
 const SERVE_OPTIONS = {
   config: { type: 'string' }, store: { type: 'string' }, prefix: { type: 'string' }, port: { type: 'string' }, 'admin-port': { type: 'string' },
   host: { type: 'string' }, 'admin-host': { type: 'string' }, zone: { type: 'string' }, id: { type: 'string' }, workers: { type: 'string' },
+  check: { type: 'boolean' },
 } as const;
 
 function intFlag(values: Parsed['values'], name: string, min: number, max: number): number | undefined {
@@ -55,11 +60,12 @@ async function serveConfig(values: Parsed['values'], workerIndex: number | null)
     adminHost: stringOption(values, 'admin-host'),
     zone: stringOption(values, 'zone'),
     id: stringOption(values, 'id'),
-    store: stringOption(values, 'store') ?? process.env.CELLGATE_STORE,
+    store: stringOption(values, 'store'),
     prefix: stringOption(values, 'prefix'),
   };
   const file = stringOption(values, 'config');
-  const config = file ? await loadGatewayConfigFile(file, overrides) : parseGatewayConfig({}, overrides);
+  const sources = { env: process.env };
+  const config = file ? await loadGatewayConfigFile(file, overrides, sources) : parseGatewayConfig({}, overrides, sources);
   if (workerIndex === null) return config;
   return { ...config, adminPort: workerAdminPort(config.adminPort, workerIndex), id: workerIndex > 0 ? `${config.id}-w${workerIndex}` : config.id };
 }
@@ -100,6 +106,8 @@ async function serveOne(values: Parsed['values'], workerIndex: number | null): P
     await gateway.shutdown();
     await store.close();
   });
+  // SIGHUP: new TLS files for new connections (a failure is logged, the old pair stays).
+  if (config.tls) process.on('SIGHUP', () => void gateway.reloadTls().catch(() => undefined));
   let addresses;
   try {
     addresses = await gateway.start();
@@ -140,6 +148,7 @@ async function serve(argv: readonly string[]): Promise<void> {
   const { values, positionals } = parseCommandArgs(argv, SERVE_OPTIONS);
   if (positionals.length) throw cgError('USAGE', `unexpected argument ${positionals[0]}`);
   const workers = intFlag(values, 'workers', 1, 64) ?? 1;
+  if (values.check === true) return checkConfig(values);
   if (workers > 1 && cluster.isPrimary) {
     // Validate once in the primary: bad options stop before any fork.
     const config = await serveConfig(values, null);
@@ -148,9 +157,29 @@ async function serve(argv: readonly string[]): Promise<void> {
     const metrics = await startClusterMetricsServer({ host: config.adminHost, port: config.adminPort });
     process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event: 'primary.listening', pid: process.pid, workers, admin: metrics.admin })}\n`);
     superviseWorkers(workers, () => metrics.close());
+    // SIGHUP reloads every listening worker's TLS certificate (and no longer ends the primary);
+    // a worker still starting reads the files as they are now and has no handler yet.
+    if (config.tls) {
+      const listening = new Set<number>();
+      cluster.on('listening', (w) => listening.add(w.id));
+      cluster.on('exit', (w) => listening.delete(w.id));
+      process.on('SIGHUP', () => {
+        for (const w of Object.values(cluster.workers ?? {})) if (w && listening.has(w.id)) w.process.kill('SIGHUP');
+      });
+    }
     return;
   }
   await serveOne(values, cluster.isWorker ? Number(process.env.CELLGATE_WORKER_INDEX ?? 0) : null);
+}
+
+/** `serve --check`: the effective configuration (secrets redacted) on stdout, or INVALID_CONFIG (exit 3). */
+async function checkConfig(values: Parsed['values']): Promise<void> {
+  const config = await serveConfig(values, null);
+  if (!config.store) throw cgError('USAGE', NO_STORE);
+  if (config.tls) readPemPairSync(config.tls);
+  process.stdout.write(`${JSON.stringify(redactedConfig(config), null, 2)}\n`);
+  for (const warning of unknownVariables(process.env)) process.stderr.write(`cellgate: warning: ${warning}\n`);
+  process.stderr.write('cellgate: configuration OK\n');
 }
 
 async function zoneServer(argv: readonly string[]): Promise<void> {
@@ -176,7 +205,7 @@ export async function main(argv: readonly string[]): Promise<number | null> {
   switch (command) {
     case 'serve':
       await serve(rest);
-      return null; // keeps running until a signal
+      return rest.includes('--check') ? 0 : null; // serve keeps running until a signal
     case 'demo':
       await runDemo(rest, onSignals);
       return null;

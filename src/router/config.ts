@@ -1,185 +1,67 @@
-// The gateway's configuration: one schema with defaults and units in the names, validated
-// once before anything listens, then frozen. Every problem is reported with the path of the
-// offending key (INVALID_CONFIG), so a bad file stops `cellgate serve` before it starts.
+// The gateway's configuration: one schema (config/schema.ts) with defaults and units in the
+// names, validated once before anything listens, then frozen. Sources, lowest first:
+// defaults < file < CELLGATE_* environment < command-line flags. Every problem is reported
+// with the path of its key, all of them in one INVALID_CONFIG, so a bad configuration stops
+// `cellgate serve` (or `serve --check`) before it starts.
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { extname } from 'node:path';
+import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
-import {
-  NAME, Problems, checkInteger, checkObject, checkOneOf, checkString, deepFreeze, isRecord, join,
-} from '../cells/check';
-import type { RouteClass } from '../cells/types';
+import { Problems, deepFreeze, describe, isRecord } from '../cells/check';
 import { cgError } from '../errors';
+import { applyEnv, envKeys } from './config/env';
+import { closest, schemaProblems } from './config/problems';
+import { CROSS_FIELD_RULES } from './config/rules';
+import { GatewayConfigSchema, type GatewayConfig } from './config/schema';
 
-export type UserIdSource =
-  | { readonly header: string }
-  | { readonly cookie: string }
-  | { readonly query: string }
-  | { readonly path: string };
+export type {
+  BufferConfig, FreezeConfig, GatewayConfig, LogLevel, RouteRule, ServerConfig, TlsConfig, UpstreamConfig, UserIdSource,
+} from './config/schema';
+export { GatewayConfigSchema } from './config/schema';
 
-export interface RouteRule {
-  readonly prefix: string;
-  readonly class: RouteClass;
+/** Top-level keys a flag may set (a record is merged into the file's, key by key). */
+export type ConfigOverrides = Partial<Record<keyof GatewayConfig, unknown>>;
+
+export interface ConfigSources {
+  /** CELLGATE_* variables are read from here (cellgate passes process.env; none by default). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
-export interface BufferConfig {
-  /** Longest time one request is held while its cell is frozen. */
-  readonly windowMs: number;
-  /** Most requests held at once by this gateway; when full the oldest is answered 504 first. */
-  readonly maxRequests: number;
-  /** Largest request body kept in memory for one held request; a larger one is answered 413 BODY_TOO_LARGE. */
-  readonly maxBodyBytes: number;
-  /** Most body bytes held at once over all held requests; past it new ones get 503 ZONE_OVERLOADED. */
-  readonly maxTotalBytes: number;
-}
+const ENV_KEYS = envKeys(GatewayConfigSchema);
 
-export interface UpstreamConfig {
-  readonly connectTimeoutMs: number;
-  /**
-   * Deadline for the upstream's response headers, counted from the request's arrival (time
-   * spent waiting for a connection included; a held request's count starts at its release).
-   * After the headers, the body may not go silent for longer than what was left at dispatch.
-   */
-  readonly requestTimeoutMs: number;
-  /** Consecutive failures after which an endpoint is ejected (a refused connection ejects at once). */
-  readonly ejectAfterFailures: number;
-  /** First ejection lasts this long; each further one doubles it, up to ejectMaxMs. */
-  readonly ejectBaseMs: number;
-  readonly ejectMaxMs: number;
-  /** Connections kept per upstream endpoint: at most this many requests are with one endpoint at once. */
-  readonly connectionsPerEndpoint: number;
-  /**
-   * Most requests of one zone waiting for a free connection (every endpoint of the zone
-   * busy); one more is answered 503 ZONE_OVERLOADED at once (Envoy's max_pending_requests).
-   */
-  readonly maxPendingPerZone: number;
-}
-
-/** The traffic server's own limits on clients (nginx's client_header_timeout, keepalive_timeout...). */
-export interface ServerConfig {
-  /** A client must have sent the whole request head within this time (else 408 and closed). */
-  readonly headersTimeoutMs: number;
-  /** A client must have sent the whole request (head and body) within this time. */
-  readonly requestTimeoutMs: number;
-  /** An idle kept-alive client connection is closed after this time. */
-  readonly keepAliveTimeoutMs: number;
-  /** Most client connections open at once; more are closed as they arrive. */
-  readonly maxConnections: number;
-}
-
-export interface GatewayConfig {
-  readonly port: number;
-  readonly adminPort: number;
-  readonly host: string;
-  /** Where the admin server listens: apart from `host`, loopback unless set (it shows every upstream). */
-  readonly adminHost: string;
-  /** The zone this gateway stands in (what `city` routes start from); null = unknown. */
-  readonly zone: string | null;
-  /** Unique name of this gateway in presence records. */
-  readonly id: string;
-  readonly userId: { readonly sources: readonly UserIdSource[] };
-  readonly routes: readonly RouteRule[];
-  readonly buffer: BufferConfig;
-  readonly upstream: UpstreamConfig;
-  readonly server: ServerConfig;
-  /** Whether to keep (and append to) client-sent x-forwarded-* headers. */
-  readonly trustProxy: boolean;
-  /** Where the last good routing table is kept for a restart without the store; null = nowhere. */
-  readonly snapshotPath: string | null;
-  /** Where the routing table lives: `file:PATH` or `etcd:HOST:PORT[,…]` (null = given on the command line). */
-  readonly store: string | null;
-  /** etcd key prefix of the table, history and presence. */
-  readonly prefix: string;
-  /** Longest time shutdown() waits for in-flight requests before closing their connections. */
-  readonly shutdownGraceMs: number;
-  readonly freeze: FreezeConfig;
-}
-
-export const DEFAULT_CONFIG = deepFreeze({
-  port: 8080,
-  adminPort: 9090,
-  host: '127.0.0.1',
-  adminHost: '127.0.0.1',
-  zone: null,
-  userId: { sources: [{ header: 'x-user-id' }] },
-  routes: [{ prefix: '/', class: 'unit' }],
-  buffer: { windowMs: 10_000, maxRequests: 1000, maxBodyBytes: 1_048_576, maxTotalBytes: 64 * 1_048_576 },
-  upstream: {
-    connectTimeoutMs: 2_000,
-    requestTimeoutMs: 30_000,
-    ejectAfterFailures: 3,
-    ejectBaseMs: 1_000,
-    ejectMaxMs: 30_000,
-    connectionsPerEndpoint: 128,
-    maxPendingPerZone: 1024,
-  },
-  // nginx: client_header_timeout 60 s, keepalive_timeout 75 s; Node: requestTimeout 300 s.
-  server: { headersTimeoutMs: 60_000, requestTimeoutMs: 300_000, keepAliveTimeoutMs: 75_000, maxConnections: 10_000 },
-  trustProxy: false,
-  snapshotPath: null,
-  store: null,
-  prefix: '/cellgate',
-  shutdownGraceMs: 10_000,
-  freeze: { inflightGraceMs: 2_000 },
-});
-
-const TOP_KEYS = ['port', 'adminPort', 'host', 'adminHost', 'server', 'zone', 'id', 'userId', 'routes', 'buffer', 'upstream', 'trustProxy',
-  'snapshotPath', 'shutdownGraceMs', 'store', 'prefix', 'freeze'] as const;
-const ROUTE_CLASSES = ['unit', 'global', 'city'] as const;
-const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
-/** One literal-or-`:user` segment pattern, e.g. /users/:user or /api/:user/orders. */
-const PATH_PATTERN = /^(\/[^/:?#]*)*\/:user(\/[^/:?#]*)*$/;
-
-type Doc = Record<string, unknown>;
+/** Every default, as the schema gives them (`id` is HOSTNAME-PID, made per process). */
+export const DEFAULT_CONFIG: Omit<GatewayConfig, 'id'> = deepFreeze(Value.Default(GatewayConfigSchema, {}) as Omit<GatewayConfig, 'id'>);
 
 /**
- * Validates a configuration document (as read from YAML/JSON), after applying `overrides`
- * (e.g. command-line flags) on top of it. Returns a deep-frozen config or throws INVALID_CONFIG.
+ * Validates a configuration document (as read from YAML/JSON) with the environment's and the
+ * flags' values on top. Returns a deep-frozen config or throws INVALID_CONFIG listing every problem.
  */
-export function parseGatewayConfig(doc: unknown, overrides: Partial<Record<(typeof TOP_KEYS)[number], unknown>> = {}): GatewayConfig {
+export function parseGatewayConfig(doc: unknown, overrides: ConfigOverrides = {}, sources: ConfigSources = {}): GatewayConfig {
   const p = new Problems();
-  const input: Doc = doc === undefined || doc === null ? {} : (doc as Doc);
-  if (!checkObject(p, input, '', TOP_KEYS)) throw invalid(p);
-  const merged: Doc = { ...input };
-  for (const [k, v] of Object.entries(overrides)) if (v !== undefined) merged[k] = v;
-
-  const port = intOr(p, merged.port, 'port', DEFAULT_CONFIG.port, 0, 65535);
-  const adminPort = intOr(p, merged.adminPort, 'adminPort', DEFAULT_CONFIG.adminPort, 0, 65535);
-  // Port 0 (ephemeral, used by tests) on both is fine: the OS hands out two different ports.
-  if (port === adminPort && port !== 0) p.add('adminPort', `must differ from port (${port})`);
-  const host = merged.host === undefined ? DEFAULT_CONFIG.host : merged.host;
-  checkString(p, host, 'host');
-  const adminHost = merged.adminHost === undefined ? DEFAULT_CONFIG.adminHost : merged.adminHost;
-  checkString(p, adminHost, 'adminHost');
-  const zone = merged.zone === undefined || merged.zone === null ? null : merged.zone;
-  if (zone !== null) checkString(p, zone, 'zone', NAME);
-  const id = merged.id === undefined ? `${hostname()}-${process.pid}` : merged.id;
-  checkString(p, id, 'id');
-  const trustProxy = merged.trustProxy === undefined ? DEFAULT_CONFIG.trustProxy : merged.trustProxy;
-  if (typeof trustProxy !== 'boolean') p.add('trustProxy', 'must be true or false');
-  const snapshotPath = merged.snapshotPath === undefined || merged.snapshotPath === null ? null : merged.snapshotPath;
-  if (snapshotPath !== null) checkString(p, snapshotPath, 'snapshotPath');
-  const store = merged.store === undefined || merged.store === null ? null : merged.store;
-  if (store !== null) checkString(p, store, 'store', /^(file|etcd):.+/);
-  const prefix = merged.prefix === undefined ? DEFAULT_CONFIG.prefix : merged.prefix;
-  checkString(p, prefix, 'prefix', /^\/[^\s]*$/);
-  const shutdownGraceMs = intOr(p, merged.shutdownGraceMs, 'shutdownGraceMs', DEFAULT_CONFIG.shutdownGraceMs, 0, 3_600_000);
-
-  const config = {
-    port, adminPort, host, adminHost, zone, id, trustProxy, snapshotPath, shutdownGraceMs, store, prefix,
-    userId: { sources: userIdSources(p, merged.userId) },
-    routes: routeRules(p, merged.routes),
-    buffer: bufferConfig(p, merged.buffer),
-    upstream: upstreamConfig(p, merged.upstream),
-    server: serverConfig(p, merged.server),
-  };
-  const freeze = freezeConfig(p, merged.freeze, config.buffer);
-  if (!p.empty) throw invalid(p);
-  return deepFreeze({ ...config, freeze }) as unknown as GatewayConfig;
+  if (doc !== undefined && doc !== null && !isRecord(doc)) {
+    p.add('', `must be an object, got ${describe(doc)}`);
+    throw invalid(p, new Map());
+  }
+  const input = structuredClone((doc ?? {}) as Record<string, unknown>);
+  const origins = new Map<string, string>();
+  if (sources.env) applyEnv(input, sources.env, ENV_KEYS, p, origins);
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value === undefined) continue;
+    input[key] = isRecord(value) && isRecord(input[key]) ? { ...input[key], ...value } : value;
+    origins.delete(key);
+  }
+  input.id ??= `${hostname()}-${process.pid}`;
+  const graceGiven = isRecord(input.freeze) && input.freeze.inflightGraceMs !== undefined;
+  const config = Value.Default(GatewayConfigSchema, input) as Record<string, unknown>;
+  schemaProblems(p, GatewayConfigSchema, config);
+  for (const rule of CROSS_FIELD_RULES) rule.check(config, p, { graceGiven });
+  if (!p.empty) throw invalid(p, origins);
+  return deepFreeze(normalized(config as unknown as GatewayConfig, graceGiven));
 }
 
 /** Reads a YAML or JSON configuration file (by extension; YAML otherwise) and validates it. */
-export async function loadGatewayConfigFile(path: string, overrides?: Parameters<typeof parseGatewayConfig>[1]): Promise<GatewayConfig> {
+export async function loadGatewayConfigFile(path: string, overrides?: ConfigOverrides, sources?: ConfigSources): Promise<GatewayConfig> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -192,141 +74,47 @@ export async function loadGatewayConfigFile(path: string, overrides?: Parameters
   } catch (err) {
     throw cgError('INVALID_CONFIG', `gateway config ${path} does not parse: ${(err as Error).message}`, { cause: err });
   }
-  return parseGatewayConfig(doc, overrides);
+  return parseGatewayConfig(doc, overrides, sources);
 }
 
-function invalid(p: Problems): Error {
-  return cgError('INVALID_CONFIG', `invalid gateway configuration: ${p.summary()}`, { detail: p.list });
+/** What the schema cannot say: header names match lower-cased; an unset grace fits the window. */
+function normalized(c: GatewayConfig, graceGiven: boolean): GatewayConfig {
+  const sources = c.userId.sources.map((s) => ('header' in s ? { header: s.header.toLowerCase() } : s));
+  const inflightGraceMs = graceGiven ? c.freeze.inflightGraceMs : Math.min(c.freeze.inflightGraceMs, Math.floor(c.buffer.windowMs / 2));
+  return { ...c, userId: { sources }, freeze: { inflightGraceMs } };
 }
 
-function intOr(p: Problems, v: unknown, path: string, fallback: number, min: number, max: number): number {
-  if (v === undefined) return fallback;
-  checkInteger(p, v, path, min, max);
-  return v as number;
-}
-
-function userIdSources(p: Problems, v: unknown): UserIdSource[] {
-  if (v === undefined) return DEFAULT_CONFIG.userId.sources.map((s) => ({ ...s }));
-  if (!checkObject(p, v, 'userId', ['sources'])) return [];
-  const sources = v.sources;
-  if (!Array.isArray(sources) || sources.length === 0) {
-    p.add('userId.sources', 'must be a non-empty list of {header|cookie|query|path}');
-    return [];
-  }
-  return sources.map((s, i): UserIdSource => {
-    const path = join('userId.sources', i);
-    if (!isRecord(s) || Object.keys(s).length !== 1) {
-      p.add(path, 'must be exactly one of {header: NAME}, {cookie: NAME}, {query: NAME}, {path: PATTERN}');
-      return { header: '' };
-    }
-    const [kind, name] = Object.entries(s)[0] as [string, unknown];
-    switch (kind) {
-      case 'header':
-        // Node lowercases incoming header names; matching is by the lowercased name.
-        if (checkString(p, name, join(path, kind), HEADER_NAME)) return { header: name.toLowerCase() };
-        break;
-      case 'cookie':
-      case 'query':
-        if (checkString(p, name, join(path, kind), HEADER_NAME)) return kind === 'cookie' ? { cookie: name } : { query: name };
-        break;
-      case 'path':
-        if (checkString(p, name, join(path, kind), PATH_PATTERN)) return { path: name };
-        break;
-      default:
-        p.add(join(path, kind), 'unknown key (expected header, cookie, query or path)');
-    }
-    return { header: '' };
+function invalid(p: Problems, origins: ReadonlyMap<string, string>): Error {
+  // A value that came from the environment is named with its variable.
+  const list = p.list.map((problem) => {
+    const origin = [...origins].find(([path]) => problem.path === path || problem.path.startsWith(`${path}.`) || problem.path.startsWith(`${path}[`));
+    return origin ? { path: `${problem.path} (${origin[1]})`, message: problem.message } : problem;
   });
+  const summary = list.map((x) => `${x.path}: ${x.message}`).join('; ');
+  return cgError('INVALID_CONFIG', `invalid gateway configuration: ${summary}`, { detail: list });
 }
 
-function routeRules(p: Problems, v: unknown): RouteRule[] {
-  if (v === undefined) return DEFAULT_CONFIG.routes.map((r) => ({ prefix: r.prefix, class: r.class as RouteClass }));
-  if (!Array.isArray(v) || v.length === 0) {
-    p.add('routes', 'must be a non-empty list of {prefix, class}');
-    return [];
-  }
-  const seen = new Set<string>();
-  return v.map((r, i): RouteRule => {
-    const path = join('routes', i);
-    if (!checkObject(p, r, path, ['prefix', 'class'])) return { prefix: '/', class: 'unit' };
-    if (checkString(p, r.prefix, join(path, 'prefix')) && !(r.prefix as string).startsWith('/')) {
-      p.add(join(path, 'prefix'), 'must start with /');
-    }
-    if (typeof r.prefix === 'string') {
-      if (seen.has(r.prefix)) p.add(join(path, 'prefix'), `duplicate prefix ${JSON.stringify(r.prefix)}`);
-      seen.add(r.prefix);
-    }
-    checkOneOf(p, r.class, join(path, 'class'), ROUTE_CLASSES);
-    return { prefix: r.prefix as string, class: r.class as RouteClass };
-  });
+/** CELLGATE_* variables that are not about the gateway configuration but read elsewhere. */
+const OTHER_VARIABLES = new Set(['CELLGATE_ETCD', 'CELLGATE_WORKER_INDEX']);
+
+/** CELLGATE_* variables that set nothing (a typo is silently ignored otherwise), each with the nearest known one. */
+export function unknownVariables(env: NodeJS.ProcessEnv): string[] {
+  const known = ENV_KEYS.map((k) => k.name);
+  return Object.keys(env)
+    .filter((name) => name.startsWith('CELLGATE_') && !known.includes(name) && !OTHER_VARIABLES.has(name))
+    .sort()
+    .map((name) => {
+      const guess = closest(name, known);
+      return guess ? `${name} is not a configuration variable (did you mean ${guess}?)` : `${name} is not a configuration variable`;
+    });
 }
 
-function bufferConfig(p: Problems, v: unknown): BufferConfig {
-  const d = DEFAULT_CONFIG.buffer;
-  if (v === undefined) return { ...d };
-  if (!checkObject(p, v, 'buffer', Object.keys(d))) return { ...d };
-  const c: BufferConfig = {
-    windowMs: intOr(p, v.windowMs, 'buffer.windowMs', d.windowMs, 1, 3_600_000),
-    maxRequests: intOr(p, v.maxRequests, 'buffer.maxRequests', d.maxRequests, 0, 1_000_000),
-    maxBodyBytes: intOr(p, v.maxBodyBytes, 'buffer.maxBodyBytes', d.maxBodyBytes, 0, 1 << 30),
-    maxTotalBytes: intOr(p, v.maxTotalBytes, 'buffer.maxTotalBytes', d.maxTotalBytes, 0, 2 ** 40),
+/** The config with every secret key replaced by "<redacted>" (for printing). */
+export function redactedConfig(config: GatewayConfig): unknown {
+  const walk = (schema: { properties?: Record<string, unknown>; secret?: boolean }, value: unknown): unknown => {
+    if (schema.secret === true) return value === null ? null : '<redacted>';
+    if (!schema.properties || !isRecord(value)) return value;
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, schema.properties?.[k] ? walk(schema.properties[k] as never, v) : v]));
   };
-  if (c.maxTotalBytes < c.maxBodyBytes) p.add('buffer.maxTotalBytes', `must be >= buffer.maxBodyBytes (${c.maxBodyBytes})`);
-  return c;
-}
-
-function serverConfig(p: Problems, v: unknown): ServerConfig {
-  const d = DEFAULT_CONFIG.server;
-  if (v === undefined) return { ...d };
-  if (!checkObject(p, v, 'server', Object.keys(d))) return { ...d };
-  const c: ServerConfig = {
-    headersTimeoutMs: intOr(p, v.headersTimeoutMs, 'server.headersTimeoutMs', d.headersTimeoutMs, 1, 3_600_000),
-    requestTimeoutMs: intOr(p, v.requestTimeoutMs, 'server.requestTimeoutMs', d.requestTimeoutMs, 1, 24 * 3_600_000),
-    keepAliveTimeoutMs: intOr(p, v.keepAliveTimeoutMs, 'server.keepAliveTimeoutMs', d.keepAliveTimeoutMs, 1, 3_600_000),
-    maxConnections: intOr(p, v.maxConnections, 'server.maxConnections', d.maxConnections, 1, 10_000_000),
-  };
-  // Node refuses a head deadline later than the whole request's.
-  if (c.headersTimeoutMs > c.requestTimeoutMs) p.add('server.headersTimeoutMs', `must be <= server.requestTimeoutMs (${c.requestTimeoutMs})`);
-  return c;
-}
-
-function upstreamConfig(p: Problems, v: unknown): UpstreamConfig {
-  const d = DEFAULT_CONFIG.upstream;
-  if (v === undefined) return { ...d };
-  const keys = Object.keys(d);
-  if (!checkObject(p, v, 'upstream', keys)) return { ...d };
-  const c: UpstreamConfig = {
-    connectTimeoutMs: intOr(p, v.connectTimeoutMs, 'upstream.connectTimeoutMs', d.connectTimeoutMs, 1, 600_000),
-    requestTimeoutMs: intOr(p, v.requestTimeoutMs, 'upstream.requestTimeoutMs', d.requestTimeoutMs, 1, 3_600_000),
-    ejectAfterFailures: intOr(p, v.ejectAfterFailures, 'upstream.ejectAfterFailures', d.ejectAfterFailures, 1, 1_000),
-    ejectBaseMs: intOr(p, v.ejectBaseMs, 'upstream.ejectBaseMs', d.ejectBaseMs, 1, 3_600_000),
-    ejectMaxMs: intOr(p, v.ejectMaxMs, 'upstream.ejectMaxMs', d.ejectMaxMs, 1, 3_600_000),
-    connectionsPerEndpoint: intOr(p, v.connectionsPerEndpoint, 'upstream.connectionsPerEndpoint', d.connectionsPerEndpoint, 1, 100_000),
-    maxPendingPerZone: intOr(p, v.maxPendingPerZone, 'upstream.maxPendingPerZone', d.maxPendingPerZone, 0, 1_000_000),
-  };
-  if (c.ejectMaxMs < c.ejectBaseMs) p.add('upstream.ejectMaxMs', `must be >= upstream.ejectBaseMs (${c.ejectBaseMs})`);
-  return c;
-}
-
-// --- freeze (planned moves): owned with the freeze acknowledgement (freeze-ack.ts) ---
-
-export interface FreezeConfig {
-  /**
-   * How long requests already with an upstream when their cell freezes may still run before
-   * they are cut and the freeze acknowledged (clamped at run time to a quarter of the freeze
-   * window left). Must be below buffer.windowMs: held requests wait for the flip, which
-   * comes after the grace.
-   */
-  readonly inflightGraceMs: number;
-}
-
-function freezeConfig(p: Problems, v: unknown, buffer: BufferConfig): FreezeConfig {
-  const d = DEFAULT_CONFIG.freeze;
-  if (v !== undefined && !checkObject(p, v, 'freeze', ['inflightGraceMs'])) return { ...d };
-  const given = (v as { inflightGraceMs?: unknown } | undefined)?.inflightGraceMs;
-  // The default never exceeds a short hold window on its own.
-  const fallback = Math.min(d.inflightGraceMs, Math.floor(buffer.windowMs / 2));
-  const inflightGraceMs = intOr(p, given, 'freeze.inflightGraceMs', fallback, 0, 3_600_000);
-  if (given !== undefined && inflightGraceMs >= buffer.windowMs) p.add('freeze.inflightGraceMs', `must be less than buffer.windowMs (${buffer.windowMs})`);
-  return { inflightGraceMs };
+  return walk(GatewayConfigSchema as never, config);
 }

@@ -39,6 +39,8 @@ export class Exchange {
   slot: Endpoint | null = null;
   /** The gateway's own deadline for the upstream's response headers (undici's timers are coarse). */
   deadlineTimer: TimerHandle | null = null;
+  /** The request id of the access log (set only when it is on). */
+  requestId: string | null = null;
 }
 
 declare module 'fastify' {

@@ -4,11 +4,13 @@
 //   freeze-ack.ts, cell-requests.ts, websocket-registry.ts — the freeze acknowledgement:
 //     per-cell in-flight requests (grace, then cut) and WebSockets (closed 1012 on a move);
 //   lifecycle.ts — start, close (drain, bounded by shutdownGraceMs) and destroy;
-//   table-follower.ts, presence.ts, hold-buffer.ts, endpoints.ts, proxy.ts, admin.ts.
+//   table-follower.ts, presence.ts, hold-buffer.ts, endpoints.ts, proxy.ts, admin.ts;
+//   log.ts — pino, one child logger per component; access-log.ts; tls.ts — the traffic port's certificate.
 import type { Registry } from 'prom-client';
 import type { RoutingView } from '../cells/lookup';
 import type { VersionedTable } from '../cells/types';
 import type { TableStore } from '../store/types';
+import { AccessLog } from './access-log';
 import { buildAdminServer } from './admin';
 import { CellRequests } from './cell-requests';
 import { type Clock, systemClock } from './clock';
@@ -17,25 +19,28 @@ import { EndpointHealth } from './endpoints';
 import { FreezeAcknowledger } from './freeze-ack';
 import { HoldBuffer, type HoldCounters } from './hold-buffer';
 import { GatewayLifecycle, type GatewayAddresses } from './lifecycle';
+import { type Component, type DestinationStream, type GatewayLog, createLogSink, eventLog } from './log';
 import { GatewayMetrics } from './metrics';
 import { MoveMetrics } from './move-metrics';
 import { PresencePublisher } from './presence';
 import { buildTrafficServer } from './proxy';
 import { RoutingStateHolder } from './routing-state';
 import { TableFollower, type TableSource } from './table-follower';
+import { TrafficTls } from './tls';
 import { WebSocketRegistry, type WsCloseReason } from './websocket-registry';
 import { UpstreamWebSockets } from './ws-upstream';
 
 export type { GatewayAddresses } from './lifecycle';
-
-export type GatewayLog = (event: string, fields?: Record<string, unknown>) => void;
+export type { GatewayLog } from './log';
 
 export interface GatewayOptions {
   readonly config: GatewayConfig;
   readonly store: TableStore;
   /** Injected time for every timed part of the gateway (tests); the system clock otherwise. */
   readonly clock?: Clock;
-  /** Control-plane events (tables applied/rejected, store connectivity); never called per request. */
+  /** Where the JSON log lines go (tests); stderr, asynchronously, otherwise. */
+  readonly logDestination?: DestinationStream;
+  /** Control-plane events go here instead of the log (the demo, tests); the access log is unaffected. */
   readonly log?: GatewayLog;
   /** prom-client's process/runtime metrics in the registry (default true). */
   readonly processMetrics?: boolean;
@@ -62,6 +67,8 @@ export interface Gateway {
   shutdown(): Promise<void>;
   /** Stop at once: held requests answered 504, every connection cut; resolves when all is gone. */
   destroy(): Promise<void>;
+  /** Reads tls.cert and tls.key again and serves them to new connections (SIGHUP); the old ones stay on failure. */
+  reloadTls(): Promise<void>;
   /** The routing view in use (null until a table is loaded). */
   view(): RoutingView | null;
   /** Resolves with the view once a table of at least `version` is applied. */
@@ -75,7 +82,13 @@ export interface Gateway {
 export function createGateway(options: GatewayOptions): Gateway {
   const { config, store } = options;
   const clock = options.clock ?? systemClock;
-  const log = options.log ?? stderrLog(clock);
+  const logSink = createLogSink(config.logLevel, options.logDestination, config.accessLog);
+  const logger = logSink.logger;
+  const logOf = (component: Component): GatewayLog => options.log ?? eventLog(logger.child({ component }));
+  const log = { table: logOf('table'), store: logOf('store'), presence: logOf('presence'), lifecycle: logOf('lifecycle'), freeze: logOf('freeze') };
+  // The access log is its own switch: written at info whatever logLevel says.
+  const accessLog = config.accessLog ? new AccessLog(logger.child({ component: 'access' }, { level: 'info' }), config) : null;
+  const tls = config.tls ? new TrafficTls(config.tls, logger.child({ component: 'tls' })) : null;
   const health = new EndpointHealth(config.upstream, () => clock.now());
   const routing = new RoutingStateHolder(health, clock);
   const buffer = new HoldBuffer({ windowMs: config.buffer.windowMs, maxRequests: config.buffer.maxRequests, maxTotalBytes: config.buffer.maxTotalBytes, clock });
@@ -103,7 +116,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     store: store.presence,
     facts: { id: config.id, zone: config.zone, startedAt: new Date(clock.now()).toISOString() },
     inFlight: () => load.inFlight,
-    log,
+    log: log.presence,
     ttlSeconds: options.presenceTtlSeconds,
     clock,
   });
@@ -116,7 +129,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       cut.awaiting_response += counts.awaiting_response;
       cut.mid_response += counts.mid_response;
       moveMetrics.requestsCut(counts);
-      log('freeze.requests_cut', counts);
+      log.freeze('freeze.requests_cut', counts);
     },
   });
 
@@ -128,24 +141,27 @@ export function createGateway(options: GatewayOptions): Gateway {
     freezeAck.tableApplied(vt);
     // Held requests of cells this table unfroze go now (to the cell's new zone).
     buffer.reroute();
-    log('table.applied', { version: vt.version, checksum: vt.checksum, source, ...(closed > 0 ? { webSocketsClosed: closed } : {}) });
+    log.table('table.applied', { version: vt.version, checksum: vt.checksum, source, ...(closed > 0 ? { webSocketsClosed: closed } : {}) });
   }
 
   const follower = new TableFollower(store, config.snapshotPath, {
     apply,
     rejected(version, reason) {
       metrics.tableUpdates.inc({ result: 'rejected' });
-      log('table.rejected', { version, reason });
+      log.table('table.rejected', { version, reason });
     },
     connection(connected) {
       routing.connection(connected);
       metrics.controlPlaneConnected.set(connected ? 1 : 0);
-      log('store.connection', { connected, store: store.description });
+      log.store('store.connection', { connected, store: store.description });
     },
-    log,
+    log: log.table,
   }, () => clock.now());
 
-  const traffic = buildTrafficServer({ config, routing, buffer, health, metrics, clock, load, websockets: new UpstreamWebSockets(websockets) });
+  const traffic = buildTrafficServer({
+    config, routing, buffer, health, metrics, clock, load, websockets: new UpstreamWebSockets(websockets),
+    accessLog, logger: logger.child({ component: 'proxy' }), https: tls?.initial() ?? null,
+  });
   const admin = buildAdminServer({
     id: config.id,
     zone: config.zone,
@@ -156,7 +172,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     now: () => clock.now(),
   });
   const lifecycle: GatewayLifecycle = new GatewayLifecycle({
-    config, clock, log, traffic, admin, follower, presence,
+    config, clock, log: log.lifecycle, traffic, admin, follower, presence,
     closeWebSockets: () => void websockets.closeAll(),
     releaseHeld: () => buffer.shutdown(),
     stopRest: async () => {
@@ -168,12 +184,21 @@ export function createGateway(options: GatewayOptions): Gateway {
     inFlight: () => load.inFlight,
   });
 
+  // One stop, one promise (shutdown and destroy return the lifecycle's), then the log is flushed.
+  const flushed = new WeakMap<Promise<void>, Promise<void>>();
+  const thenFlush = (stop: Promise<void>): Promise<void> => {
+    let p = flushed.get(stop);
+    if (!p) flushed.set(stop, (p = stop.finally(() => logSink.close())));
+    return p;
+  };
+
   return {
     config,
     registry: metrics.registry,
     start: () => lifecycle.start(),
-    shutdown: () => lifecycle.close(),
-    destroy: () => lifecycle.destroy(),
+    shutdown: () => thenFlush(lifecycle.close()),
+    destroy: () => thenFlush(lifecycle.destroy()),
+    reloadTls: () => (tls ? tls.reload(traffic.server) : Promise.reject(new Error('tls is not configured'))),
     view: () => routing.view,
     waitForVersion: (version, timeoutMs = 10_000) => routing.waitForVersion(version, timeoutMs, config.id),
     bufferCounters: () => ({ ...buffer.counters, evicted: { ...buffer.counters.evicted }, size: buffer.size }),
@@ -185,11 +210,5 @@ export function createGateway(options: GatewayOptions): Gateway {
       cut: { ...cut },
       ackPending: freezeAck.waiting,
     }),
-  };
-}
-
-function stderrLog(clock: Clock): GatewayLog {
-  return (event, fields) => {
-    process.stderr.write(`${JSON.stringify({ time: new Date(clock.now()).toISOString(), event, ...fields })}\n`);
   };
 }

@@ -101,7 +101,7 @@ export class GatewayLifecycle {
     const adminPort = (admin.server.address() as AddressInfo).port;
     const hostOf = (h: string) => (h.includes(':') ? `[${h}]` : h);
     this.p.log('gateway.listening', { id: config.id, port, adminPort, host: config.host, adminHost: config.adminHost });
-    return { traffic: `http://${hostOf(config.host)}:${port}`, admin: `http://${hostOf(config.adminHost)}:${adminPort}`, port, adminPort };
+    return { traffic: `${config.tls ? 'https' : 'http'}://${hostOf(config.host)}:${port}`, admin: `http://${hostOf(config.adminHost)}:${adminPort}`, port, adminPort };
   }
 
   private async stop(): Promise<void> {

@@ -12,7 +12,8 @@
 //   onResponse / onError — passive health, contract errors, failover of a refused
 //                 safe request to the next endpoint of the same zone; the connection slot
 //                 is given back when the upstream exchange ends.
-// No logging and no parsing beyond the user id on this path.
+// No parsing beyond the user id on this path; the access log (when on) is one call at
+// response close and the request id stamped upstream.
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
@@ -23,6 +24,7 @@ import type { Route, RoutingView } from '../cells/lookup';
 import { isCellgateError } from '../errors';
 import type { Clock } from './clock';
 import type { GatewayConfig } from './config';
+import type { AccessLog } from './access-log';
 import { Admission } from './admission';
 import { createDispatch } from './dispatch';
 import type { EndpointHealth, ZonePool } from './endpoints';
@@ -32,10 +34,11 @@ import { sendError } from './error-reply';
 import { deferContinue, sendContinue } from './expect-continue';
 import { stampRequestHeaders, stripHopByHop, stripResponseHopByHop, wsForwardableHeaders } from './headers';
 import type { EvictReason, HoldBuffer } from './hold-buffer';
+import type { Logger } from './log';
 import type { GatewayMetrics } from './metrics';
 import type { CellRequests, TrackedRequest } from './cell-requests';
 import { compileRouteClassifier } from './route-rules';
-import { applyServerLimits, serverLimits } from './server-limits';
+import { applyServerLimits, trafficServerOptions } from './server-limits';
 import { classifyUpstreamError, isRetryable, retryDelay } from './upstream-policy';
 import { BadUserId, compileUserIdExtractor, sendBadUserId } from './user-id';
 import type { UpstreamWebSockets } from './ws-upstream';
@@ -64,10 +67,16 @@ export interface ProxyDeps {
   readonly load: { inFlight: number; readonly requests: CellRequests };
   /** Pairs proxied WebSockets with their routes for the WebSocket registry. */
   readonly websockets: UpstreamWebSockets;
+  /** One line per request at response close; null when the access log is off. */
+  readonly accessLog: AccessLog | null;
+  /** The proxy's own logger (internal errors; never per request). */
+  readonly logger: Logger;
+  /** fastify's https options (tls: {cert, key}); null for plain HTTP. */
+  readonly https: { readonly cert: Buffer; readonly key: Buffer } | null;
 }
 
 export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
-  const { config, routing, buffer, health, metrics, clock, load, websockets } = deps;
+  const { config, routing, buffer, health, metrics, clock, load, websockets, accessLog, logger } = deps;
   const classify = compileRouteClassifier(config.routes);
   const userIdOf = compileUserIdExtractor(config.userId.sources);
   const trustProxy = config.trustProxy;
@@ -83,8 +92,8 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     // `Connection: close`) instead of fastify's own non-contract 503.
     return503OnClosing: false,
     requestIdHeader: false,
-    ...serverLimits(config),
-  });
+    ...trafficServerOptions(config, deps.https),
+  }) as unknown as FastifyInstance;
   applyServerLimits(app, config, metrics);
   deferContinue(app.server);
   app.decorateRequest('cellgate', null);
@@ -142,7 +151,9 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     if (ex.tracked !== null) load.requests.leave(ex.tracked);
     if (ex.ticket && !this.writableFinished) ex.ticket.clientGone();
     const status = this.writableFinished ? this.statusCode : ex.upgraded ? 101 : 499;
-    metrics.request(ex.zone, ex.cls, status, (performance.now() - ex.startedMs) / 1000);
+    const seconds = (performance.now() - ex.startedMs) / 1000;
+    metrics.request(ex.zone, ex.cls, status, seconds);
+    if (accessLog !== null) accessLog.write(ex, this.req, status, seconds);
   }
 
   function preHandler(request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void {
@@ -283,6 +294,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     const route = ex.route as OkRoute;
     const raw = request.raw;
     stripHopByHop(headers, raw.headers.connection);
+    if (accessLog !== null) headers['x-request-id'] = accessLog.requestId(ex, raw.headers['x-request-id']);
     return stampRequestHeaders(
       headers,
       { cell: route.cell, zone: route.zone.name, epoch: String(route.epoch), revision: ex.revision },
@@ -393,6 +405,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   app.setErrorHandler((err: Error & { statusCode?: number }, _request, reply) => {
     if (isCellgateError(err)) return sendError(reply, err.error);
     const status = err.statusCode ?? 500;
+    if (status >= 500) logger.error({ event: 'request.internal_error', error: err.message });
     return sendError(reply, status >= 400 && status < 500 ? 'BAD_REQUEST' : 'INTERNAL_ERROR');
   });
   return app;

@@ -23,6 +23,18 @@ export function serverLimits(config: GatewayConfig): { requestTimeout: number; k
   };
 }
 
+type Limits = ReturnType<typeof serverLimits>;
+type HttpsLimits = Omit<Limits, 'http'> & { https: ServerOptions & { handshakeTimeout: number; cert: Buffer; key: Buffer } };
+
+/** fastify's server options: the limits, and `https` (which then carries the limits: fastify ignores `http` with it) when TLS is on. */
+export function trafficServerOptions(config: GatewayConfig, tls: { readonly cert: Buffer; readonly key: Buffer } | null): Limits | HttpsLimits {
+  const limits = serverLimits(config);
+  if (tls === null) return limits;
+  const { http, ...rest } = limits;
+  // A TLS handshake gets no longer than a request head (Node's own default is 120 s).
+  return { ...rest, https: { ...http, handshakeTimeout: config.server.headersTimeoutMs, cert: tls.cert, key: tls.key } };
+}
+
 /** What fastify has no option for; call before listen(). */
 export function applyServerLimits(app: FastifyInstance, config: GatewayConfig, metrics: GatewayMetrics): void {
   const server = app.server;
