@@ -1,0 +1,131 @@
+// One process of the scale benchmark's simulated gateways (bench/scale.ts forks a few).
+// Each simulated gateway is the gateway's control plane without its HTTP listener: its own
+// etcd store (its own etcd3 client: connection, table watch, presence lease), the table
+// follower, the routing state (RoutingView + zone pools) and the presence publisher. The
+// parts are loaded from the compiled code under test (`codeDir`), so the same simulator runs
+// the code before a change as well. No snapshot file: a thousand fsyncs per change on the
+// disk etcd writes its WAL to would measure this machine's disk, not the control plane.
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { PresenceRecord, PresenceRegistration, PresenceStore, TableStore } from '../src/store/types';
+
+export interface ChildStart {
+  readonly codeDir: string;
+  readonly endpoints: readonly string[];
+  readonly prefix: string;
+  readonly ids: readonly string[];
+}
+
+export type ChildMessage =
+  | { readonly type: 'ready'; readonly registered: number }
+  | { readonly type: 'stats'; readonly cpuMs: number; readonly presenceWrites: number; readonly applies: number; readonly applyCpuMs: number; readonly versions: Record<string, number> }
+  | { readonly type: 'stopped' }
+  | { readonly type: 'error'; readonly message: string };
+
+type Loader = <T>(module: string) => T;
+
+interface Sim {
+  readonly store: TableStore;
+  readonly follower: { start(): Promise<void>; close(): Promise<void> };
+  readonly presence: { start(): void; close(): Promise<void> };
+}
+
+const counters = { presenceWrites: 0, applies: 0, applyCpuMs: 0, registered: 0 };
+const appliedVersion = new Map<string, number>();
+
+/** Counts presence writes (register and every update): what the issue bounds per change. */
+function countingPresence(inner: PresenceStore): PresenceStore {
+  return {
+    async register(record: PresenceRecord, ttl?: number): Promise<PresenceRegistration> {
+      counters.presenceWrites += 1;
+      const reg = await inner.register(record, ttl);
+      counters.registered += 1;
+      return {
+        update: (r) => {
+          counters.presenceWrites += 1;
+          return reg.update(r);
+        },
+        close: () => reg.close(),
+      };
+    },
+    list: () => inner.list(),
+    snapshot: () => inner.snapshot(),
+    watch: (events) => inner.watch(events),
+  };
+}
+
+function simulate(load: Loader, start: ChildStart, id: string): Sim {
+  const { openStore } = load<typeof import('../src/store/open')>('src/store/open');
+  const { TableFollower } = load<typeof import('../src/router/table-follower')>('src/router/table-follower');
+  const { RoutingStateHolder } = load<typeof import('../src/router/routing-state')>('src/router/routing-state');
+  const { EndpointHealth } = load<typeof import('../src/router/endpoints')>('src/router/endpoints');
+  const { PresencePublisher } = load<typeof import('../src/router/presence')>('src/router/presence');
+  const { systemClock } = load<typeof import('../src/router/clock')>('src/router/clock');
+  const store = openStore(`etcd:${start.endpoints.join(',')}`, { prefix: start.prefix });
+  const health = new EndpointHealth({ connectTimeoutMs: 1_000, requestTimeoutMs: 1_000, ejectAfterFailures: 3, ejectBaseMs: 1_000, ejectMaxMs: 30_000 } as never, () => Date.now());
+  const routing = new RoutingStateHolder(health, systemClock);
+  const log = () => undefined;
+  const presence = new PresencePublisher({
+    store: countingPresence(store.presence), facts: { id, zone: 'sh-a', startedAt: new Date().toISOString() }, inFlight: () => 0, log, clock: systemClock,
+  });
+  const follower = new TableFollower(store, null, {
+    apply(vt, source, receivedAtMs) {
+      const t0 = performance.now();
+      routing.swap(vt, source, receivedAtMs);
+      presence.tableApplied(vt.version, vt.checksum);
+      counters.applyCpuMs += performance.now() - t0;
+      counters.applies += 1;
+      appliedVersion.set(id, vt.version);
+    },
+    rejected: () => undefined,
+    connection: () => undefined,
+    log,
+  }, () => Date.now());
+  return { store, follower, presence };
+}
+
+function send(m: ChildMessage): void {
+  process.send?.(m);
+}
+
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+async function main(): Promise<void> {
+  const start = JSON.parse(process.env.CELLGATE_SCALE_CHILD ?? 'null') as ChildStart | null;
+  if (!start) throw new Error('CELLGATE_SCALE_CHILD not set');
+  const load: Loader = <T>(module: string) => require(join(start.codeDir, module)) as T;
+  const sims: Sim[] = [];
+  // Started in small batches: a thousand simultaneous lease grants would measure the start.
+  for (let i = 0; i < start.ids.length; i += 25) {
+    const batch = start.ids.slice(i, i + 25).map((id) => simulate(load, start, id));
+    sims.push(...batch);
+    for (const s of batch) s.presence.start();
+    await Promise.all(batch.map((s) => s.follower.start()));
+  }
+  const deadline = Date.now() + 60_000;
+  while (counters.registered < sims.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  send({ type: 'ready', registered: counters.registered });
+  process.on('message', (msg: { type: string }) => {
+    if (msg.type === 'stats') {
+      send({ type: 'stats', cpuMs: cpuMs(), presenceWrites: counters.presenceWrites, applies: counters.applies, applyCpuMs: counters.applyCpuMs, versions: Object.fromEntries(appliedVersion) });
+    } else if (msg.type === 'stop') {
+      void Promise.all(sims.map(async (s) => {
+        await s.follower.close();
+        await s.presence.close();
+        await s.store.close();
+      })).finally(() => {
+        send({ type: 'stopped' });
+        process.exit(0);
+      });
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+}
+
+main().catch((err: unknown) => {
+  send({ type: 'error', message: (err as Error).stack ?? String(err) });
+  process.exit(1);
+});
