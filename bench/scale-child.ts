@@ -62,7 +62,8 @@ function simulate(load: Loader, start: ChildStart, id: string): Sim {
   const { PresencePublisher } = load<typeof import('../src/router/presence')>('src/router/presence');
   const { systemClock } = load<typeof import('../src/router/clock')>('src/router/clock');
   const store = openStore(`etcd:${start.endpoints.join(',')}`, { prefix: start.prefix });
-  const health = new EndpointHealth({ connectTimeoutMs: 1_000, requestTimeoutMs: 1_000, ejectAfterFailures: 3, ejectBaseMs: 1_000, ejectMaxMs: 30_000 } as never, () => Date.now());
+  const { DEFAULT_CONFIG } = load<typeof import('../src/router/config')>('src/router/config');
+  const health = new EndpointHealth(DEFAULT_CONFIG.upstream, () => Date.now());
   const routing = new RoutingStateHolder(health, systemClock);
   const log = () => undefined;
   const presence = new PresencePublisher({

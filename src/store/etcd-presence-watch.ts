@@ -33,6 +33,8 @@ export class EtcdPresenceWatch implements PresenceWatch {
   private readonly loop: Promise<void>;
   /** Full reads of the prefix made (the first and any after trouble or a count that disagreed). */
   fullReads = 0;
+  /** Periodic checks made (for tests). */
+  checks = 0;
 
   constructor(private readonly ctx: EtcdContext, private readonly events: PresenceWatchEvents, private readonly onClosed: (w: EtcdPresenceWatch) => void) {
     this.loop = this.run();
@@ -103,6 +105,7 @@ export class EtcdPresenceWatch implements PresenceWatch {
     this.seenRevision = Math.max(this.seenRevision, Number(newer.header.revision));
     const count = await this.ctx.call('count gateways', 'read', () => this.ctx.client.getAll().prefix(prefix).count());
     if (count !== this.records.size) await this.readAll();
+    this.checks += 1;
   }
 
   private decode(kv: IKeyValue): Held {
