@@ -106,7 +106,7 @@ async function main(): Promise<void> {
     for (const s of batch) s.presence.start();
     await Promise.all(batch.map((s) => s.follower.start()));
   }
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 150_000;
   while (counters.registered < sims.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   send({ type: 'ready', registered: counters.registered });
   process.on('message', (msg: { type: string }) => {
@@ -119,7 +119,8 @@ async function main(): Promise<void> {
         await s.store.close();
       })).finally(() => {
         send({ type: 'stopped' });
-        process.exit(0);
+        // exit on the next turn: a --cpu-prof profile is written at a normal exit.
+        setImmediate(() => process.exit(0));
       });
     }
   });

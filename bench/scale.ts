@@ -153,7 +153,9 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
       const ids = Array.from({ length: args.gateways }, (_, i) => `gw-${String(i).padStart(5, '0')}`);
       for (let p = 0; p < args.processes; p++) {
         const start: ChildStart = { codeDir: args.codeDir, endpoints, prefix: PREFIX, ids: ids.filter((_, i) => i % args.processes === p) };
-        const proc = fork(benchScript('scale-child'), [], { env: { ...process.env, CELLGATE_SCALE_CHILD: JSON.stringify(start) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+        // CELLGATE_SCALE_NODE_ARGS: node flags for the simulator processes (e.g. --cpu-prof).
+        const execArgv = (process.env.CELLGATE_SCALE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+        const proc = fork(benchScript('scale-child'), [], { execArgv, env: { ...process.env, CELLGATE_SCALE_CHILD: JSON.stringify(start) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
         children.push(new Child(proc));
       }
       const ready = await Promise.all(children.map((c) => c.next('ready', READY_TIMEOUT_MS)));
