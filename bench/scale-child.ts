@@ -14,6 +14,8 @@ export interface ChildStart {
   readonly endpoints: readonly string[];
   readonly prefix: string;
   readonly ids: readonly string[];
+  /** One etcd client per simulated gateway, or one per process shared by its gateways. */
+  readonly clients: 'per-gateway' | 'per-process';
 }
 
 export type ChildMessage =
@@ -54,14 +56,16 @@ function countingPresence(inner: PresenceStore): PresenceStore {
   };
 }
 
-function simulate(load: Loader, start: ChildStart, id: string): Sim {
+function simulate(load: Loader, start: ChildStart, id: string, shared: unknown): Sim {
   const { openStore } = load<typeof import('../src/store/open')>('src/store/open');
   const { TableFollower } = load<typeof import('../src/router/table-follower')>('src/router/table-follower');
   const { RoutingStateHolder } = load<typeof import('../src/router/routing-state')>('src/router/routing-state');
   const { EndpointHealth } = load<typeof import('../src/router/endpoints')>('src/router/endpoints');
   const { PresencePublisher } = load<typeof import('../src/router/presence')>('src/router/presence');
   const { systemClock } = load<typeof import('../src/router/clock')>('src/router/clock');
-  const store = openStore(`etcd:${start.endpoints.join(',')}`, { prefix: start.prefix });
+  const store = shared
+    ? load<typeof import('../src/store/etcd-store')>('src/store/etcd-store').createEtcdStore({ endpoints: start.endpoints, prefix: start.prefix, sharedClient: shared as never })
+    : openStore(`etcd:${start.endpoints.join(',')}`, { prefix: start.prefix });
   const { DEFAULT_CONFIG } = load<typeof import('../src/router/config')>('src/router/config');
   const health = new EndpointHealth(DEFAULT_CONFIG.upstream, () => Date.now());
   const routing = new RoutingStateHolder(health, systemClock);
@@ -99,9 +103,14 @@ async function main(): Promise<void> {
   if (!start) throw new Error('CELLGATE_SCALE_CHILD not set');
   const load: Loader = <T>(module: string) => require(join(start.codeDir, module)) as T;
   const sims: Sim[] = [];
+  let shared: { close(): void } | null = null;
+  if (start.clients === 'per-process') {
+    const { createEtcdClient, resolveEtcdOptions } = load<typeof import('../src/store/etcd-client')>('src/store/etcd-client');
+    shared = createEtcdClient(resolveEtcdOptions({ endpoints: start.endpoints, prefix: start.prefix }));
+  }
   // Started in small batches: a thousand simultaneous lease grants would measure the start.
   for (let i = 0; i < start.ids.length; i += 25) {
-    const batch = start.ids.slice(i, i + 25).map((id) => simulate(load, start, id));
+    const batch = start.ids.slice(i, i + 25).map((id) => simulate(load, start, id, shared));
     sims.push(...batch);
     for (const s of batch) s.presence.start();
     await Promise.all(batch.map((s) => s.follower.start()));
@@ -118,6 +127,7 @@ async function main(): Promise<void> {
         await s.presence.close();
         await s.store.close();
       })).finally(() => {
+        shared?.close();
         send({ type: 'stopped' });
         // exit on the next turn: a --cpu-prof profile is written at a normal exit.
         setImmediate(() => process.exit(0));
