@@ -20,7 +20,11 @@ export interface ChildStart {
 
 export type ChildMessage =
   | { readonly type: 'ready'; readonly registered: number }
-  | { readonly type: 'stats'; readonly cpuMs: number; readonly presenceWrites: number; readonly applies: number; readonly applyCpuMs: number; readonly versions: Record<string, number> }
+  | {
+    readonly type: 'stats'; readonly cpuMs: number; readonly presenceWrites: number; readonly applies: number; readonly applyCpuMs: number;
+    /** Per table version: wall-clock ms (Date.now) of the first and the last gateway of this process applying it. */
+    readonly appliedAt: Record<string, { first: number; last: number; count: number }>;
+  }
   | { readonly type: 'stopped' }
   | { readonly type: 'error'; readonly message: string };
 
@@ -33,7 +37,7 @@ interface Sim {
 }
 
 const counters = { presenceWrites: 0, applies: 0, applyCpuMs: 0, registered: 0 };
-const appliedVersion = new Map<string, number>();
+const appliedAt = new Map<number, { first: number; last: number; count: number }>();
 
 /** Counts presence writes (register and every update): what the issue bounds per change. */
 function countingPresence(inner: PresenceStore): PresenceStore {
@@ -80,7 +84,12 @@ function simulate(load: Loader, start: ChildStart, id: string, shared: unknown):
       presence.tableApplied(vt.version, vt.checksum);
       counters.applyCpuMs += performance.now() - t0;
       counters.applies += 1;
-      appliedVersion.set(id, vt.version);
+      const now = Date.now();
+      const at = appliedAt.get(vt.version);
+      if (at) {
+        at.last = now;
+        at.count += 1;
+      } else appliedAt.set(vt.version, { first: now, last: now, count: 1 });
     },
     rejected: () => undefined,
     connection: () => undefined,
@@ -120,7 +129,7 @@ async function main(): Promise<void> {
   send({ type: 'ready', registered: counters.registered });
   process.on('message', (msg: { type: string }) => {
     if (msg.type === 'stats') {
-      send({ type: 'stats', cpuMs: cpuMs(), presenceWrites: counters.presenceWrites, applies: counters.applies, applyCpuMs: counters.applyCpuMs, versions: Object.fromEntries(appliedVersion) });
+      send({ type: 'stats', cpuMs: cpuMs(), presenceWrites: counters.presenceWrites, applies: counters.applies, applyCpuMs: counters.applyCpuMs, appliedAt: Object.fromEntries(appliedAt) });
     } else if (msg.type === 'stop') {
       void Promise.all(sims.map(async (s) => {
         await s.follower.close();

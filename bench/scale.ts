@@ -186,6 +186,7 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
       const idle1 = { etcd: etcdCpu(), bytes: await etcdSentBytes(endpoints), gw: await totals(children), at: performance.now() };
       const idleS = (idle1.at - idle0.at) / 1000;
       const allApplied: number[] = [];
+      const fanOut: number[] = [];
       const before = { etcd: etcdCpu(), bytes: await etcdSentBytes(endpoints), gw: await totals(children), at: performance.now() };
       let versions = 0;
       for (let i = 0; i < args.changes; i++) {
@@ -212,8 +213,14 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
           },
         }).run();
         if (writeStart === null || seenAll === null || !result.convergence?.converged) throw new Error(`change ${i + 1} did not converge`);
+        // Where the time went: the last version reaching every gateway (fan-out + apply), then
+        // their presence writes reaching the executor's watch.
+        const stats = await Promise.all(children.map((c) => c.stats()));
+        const lastApplied = Math.max(...stats.map((st) => st.appliedAt[String(result.versionAfter)]?.last ?? NaN));
+        const lastAppliedPerf = lastApplied - Date.now() + performance.now();
+        fanOut.push(lastAppliedPerf - (writeStart as number));
         allApplied.push((seenAll as number) - writeStart);
-        log(`change ${i + 1}/${args.changes}: all ${args.gateways} applied in ${((seenAll as number) - writeStart).toFixed(0)} ms`);
+        log(`change ${i + 1}/${args.changes}: all ${args.gateways} applied in ${((seenAll as number) - writeStart).toFixed(0)} ms (the last gateway applied at ${fanOut.at(-1)!.toFixed(0)} ms)`);
       }
       const after = { etcd: etcdCpu(), bytes: await etcdSentBytes(endpoints), gw: await totals(children), at: performance.now() };
       const k = args.changes;
@@ -235,6 +242,8 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
         applyCpuMsPerGateway: r(changeGwCpu / k / args.gateways),
         // More than the issue's keys, for the cost model (docs/scaling.md).
         cells: args.cells,
+        lastGatewayAppliedP50Ms: r(percentile(fanOut, 50)),
+        lastGatewayAppliedP99Ms: r(percentile(fanOut, 99)),
         versionsPerChange: r(versions / k),
         etcdCpuMsPerChangeAboveIdle: r((after.etcd - before.etcd - etcdIdleCpuPerS * windowS) / k),
         presenceWritesPerVersion: r((after.gw.presenceWrites - before.gw.presenceWrites) / versions),
