@@ -125,7 +125,11 @@ async function main(): Promise<void> {
     await Promise.all(batch.map((s) => s.follower.start()));
   }
   const deadline = Date.now() + 150_000;
-  while (counters.registered < sims.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  // Ready once every gateway is registered and routes with the table: the first (full)
+  // validation of a large table must not fall into the benchmark's idle window.
+  while ((counters.registered < sims.length || appliedAt.size === 0 || [...appliedAt.values()].reduce((a, v) => a + v.count, 0) < sims.length) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
   send({ type: 'ready', registered: counters.registered });
   process.on('message', (msg: { type: string }) => {
     if (msg.type === 'stats') {
