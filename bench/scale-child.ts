@@ -5,6 +5,8 @@
 // parts are loaded from the compiled code under test (`codeDir`), so the same simulator runs
 // the code before a change as well. No snapshot file: a thousand fsyncs per change on the
 // disk etcd writes its WAL to would measure this machine's disk, not the control plane.
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { PresenceRecord, PresenceRegistration, PresenceStore, TableStore } from '../src/store/types';
@@ -131,15 +133,32 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
   send({ type: 'ready', registered: counters.registered });
+  // CELLGATE_SCALE_PROFILE_DIR: a CPU profile of this process from the first stats request
+  // (the start of the idle window) to the stop: the benchmark, without the start-up.
+  const profileDir = process.env.CELLGATE_SCALE_PROFILE_DIR;
+  const session = profileDir ? new Session() : null;
+  let profiling = false;
+  const stopProfile = () => new Promise<void>((resolve) => {
+    if (!session || !profiling) return resolve();
+    session.post('Profiler.stop', (err, res) => {
+      if (!err) writeFileSync(join(profileDir as string, `scale-child-${process.pid}.cpuprofile`), JSON.stringify(res.profile));
+      resolve();
+    });
+  });
   process.on('message', (msg: { type: string }) => {
+    if (msg.type === 'stats' && session && !profiling) {
+      profiling = true;
+      session.connect();
+      session.post('Profiler.enable', () => session.post('Profiler.start'));
+    }
     if (msg.type === 'stats') {
       send({ type: 'stats', cpuMs: cpuMs(), presenceWrites: counters.presenceWrites, applies: counters.applies, applyCpuMs: counters.applyCpuMs, appliedAt: Object.fromEntries(appliedAt) });
     } else if (msg.type === 'stop') {
-      void Promise.all(sims.map(async (s) => {
+      void stopProfile().then(() => Promise.all(sims.map(async (s) => {
         await s.follower.close();
         await s.presence.close();
         await s.store.close();
-      })).finally(() => {
+      }))).finally(() => {
         shared?.close();
         send({ type: 'stopped' });
         // exit on the next turn: a --cpu-prof profile is written at a normal exit.
