@@ -5,21 +5,27 @@ import { Report } from './report';
 import * as failover from './failover';
 import * as gateway from './gateway';
 import * as ring from './ring';
+import * as scale from './scale';
 
 interface Section {
   readonly name: string;
   run(report: Report): Promise<void>;
+  /** Runs only when named. */
+  readonly explicit?: boolean;
 }
 
 const SECTIONS: readonly Section[] = [
   { name: 'ring', run: ring.run },
   { name: 'gateway', run: gateway.run },
   { name: 'failover', run: failover.run },
+  // Not in the default run (it starts hundreds of simulated gateways): `npm run bench scale -- --gateways N`.
+  { name: 'scale', run: (report) => scale.run(report), explicit: true },
 ];
 
 async function main(argv: readonly string[]): Promise<number> {
   const json = argv.includes('--json');
-  const wanted = argv.filter((a) => !a.startsWith('--'));
+  // Section names; a flag's value (`--gateways 50`) is not one. Only --json takes none.
+  const wanted = argv.filter((a, i) => !a.startsWith('--') && !(i > 0 && argv[i - 1]!.startsWith('--') && argv[i - 1] !== '--json'));
   const unknown = wanted.filter((w) => !SECTIONS.some((s) => s.name === w));
   if (unknown.length > 0) {
     process.stderr.write(`unknown section(s) ${unknown.join(', ')}; sections: ${SECTIONS.map((s) => s.name).join(', ')}\n`);
@@ -28,7 +34,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const report = new Report(json ? () => undefined : undefined);
   if (!json) process.stdout.write(`cellgate benchmarks — node ${process.version}, ${new Date().toISOString()}\n`);
   for (const section of SECTIONS) {
-    if (wanted.length > 0 && !wanted.includes(section.name)) continue;
+    if (wanted.length > 0 ? !wanted.includes(section.name) : section.explicit) continue;
     await section.run(report);
   }
   const failures = report.failures();

@@ -17,12 +17,17 @@ export type Route =
     }
   | { readonly ok: false; readonly class: RouteClass; readonly cell: string | null; readonly error: ErrorName; readonly why: string };
 
-// Tables that differ only in zones, epochs or states share one ring (the ring costs a few ms to build).
-let lastRing: { key: string; ring: CellRing } | null = null;
+// Tables that differ only in zones, epochs or states share one ring (the ring costs a few ms to
+// build). A table that reuses the previous version's frozen ring spec (table-decoder.ts) is
+// known to have the same layout without spelling out its key: the spec's point counts name
+// exactly the table's cells.
+let lastRing: { key: string; spec: RoutingTable['ring']; ring: CellRing } | null = null;
 
 function ringFor(table: RoutingTable): CellRing {
+  if (lastRing && lastRing.spec === table.ring && Object.isFrozen(table.ring)) return lastRing.ring;
   const key = ringLayoutKey(table);
-  if (lastRing?.key !== key) lastRing = { key, ring: CellRing.build(table) };
+  if (lastRing?.key !== key) lastRing = { key, spec: table.ring, ring: CellRing.build(table) };
+  else lastRing = { ...lastRing, spec: table.ring };
   return lastRing.ring;
 }
 
@@ -40,7 +45,11 @@ export class RoutingView {
   /** City routes by the gateway's zone, made on first use (a gateway asks for one zone only). */
   private readonly cityRoutes = new Map<string | null, Route>();
 
-  constructor(vt: VersionedTable) {
+  /**
+   * `previous`: the view this one replaces. Routes of active cells whose cell and zone are the
+   * very same (frozen) objects as in it are taken over instead of made again.
+   */
+  constructor(vt: VersionedTable, previous?: RoutingView | null) {
     this.table = vt.table;
     this.version = vt.version;
     this.checksum = vt.checksum;
@@ -48,8 +57,19 @@ export class RoutingView {
     this.zones = new Map(vt.table.zones.map((z) => [z.name, z]));
     this.cells = new Map(vt.table.cells.map((c) => [c.name, c]));
     this.overrides = new Map(Object.entries(vt.table.overrides));
-    this.activeRoutes = new Map(vt.table.cells.filter((c) => c.state === 'active').map((c) => [c.name, this.routeOf(c, 'unit', 0)]));
+    this.activeRoutes = this.makeActiveRoutes(previous ?? null);
     this.globalRoute = vt.table.global.state === 'active' ? this.routeOf(vt.table.global, 'global', 0) : null;
+  }
+
+  private makeActiveRoutes(previous: RoutingView | null): Map<string, Route> {
+    const routes = new Map<string, Route>();
+    for (const c of this.table.cells) {
+      if (c.state !== 'active') continue;
+      const old = previous?.cells.get(c.name) === c ? previous.activeRoutes.get(c.name) : undefined;
+      const reusable = old !== undefined && old.ok && old.zone === this.zones.get(c.zone);
+      routes.set(c.name, reusable ? old : this.routeOf(c, 'unit', 0));
+    }
+    return routes;
   }
 
   zone(name: string): Zone | undefined {

@@ -34,12 +34,20 @@ export function printable(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** Names of the gateways that keep `status` from converging, with why (escaped for a terminal). */
-export function laggards(status: ConvergenceStatus): string[] {
-  return [
-    ...status.behind.map((g) => `${printable(g.id)} (on ${g.appliedVersion})`),
-    ...status.malformed.map((m) => `${printable(m.id)} (malformed presence record: ${printable(m.problem)})`),
+/** How many laggards a progress line or an error names; the rest are counted (1,000 gateways make one line each otherwise). */
+export const LAGGARDS_NAMED = 20;
+
+/**
+ * Names of the gateways that keep `status` from converging, with why (escaped for a
+ * terminal): the first `limit`, then "and N more". The full lists stay in `status`.
+ */
+export function laggards(status: ConvergenceStatus, limit = LAGGARDS_NAMED): string[] {
+  const all = status.behind.length + status.malformed.length;
+  const names = [
+    ...status.behind.slice(0, limit).map((g) => `${printable(g.id)} (on ${g.appliedVersion})`),
+    ...status.malformed.slice(0, Math.max(0, limit - status.behind.length)).map((m) => `${printable(m.id)} (malformed presence record: ${printable(m.problem)})`),
   ];
+  return all > names.length ? [...names, `and ${all - names.length} more`] : names;
 }
 
 export interface WaitOptions {

@@ -90,7 +90,7 @@ function cellZone(table: RoutingTable, cell: string): string | undefined {
 function notConverged(status: ConvergenceStatus, what: string): CellgateError {
   const names = laggards(status);
   const live = status.gateways.length + status.malformed.length;
-  return cgError('NOT_CONVERGED', `${names.length} of ${live} gateway(s) did not apply ${what} revision ${status.version} in time: ${names.join(', ')}`, {
+  return cgError('NOT_CONVERGED', `${status.behind.length + status.malformed.length} of ${live} gateway(s) did not apply ${what} revision ${status.version} in time: ${names.join(', ')}`, {
     detail: { behind: status.behind, malformed: status.malformed, version: status.version },
   });
 }

@@ -96,28 +96,46 @@ export class EndpointHealth {
   private readonly byOrigin = new Map<string, Endpoint>();
   private readonly config: UpstreamConfig;
   private readonly now: Now;
+  /** The pools of the last table, reused for zones whose upstreams did not change. */
+  private lastPools = new Map<string, ZonePool>();
 
   constructor(config: UpstreamConfig, now: Now) {
     this.config = config;
     this.now = now;
   }
 
-  /** One ZonePool per zone of `table`; endpoints no table mentions any more are forgotten. */
+  /**
+   * One ZonePool per zone of `table`; endpoints no table mentions any more are forgotten.
+   * A zone whose upstream list did not change keeps its pool (the same object when the zone
+   * itself did not change, else a new one over the same endpoints): no URL is parsed again.
+   */
   poolsFor(table: RoutingTable): Map<string, ZonePool> {
     const pools = new Map<string, ZonePool>();
-    const live = new Set<string>();
+    let rebuilt = false;
     for (const zone of table.zones) {
-      const endpoints = zone.upstreams.map((u) => {
-        const origin = new URL(u).origin;
-        live.add(origin);
-        let e = this.byOrigin.get(origin);
-        if (!e) this.byOrigin.set(origin, (e = new Endpoint(origin)));
-        return e;
-      });
-      pools.set(zone.name, new ZonePool(zone, endpoints, this.config.connectionsPerEndpoint));
+      const old = this.lastPools.get(zone.name);
+      if (old && old.zone === zone) pools.set(zone.name, old);
+      else if (old && sameList(old.zone.upstreams, zone.upstreams)) pools.set(zone.name, new ZonePool(zone, old.endpoints, this.config.connectionsPerEndpoint));
+      else {
+        rebuilt = true;
+        pools.set(zone.name, new ZonePool(zone, zone.upstreams.map((u) => this.endpointFor(new URL(u).origin)), this.config.connectionsPerEndpoint));
+      }
     }
-    for (const origin of this.byOrigin.keys()) if (!live.has(origin)) this.byOrigin.delete(origin);
+    if (rebuilt || pools.size !== this.lastPools.size) this.forgetUnused(pools);
+    this.lastPools = pools;
     return pools;
+  }
+
+  private endpointFor(origin: string): Endpoint {
+    let e = this.byOrigin.get(origin);
+    if (!e) this.byOrigin.set(origin, (e = new Endpoint(origin)));
+    return e;
+  }
+
+  private forgetUnused(pools: ReadonlyMap<string, ZonePool>): void {
+    const live = new Set<string>();
+    for (const pool of pools.values()) for (const e of pool.endpoints) live.add(e.origin);
+    for (const origin of this.byOrigin.keys()) if (!live.has(origin)) this.byOrigin.delete(origin);
   }
 
   record(e: Endpoint, outcome: Outcome): void {
@@ -157,4 +175,8 @@ export class EndpointHealth {
     e.ejectedUntilMs = now + backoff;
     e.consecutiveFailures = 0;
   }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
 }

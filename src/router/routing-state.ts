@@ -41,7 +41,7 @@ export class RoutingStateHolder {
 
   /** Builds the state for `vt` (throws to refuse it), swaps it in and wakes the waiters it satisfies. */
   swap(vt: VersionedTable, source: TableSource, receivedAtMs: number): RoutingView {
-    const view = new RoutingView(vt);
+    const view = new RoutingView(vt, this.current?.view);
     const pools = this.health.poolsFor(vt.table);
     this.current = { view, pools, revision: String(vt.version) };
     this.info = { source, receivedAtMs };

@@ -1,8 +1,11 @@
 // Follows the routing table: the snapshot first (fail-static: routing survives a restart
 // while the store is unreachable), then every version the store's watch delivers. Each
 // accepted table is handed to `apply` (which swaps the gateway's immutable routing state)
-// and then saved as the new snapshot. Nothing a store delivers can break routing: a table
-// `apply` refuses, or one the store rejected, leaves the last good one in place.
+// and then saved as the new snapshot, off the hot path: serialising and fsyncing a large
+// table happens after the version is applied (setImmediate), one write at a time, and the
+// versions that arrive while one is written collapse into one write of the newest. Nothing
+// a store delivers can break routing: a table `apply` refuses, or one the store rejected,
+// leaves the last good one in place.
 import type { VersionedTable } from '../cells/types';
 import type { TableStore, TableWatch } from '../store/types';
 import { readSnapshot, writeSnapshot } from './snapshot';
@@ -23,8 +26,13 @@ export class TableFollower {
   private readonly events: FollowerEvents;
   private watch: TableWatch | null = null;
   private current: { version: number; checksum: string; source: TableSource } | null = null;
-  /** Snapshot writes in order; a write never overtakes a newer one. */
+  /** The one snapshot write under way (or queued), if any. */
   private writes: Promise<void> = Promise.resolve();
+  /** The newest table not yet saved: what the next write saves. */
+  private unsaved: VersionedTable | null = null;
+  private writeScheduled = false;
+  /** Snapshot writes made (for tests and the scale benchmark). */
+  snapshotWrites = 0;
   private closed = false;
 
   /** `now` is the gateway's clock: when a table was received, when a snapshot was saved. */
@@ -85,9 +93,22 @@ export class TableFollower {
     if (this.snapshotPath && !unchanged) this.save(this.snapshotPath, vt);
   }
 
+  /** Saves `vt` soon; a write already scheduled takes the newest table instead. */
   private save(path: string, vt: VersionedTable): void {
-    this.writes = this.writes.then(() => writeSnapshot(path, vt, this.now()).catch((err: unknown) => {
-      this.events.log('table.snapshot_write_failed', { path, version: vt.version, error: (err as Error).message });
-    }));
+    this.unsaved = vt;
+    if (this.writeScheduled) return;
+    this.writeScheduled = true;
+    this.writes = this.writes
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(async () => {
+        this.writeScheduled = false;
+        const next = this.unsaved;
+        this.unsaved = null;
+        if (!next) return;
+        this.snapshotWrites += 1;
+        await writeSnapshot(path, next, this.now()).catch((err: unknown) => {
+          this.events.log('table.snapshot_write_failed', { path, version: next.version, error: (err as Error).message });
+        });
+      });
   }
 }

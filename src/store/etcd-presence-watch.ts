@@ -1,22 +1,40 @@
 // Watching the gateways' presence records in etcd (`<prefix>/gateways/`), for cellctl's
 // convergence wait. Same supervision as the table watch (etcd-watch.ts), smaller: a read of
-// the whole prefix, then a watcher from the next revision that applies puts and deletes; a
-// periodic re-read catches a watcher gone silent; any trouble drops the watcher and starts
-// again from a fresh read (with back-off while etcd is unreachable), so a reconnect never
-// resumes from a compacted revision. A snapshot is delivered only when it changed.
+// the whole prefix, then a watcher from the next revision that applies puts and deletes; any
+// trouble drops the watcher and starts again from a fresh read (with back-off while etcd is
+// unreachable), so a reconnect never resumes from a compacted revision.
+//
+// Built for a thousand gateways: each record is decoded once, when it arrives; snapshots are
+// delivered once per turn of the event loop (a watch response carries many events) and only
+// when they changed; and the periodic check for a watcher gone silent reads only what changed
+// since the last revision known (etcd's min_mod_revision) plus a count of the records, not
+// the records themselves. Only a count that disagrees (a missed delete, or one still in
+// flight) costs a full re-read, at most one per check.
 import type { IKeyValue, Watcher } from 'etcd3';
 import { callSafely } from './delivery';
 import { bounded, type EtcdContext } from './etcd-client';
-import { decodePresenceText, snapshotKey, snapshotOf } from './presence-record';
+import { decodePresenceText, snapshotKey, snapshotOf, type DecodedPresence } from './presence-record';
 import type { PresenceSnapshot, PresenceWatch, PresenceWatchEvents } from './types';
+
+interface Held {
+  readonly modRevision: number;
+  readonly decoded: DecodedPresence;
+}
 
 export class EtcdPresenceWatch implements PresenceWatch {
   private closed = false;
   private wake: (() => void) | null = null;
-  private records = new Map<string, IKeyValue>();
+  private records = new Map<string, Held>();
+  /** Every put up to this revision is reflected in `records` (reads and watch events). */
+  private seenRevision = 0;
   private lastKey: string | null = null;
+  private deliveryScheduled = false;
   private failing = false;
   private readonly loop: Promise<void>;
+  /** Full reads of the prefix made (the first and any after trouble or a count that disagreed). */
+  fullReads = 0;
+  /** Periodic checks made (for tests). */
+  checks = 0;
 
   constructor(private readonly ctx: EtcdContext, private readonly events: PresenceWatchEvents, private readonly onClosed: (w: EtcdPresenceWatch) => void) {
     this.loop = this.run();
@@ -47,7 +65,7 @@ export class EtcdPresenceWatch implements PresenceWatch {
         backoffMs = retryMinMs;
         while (!this.closed && !failed.now) {
           await this.sleep(watchdogIntervalMs);
-          if (!this.closed && !failed.now) await this.readAll();
+          if (!this.closed && !failed.now) await this.check();
         }
       } catch (err) {
         if (this.closed) break;
@@ -66,9 +84,49 @@ export class EtcdPresenceWatch implements PresenceWatch {
   private async readAll(): Promise<number> {
     const res = await this.ctx.call('read gateways', 'read', () => this.ctx.client.getAll().prefix(this.ctx.keys.gatewaysPrefix).exec());
     this.failing = false;
-    this.records = new Map(res.kvs.map((kv) => [kv.key.toString('utf8'), kv]));
+    this.fullReads += 1;
+    this.records = new Map();
+    for (const kv of res.kvs) this.records.set(kv.key.toString('utf8'), this.decode(kv));
+    this.seenRevision = Number(res.header.revision);
     this.deliver();
-    return Number(res.header.revision);
+    return this.seenRevision;
+  }
+
+  /**
+   * What a silent watcher would have missed: the records written since the last revision
+   * known (normally none: the watcher delivered them), then the number of records, which
+   * only a missed delete makes disagree; then, and only then, a full re-read.
+   */
+  private async check(): Promise<void> {
+    const prefix = this.ctx.keys.gatewaysPrefix;
+    const newer = await this.ctx.call('read changed gateways', 'read', () =>
+      this.ctx.client.getAll().prefix(prefix).minModRevision(this.seenRevision + 1).exec());
+    for (const kv of newer.kvs) this.put(kv);
+    this.seenRevision = Math.max(this.seenRevision, Number(newer.header.revision));
+    const count = await this.ctx.call('count gateways', 'read', () => this.ctx.client.getAll().prefix(prefix).count());
+    if (count !== this.records.size) await this.readAll();
+    this.checks += 1;
+  }
+
+  private decode(kv: IKeyValue): Held {
+    return { modRevision: Number(kv.mod_revision), decoded: decodeOne(kv, this.ctx.keys.gatewaysPrefix) };
+  }
+
+  /** A record written at kv.mod_revision; an older write arriving late changes nothing. */
+  private put(kv: IKeyValue): void {
+    const key = kv.key.toString('utf8');
+    const held = this.records.get(key);
+    if (held && held.modRevision >= Number(kv.mod_revision)) return;
+    this.records.set(key, this.decode(kv));
+    this.deliver();
+  }
+
+  private remove(kv: IKeyValue): void {
+    const key = kv.key.toString('utf8');
+    const held = this.records.get(key);
+    if (!held || held.modRevision >= Number(kv.mod_revision)) return;
+    this.records.delete(key);
+    this.deliver();
   }
 
   private async createWatcher(fromRevision: number, onFail: () => void): Promise<Watcher> {
@@ -81,15 +139,17 @@ export class EtcdPresenceWatch implements PresenceWatch {
     };
     watcher.on('error', fail);
     watcher.on('disconnected', fail);
+    // Events come in revision order: once one at revision r is in, so is every earlier
+    // one, and the next check need only read from r + 1 (what a silent watcher would miss).
     watcher.on('put', (kv) => {
       if (!live) return;
-      this.records.set(kv.key.toString('utf8'), kv);
-      this.deliver();
+      this.put(kv);
+      this.seenRevision = Math.max(this.seenRevision, Number(kv.mod_revision));
     });
     watcher.on('delete', (kv) => {
       if (!live) return;
-      this.records.delete(kv.key.toString('utf8'));
-      this.deliver();
+      this.remove(kv);
+      this.seenRevision = Math.max(this.seenRevision, Number(kv.mod_revision));
     });
     const created = new Promise<void>((resolve, reject) => {
       watcher.once('connected', () => resolve());
@@ -106,13 +166,19 @@ export class EtcdPresenceWatch implements PresenceWatch {
     return watcher;
   }
 
+  /** Delivers the snapshot once the current burst of events is in (next turn of the event loop). */
   private deliver(): void {
-    if (this.closed) return;
-    const snapshot = decodeAll(this.records.values(), this.ctx.keys.gatewaysPrefix);
-    const key = snapshotKey(snapshot);
-    if (key === this.lastKey) return;
-    this.lastKey = key;
-    callSafely(() => this.events.onSnapshot(snapshot));
+    if (this.closed || this.deliveryScheduled) return;
+    this.deliveryScheduled = true;
+    setImmediate(() => {
+      this.deliveryScheduled = false;
+      if (this.closed) return;
+      const snapshot = snapshotOf([...this.records.values()].map((h) => h.decoded));
+      const key = snapshotKey(snapshot);
+      if (key === this.lastKey) return;
+      this.lastKey = key;
+      callSafely(() => this.events.onSnapshot(snapshot));
+    });
   }
 
   private sleep(ms: number): Promise<void> {
@@ -130,14 +196,16 @@ export class EtcdPresenceWatch implements PresenceWatch {
   }
 }
 
+function decodeOne(kv: IKeyValue, prefix: string): DecodedPresence {
+  const rawId = kv.key.toString('utf8').slice(prefix.length);
+  let keyId = rawId;
+  try {
+    keyId = decodeURIComponent(rawId);
+  } catch { /* not encoded by us: the raw key names it */ }
+  return decodePresenceText(kv.value.toString('utf8'), keyId);
+}
+
 /** The records under `prefix`, validated; a key names its gateway when the record cannot. */
 export function decodeAll(kvs: Iterable<IKeyValue>, prefix: string): PresenceSnapshot {
-  return snapshotOf([...kvs].map((kv) => {
-    const rawId = kv.key.toString('utf8').slice(prefix.length);
-    let keyId = rawId;
-    try {
-      keyId = decodeURIComponent(rawId);
-    } catch { /* not encoded by us: the raw key names it */ }
-    return decodePresenceText(kv.value.toString('utf8'), keyId);
-  }));
+  return snapshotOf([...kvs].map((kv) => decodeOne(kv, prefix)));
 }

@@ -5,7 +5,7 @@
 // under `<prefix>/gateways/<id>` on leases. Every etcd call is bounded in time and its
 // errors become STORE_UNAVAILABLE (etcd-client.ts).
 import { randomBytes } from 'node:crypto';
-import type { IKeyValue } from 'etcd3';
+import type { Etcd3, IKeyValue } from 'etcd3';
 import { tableChecksum } from '../cells/checksum';
 import type { RoutingTable, VersionedTable } from '../cells/types';
 import { cgError } from '../errors';
@@ -27,11 +27,14 @@ export class EtcdStore implements TableStore {
   private readonly ctx: EtcdContext;
   private readonly watches = new Set<EtcdTableWatch>();
   private closed = false;
+  /** A client handed in (the scale benchmark's per-process client) is its owner's to close. */
+  private readonly sharedClient: boolean;
 
-  constructor(options: EtcdStoreOptions) {
+  constructor(options: EtcdStoreOptions & { readonly sharedClient?: Etcd3 }) {
     const opts = resolveEtcdOptions(options);
     this.description = `etcd:${opts.endpoints.join(',')}${opts.prefix}`;
-    this.ctx = new EtcdContext(createEtcdClient(opts), opts, `etcd:${opts.endpoints.join(',')}`);
+    this.sharedClient = options.sharedClient !== undefined;
+    this.ctx = new EtcdContext(options.sharedClient ?? createEtcdClient(opts), opts, `etcd:${opts.endpoints.join(',')}`);
     this.presence = new EtcdPresence(this.ctx, () => this.assertOpen());
   }
 
@@ -125,7 +128,7 @@ export class EtcdStore implements TableStore {
     this.closed = true;
     await Promise.all([...this.watches].map((w) => w.close()));
     await this.presence.closeAll();
-    this.ctx.client.close();
+    if (!this.sharedClient) this.ctx.client.close();
   }
 
   private assertOpen(): void {
@@ -139,6 +142,6 @@ export class EtcdStore implements TableStore {
   }
 }
 
-export function createEtcdStore(options: EtcdStoreOptions): EtcdStore {
+export function createEtcdStore(options: EtcdStoreOptions & { readonly sharedClient?: Etcd3 }): EtcdStore {
   return new EtcdStore(options);
 }

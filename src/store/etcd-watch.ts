@@ -2,7 +2,8 @@
 //
 //   resync:    linearizable read of the table key -> offer it -> watch from revision + 1
 //   supervise: events arrive on the watcher; every watchdogIntervalMs a linearizable
-//              re-read offers anything newer (a watcher can go silent without an error)
+//              read of anything newer than what was delivered (a watcher can go silent
+//              without an error; the read returns nothing when it did not)
 //   on trouble (watcher error, e.g. its start revision was compacted; disconnection;
 //              a failed read; a create() that never settles): drop the watcher and resync,
 //              with back-off while etcd is unreachable.
@@ -11,6 +12,7 @@
 // was compacted meanwhile it is cancelled with an 'error' and never resyncs; so we never
 // let it reconnect: any disconnection goes back through a fresh read.
 import type { IKeyValue, Watcher } from 'etcd3';
+import { TableDecoder } from '../cells/table-decoder';
 import { TableDelivery } from './delivery';
 import { bounded, type EtcdContext } from './etcd-client';
 import { decodeTable, parseJsonDocument } from './table-doc';
@@ -28,6 +30,7 @@ interface WatcherState {
 
 export class EtcdTableWatch implements TableWatch {
   private readonly delivery: TableDelivery;
+  private readonly decoder = new TableDecoder();
   private closed = false;
   private wakeUp: ((why: Wake) => void) | null = null;
   private current: WatcherState | null = null;
@@ -78,14 +81,21 @@ export class EtcdTableWatch implements TableWatch {
       if (state.failed || this.closed) return;
       const why = await this.sleep(this.ctx.opts.watchdogIntervalMs);
       if (why !== 'tick' || state.failed || this.closed) return;
-      const { delivered } = await this.readAndOffer();
+      const { delivered } = await this.readAndOffer(this.delivery.lastVersion + 1);
       if (delivered) return; // the read found what the watcher should have told us
     }
   }
 
-  /** A linearizable read of the table key; offers what it finds. */
-  private async readAndOffer(): Promise<{ revision: number; delivered: boolean }> {
-    const res = await this.ctx.call('read table', 'read', () => this.ctx.client.get(this.ctx.keys.table).exec());
+  /**
+   * A linearizable read of the table key; offers what it finds. The watchdog's reads pass
+   * `newerThan`: etcd then returns the table only when it is newer than the one delivered,
+   * so that a thousand gateways checking their watchers do not each re-read the whole table.
+   */
+  private async readAndOffer(newerThan?: number): Promise<{ revision: number; delivered: boolean }> {
+    const res = await this.ctx.call('read table', 'read', () => {
+      const get = this.ctx.client.get(this.ctx.keys.table);
+      return (newerThan === undefined ? get : get.minModRevision(newerThan)).exec();
+    });
     const kv = res.kvs[0];
     const delivered = kv !== undefined && this.offer(kv);
     return { revision: Number(res.header.revision), delivered };
@@ -95,7 +105,7 @@ export class EtcdTableWatch implements TableWatch {
     if (this.closed) return false;
     const version = Number(kv.mod_revision);
     const where = `${this.ctx.description}${this.ctx.keys.table}`;
-    return this.delivery.offer(version, () => decodeTable(parseJsonDocument(kv.value.toString('utf8'), where, version), version, where));
+    return this.delivery.offer(version, () => decodeTable(parseJsonDocument(kv.value.toString('utf8'), where, version), version, where, this.decoder));
   }
 
   private async createWatcher(fromRevision: number): Promise<WatcherState> {

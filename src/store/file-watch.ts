@@ -10,6 +10,7 @@ import { cgError } from '../errors';
 import { TableDelivery } from './delivery';
 import { errnoCode, readTextOrNull } from './file-io';
 import { parseTableFile, type TableFileDoc } from './file-doc';
+import { TableDecoder } from '../cells/table-decoder';
 import { decodeTable } from './table-doc';
 import type { TableWatch, TableWatchEvents } from './types';
 
@@ -20,6 +21,7 @@ export interface FileWatchOptions {
 
 export class FileTableWatch implements TableWatch {
   private readonly delivery: TableDelivery;
+  private readonly decoder = new TableDecoder();
   private lastSignature: string | null = null;
   private running: Promise<void> | null = null;
   private pokedWhileRunning = false;
@@ -127,6 +129,6 @@ export class FileTableWatch implements TableWatch {
       this.delivery.reject(err, doc.version, `older:v${doc.version}`);
       return;
     }
-    this.delivery.offer(doc.version, () => decodeTable(doc.table, doc.version, this.path));
+    this.delivery.offer(doc.version, () => decodeTable(doc.table, doc.version, this.path, this.decoder));
   }
 }

@@ -19,7 +19,12 @@ export interface StatusReport {
   /** Moves left half-done by a cellctl that died: what is stale, and what to run. */
   readonly staleMoves: { kind: 'freeze' | 'drain'; cells: string[]; zone: string; expiredAgoS: number | null; message: string }[];
   readonly cells?: { cell: string; home: string; zone: string; epoch: number; state: string }[];
+  /** The gateways counted by the revision and checksum they applied (newest first). */
+  readonly gatewaysByRevision: { revision: number; checksum: string; gateways: number; current: boolean }[];
 }
+
+/** Up to this many live gateways are listed one per line; more are summarised (`--gateways` lists them all). */
+export const GATEWAYS_LISTED = 20;
 
 /**
  * Freezes whose deadline passed and drains that did not finish: a cellctl was killed
@@ -73,11 +78,45 @@ export function statusReport(view: RoutingView, presence: PresenceSnapshot, with
       .map((g) => ({ ...g, current: g.appliedVersion === view.version && g.checksum === view.checksum })),
     malformedGateways: presence.malformed,
     staleMoves: staleMoves(t, nowMs),
+    gatewaysByRevision: byRevision(gateways, view),
     ...(withCells ? { cells: t.cells.map((c) => ({ cell: c.name, home: c.home, zone: c.zone, epoch: c.epoch, state: c.state })) } : {}),
   };
 }
 
-function statusText(r: StatusReport): string {
+function byRevision(gateways: readonly PresenceRecord[], view: RoutingView): StatusReport['gatewaysByRevision'] {
+  const groups = new Map<string, { revision: number; checksum: string; gateways: number; current: boolean }>();
+  for (const g of gateways) {
+    const key = `${g.appliedVersion} ${g.checksum}`;
+    const group = groups.get(key);
+    if (group) group.gateways += 1;
+    else groups.set(key, { revision: g.appliedVersion, checksum: g.checksum, gateways: 1, current: g.appliedVersion === view.version && g.checksum === view.checksum });
+  }
+  return [...groups.values()].sort((a, b) => b.revision - a.revision || a.checksum.localeCompare(b.checksum));
+}
+
+function gatewayLines(r: StatusReport, all: boolean): string[] {
+  const behind = r.gateways.filter((g) => !g.current);
+  const bad = r.malformedGateways;
+  const lines = [`${r.gateways.length + bad.length} live gateway(s)${behind.length ? `, ${behind.length} not on revision ${r.revision}` : ''}${bad.length ? `, ${bad.length} with a malformed record` : ''}:`];
+  // Everything in a presence record was written by another process: escaped for the terminal.
+  const row = (g: StatusReport['gateways'][number]) => [g.id, g.zone ?? '-', g.appliedVersion, g.checksum, g.inFlight, g.startedAt, g.current ? '' : 'BEHIND'];
+  const badRow = (m: MalformedPresence) => [m.id, '?', '?', '?', '?', '?', `MALFORMED: ${m.problem}`];
+  const header = ['GATEWAY', 'ZONE', 'REVISION', 'CHECKSUM', 'IN FLIGHT', 'SINCE', ''];
+  if (all || r.gateways.length + bad.length <= GATEWAYS_LISTED) {
+    if (r.gateways.length || bad.length) lines.push(formatTable([header, ...r.gateways.map(row), ...bad.map(badRow)]));
+    return lines;
+  }
+  // A thousand gateways: counts per revision, then the stragglers by name (the first few).
+  lines.push(formatTable([['REVISION', 'CHECKSUM', 'GATEWAYS', ''], ...r.gatewaysByRevision.map((g) => [g.revision, g.checksum, g.gateways, g.current ? 'current' : 'BEHIND'])]));
+  const stragglers = [...behind.map(row), ...bad.map(badRow)];
+  if (stragglers.length) {
+    lines.push('', `not on revision ${r.revision}:`, formatTable([header, ...stragglers.slice(0, GATEWAYS_LISTED)]));
+    if (stragglers.length > GATEWAYS_LISTED) lines.push(`… and ${stragglers.length - GATEWAYS_LISTED} more (--gateways lists every gateway)`);
+  }
+  return lines;
+}
+
+function statusText(r: StatusReport, allGateways: boolean): string {
   const lines = [`table "${r.name}" revision ${r.revision} ${r.checksum}`, ''];
   lines.push(formatTable([
     ['ZONE', 'REGION', 'CITY', 'STATUS', 'CAPACITY', 'CELLS', 'HOME CELLS'],
@@ -99,32 +138,22 @@ function statusText(r: StatusReport): string {
   if (r.cells) {
     lines.push('', formatTable([['CELL', 'HOME', 'ZONE', 'EPOCH', 'STATE'], ...r.cells.map((c) => [c.cell, c.home, c.zone, c.epoch, c.state])]));
   }
-  const behind = r.gateways.filter((g) => !g.current).length;
-  const bad = r.malformedGateways.length;
-  lines.push('', `${r.gateways.length + bad} live gateway(s)${behind ? `, ${behind} not on revision ${r.revision}` : ''}${bad ? `, ${bad} with a malformed record` : ''}:`);
-  if (r.gateways.length || bad) {
-    // Everything in a presence record was written by another process: formatTable escapes it for the terminal.
-    lines.push(formatTable([
-      ['GATEWAY', 'ZONE', 'REVISION', 'CHECKSUM', 'IN FLIGHT', 'SINCE', ''],
-      ...r.gateways.map((g) => [g.id, g.zone ?? '-', g.appliedVersion, g.checksum, g.inFlight, g.startedAt, g.current ? '' : 'BEHIND']),
-      ...r.malformedGateways.map((m) => [m.id, '?', '?', '?', '?', '?', `MALFORMED: ${m.problem}`]),
-    ]));
-  }
+  lines.push('', ...gatewayLines(r, allGateways));
   return lines.join('\n');
 }
 
 export const statusCommand: Command = {
   words: ['status'],
-  usage: 'cellctl status (--file PATH | --etcd HOST:PORT) [--cells] [--json]',
-  summary: 'zones, cells away from home, frozen cells and the live gateways with the revision each has applied',
+  usage: 'cellctl status (--file PATH | --etcd HOST:PORT) [--cells] [--gateways] [--json]',
+  summary: 'zones, cells away from home, frozen cells and the live gateways with the revision each has applied (more than 20: counted per revision, stragglers named; --gateways lists all)',
   examples: ['cellctl status --etcd etcd-1.internal:2379', 'cellctl status --file table.json --cells --json'],
-  options: { cells: { type: 'boolean' } },
+  options: { cells: { type: 'boolean' }, gateways: { type: 'boolean' } },
   async run({ args, out, store }) {
     const s = store();
     const view = await loadView(s);
     const report = statusReport(view, await s.presence.snapshot(), args.values.cells === true);
     if (out.json) out.data(report);
-    else out.text(statusText(report));
+    else out.text(statusText(report, args.values.gateways === true));
     return 0;
   },
 };

@@ -1,0 +1,128 @@
+// Validating the next version of a table cheaply. A gateway follows one table through many
+// versions that mostly differ in a few cells or one zone's status; validating (and later
+// checksumming, routing) all 10,000 cells again for each costs hundreds of ms. The decoder
+// keeps the last table it produced and, when the new document has the same zone and cell
+// names in the same order, the same ring and the same overrides, validates only what
+// changed — through validateTable itself, on a small document of the zones, the global, the
+// changed cells and the cell with the highest epoch (what the cross-checks need) — and
+// reuses the previous version's frozen objects for everything equal, so that checksum.ts,
+// RoutingView and the pools find the same objects again and skip their work too.
+//
+// The result is exactly what validateTable(doc) returns (a deep-frozen table equal to the
+// document); anything the shortcut does not cover, and any document the small check refuses,
+// goes through the full validation, so errors name the same paths as before.
+import { deepFreeze, isRecord } from './check';
+import { validateTable, versioned } from './table';
+import type { Cell, RoutingTable, VersionedTable, Zone } from './types';
+
+/** What one decode reused (for tests and the scale benchmark). */
+export interface DecodeStats {
+  readonly incremental: boolean;
+  readonly cellsReused: number;
+  readonly cellsValidated: number;
+}
+
+export class TableDecoder {
+  private last: RoutingTable | null = null;
+  private lastStats: DecodeStats = { incremental: false, cellsReused: 0, cellsValidated: 0 };
+
+  get stats(): DecodeStats {
+    return this.lastStats;
+  }
+
+  /** Validates `doc` (throws INVALID_TABLE like validateTable) and checksums it as stored at `version`. */
+  decode(doc: unknown, version: number): VersionedTable {
+    return versioned(this.validate(doc), version);
+  }
+
+  validate(doc: unknown): RoutingTable {
+    const prev = this.last;
+    const table = (prev && this.incremental(doc, prev)) || this.full(doc);
+    this.last = table;
+    return table;
+  }
+
+  private full(doc: unknown): RoutingTable {
+    const table = validateTable(doc);
+    this.lastStats = { incremental: false, cellsReused: 0, cellsValidated: table.cells.length };
+    return table;
+  }
+
+  /** The table, or null when the shortcut does not apply (then the caller validates in full). */
+  private incremental(doc: unknown, prev: RoutingTable): RoutingTable | null {
+    if (!isRecord(doc) || !Array.isArray(doc.cells) || !Array.isArray(doc.zones)) return null;
+    const cells = doc.cells as unknown[];
+    if (cells.length !== prev.cells.length || doc.zones.length !== prev.zones.length) return null;
+    if (!sameRing(doc.ring, prev.ring) || !sameFlatRecord(doc.overrides, prev.overrides)) return null;
+    for (let i = 0; i < prev.zones.length; i++) {
+      const z = doc.zones[i] as unknown;
+      if (!isRecord(z) || z.name !== prev.zones[i]!.name) return null;
+    }
+    const reused: (Cell | null)[] = new Array<Cell | null>(cells.length);
+    const changed: unknown[] = [];
+    let maxEpochCell: unknown = null;
+    let maxEpoch = -1;
+    for (let i = 0; i < cells.length; i++) {
+      const c = cells[i];
+      const p = prev.cells[i]!;
+      if (!isRecord(c) || c.name !== p.name) return null;
+      const same = sameFlatRecord(c, p);
+      reused[i] = same ? p : null;
+      if (!same) changed.push(c);
+      const epoch = typeof c.epoch === 'number' ? c.epoch : -1;
+      if (epoch > maxEpoch) {
+        maxEpoch = epoch;
+        maxEpochCell = c;
+      }
+    }
+    // Everything validateTable checks across entries is covered by this small document:
+    // zone references (all zones), unique names (unchanged list), the ring's keys (the same
+    // ring over the same names), overrides (unchanged, over the same names), the epoch
+    // high-water mark (the highest epoch is in it).
+    const smallCells = (changed.includes(maxEpochCell) ? changed : [...changed, maxEpochCell]) as Record<string, unknown>[];
+    const pointCounts = Object.fromEntries(smallCells.map((c) => [c.name as string, prev.ring.pointCounts[c.name as string]]));
+    const smallDoc = { ...doc, cells: smallCells, ring: { ...prev.ring, pointCounts }, overrides: {} };
+    let checked: RoutingTable;
+    try {
+      checked = validateTable(smallDoc);
+    } catch {
+      return null; // the full validation names the problem with its real path
+    }
+    const fresh = new Map(checked.cells.map((c) => [c.name, c]));
+    const outCells = reused.map((r, i) => r ?? (fresh.get(prev.cells[i]!.name) as Cell));
+    const zones = checked.zones.map((z, i) => (sameZone(z, prev.zones[i]!) ? prev.zones[i]! : z));
+    const global = sameFlatRecord(checked.global, prev.global) ? prev.global : checked.global;
+    this.lastStats = { incremental: true, cellsReused: cells.length - changed.length, cellsValidated: changed.length };
+    const table: Record<string, unknown> = { ...(checked as unknown as Record<string, unknown>) };
+    table.zones = Object.freeze(zones);
+    table.cells = Object.freeze(outCells);
+    table.global = global;
+    table.ring = prev.ring;
+    table.overrides = prev.overrides;
+    return deepFreeze(table) as unknown as RoutingTable;
+  }
+}
+
+/** Equal own keys with equal primitive values (a nested value never counts as equal). */
+function sameFlatRecord(a: unknown, b: object): boolean {
+  if (!isRecord(a)) return false;
+  const bRec = b as Record<string, unknown>;
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(bRec).length) return false;
+  for (const k of keys) {
+    const v = a[k];
+    if ((v !== null && typeof v === 'object') || v !== bRec[k] || !Object.prototype.hasOwnProperty.call(bRec, k)) return false;
+  }
+  return true;
+}
+
+function sameRing(doc: unknown, ring: RoutingTable['ring']): boolean {
+  if (!isRecord(doc) || Object.keys(doc).length !== 3) return false;
+  return doc.range === ring.range && doc.pointsPerCell === ring.pointsPerCell && sameFlatRecord(doc.pointCounts, ring.pointCounts);
+}
+
+function sameZone(a: Zone, b: Zone): boolean {
+  const { upstreams: ua, ...ra } = a;
+  const { upstreams: ub, ...rb } = b;
+  return sameFlatRecord(ra, rb) && ua.length === ub.length && ua.every((u, i) => u === ub[i]);
+}
