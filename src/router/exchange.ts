@@ -9,6 +9,7 @@ import type { TrackedRequest } from './cell-requests';
 import type { TimerHandle } from './clock';
 import type { Endpoint, ZonePool } from './endpoints';
 import type { HeldTicket } from './hold-buffer';
+import { UpstreamCall } from './upstream-agent';
 
 export type OkRoute = Extract<Route, { ok: true }>;
 
@@ -39,6 +40,8 @@ export class Exchange {
   slot: Endpoint | null = null;
   /** The gateway's own deadline for the upstream's response headers (undici's timers are coarse). */
   deadlineTimer: TimerHandle | null = null;
+  /** Its upstream request, which the gateway can abort at any point (upstream-agent.ts). */
+  readonly upstream = new UpstreamCall();
 }
 
 declare module 'fastify' {
