@@ -7,6 +7,7 @@
 // exchanges are unchanged: keep-alive reuse and POST bodies.
 import { createHash, randomBytes } from 'node:crypto';
 import { request, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { RoutingView } from '../src/cells/lookup';
 import { versioned } from '../src/cells/table';
@@ -195,4 +196,21 @@ test('plain exchanges through the abortable agent: keep-alive reuse, a POST body
   t.is(answer.bodySha256, createHash('sha256').update(body).digest('hex'));
   t.is(ports.size, 1, 'one upstream connection, reused for every request');
   t.false(Object.keys(answer.headers).some((h) => /symbol|upstreamcall/i.test(h)), JSON.stringify(Object.keys(answer.headers)));
+});
+
+test('shutdown destroys the agent: the kept-alive upstream connection is closed', async (t) => {
+  const s = await setup(t);
+  let upstreamSocket: Socket | null = null;
+  s.a.behave = (req) => {
+    upstreamSocket = req.socket;
+    return false;
+  };
+  t.is((await httpCall(`${s.url}/one`, { headers: { 'x-user-id': s.user } })).status, 200);
+  const socket = upstreamSocket as Socket | null;
+  if (socket === null) return t.fail('the upstream saw no request');
+  const closed = new Promise<void>((r) => (socket.destroyed ? r() : socket.once('close', () => r())));
+  t.false(socket.destroyed, 'kept alive after the response');
+  await s.gw.shutdown();
+  await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('upstream connection still open 5 s after shutdown')), SEES_CLOSE_WITHIN_MS).unref())]);
+  t.true(socket.destroyed);
 });

@@ -12,6 +12,8 @@
 //   onResponse / onError — passive health, contract errors, failover of a refused
 //                 safe request to the next endpoint of the same zone; the connection slot
 //                 is given back when the upstream exchange ends.
+//   upstream abort — the upstream request is ended at once when a freeze grace cuts it, its
+//                 deadline passes or its client goes away (the gateway's agent: upstream-agent.ts).
 // No logging and no parsing beyond the user id on this path.
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
