@@ -3,7 +3,8 @@
 // queue otherwise (503 ZONE_OVERLOADED when that is full, 504 UPSTREAM_TIMEOUT when its
 // deadline passes first), and gives its connection slot back exactly once when the upstream
 // exchange is over — whichever of reply-from's paths ends it (response stream closed, error,
-// response to a client that has gone, the gateway's own deadline).
+// response to a client that has gone, the gateway's own deadline, which also aborts the
+// upstream request: upstream-agent.ts).
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { Admission } from './admission';
@@ -86,9 +87,12 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
     ex.deadlineTimer = null;
     if (ex.endpoint) health.record(ex.endpoint, 'failure');
     metrics.upstreamError(ex.zone, 'timeout');
-    // undici's own timeout follows shortly and frees the connection; the answer cannot wait for it.
-    releaseSlot(ex);
     if (!reply.sent) sendError(reply, 'UPSTREAM_TIMEOUT');
+    // Not left to undici's own timeout (up to a second later): the upstream's connection closes
+    // now (after the answer is written: undici also destroys an unfinished upload), and the
+    // slot goes to the next request only once that connection is no longer busy.
+    ex.upstream.abort('deadline');
+    releaseSlot(ex);
   }
 
   function headersArrived(ex: Exchange): void {

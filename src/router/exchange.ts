@@ -9,6 +9,7 @@ import type { TrackedRequest } from './cell-requests';
 import type { TimerHandle } from './clock';
 import type { Endpoint, ZonePool } from './endpoints';
 import type { HeldTicket } from './hold-buffer';
+import { UpstreamCall } from './upstream-agent';
 
 export type OkRoute = Extract<Route, { ok: true }>;
 
@@ -41,6 +42,8 @@ export class Exchange {
   deadlineTimer: TimerHandle | null = null;
   /** The request id of the access log (set only when it is on). */
   requestId: string | null = null;
+  /** Its upstream request, which the gateway can abort at any point (upstream-agent.ts). */
+  readonly upstream = new UpstreamCall();
 }
 
 declare module 'fastify' {

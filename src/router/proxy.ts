@@ -12,6 +12,8 @@
 //   onResponse / onError — passive health, contract errors, failover of a refused
 //                 safe request to the next endpoint of the same zone; the connection slot
 //                 is given back when the upstream exchange ends.
+//   upstream abort — the upstream request is ended at once when a freeze grace cuts it, its
+//                 deadline passes or its client goes away (the gateway's agent: upstream-agent.ts).
 // No parsing beyond the user id on this path; the access log (when on) is one call at
 // response close and the request id stamped upstream.
 import { performance } from 'node:perf_hooks';
@@ -41,6 +43,7 @@ import { compileRouteClassifier } from './route-rules';
 import { applyServerLimits, trafficServerOptions } from './server-limits';
 import { classifyUpstreamError, isRetryable, retryDelay } from './upstream-policy';
 import { BadUserId, compileUserIdExtractor, sendBadUserId } from './user-id';
+import { createUpstreamAgent, linkUpstreamCall } from './upstream-agent';
 import type { UpstreamWebSockets } from './ws-upstream';
 
 /** The routing state of one applied table; swapped whole, never changed in place. */
@@ -126,18 +129,20 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     ex.pool = pool ?? null;
     ex.endpoint = pool ? pool.pick(nowMs) : null;
     if (ex.endpoint !== null && route.cell !== null && ex.tracked === null && !ex.upgraded && ex.response !== null) {
-      ex.tracked = trackedRequest(route.cell, ex.response);
+      ex.tracked = trackedRequest(route.cell, ex);
       load.requests.enter(ex.tracked);
     }
     return ex.endpoint !== null;
   }
 
-  /** A request with an upstream, as the freeze acknowledgement sees it: cut ends its client connection. */
-  function trackedRequest(cell: string, res: ServerResponse): TrackedRequest {
+  /** A request with an upstream, as the freeze acknowledgement sees it: cut ends its upstream request and its client connection. */
+  function trackedRequest(cell: string, ex: Exchange): TrackedRequest {
+    const res = ex.response as ServerResponse;
     return {
       cell,
       cut: () => {
         const started = res.headersSent;
+        ex.upstream.abort('grace_cut');
         res.destroy();
         return started ? 'mid_response' : 'awaiting_response';
       },
@@ -149,7 +154,11 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     if (!ex) return;
     if (!ex.upgraded) load.inFlight -= 1;
     if (ex.tracked !== null) load.requests.leave(ex.tracked);
-    if (ex.ticket && !this.writableFinished) ex.ticket.clientGone();
+    if (!this.writableFinished) {
+      if (ex.ticket) ex.ticket.clientGone();
+      // Nobody is left to answer: the upstream stops working on it now (a no-op once it is over).
+      ex.upstream.abort('client_gone');
+    }
     const status = this.writableFinished ? this.statusCode : ex.upgraded ? 101 : 499;
     const seconds = (performance.now() - ex.startedMs) / 1000;
     metrics.request(ex.zone, ex.cls, status, seconds);
@@ -332,6 +341,8 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     const ex = request.cellgate as Exchange;
     headersArrived(ex);
     releaseSlot(ex);
+    // The gateway aborted it (grace cut, deadline, client gone): no upstream failure, nothing to answer or retry.
+    if (ex.upstream.abortedBy !== null) return;
     if (reply.sent) return; // the gateway's deadline answered already
     const failure = classifyUpstreamError(error);
     metrics.upstreamError(ex.zone, failure.kind);
@@ -353,7 +364,9 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   // code passes; these functions match what the code (v12.6.5) actually calls them with.
   const replyOptions = {
     getUpstream,
-    rewriteRequestHeaders,
+    // Plain requests only: the symbol-keyed link to the exchange's upstream call (never sent).
+    rewriteRequestHeaders: (request: FastifyRequest, headers: IncomingHttpHeaders) =>
+      linkUpstreamCall(rewriteRequestHeaders(request, headers), (request.cellgate as Exchange).upstream),
     rewriteHeaders,
     onResponse,
     onError,
@@ -366,16 +379,11 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     upstream: '',
     websocket: true,
     disableRequestLogging: true,
-    // reply-from's agent is closed with the server; its sockets must not outlive shutdown().
+    // reply-from destroys the agent given here with the server; its sockets must not outlive shutdown().
     destroyAgent: true,
-    undici: {
-      connections: config.upstream.connectionsPerEndpoint,
-      pipelining: 1,
-      headersTimeout: config.upstream.requestTimeoutMs,
-      bodyTimeout: config.upstream.requestTimeoutMs,
-      // reply-from turns TLS verification off by default; a router must not.
-      connect: { timeout: config.upstream.connectTimeoutMs, rejectUnauthorized: true },
-    },
+    // The gateway's own agent: the options reply-from was given before, and every upstream
+    // request abortable by its exchange (freeze grace, deadline, client gone: upstream-agent.ts).
+    undici: createUpstreamAgent(config.upstream) as never,
     replyOptions,
     preHandler: preHandler as never,
     handler: (request, reply, dest, options) => {
