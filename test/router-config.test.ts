@@ -21,7 +21,7 @@ function problems(doc: unknown, overrides?: Record<string, unknown>): string {
 test('defaults, frozen', (t) => {
   const c = parseGatewayConfig({});
   t.like(c, {
-    port: 8080, adminPort: 9090, host: '127.0.0.1', zone: null, trustProxy: false, snapshotPath: null, shutdownGraceMs: 10_000,
+    port: 8080, adminPort: 9090, host: '127.0.0.1', zone: null, trustProxy: false, snapshotPath: true, shutdownGraceMs: 10_000,
     buffer: { windowMs: 10_000, maxRequests: 1000, maxBodyBytes: 1_048_576 },
     upstream: { ejectAfterFailures: 3, ejectBaseMs: 1000, ejectMaxMs: 30_000 },
   });

@@ -58,8 +58,12 @@ export interface GatewayConfig {
   readonly upstream: UpstreamConfig;
   /** Whether to keep (and append to) client-sent x-forwarded-* headers. */
   readonly trustProxy: boolean;
-  /** Where the last good routing table is kept for a restart without the store; null = nowhere. */
-  readonly snapshotPath: string | null;
+  /**
+   * Where the last good routing table is kept for a restart without the store: a file,
+   * false (nowhere), or true (the default, a location per store that `cellgate serve`
+   * resolves: snapshot-location.ts; createGateway itself writes only to a given path).
+   */
+  readonly snapshotPath: string | boolean;
   /** Where the routing table lives: `file:PATH` or `etcd:HOST:PORT[,…]` (null = given on the command line). */
   readonly store: string | null;
   /** etcd key prefix of the table, history and presence. */
@@ -67,6 +71,7 @@ export interface GatewayConfig {
   /** Longest time shutdown() waits for in-flight requests before closing their connections. */
   readonly shutdownGraceMs: number;
   readonly freeze: FreezeConfig;
+  readonly etcd: EtcdConfig | null;
 }
 
 export const DEFAULT_CONFIG = deepFreeze({
@@ -86,7 +91,7 @@ export const DEFAULT_CONFIG = deepFreeze({
     connectionsPerEndpoint: 128,
   },
   trustProxy: false,
-  snapshotPath: null,
+  snapshotPath: true,
   store: null,
   prefix: '/cellgate',
   shutdownGraceMs: 10_000,
@@ -94,7 +99,7 @@ export const DEFAULT_CONFIG = deepFreeze({
 });
 
 const TOP_KEYS = ['port', 'adminPort', 'host', 'zone', 'id', 'userId', 'routes', 'buffer', 'upstream', 'trustProxy',
-  'snapshotPath', 'shutdownGraceMs', 'store', 'prefix', 'freeze'] as const;
+  'snapshotPath', 'shutdownGraceMs', 'store', 'prefix', 'freeze', 'etcd'] as const;
 const ROUTE_CLASSES = ['unit', 'global', 'city'] as const;
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 /** One literal-or-`:user` segment pattern, e.g. /users/:user or /api/:user/orders. */
@@ -125,8 +130,8 @@ export function parseGatewayConfig(doc: unknown, overrides: Partial<Record<(type
   checkString(p, id, 'id');
   const trustProxy = merged.trustProxy === undefined ? DEFAULT_CONFIG.trustProxy : merged.trustProxy;
   if (typeof trustProxy !== 'boolean') p.add('trustProxy', 'must be true or false');
-  const snapshotPath = merged.snapshotPath === undefined || merged.snapshotPath === null ? null : merged.snapshotPath;
-  if (snapshotPath !== null) checkString(p, snapshotPath, 'snapshotPath');
+  const snapshotPath = merged.snapshotPath === undefined ? DEFAULT_CONFIG.snapshotPath : merged.snapshotPath === null ? false : merged.snapshotPath;
+  if (typeof snapshotPath !== 'boolean') checkString(p, snapshotPath, 'snapshotPath');
   const store = merged.store === undefined || merged.store === null ? null : merged.store;
   if (store !== null) checkString(p, store, 'store', /^(file|etcd):.+/);
   const prefix = merged.prefix === undefined ? DEFAULT_CONFIG.prefix : merged.prefix;
@@ -141,8 +146,9 @@ export function parseGatewayConfig(doc: unknown, overrides: Partial<Record<(type
     upstream: upstreamConfig(p, merged.upstream),
   };
   const freeze = freezeConfig(p, merged.freeze, config.buffer);
+  const etcd = etcdConfig(p, merged.etcd);
   if (!p.empty) throw invalid(p);
-  return deepFreeze({ ...config, freeze }) as unknown as GatewayConfig;
+  return deepFreeze({ ...config, freeze, etcd }) as unknown as GatewayConfig;
 }
 
 /** Reads a YAML or JSON configuration file (by extension; YAML otherwise) and validates it. */
@@ -277,4 +283,39 @@ function freezeConfig(p: Problems, v: unknown, buffer: BufferConfig): FreezeConf
   const inflightGraceMs = intOr(p, given, 'freeze.inflightGraceMs', fallback, 0, 3_600_000);
   if (given !== undefined && inflightGraceMs >= buffer.windowMs) p.add('freeze.inflightGraceMs', `must be less than buffer.windowMs (${buffer.windowMs})`);
   return { inflightGraceMs };
+}
+
+// --- etcd connection (endpoints, TLS files, user): read with the CLI's store flags (src/cli/args.ts) ---
+
+export interface EtcdConfig {
+  /** host:port or https://host:port; the store is etcd:ENDPOINTS when `store` is not given. */
+  readonly endpoints?: readonly string[];
+  readonly cacert?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly user?: string;
+  /** Better in CELLGATE_ETCD_PASSWORD than in a file; never logged. */
+  readonly password?: string;
+}
+
+const ETCD_FILE_KEYS = ['cacert', 'cert', 'key', 'user', 'password'] as const;
+
+function etcdConfig(p: Problems, v: unknown): EtcdConfig | null {
+  if (v === undefined || v === null) return null;
+  if (!checkObject(p, v, 'etcd', ['endpoints', ...ETCD_FILE_KEYS])) return null;
+  const out: Record<string, unknown> = {};
+  if (v.endpoints !== undefined) {
+    const list = typeof v.endpoints === 'string' ? v.endpoints.split(',').map((e) => e.trim()) : v.endpoints;
+    if (!Array.isArray(list) || list.length === 0) p.add('etcd.endpoints', 'must be a non-empty list of host:port or https://host:port');
+    else list.forEach((e, i) => checkString(p, e, join('etcd.endpoints', i), /^(https?:\/\/)?[^\s/,]+:\d{1,5}$/));
+    out.endpoints = list;
+  }
+  for (const key of ETCD_FILE_KEYS) {
+    if (v[key] === undefined) continue;
+    // The password's value is never echoed, not even in an error.
+    if (key === 'password' && typeof v[key] !== 'string') p.add('etcd.password', 'must be a string (quote it in YAML)');
+    else if (key !== 'password') checkString(p, v[key], join('etcd', key));
+    out[key] = v[key];
+  }
+  return out as EtcdConfig;
 }
