@@ -3,6 +3,9 @@
 // Every process and server is stopped by `stop()`, which tests call in teardown.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fastify, { type FastifyInstance } from 'fastify';
@@ -25,11 +28,26 @@ export interface GatewayProcess {
 }
 
 const live = new Set<ChildProcess>();
-process.on('exit', () => { for (const c of live) try { c.kill('SIGKILL'); } catch { /* gone */ } });
+let stateHome: string | null = null;
+process.on('exit', () => {
+  for (const c of live) try { c.kill('SIGKILL'); } catch { /* gone */ }
+  if (stateHome) rmSync(stateHome, { recursive: true, force: true });
+});
+
+/**
+ * This test process's own XDG_STATE_HOME: gateways that keep their fail-static snapshot in
+ * the default place keep it here, not in the working directory shared by every test file.
+ */
+export function testStateHome(): string {
+  stateHome ??= mkdtempSync(join(tmpdir(), 'cellgate-state-'));
+  return stateHome;
+}
 
 /** Starts `cellgate serve` and resolves once it listens (its 'listening' line on stderr). */
-export function startGatewayProcess(args: readonly string[], id: string, timeoutMs = 20_000): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [CELLGATE, 'serve', '--id', id, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+export function startGatewayProcess(args: readonly string[], id: string, timeoutMs = 20_000, env: NodeJS.ProcessEnv = {}): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, [CELLGATE, 'serve', '--id', id, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, XDG_STATE_HOME: testStateHome(), ...env },
+  });
   live.add(child);
   let stderr = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => { live.delete(child); resolve(code); }));
