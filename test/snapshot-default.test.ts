@@ -141,3 +141,12 @@ test.serial('snapshotPath: false: fail-static off, said at start, nothing writte
   t.is(await gw.stop(), 0);
   t.deepEqual(existsSync(join(state, 'cellgate')) ? await readdir(join(state, 'cellgate')) : [], []);
 });
+
+test('config/gateway.yaml shows the true defaults: parsed, it equals the empty config (but its example store)', async (t) => {
+  const { parse } = await import('yaml');
+  const doc = parse(await readFile(join(__dirname, '..', '..', 'config', 'gateway.yaml'), 'utf8')) as Record<string, unknown>;
+  const { id: _a, ...fromFile } = parseGatewayConfig(doc);
+  const { id: _b, ...defaults } = parseGatewayConfig({ store: doc.store });
+  t.deepEqual(fromFile, defaults);
+  t.is(fromFile.snapshotPath, true);
+});
