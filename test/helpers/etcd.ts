@@ -1,7 +1,7 @@
 // Real etcd servers for tests: one member or a small cluster, on free loopback ports, with
 // fresh temporary data directories, logs kept in a file (shown only when start-up fails).
 // Tests fail loudly when etcd is missing: a failure test that does not run is one that rots.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, closeSync, constants as fsConstants, openSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -48,9 +48,9 @@ function etcdBinary(): string {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-function httpJson(port: number, method: 'GET' | 'POST', path: string, body?: string, pki?: TestPki): Promise<{ status: number; json: unknown }> {
+function httpJson(port: number, method: 'GET' | 'POST', path: string, body?: string, pki?: TestPki, timeoutMs = 1000): Promise<{ status: number; json: unknown }> {
   return new Promise((resolve, reject) => {
-    const options = { host: '127.0.0.1', port, method, path, timeout: 1000, headers: { 'content-type': 'application/json' } };
+    const options = { host: '127.0.0.1', port, method, path, timeout: timeoutMs, headers: { 'content-type': 'application/json' } };
     // A TLS member with --client-cert-auth answers only a client that shows a certificate of the test CA.
     const send = (cb: (res: IncomingMessage) => void) => (pki
       ? httpsRequest({ ...options, ca: readFileSync(pki.caFile), cert: readFileSync(pki.clientCertFile), key: readFileSync(pki.clientKeyFile) }, cb)
@@ -379,27 +379,20 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
   };
 }
 
-function etcdctlBinary(): string {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    const candidate = join(dir, 'etcdctl');
-    try {
-      accessSync(candidate, fsConstants.X_OK);
-      return candidate;
-    } catch { /* keep looking */ }
-  }
-  throw new Error('etcdctl not found: install it with `apt-get install -y etcd-client`');
+/** One call of etcd's JSON gateway (v3 API over HTTP), over the member's TLS when it has one; fails on any error. */
+async function v3(member: EtcdMember, pki: TestPki | undefined, path: string, body: unknown): Promise<unknown> {
+  const { status, json } = await httpJson(member.clientPort, 'POST', `/v3/${path}`, JSON.stringify(body), pki, 10_000);
+  if (status !== 200) throw new Error(`etcd ${path} failed (${status}): ${JSON.stringify(json)}`);
+  return json;
 }
 
-/** Runs etcdctl against `member` (over its TLS with the test's client certificate), bounded in time. */
-export function etcdctl(member: EtcdMember, pki: TestPki | undefined, args: readonly string[]): Promise<string> {
-  const tls = pki ? ['--cacert', pki.caFile, '--cert', pki.clientCertFile, '--key', pki.clientKeyFile] : [];
-  return new Promise((resolve, reject) => {
-    execFile(etcdctlBinary(), ['--endpoints', member.clientUrl, ...tls, ...args], { timeout: 15_000, env: { ...process.env, ETCDCTL_API: '3' } }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`etcdctl ${args.filter((a) => !a.includes(':')).join(' ')} failed: ${stderr || err.message}`));
-      else resolve(stdout);
-    });
-  });
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+/** The end of the key range of everything under `prefix` (its last byte plus one), as etcdctl --prefix makes it. */
+function prefixEnd(prefix: string): string {
+  const bytes = Buffer.from(prefix);
+  bytes[bytes.length - 1]! += 1;
+  return bytes.toString('latin1');
 }
 
 /** Turns authentication on: root (with the root role) and one user whose role covers only `prefix`. */
@@ -407,13 +400,16 @@ async function enableAuth(member: EtcdMember, pki: TestPki | undefined, prefix: 
   const auth: EtcdAuth = {
     rootPassword: randomBytes(9).toString('base64url'), user: 'cellgate', password: randomBytes(9).toString('base64url'), prefix,
   };
-  const run = (args: readonly string[]) => etcdctl(member, pki, args);
-  await run(['user', 'add', `root:${auth.rootPassword}`, '--interactive=false']);
-  await run(['user', 'grant-role', 'root', 'root']);
-  await run(['role', 'add', 'cellgate-prefix']);
-  await run(['role', 'grant-permission', 'cellgate-prefix', '--prefix=true', 'readwrite', `${prefix}/`]);
-  await run(['user', 'add', `${auth.user}:${auth.password}`, '--interactive=false']);
-  await run(['user', 'grant-role', auth.user, 'cellgate-prefix']);
-  await run(['auth', 'enable']);
+  // What `etcdctl user add / role add / role grant-permission --prefix / auth enable` send,
+  // through etcd's JSON gateway: no etcdctl needed on the machine.
+  const keys = `${prefix}/`;
+  await v3(member, pki, 'auth/role/add', { name: 'root' });
+  await v3(member, pki, 'auth/user/add', { name: 'root', password: auth.rootPassword });
+  await v3(member, pki, 'auth/user/grant', { user: 'root', role: 'root' });
+  await v3(member, pki, 'auth/role/add', { name: 'cellgate-prefix' });
+  await v3(member, pki, 'auth/role/grant', { name: 'cellgate-prefix', perm: { permType: 'READWRITE', key: b64(keys), range_end: Buffer.from(prefixEnd(keys), 'latin1').toString('base64') } });
+  await v3(member, pki, 'auth/user/add', { name: auth.user, password: auth.password });
+  await v3(member, pki, 'auth/user/grant', { user: auth.user, role: 'cellgate-prefix' });
+  await v3(member, pki, 'auth/enable', {});
   return auth;
 }

@@ -42,7 +42,8 @@ export async function makeTestPki(dir: string): Promise<TestPki> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await makeCa(dir, 'ca');
   await makeCa(dir, 'other-ca');
-  await makeLeaf(dir, 'server', 'ca', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  // clientAuth too: etcd's JSON gateway calls its own gRPC server with the server certificate.
+  await makeLeaf(dir, 'server', 'ca', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n');
   // The client's CN names no etcd user: with auth on, only its password makes it anyone.
   await makeLeaf(dir, 'client', 'ca', 'extendedKeyUsage=clientAuth\n');
   return {
