@@ -33,14 +33,14 @@ const ZONE_SERVER_OPTIONS = {
   'no-enforce': { type: 'boolean' }, ...ETCD_SECURITY_OPTIONS,
 } as const satisfies OptionSpec;
 
-interface Subcommand {
+export interface Subcommand {
   readonly name: string;
   readonly usage: string;
   readonly summary: string;
   readonly options: OptionSpec;
 }
 
-const SUBCOMMANDS: readonly Subcommand[] = [
+export const SUBCOMMANDS: readonly Subcommand[] = [
   {
     name: 'serve',
     usage: 'cellgate serve [--config FILE] [--store file:PATH|etcd:HOST:PORT[,…]] [FLAGS]',
