@@ -123,3 +123,12 @@ export function storeFromFlags(values: Parsed['values'], env: NodeJS.ProcessEnv 
   if (etcd) return openStore(`etcd:${etcd}`, { prefix, etcd: { security: etcdSecurityFromFlags(values, env) } });
   throw cgError('USAGE', 'no store: give --file PATH or --etcd HOST:PORT (or set CELLGATE_ETCD)');
 }
+
+/** An integer flag in [min, max], or undefined when not given. */
+export function intFlag(values: Parsed['values'], name: string, min: number, max: number): number | undefined {
+  const raw = stringOption(values, name);
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw cgError('USAGE', `--${name} must be an integer in [${min}, ${max}], got "${raw}"`);
+  return n;
+}
