@@ -30,6 +30,8 @@ const ZONE_SERVER_OPTIONS = {
 
 export interface Subcommand {
   readonly name: string;
+  /** One line for the command list. */
+  readonly brief: string;
   readonly usage: string;
   readonly summary: string;
   readonly options: OptionSpec;
@@ -38,6 +40,7 @@ export interface Subcommand {
 export const SUBCOMMANDS: readonly Subcommand[] = [
   {
     name: 'serve',
+    brief: 'run a gateway (config file, flags, store: file or etcd)',
     usage: 'cellgate serve [--config FILE] [--store file:PATH|etcd:HOST:PORT[,…]] [FLAGS]',
     summary: `Run a gateway. Flags override the config file (YAML or JSON, see config/gateway.yaml); the
 store may also come from the config's store: or etcd.endpoints. The last good table is kept
@@ -49,6 +52,7 @@ port + i.`,
   },
   {
     name: 'demo',
+    brief: 'the whole product on one machine: a gateway in front of 8 demo zones',
     usage: 'cellgate demo [--dir DIR] [--port N] [--admin-port N]',
     summary: `A gateway in front of 8 demo zones (config/demo-topology.yaml) on the embedded file
 store in DIR. Prints what to try.`,
@@ -56,6 +60,7 @@ store in DIR. Prints what to try.`,
   },
   {
     name: 'zone-server',
+    brief: 'one demo zone server (fenced: 421 NOT_CELL_OWNER for cells it does not own)',
     usage: 'cellgate zone-server --zone ZONE --port N --store SPEC [--prefix P] [--no-enforce]',
     summary: `One demo zone server: answers JSON saying which zone served the request and whether
 it owns the request's cell at its epoch (421 NOT_CELL_OWNER otherwise).`,
@@ -71,7 +76,7 @@ function globalHelp(): string {
 Usage: cellgate [FLAGS] COMMAND [FLAGS]   (flags go before or after the command)
 
 Commands:
-${SUBCOMMANDS.map((c) => `  ${c.name.padEnd(11)}  ${c.summary.split('\n')[0]}`).join('\n')}
+${SUBCOMMANDS.map((c) => `  ${c.name.padEnd(11)}  ${c.brief}`).join('\n')}
 
 Flags:
 ${flagLines(COMMON_FLAGS).join('\n')}

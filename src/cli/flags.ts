@@ -51,7 +51,7 @@ export const FLAG_DOCS: Readonly<Record<string, FlagDoc>> = {
   'no-enforce': { description: 'answer every cell (no fencing)', default: 'off' },
 };
 
-/** "  --etcd-cacert FILE   PEM CA … (default: …; env CELLGATE_ETCD_CACERT)" lines, aligned. */
+/** "  --etcd-cacert FILE   PEM CA … [default: …; env CELLGATE_ETCD_CACERT]" lines, aligned. */
 export function flagLines(names: readonly string[]): string[] {
   const heads = names.map((n) => {
     const doc = FLAG_DOCS[n];
@@ -61,7 +61,7 @@ export function flagLines(names: readonly string[]): string[] {
   return names.map((n, i) => {
     const doc = FLAG_DOCS[n];
     const notes = [doc?.default ? `default: ${doc.default}` : '', doc?.env ? `env ${doc.env}` : ''].filter(Boolean).join('; ');
-    const text = `${doc?.description ?? ''}${notes ? ` (${notes})` : ''}`;
+    const text = `${doc?.description ?? ''}${notes ? ` [${notes}]` : ''}`;
     const head = heads[i]!;
     return head.length > width ? `${head}\n${' '.repeat(width + 2)}${text}` : `${head.padEnd(width)}  ${text}`;
   });

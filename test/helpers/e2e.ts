@@ -28,25 +28,28 @@ export interface GatewayProcess {
 }
 
 const live = new Set<ChildProcess>();
-let stateHome: string | null = null;
+const stateHomes = new Set<string>();
 process.on('exit', () => {
   for (const c of live) try { c.kill('SIGKILL'); } catch { /* gone */ }
-  if (stateHome) rmSync(stateHome, { recursive: true, force: true });
+  for (const d of stateHomes) rmSync(d, { recursive: true, force: true });
 });
 
 /**
- * This test process's own XDG_STATE_HOME: gateways that keep their fail-static snapshot in
- * the default place keep it here, not in the working directory shared by every test file.
+ * A fresh XDG_STATE_HOME for one gateway process: the default fail-static snapshot goes
+ * there, not into the working directory, and is not shared with the test's other gateways
+ * (a gateway that found another's snapshot would be ready before it reached the store).
+ * Tests of the snapshot itself pass their own XDG_STATE_HOME or snapshotPath.
  */
-export function testStateHome(): string {
-  stateHome ??= mkdtempSync(join(tmpdir(), 'cellgate-state-'));
-  return stateHome;
+export function freshStateHome(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cellgate-state-'));
+  stateHomes.add(dir);
+  return dir;
 }
 
 /** Starts `cellgate serve` and resolves once it listens (its 'listening' line on stderr). */
 export function startGatewayProcess(args: readonly string[], id: string, timeoutMs = 20_000, env: NodeJS.ProcessEnv = {}): Promise<GatewayProcess> {
   const child = spawn(process.execPath, [CELLGATE, 'serve', '--id', id, ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, XDG_STATE_HOME: testStateHome(), ...env },
+    stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, XDG_STATE_HOME: freshStateHome(), ...env },
   });
   live.add(child);
   let stderr = '';
