@@ -3,6 +3,7 @@
 // zone down end to end; every way of getting it wrong is named in the error, the password
 // never shown.
 import test from 'ava';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +11,7 @@ import { RoutingView } from '../src/cells/lookup';
 import { quietIpServernameWarning } from '../src/cli/quiet-warnings';
 import { openStore } from '../src/store/open';
 import type { TableStore } from '../src/store/types';
-import { cellctl } from './helpers/cli';
+import { CELLCTL, cellctl } from './helpers/cli';
 import { RecordingZone, send, startGatewayProcess, topologyYaml } from './helpers/e2e';
 import { startEtcd, type EtcdHandle } from './helpers/etcd';
 import { freePort } from './helpers/ports';
@@ -187,4 +188,43 @@ test('cellgate serve with an untrusted CA or a wrong password says which, in its
     t.is((await send(gw.admin, '/readyz')).status, 503, 'not ready without a table');
     t.is(await gw.stop(), 0);
   }
+});
+
+/**
+ * Runs cellctl on a pseudo-terminal (util-linux `script`), typing `typed` once the prompt
+ * shows. `--echo always`: the terminal echoes what is typed unless the program turns echo off.
+ */
+function cellctlOnTerminal(args: readonly string[], typed: string): Promise<{ code: number | null; screen: string }> {
+  const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+  const command = [process.execPath, CELLCTL, ...args].map(quote).join(' ');
+  const child = spawn('script', ['-q', '--echo', 'always', '-ec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, CELLGATE_ETCD: '', CELLGATE_ETCD_PASSWORD: '' } });
+  let screen = '';
+  let sent = false;
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    screen += d;
+    if (!sent && screen.includes('Password for etcd user cellgate: ')) {
+      sent = true;
+      child.stdin.write(`${typed}\r`);
+    }
+  });
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      child.stdin.end();
+      resolve({ code, screen });
+    });
+  });
+}
+
+test('on a terminal, a user without a password is asked for it, and what is typed is not echoed', async (t) => {
+  const good = await cellctlOnTerminal(['history', '--limit', '1', ...tlsFlags(), '--etcd-user', etcd.auth!.user], etcd.auth!.password);
+  t.is(good.code, 0, good.screen);
+  t.regex(good.screen, /Password for etcd user cellgate: /);
+  t.notRegex(good.screen, /refused authentication|cellctl:/);
+  t.false(good.screen.includes(etcd.auth!.password), 'the typed password is not on the screen');
+  const wrong = await cellctlOnTerminal(['status', ...tlsFlags(), '--etcd-user', etcd.auth!.user], 'typed-wrong-9931');
+  t.is(wrong.code, 1);
+  t.regex(wrong.screen, /refused authentication for user cellgate/);
+  t.false(wrong.screen.includes('typed-wrong-9931'));
 });

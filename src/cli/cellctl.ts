@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { cgError } from '../errors';
 import type { TableStore } from '../store/types';
-import { COMMON_OPTIONS, STORE_OPTIONS, parseCommandArgs, storeFromFlags, type OptionSpec } from './args';
+import { COMMON_OPTIONS, STORE_OPTIONS, etcdSecurityFromFlags, parseCommandArgs, storeFromFlags, type OptionSpec, type Parsed } from './args';
 import type { Command } from './command';
 import {
   cellMoveCommand, regionDownCommand, regionUpCommand, rollbackCommand, zoneDownCommand, zoneDrainCommand, zoneUpCommand,
@@ -16,7 +16,8 @@ import { routeCommand } from './commands/route';
 import { statusCommand } from './commands/status';
 import { validateCommand } from './commands/validate';
 import { closest, flagLines } from './flags';
-import { makeOutput, reportError } from './output';
+import { escapeForTerminal as esc, makeOutput, reportError } from './output';
+import { promptPassword } from './password-prompt';
 import { quietIpServernameWarning } from './quiet-warnings';
 import { versionText } from './version';
 
@@ -108,6 +109,18 @@ function unknownCommand(words: readonly string[]): Error {
   return cgError('USAGE', `unknown command "${typed}"${near ? `: did you mean "${near}"?` : ''} (see cellctl --help)`);
 }
 
+/**
+ * On a terminal, an etcd user given without a password (no NAME:PASSWORD, no
+ * CELLGATE_ETCD_PASSWORD) is asked for one, not echoed; off a terminal that is an error.
+ */
+async function withPromptedPassword(values: Parsed['values'], env: NodeJS.ProcessEnv = process.env): Promise<NodeJS.ProcessEnv> {
+  const etcd = values.etcd !== undefined || (values.file === undefined && Boolean(env.CELLGATE_ETCD));
+  if (!etcd || !process.stdin.isTTY) return env;
+  const { user, password } = etcdSecurityFromFlags(values, env);
+  if (user === undefined || password !== undefined) return env;
+  return { ...env, CELLGATE_ETCD_PASSWORD: await promptPassword(`Password for etcd user ${esc(user)}: `) };
+}
+
 export async function main(argv: readonly string[], stdin: NodeJS.ReadableStream = process.stdin): Promise<number> {
   let json = false;
   let opened = null as TableStore | null;
@@ -145,9 +158,10 @@ export async function main(argv: readonly string[], stdin: NodeJS.ReadableStream
     const rest = argv.filter((_, i) => !commandIndexes.has(i));
     const args = parseCommandArgs(rest, command.options, `cellctl ${command.words.join(' ')}`);
     const out = makeOutput(json);
+    const env = command.words[0] === 'validate' ? process.env : await withPromptedPassword(args.values);
     return await command.run({
       args, out, stdin,
-      store: () => (opened ??= storeFromFlags(args.values)),
+      store: () => (opened ??= storeFromFlags(args.values, env)),
     });
   } catch (err) {
     return reportError(err, json, 'cellctl');

@@ -18,7 +18,7 @@ export const FLAG_DOCS: Readonly<Record<string, FlagDoc>> = {
   'etcd-cacert': { value: 'FILE', description: 'PEM CA that signed etcd\'s server certificate (turns TLS on)', default: 'the system\'s roots', env: 'CELLGATE_ETCD_CACERT' },
   'etcd-cert': { value: 'FILE', description: 'PEM client certificate, for an etcd with --client-cert-auth', env: 'CELLGATE_ETCD_CERT' },
   'etcd-key': { value: 'FILE', description: 'PEM key of --etcd-cert', env: 'CELLGATE_ETCD_KEY' },
-  'etcd-user': { value: 'NAME[:PASSWORD]', description: 'etcd user (password also from CELLGATE_ETCD_PASSWORD; never printed)', env: 'CELLGATE_ETCD_USER' },
+  'etcd-user': { value: 'NAME[:PASSWORD]', description: 'etcd user; the password from here, CELLGATE_ETCD_PASSWORD, or (cellctl on a terminal) a prompt without echo; never printed', env: 'CELLGATE_ETCD_USER' },
   // output and the common flags
   json: { description: 'machine output: one JSON document (or one per line)', default: 'off' },
   yes: { description: 'do not ask for confirmation (required off a terminal)', default: 'off' },
