@@ -101,6 +101,22 @@ test.serial('TLS + client certificates + password: cellctl init, cellgate serve,
   t.is(await gw.stop(), 0);
 });
 
+test.serial('after etcd restarts (auth tokens gone), the gateway authenticates again and follows the next change', async (t) => {
+  const { auth } = etcd;
+  const config = join(dir, 'gateway.yaml'); // written by the test before
+  const gw = await startGatewayProcess(['--config', config], 'gw-tls-restart', 20_000, { CELLGATE_ETCD_PASSWORD: auth!.password });
+  t.teardown(() => gw.kill());
+  await until(async () => (await send(gw.admin, '/readyz')).status === 200, 'ready');
+  await etcd.restart();
+  const up = await cellctl([...tlsFlags(), '--etcd-user', auth!.user, 'zone', 'up', 'za', '--reason', 'after restart', '--yes', '--json', '--timeout', '20'],
+    { env: { CELLGATE_ETCD_PASSWORD: auth!.password } });
+  t.is(up.code, 0, up.stderr);
+  const result = JSON.parse(up.stdout) as { converged: boolean; gatewaysOnRevision: string[] };
+  t.true(result.converged);
+  t.deepEqual(result.gatewaysOnRevision, ['gw-tls-restart']);
+  t.is(await gw.stop(), 0);
+});
+
 test('a CA that did not sign etcd\'s certificate is reported as a certificate problem', async (t) => {
   const r = await cellctl(['status', ...tlsFlags({ cacert: etcd.pki!.otherCaFile }), '--etcd-user', etcd.auth!.user],
     { env: { CELLGATE_ETCD_PASSWORD: etcd.auth!.password } });
