@@ -4,7 +4,7 @@
 import { Etcd3 } from 'etcd3';
 import { cgError, isCellgateError, type CellgateError } from '../errors';
 import { hostBreaker } from './etcd-breaker';
-import { classifyEtcdError, diagnoseTls, explainEtcdError } from './etcd-errors';
+import { classifyEtcdError, diagnoseTls, explainEtcdError, plainEndpointWantsTls } from './etcd-errors';
 import { perCallPolicy, runAs, type CallKind, type WritePolicyTestHooks } from './etcd-policy';
 import { resolveEtcdSecurity, type EtcdSecurity, type ResolvedEtcdSecurity } from './etcd-security';
 
@@ -118,19 +118,27 @@ export function createEtcdClient(opts: ResolvedEtcdOptions): Etcd3 {
  * with a message that says what is wrong: a certificate problem, an authentication
  * failure, a missing permission, or an etcd that cannot be reached (etcd-errors.ts).
  */
-export function toStoreError(err: unknown, what: string, opts?: ResolvedEtcdOptions, tlsProblem?: string | null): CellgateError {
+export function toStoreError(err: unknown, what: string, opts?: ResolvedEtcdOptions, probe: { tlsProblem?: string | null; wantsTls?: boolean } = {}): CellgateError {
   if (isCellgateError(err)) return err;
   const explained = explainEtcdError(err, {
-    what, endpoints: opts?.endpoints ?? [], prefix: opts?.prefix ?? '', user: opts?.security.auth?.user, tlsProblem,
+    what, endpoints: opts?.endpoints ?? [], prefix: opts?.prefix ?? '', user: opts?.security.auth?.user, ...probe,
   });
   return cgError('STORE_UNAVAILABLE', explained.message, { cause: err, detail: { reason: explained.reason } });
 }
 
-/** toStoreError, after asking a TLS endpoint directly why gRPC could not connect (etcd-errors.ts). */
+/**
+ * toStoreError, after asking the first endpoint directly why gRPC could not connect: over
+ * TLS, what is wrong with the certificates; in clear text, whether the server wants TLS
+ * (etcd-errors.ts). Only for calls that found etcd unreachable, bounded by a short probe.
+ */
 export async function toStoreErrorDiagnosed(err: unknown, what: string, opts: ResolvedEtcdOptions): Promise<CellgateError> {
-  const url = opts.security.urls.find((u) => u.startsWith('https://'));
-  if (isCellgateError(err) || !url || classifyEtcdError(err) !== 'unreachable') return toStoreError(err, what, opts);
-  return toStoreError(err, what, opts, await diagnoseTls(url, opts.security.tls ?? {}));
+  const kind = isCellgateError(err) ? null : classifyEtcdError(err);
+  const url = opts.security.urls[0]!;
+  if (url.startsWith('https://') && (kind === 'unreachable' || kind === 'certificate')) {
+    return toStoreError(err, what, opts, { tlsProblem: await diagnoseTls(url, opts.security.tls ?? {}) });
+  }
+  if (url.startsWith('http://') && kind === 'unreachable') return toStoreError(err, what, opts, { wantsTls: await plainEndpointWantsTls(url) });
+  return toStoreError(err, what, opts);
 }
 
 /** Resolves like `promise`, or rejects with STORE_UNAVAILABLE after `ms` ("cannot reach etcd at …" when `endpoints` are given). */

@@ -2,7 +2,7 @@
 // errors name its internals (GRPCUnavailableError, MemberCoolingDownError, "No connection
 // established"); these are read once here, at the store boundary, and never shown raw.
 import { isIP } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import {
   EtcdAuthenticationFailedError, EtcdInvalidAuthTokenError, EtcdPermissionDeniedError, GRPCUnauthenticatedError,
 } from 'etcd3';
@@ -17,6 +17,8 @@ export interface EtcdFailureContext {
   readonly user?: string;
   /** What a TLS probe found wrong with the endpoint's certificates (diagnoseTls). */
   readonly tlsProblem?: string | null;
+  /** A plain endpoint whose server wants TLS. */
+  readonly wantsTls?: boolean;
 }
 
 /** The error and its causes (the breaker's cooling-down error carries the member's last failure). */
@@ -53,9 +55,10 @@ function tlsDetail(err: unknown): string {
 export function explainEtcdError(err: unknown, ctx: EtcdFailureContext): { reason: EtcdFailure; message: string } {
   const at = ctx.endpoints.join(',');
   const found = classifyEtcdError(err);
-  const reason = found === 'unreachable' && ctx.tlsProblem ? 'certificate' : found;
+  const reason = (found === 'unreachable' || found === 'certificate') && ctx.tlsProblem ? 'certificate' : found;
   switch (reason) {
     case 'certificate':
+      if (ctx.tlsProblem === NOT_TLS) return { reason, message: `TLS problem talking to etcd at ${at}: ${NOT_TLS}` };
       return {
         reason,
         message: `certificate problem talking to etcd at ${at}: ${ctx.tlsProblem ?? tlsDetail(err)} (check --etcd-cacert, and --etcd-cert/--etcd-key if etcd requires client certificates)`,
@@ -74,6 +77,9 @@ export function explainEtcdError(err: unknown, ctx: EtcdFailureContext): { reaso
         message: `etcd at ${at} denied ${ctx.what}: user ${ctx.user ?? '(none)'} has no permission on ${ctx.prefix}/ (grant its role readwrite on that prefix)`,
       };
     case 'unreachable':
+      if (ctx.wantsTls) {
+        return { reason: 'certificate', message: `etcd at ${at} requires TLS: use https://${ctx.endpoints[0]?.replace(/^https?:\/\//, '') ?? 'HOST:PORT'} with --etcd-cacert FILE (and --etcd-cert/--etcd-key for client certificates)` };
+      }
       return { reason, message: `cannot reach etcd at ${at} (is it running? check --etcd): ${ctx.what} failed` };
     case 'other': {
       const e = err instanceof Error ? err : new Error(String(err));
@@ -105,31 +111,63 @@ const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
  * from an etcd that is not there. Null when the TLS handshake works, or TCP does not.
  */
 export function diagnoseTls(url: string, tls: { ca?: Buffer; cert?: Buffer; key?: Buffer }): Promise<string | null> {
+  return probeTls(url, { ca: tls.ca, cert: tls.cert, key: tls.key }).then((r) => {
+    switch (r.kind) {
+      case 'untrusted':
+      case 'refused':
+        return r.detail;
+      case 'not-tls':
+        return NOT_TLS;
+      default:
+        return null;
+    }
+  });
+}
+
+const NOT_TLS = 'the server closed the connection during the TLS handshake: it does not seem to speak TLS (is it an http:// endpoint?)';
+
+/** For a plain http:// endpoint that gRPC could not use: does the server want TLS? */
+export async function plainEndpointWantsTls(url: string): Promise<boolean> {
+  const r = await probeTls(url.replace(/^http:/, 'https:'), { rejectUnauthorized: false });
+  return r.kind === 'ok' || r.kind === 'refused';
+}
+
+type ProbeResult =
+  | { kind: 'ok' | 'no-tcp' | 'not-tls' | 'timeout' }
+  | { kind: 'untrusted' | 'refused'; detail: string };
+
+/** One TLS connection with these options: what happened, by stage (TCP, handshake, first bytes). */
+function probeTls(url: string, options: ConnectionOptions): Promise<ProbeResult> {
   const { hostname, port } = new URL(url);
   const host = hostname.replace(/^\[|\]$/g, '');
   return new Promise((resolve) => {
     let settled = false;
-    const done = (problem: string | null) => {
+    let tcp = false;
+    let secure = false;
+    const done = (r: ProbeResult) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       socket.destroy();
-      resolve(problem);
+      resolve(r);
     };
-    const socket = tlsConnect({
-      host, port: Number(port), ca: tls.ca, cert: tls.cert, key: tls.key, ALPNProtocols: ['h2'],
-      ...(isIP(host) ? {} : { servername: host }),
-    });
-    const timer = setTimeout(() => done(null), PROBE_TIMEOUT_MS);
+    const socket = tlsConnect({ ...options, host, port: Number(port), ALPNProtocols: ['h2'], ...(isIP(host) ? {} : { servername: host }) });
+    const timer = setTimeout(() => done({ kind: 'timeout' }), PROBE_TIMEOUT_MS);
+    socket.once('connect', () => { tcp = true; });
     socket.once('secureConnect', () => {
-      if (!socket.authorized) return done(String(socket.authorizationError ?? 'the server certificate is not trusted'));
+      secure = true;
+      if (options.rejectUnauthorized !== false && !socket.authorized) {
+        return done({ kind: 'untrusted', detail: String(socket.authorizationError ?? 'the server certificate is not trusted') });
+      }
       socket.write(H2_PREFACE);
     });
-    socket.once('data', () => done(null)); // the server's SETTINGS: TLS is fine
+    socket.once('data', () => done({ kind: 'ok' })); // the server's SETTINGS: TLS is fine
     socket.once('error', (err: NodeJS.ErrnoException) => {
-      const tcp = ['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN'].includes(err.code ?? '');
-      done(tcp ? null : tlsWords(err.message));
+      if (!tcp) return done({ kind: 'no-tcp' });
+      if (/alert|certificate/i.test(err.message)) return done({ kind: 'refused', detail: tlsWords(err.message) });
+      if (!secure) return done({ kind: 'not-tls' });
+      done({ kind: 'refused', detail: tlsWords(err.message) });
     });
-    socket.once('close', () => done(null));
+    socket.once('close', () => done(secure ? { kind: 'ok' } : tcp ? { kind: 'not-tls' } : { kind: 'no-tcp' }));
   });
 }
