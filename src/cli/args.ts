@@ -132,3 +132,15 @@ export function intFlag(values: Parsed['values'], name: string, min: number, max
   if (!Number.isInteger(n) || n < min || n > max) throw cgError('USAGE', `--${name} must be an integer in [${min}, ${max}], got "${raw}"`);
   return n;
 }
+
+export const NO_STORE = 'no store: give --store file:PATH or --store etcd:HOST:PORT (or `store:` / `etcd.endpoints` in the config, or set CELLGATE_STORE)';
+
+/** Opens `spec` (cellgate --store) with etcd's TLS files and user from the flags, CELLGATE_ETCD_*, or the config's etcd block. */
+export function openWithSecurity(spec: string, prefix: string | undefined, values: Parsed['values'], config: EtcdSecurity = {}): TableStore {
+  if (spec.startsWith('file:')) {
+    const stray = SECURITY_FLAGS.find((f) => values[f] !== undefined);
+    if (stray) throw cgError('USAGE', `--${stray} applies to an etcd store, not ${spec}`);
+    return openStore(spec, { prefix });
+  }
+  return openStore(spec, { prefix, etcd: { security: etcdSecurityFromFlags(values, process.env, config) } });
+}

@@ -3,13 +3,8 @@
 // server (`zone-server`, used by the demo and the chaos harness).
 import { parseArgs } from 'node:util';
 import { cgError } from '../errors';
-import { startDemoZone } from '../router/demo-zone';
-import {
-  ETCD_SECURITY_OPTIONS, PROGRAM_OPTIONS, intFlag, parseCommandArgs, stringOption, type OptionSpec, type Parsed,
-} from './args';
-import { runDemo } from './demo';
-import { logLine, onSignals } from './process-life';
-import { NO_STORE, openWithSecurity, serve } from './serve';
+import { ETCD_SECURITY_OPTIONS, PROGRAM_OPTIONS, parseCommandArgs, type OptionSpec } from './args';
+import { onSignals } from './process-life';
 import { closest, flagLines } from './flags';
 import { reportError } from './output';
 import { quietIpServernameWarning } from './quiet-warnings';
@@ -90,23 +85,6 @@ function subcommandHelp(c: Subcommand): string {
   return [`Usage: ${c.usage}`, '', c.summary, '', 'Flags:', ...flagLines([...Object.keys(c.options), ...COMMON_FLAGS]), ''].join('\n');
 }
 
-async function zoneServer(values: Parsed['values'], positionals: readonly string[]): Promise<void> {
-  if (positionals.length) throw cgError('USAGE', `unexpected argument ${positionals[0]} (see cellgate zone-server --help)`);
-  const zone = stringOption(values, 'zone');
-  if (!zone) throw cgError('USAGE', 'zone-server needs --zone ZONE');
-  const spec = stringOption(values, 'store') ?? process.env.CELLGATE_STORE;
-  if (!spec) throw cgError('USAGE', NO_STORE);
-  const store = openWithSecurity(spec, stringOption(values, 'prefix'), values);
-  const server = await startDemoZone({
-    zone, store, port: intFlag(values, 'port', 0, 65535) ?? 0, host: stringOption(values, 'host'), enforce: values['no-enforce'] !== true,
-  });
-  onSignals(async () => {
-    await server.close();
-    await store.close();
-  });
-  logLine({ event: 'listening', zone, url: server.url });
-}
-
 const ALL_OPTIONS: OptionSpec = Object.assign({}, PROGRAM_OPTIONS, ...SUBCOMMANDS.map((c) => c.options));
 
 /** Runs a command; resolves null while it keeps running (until a signal), or an exit code. */
@@ -135,15 +113,16 @@ export async function main(argv: readonly string[]): Promise<number | null> {
   }
   const rest = argv.filter((_, i) => first?.index !== i);
   const { values, positionals } = parseCommandArgs(rest, command.options, `cellgate ${command.name}`, PROGRAM_OPTIONS);
+  // Loaded on demand: the gateway (fastify, etcd3) is not needed for --help or a usage error.
   switch (command.name) {
     case 'serve':
-      await serve(values, positionals);
+      await (await import('./serve')).serve(values, positionals);
       return null;
     case 'demo':
-      await runDemo(values, positionals, onSignals);
+      await (await import('./demo')).runDemo(values, positionals, onSignals);
       return null;
     default:
-      await zoneServer(values, positionals);
+      await (await import('./zone-server')).zoneServer(values, positionals);
       return null;
   }
 }

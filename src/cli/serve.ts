@@ -5,10 +5,7 @@ import { cgError } from '../errors';
 import { loadGatewayConfigFile, parseGatewayConfig, type GatewayConfig } from '../router/config';
 import { createGateway, type Gateway } from '../router/gateway';
 import { defaultSnapshotLocation } from '../router/snapshot-location';
-import type { EtcdSecurity } from '../store/etcd-security';
-import { openStore } from '../store/open';
-import type { TableStore } from '../store/types';
-import { ETCD_SECURITY_OPTIONS, etcdSecurityFromFlags, intFlag, stringOption, type Parsed } from './args';
+import { NO_STORE, intFlag, openWithSecurity, stringOption, type Parsed } from './args';
 import { logLine, onSignals } from './process-life';
 
 async function serveConfig(values: Parsed['values'], workerIndex: number): Promise<GatewayConfig> {
@@ -27,25 +24,11 @@ async function serveConfig(values: Parsed['values'], workerIndex: number): Promi
   return file ? loadGatewayConfigFile(file, overrides) : parseGatewayConfig({}, overrides);
 }
 
-export const NO_STORE = 'no store: give --store file:PATH or --store etcd:HOST:PORT (or `store:` / `etcd.endpoints` in the config, or set CELLGATE_STORE)';
-
 /** The store to follow: --store / CELLGATE_STORE / config `store:`, else the config's etcd.endpoints. */
 function storeSpecOf(config: GatewayConfig): string {
   if (config.store) return config.store;
   if (config.etcd?.endpoints?.length) return `etcd:${config.etcd.endpoints.join(',')}`;
   throw cgError('USAGE', NO_STORE);
-}
-
-const SECURITY_FLAGS = Object.keys(ETCD_SECURITY_OPTIONS);
-
-/** Opens `spec` with etcd's TLS files and user from the flags, CELLGATE_ETCD_*, or the config's etcd block. */
-export function openWithSecurity(spec: string, prefix: string | undefined, values: Parsed['values'], config: EtcdSecurity = {}): TableStore {
-  if (spec.startsWith('file:')) {
-    const stray = SECURITY_FLAGS.find((f) => values[f] !== undefined);
-    if (stray) throw cgError('USAGE', `--${stray} applies to an etcd store, not ${spec}`);
-    return openStore(spec, { prefix });
-  }
-  return openStore(spec, { prefix, etcd: { security: etcdSecurityFromFlags(values, process.env, config) } });
 }
 
 /** snapshotPath true (the default) becomes a file per store (snapshot-location.ts); logged either way. */
