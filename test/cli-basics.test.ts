@@ -83,7 +83,7 @@ test('usage errors exit 2 with a message', async (t) => {
   const cases: [string[], RegExp][] = [
     [['frobnicate'], /unknown command/],
     [['route', 'alice'], /no store/],
-    [['route', '--file', 'x', '--bogus'], /Unknown option '--bogus'/],
+    [['route', '--file', 'x', '--bogus'], /unknown flag --bogus/],
     [['validate'], /exactly one FILE/],
     [['validate', join(world.dir, 'missing.yaml')], /cannot read/],
     [['init', '--file', join(world.dir, 'y.json')], /--topology/],

@@ -25,7 +25,7 @@ function problems(doc: unknown, overrides?: Record<string, unknown>, env?: NodeJ
 test('defaults, frozen', (t) => {
   const c = parseGatewayConfig({});
   t.like(c, {
-    port: 8080, adminPort: 9090, host: '127.0.0.1', adminHost: '127.0.0.1', zone: null, trustProxy: false, snapshotPath: null, shutdownGraceMs: 10_000,
+    port: 8080, adminPort: 9090, host: '127.0.0.1', adminHost: '127.0.0.1', zone: null, trustProxy: false, snapshotPath: true, shutdownGraceMs: 10_000,
     buffer: { windowMs: 10_000, maxRequests: 1000, maxBodyBytes: 1_048_576, maxTotalBytes: 64 * 1_048_576 },
     upstream: { requestTimeoutMs: 30_000, ejectAfterFailures: 3, ejectBaseMs: 1000, ejectMaxMs: 30_000, connectionsPerEndpoint: 128, maxPendingPerZone: 1024 },
     server: { headersTimeoutMs: 60_000, requestTimeoutMs: 300_000, keepAliveTimeoutMs: 75_000, maxConnections: 10_000 },
@@ -102,8 +102,8 @@ test('route classification', (t) => {
 test('config/gateway.yaml shows the true defaults of every key it lists', async (t) => {
   const file = await loadGatewayConfigFile(join(__dirname, '..', '..', 'config', 'gateway.yaml'), { store: undefined });
   const d = parseGatewayConfig({});
-  for (const key of ['port', 'adminPort', 'host', 'adminHost', 'buffer', 'upstream', 'server', 'trustProxy', 'shutdownGraceMs', 'prefix',
-    'tls', 'freeze', 'logLevel', 'accessLog', 'accessLogUserKey'] as const) {
+  for (const key of ['port', 'adminPort', 'host', 'adminHost', 'zone', 'userId', 'routes', 'buffer', 'upstream', 'server', 'trustProxy',
+    'snapshotPath', 'shutdownGraceMs', 'prefix', 'etcd', 'tls', 'freeze', 'logLevel', 'accessLog', 'accessLogUserKey'] as const) {
     t.deepEqual(file[key], d[key], key);
   }
 });

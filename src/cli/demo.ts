@@ -10,7 +10,7 @@ import { startDemoZone, type DemoZone } from '../router/demo-zone';
 import { createGateway } from '../router/gateway';
 import { openStore } from '../store/open';
 import type { TableStore } from '../store/types';
-import { parseCommandArgs, stringOption } from './args';
+import { stringOption, type Parsed } from './args';
 
 /** The package root (dist/src/cli -> ../../..). */
 const ROOT = resolve(__dirname, '..', '..', '..');
@@ -31,9 +31,9 @@ function portOf(url: string): number {
   return Number(new URL(url).port);
 }
 
-export async function runDemo(argv: readonly string[], onSignals: (stop: () => Promise<void>) => void): Promise<void> {
-  const { values, positionals } = parseCommandArgs(argv, { dir: { type: 'string' }, port: { type: 'string' }, 'admin-port': { type: 'string' } });
-  if (positionals.length) throw cgError('USAGE', `unexpected argument ${positionals[0]}`);
+/** `values`: the flags of `cellgate demo`, parsed by cellgate.ts. */
+export async function runDemo(values: Parsed['values'], positionals: readonly string[], onSignals: (stop: () => Promise<void>) => void): Promise<void> {
+  if (positionals.length) throw cgError('USAGE', `unexpected argument ${positionals[0]} (see cellgate demo --help)`);
   const dir = resolve(stringOption(values, 'dir') ?? '.demo');
   mkdirSync(dir, { recursive: true });
   const tablePath = join(dir, 'table.json');

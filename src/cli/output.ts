@@ -63,17 +63,24 @@ function line(s: string): string {
   return safe.endsWith('\n') ? safe : safe + '\n';
 }
 
+/**
+ * One message per failure. A list of problems (validation) is printed once, one per line,
+ * under a headline: the message's own "; "-joined copy of the list is not printed again.
+ */
+function humanError(message: string, detail: unknown, program: string): string {
+  const problems = Array.isArray(detail) ? (detail as { path?: string; message?: string }[]) : [];
+  if (problems.length < 2 || !problems.every((p) => p.path)) return `${program}: ${escapeForTerminal(message)}\n`;
+  const lines = problems.map((p) => `${p.path}: ${p.message}`);
+  const joined = lines.join('; ');
+  const headline = message.endsWith(joined) ? message.slice(0, message.length - joined.length).replace(/[:\s]+$/, '') : message;
+  return `${program}: ${escapeForTerminal(headline)} (${problems.length} problems):\n${lines.map((l) => `  ${escapeForTerminal(l)}\n`).join('')}`;
+}
+
 /** Prints an error as one line (or JSON with --json) and returns the exit code to use. */
 export function reportError(err: unknown, json: boolean, program: string): number {
   if (isCellgateError(err)) {
     if (json) process.stdout.write(JSON.stringify({ error: err.error, message: err.message, detail: err.detail }) + '\n');
-    else {
-      process.stderr.write(`${program}: ${escapeForTerminal(err.message)}\n`);
-      const problems = Array.isArray(err.detail) ? (err.detail as { path?: string; message?: string }[]) : [];
-      if (problems.length > 1 && problems.every((p) => p.path)) {
-        for (const p of problems) process.stderr.write(`  ${escapeForTerminal(`${p.path}: ${p.message}`)}\n`);
-      }
-    }
+    else process.stderr.write(humanError(err.message, err.detail, program));
     return err.exit;
   }
   const message = err instanceof Error ? err.message : String(err);

@@ -16,7 +16,7 @@ import { CROSS_FIELD_RULES } from './config/rules';
 import { GatewayConfigSchema, type GatewayConfig } from './config/schema';
 
 export type {
-  BufferConfig, FreezeConfig, GatewayConfig, LogLevel, RouteRule, ServerConfig, TlsConfig, UpstreamConfig, UserIdSource,
+  BufferConfig, EtcdConfig, FreezeConfig, GatewayConfig, LogLevel, RouteRule, ServerConfig, TlsConfig, UpstreamConfig, UserIdSource,
 } from './config/schema';
 export { GatewayConfigSchema } from './config/schema';
 
@@ -81,7 +81,8 @@ export async function loadGatewayConfigFile(path: string, overrides?: ConfigOver
 function normalized(c: GatewayConfig, graceGiven: boolean): GatewayConfig {
   const sources = c.userId.sources.map((s) => ('header' in s ? { header: s.header.toLowerCase() } : s));
   const inflightGraceMs = graceGiven ? c.freeze.inflightGraceMs : Math.min(c.freeze.inflightGraceMs, Math.floor(c.buffer.windowMs / 2));
-  return { ...c, userId: { sources }, freeze: { inflightGraceMs } };
+  // snapshotPath null is an older spelling of false (fail-static off).
+  return { ...c, userId: { sources }, freeze: { inflightGraceMs }, snapshotPath: c.snapshotPath ?? false };
 }
 
 function invalid(p: Problems, origins: ReadonlyMap<string, string>): Error {
@@ -111,8 +112,11 @@ export function unknownVariables(env: NodeJS.ProcessEnv): string[] {
 
 /** The config with every secret key replaced by "<redacted>" (for printing). */
 export function redactedConfig(config: GatewayConfig): unknown {
-  const walk = (schema: { properties?: Record<string, unknown>; secret?: boolean }, value: unknown): unknown => {
-    if (schema.secret === true) return value === null ? null : '<redacted>';
+  type Node = { properties?: Record<string, unknown>; anyOf?: Node[]; secret?: boolean };
+  const walk = (node: Node, value: unknown): unknown => {
+    if (node.secret === true) return value === null ? null : '<redacted>';
+    // A section that may be null (tls, etcd) is a union: its object branch names the secrets.
+    const schema = node.anyOf?.find((b) => b.properties) ?? node;
     if (!schema.properties || !isRecord(value)) return value;
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, schema.properties?.[k] ? walk(schema.properties[k] as never, v) : v]));
   };

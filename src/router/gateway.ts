@@ -144,7 +144,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     log.table('table.applied', { version: vt.version, checksum: vt.checksum, source, ...(closed > 0 ? { webSocketsClosed: closed } : {}) });
   }
 
-  const follower = new TableFollower(store, config.snapshotPath, {
+  const follower = new TableFollower(store, typeof config.snapshotPath === 'string' ? config.snapshotPath : null, {
     apply,
     rejected(version, reason) {
       metrics.tableUpdates.inc({ result: 'rejected' });

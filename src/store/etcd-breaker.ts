@@ -9,8 +9,9 @@ type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>[
 
 /** Thrown instead of calling a member whose breaker is open: etcd3 then tries the next member. */
 export class MemberCoolingDownError extends Error {
-  constructor(host: string, untilMs: number) {
-    super(`etcd member ${host} failed repeatedly; not called again for ${Math.max(0, untilMs - Date.now())} ms`);
+  /** `cause`: the member's last failure, which says why (refused, certificate, ...). */
+  constructor(host: string, untilMs: number, cause?: unknown) {
+    super(`etcd member ${host} failed repeatedly; not called again for ${Math.max(0, untilMs - Date.now())} ms`, { cause });
     this.name = 'MemberCoolingDownError';
   }
 }
@@ -18,15 +19,17 @@ export class MemberCoolingDownError extends Error {
 export function hostBreaker(host: string, opts: { failuresToOpen: number; cooldownMs: number }): HostPolicy {
   let failures = 0;
   let openUntilMs = 0;
+  let lastError: unknown;
   const policy = {
     // etcd3 only ever calls execute(); the rest of cockatiel's IPolicy is unused.
     async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
-      if (Date.now() < openUntilMs) throw new MemberCoolingDownError(host, openUntilMs);
+      if (Date.now() < openUntilMs) throw new MemberCoolingDownError(host, openUntilMs, lastError);
       try {
         const result = await fn({ signal: signal ?? new AbortController().signal });
         failures = 0;
         return result;
       } catch (err) {
+        lastError = err;
         if (err instanceof Error && isRecoverableError(err) && ++failures >= opts.failuresToOpen) {
           failures = 0;
           openUntilMs = Date.now() + opts.cooldownMs;

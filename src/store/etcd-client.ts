@@ -4,7 +4,11 @@
 import { Etcd3 } from 'etcd3';
 import { cgError, isCellgateError, type CellgateError } from '../errors';
 import { hostBreaker } from './etcd-breaker';
+import { classifyEtcdError, diagnoseTls, explainEtcdError, plainEndpointWantsTls } from './etcd-errors';
 import { perCallPolicy, runAs, type CallKind, type WritePolicyTestHooks } from './etcd-policy';
+import { resolveEtcdSecurity, type EtcdSecurity, type ResolvedEtcdSecurity } from './etcd-security';
+
+export type { EtcdSecurity } from './etcd-security';
 
 export interface EtcdStoreTestHooks extends WritePolicyTestHooks {
   /** Awaited before each watcher is created, with the revision it will start from. */
@@ -30,6 +34,8 @@ export interface EtcdStoreOptions {
   /** gRPC keepalive pings: etcd answers pings sent more often than every 5 s with GOAWAY. */
   readonly keepaliveTimeMs?: number;
   readonly keepaliveTimeoutMs?: number;
+  /** TLS files and user/password (etcd-security.ts). */
+  readonly security?: EtcdSecurity;
   readonly testHooks?: EtcdStoreTestHooks;
 }
 
@@ -43,6 +49,7 @@ export interface ResolvedEtcdOptions {
   readonly retryMaxMs: number;
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
+  readonly security: ResolvedEtcdSecurity;
   readonly testHooks: EtcdStoreTestHooks;
 }
 
@@ -65,9 +72,10 @@ export function resolveEtcdOptions(opts: EtcdStoreOptions): ResolvedEtcdOptions 
   for (const e of endpoints) {
     if (!/^(https?:\/\/)?[^\s/,]+:\d{1,5}$/.test(e)) throw cgError('USAGE', `bad etcd endpoint "${e}": expected host:port`);
   }
+  const security = resolveEtcdSecurity(opts.security ?? {}, endpoints);
   const prefix = (opts.prefix ?? DEFAULTS.prefix).replace(/\/+$/, '');
   if (!prefix.startsWith('/')) throw cgError('USAGE', `etcd prefix must start with "/", got "${opts.prefix}"`);
-  const resolved = { ...DEFAULTS, ...stripUndefined(opts), endpoints, prefix, testHooks: opts.testHooks ?? {} };
+  const resolved = { ...DEFAULTS, ...stripUndefined(opts), endpoints, prefix, security, testHooks: opts.testHooks ?? {} };
   for (const key of DURATION_KEYS) {
     const v = resolved[key];
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw cgError('USAGE', `etcd store option ${key} must be a positive number of ms, got ${String(v)}`);
@@ -80,8 +88,12 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 }
 
 export function createEtcdClient(opts: ResolvedEtcdOptions): Etcd3 {
+  const { tls, auth } = opts.security;
   return new Etcd3({
-    hosts: opts.endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`)),
+    hosts: [...opts.security.urls],
+    // Without a CA file, https:// endpoints are checked against the system's roots.
+    ...(tls ? { credentials: { rootCertificate: tls.ca as Buffer, privateKey: tls.key, certChain: tls.cert } } : {}),
+    ...(auth ? { auth: { username: auth.user, password: auth.password } } : {}),
     grpcOptions: {
       // Detect a peer that vanished without closing the TCP connection (a frozen VM, a cut link).
       'grpc.keepalive_time_ms': opts.keepaliveTimeMs,
@@ -101,19 +113,42 @@ export function createEtcdClient(opts: ResolvedEtcdOptions): Etcd3 {
   });
 }
 
-/** The store boundary: any error becomes STORE_UNAVAILABLE (ours pass through unchanged). */
-export function toStoreError(err: unknown, what: string): CellgateError {
+/**
+ * The store boundary: any error becomes STORE_UNAVAILABLE (ours pass through unchanged),
+ * with a message that says what is wrong: a certificate problem, an authentication
+ * failure, a missing permission, or an etcd that cannot be reached (etcd-errors.ts).
+ */
+export function toStoreError(err: unknown, what: string, opts?: ResolvedEtcdOptions, probe: { tlsProblem?: string | null; wantsTls?: boolean } = {}): CellgateError {
   if (isCellgateError(err)) return err;
-  const name = err instanceof Error ? err.constructor.name : 'Error';
-  const message = err instanceof Error ? err.message : String(err);
-  return cgError('STORE_UNAVAILABLE', `etcd ${what} failed (${name}: ${message})`, { cause: err });
+  const explained = explainEtcdError(err, {
+    what, endpoints: opts?.endpoints ?? [], prefix: opts?.prefix ?? '', user: opts?.security.auth?.user, ...probe,
+  });
+  return cgError('STORE_UNAVAILABLE', explained.message, { cause: err, detail: { reason: explained.reason } });
 }
 
-/** Resolves like `promise`, or rejects with STORE_UNAVAILABLE after `ms`. */
-export function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+/**
+ * toStoreError, after asking the first endpoint directly why gRPC could not connect: over
+ * TLS, what is wrong with the certificates; in clear text, whether the server wants TLS
+ * (etcd-errors.ts). Only for calls that found etcd unreachable, bounded by a short probe.
+ */
+export async function toStoreErrorDiagnosed(err: unknown, what: string, opts: ResolvedEtcdOptions): Promise<CellgateError> {
+  const kind = isCellgateError(err) ? null : classifyEtcdError(err);
+  const url = opts.security.urls[0]!;
+  if (url.startsWith('https://') && (kind === 'unreachable' || kind === 'certificate')) {
+    return toStoreError(err, what, opts, { tlsProblem: await diagnoseTls(url, opts.security.tls ?? {}) });
+  }
+  if (url.startsWith('http://') && kind === 'unreachable') return toStoreError(err, what, opts, { wantsTls: await plainEndpointWantsTls(url) });
+  return toStoreError(err, what, opts);
+}
+
+/** Resolves like `promise`, or rejects with STORE_UNAVAILABLE after `ms` ("cannot reach etcd at …" when `endpoints` are given). */
+export function bounded<T>(promise: Promise<T>, ms: number, what: string, endpoints?: readonly string[]): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(cgError('STORE_UNAVAILABLE', `etcd ${what}: no answer within ${ms} ms`)), ms);
+    const message = endpoints?.length
+      ? `cannot reach etcd at ${endpoints.join(',')}: ${what} got no answer within ${ms} ms (is it running? check --etcd)`
+      : `etcd ${what}: no answer within ${ms} ms`;
+    timer = setTimeout(() => reject(cgError('STORE_UNAVAILABLE', message, { detail: { reason: 'unreachable' } })), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -143,10 +178,10 @@ export class EtcdContext {
   call<T>(what: string, kind: CallKind, fn: () => PromiseLike<T>): Promise<T> {
     const attempt = Promise.resolve().then(() => runAs(kind, fn)).then(
       (v) => v,
-      (err: unknown) => {
-        throw toStoreError(err, what);
+      async (err: unknown) => {
+        throw await toStoreErrorDiagnosed(err, what, this.opts);
       },
     );
-    return bounded(attempt, this.opts.callTimeoutMs, what);
+    return bounded(attempt, this.opts.callTimeoutMs, what, this.opts.endpoints);
   }
 }

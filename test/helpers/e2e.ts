@@ -3,6 +3,9 @@
 // Every process and server is stopped by `stop()`, which tests call in teardown.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fastify, { type FastifyInstance } from 'fastify';
@@ -25,11 +28,29 @@ export interface GatewayProcess {
 }
 
 const live = new Set<ChildProcess>();
-process.on('exit', () => { for (const c of live) try { c.kill('SIGKILL'); } catch { /* gone */ } });
+const stateHomes = new Set<string>();
+process.on('exit', () => {
+  for (const c of live) try { c.kill('SIGKILL'); } catch { /* gone */ }
+  for (const d of stateHomes) rmSync(d, { recursive: true, force: true });
+});
+
+/**
+ * A fresh XDG_STATE_HOME for one gateway process: the default fail-static snapshot goes
+ * there, not into the working directory, and is not shared with the test's other gateways
+ * (a gateway that found another's snapshot would be ready before it reached the store).
+ * Tests of the snapshot itself pass their own XDG_STATE_HOME or snapshotPath.
+ */
+export function freshStateHome(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cellgate-state-'));
+  stateHomes.add(dir);
+  return dir;
+}
 
 /** Starts `cellgate serve` and resolves once it listens (its 'listening' line on stderr). */
-export function startGatewayProcess(args: readonly string[], id: string, timeoutMs = 20_000): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [CELLGATE, 'serve', '--id', id, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+export function startGatewayProcess(args: readonly string[], id: string, timeoutMs = 20_000, env: NodeJS.ProcessEnv = {}): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, [CELLGATE, 'serve', '--id', id, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, XDG_STATE_HOME: freshStateHome(), ...env },
+  });
   live.add(child);
   let stderr = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => { live.delete(child); resolve(code); }));

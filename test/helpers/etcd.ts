@@ -5,10 +5,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, closeSync, constants as fsConstants, openSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { freePorts } from './ports';
+import { makeTestPki, type TestPki } from './pki';
 
 const START_TIMEOUT_MS = 15_000;
 const STOP_GRACE_MS = 5_000;
@@ -46,9 +48,14 @@ function etcdBinary(): string {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-function httpJson(port: number, method: 'GET' | 'POST', path: string, body?: string): Promise<{ status: number; json: unknown }> {
+function httpJson(port: number, method: 'GET' | 'POST', path: string, body?: string, pki?: TestPki, timeoutMs = 1000): Promise<{ status: number; json: unknown }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, timeout: 1000, headers: { 'content-type': 'application/json' } }, (res) => {
+    const options = { host: '127.0.0.1', port, method, path, timeout: timeoutMs, headers: { 'content-type': 'application/json' } };
+    // A TLS member with --client-cert-auth answers only a client that shows a certificate of the test CA.
+    const send = (cb: (res: IncomingMessage) => void) => (pki
+      ? httpsRequest({ ...options, ca: readFileSync(pki.caFile), cert: readFileSync(pki.clientCertFile), key: readFileSync(pki.clientKeyFile) }, cb)
+      : request(options, cb));
+    const req = send((res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (text += chunk));
@@ -69,6 +76,8 @@ function httpJson(port: number, method: 'GET' | 'POST', path: string, body?: str
 interface ClusterSpec {
   readonly token: string;
   readonly initialCluster: string;
+  /** Client port over TLS (server certificate of the test CA) with --client-cert-auth. */
+  readonly pki?: TestPki;
 }
 
 /** One etcd process. Its ports, data dir and log file stay the same across restarts. */
@@ -85,9 +94,13 @@ export class EtcdMember {
     private readonly cluster: ClusterSpec,
   ) {}
 
-  /** "127.0.0.1:PORT", as the stores take it. */
+  /** "127.0.0.1:PORT" ("https://127.0.0.1:PORT" over TLS), as the stores take it. */
   get endpoint(): string {
-    return `127.0.0.1:${this.clientPort}`;
+    return this.cluster.pki ? this.clientUrl : `127.0.0.1:${this.clientPort}`;
+  }
+
+  get clientUrl(): string {
+    return `${this.cluster.pki ? 'https' : 'http'}://127.0.0.1:${this.clientPort}`;
   }
 
   get peerUrl(): string {
@@ -106,8 +119,13 @@ export class EtcdMember {
   async start(): Promise<void> {
     if (this.child) return;
     installExitHandler();
-    const clientUrl = `http://127.0.0.1:${this.clientPort}`;
+    const clientUrl = this.clientUrl;
+    const pki = this.cluster.pki;
+    const tlsArgs = pki
+      ? ['--cert-file', pki.serverCertFile, '--key-file', pki.serverKeyFile, '--trusted-ca-file', pki.caFile, '--client-cert-auth']
+      : [];
     const args = [
+      ...tlsArgs,
       '--name', this.name,
       '--data-dir', this.dataDir,
       '--listen-client-urls', clientUrl,
@@ -152,7 +170,7 @@ export class EtcdMember {
     while (Date.now() < deadline) {
       if (!this.child) throw new Error(`etcd ${this.name} exited during start-up\n${this.logTail()}`);
       try {
-        const { json } = await httpJson(this.clientPort, 'GET', '/health');
+        const { json } = await httpJson(this.clientPort, 'GET', '/health', undefined, this.cluster.pki);
         if ((json as { health?: unknown }).health === 'true') return;
       } catch { /* not listening yet */ }
       await sleep(100);
@@ -188,7 +206,7 @@ export class EtcdMember {
 
   /** This member's id and the id of the leader it knows, as decimal strings. */
   async status(): Promise<{ memberId: string; leaderId: string }> {
-    const { json } = await httpJson(this.clientPort, 'POST', '/v3/maintenance/status', '{}');
+    const { json } = await httpJson(this.clientPort, 'POST', '/v3/maintenance/status', '{}', this.cluster.pki);
     const body = json as { header?: { member_id?: string }; leader?: string };
     return { memberId: String(body.header?.member_id ?? ''), leaderId: String(body.leader ?? '') };
   }
@@ -231,10 +249,11 @@ function addressInUse(member: EtcdMember): boolean {
   return /address already in use/i.test(member.logTail(200));
 }
 
-async function startMembers(count: number): Promise<{ base: string; members: EtcdMember[] }> {
+async function startMembers(count: number, tls = false): Promise<{ base: string; members: EtcdMember[]; pki?: TestPki }> {
   etcdBinary(); // fail loudly before creating anything
   for (let attempt = 1; ; attempt++) {
     const base = await makeBaseDir();
+    const pki = tls ? await makeTestPki(join(base, 'pki')) : undefined;
     const ports = await freePorts(count * 2);
     const token = `cellgate-test-${process.pid}-${randomBytes(4).toString('hex')}`;
     const names = Array.from({ length: count }, (_, i) => `m${i}`);
@@ -243,12 +262,12 @@ async function startMembers(count: number): Promise<{ base: string; members: Etc
     for (const [i, name] of names.entries()) {
       const dataDir = join(base, `${name}.data`);
       await mkdir(dataDir, { mode: 0o700 });
-      members.push(new EtcdMember(name, ports[2 * i]!, ports[2 * i + 1]!, dataDir, join(base, `${name}.log`), { token, initialCluster }));
+      members.push(new EtcdMember(name, ports[2 * i]!, ports[2 * i + 1]!, dataDir, join(base, `${name}.log`), { token, initialCluster, pki }));
     }
     try {
       for (const member of members) await member.start();
       await Promise.all(members.map((member) => member.waitHealthy()));
-      return { base, members };
+      return { base, members, pki };
     } catch (err) {
       const retry = attempt < START_ATTEMPTS && members.some(addressInUse);
       await Promise.all(members.map((member) => member.kill()));
@@ -259,8 +278,12 @@ async function startMembers(count: number): Promise<{ base: string; members: Etc
 }
 
 export interface EtcdHandle {
-  /** ["127.0.0.1:PORT"] */
+  /** ["127.0.0.1:PORT"] (["https://127.0.0.1:PORT"] over TLS) */
   readonly endpoints: string[];
+  /** The test CA and certificates, when started with `tls`. */
+  readonly pki?: TestPki;
+  /** The users, when started with `auth`. */
+  readonly auth?: EtcdAuth;
   readonly member: EtcdMember;
   /** SIGKILL, data dir kept (restart() brings it back). */
   kill(): Promise<void>;
@@ -274,12 +297,37 @@ export interface EtcdHandle {
   stop(): Promise<void>;
 }
 
+export interface EtcdAuth {
+  readonly rootPassword: string;
+  /** A user whose only role reads and writes the keys under `prefix`. */
+  readonly user: string;
+  readonly password: string;
+  readonly prefix: string;
+}
+
+export interface StartEtcdOptions {
+  /** TLS on the client port with a CA made for the test, and --client-cert-auth. */
+  readonly tls?: boolean;
+  /** Authentication on: a root user, and a user limited to this key prefix (e.g. "/secure"). */
+  readonly auth?: { readonly prefix: string };
+}
+
 /** One etcd member on free loopback ports with a fresh data dir, healthy when this resolves. */
-export async function startEtcd(): Promise<EtcdHandle> {
-  const { base, members } = await startMembers(1);
+export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdHandle> {
+  const { base, members, pki } = await startMembers(1, opts.tls === true);
   const member = members[0]!;
+  let auth: EtcdAuth | undefined;
+  try {
+    if (opts.auth) auth = await enableAuth(member, pki, opts.auth.prefix);
+  } catch (err) {
+    await member.kill();
+    await removeBaseDir(base);
+    throw err;
+  }
   return {
     endpoints: [member.endpoint],
+    pki,
+    auth,
     member,
     kill: () => member.kill(),
     terminate: () => member.terminate(),
@@ -329,4 +377,39 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
       await removeBaseDir(base);
     },
   };
+}
+
+/** One call of etcd's JSON gateway (v3 API over HTTP), over the member's TLS when it has one; fails on any error. */
+async function v3(member: EtcdMember, pki: TestPki | undefined, path: string, body: unknown): Promise<unknown> {
+  const { status, json } = await httpJson(member.clientPort, 'POST', `/v3/${path}`, JSON.stringify(body), pki, 10_000);
+  if (status !== 200) throw new Error(`etcd ${path} failed (${status}): ${JSON.stringify(json)}`);
+  return json;
+}
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+/** The end of the key range of everything under `prefix` (its last byte plus one), as etcdctl --prefix makes it. */
+function prefixEnd(prefix: string): string {
+  const bytes = Buffer.from(prefix);
+  bytes[bytes.length - 1]! += 1;
+  return bytes.toString('latin1');
+}
+
+/** Turns authentication on: root (with the root role) and one user whose role covers only `prefix`. */
+async function enableAuth(member: EtcdMember, pki: TestPki | undefined, prefix: string): Promise<EtcdAuth> {
+  const auth: EtcdAuth = {
+    rootPassword: randomBytes(9).toString('base64url'), user: 'cellgate', password: randomBytes(9).toString('base64url'), prefix,
+  };
+  // What `etcdctl user add / role add / role grant-permission --prefix / auth enable` send,
+  // through etcd's JSON gateway: no etcdctl needed on the machine.
+  const keys = `${prefix}/`;
+  await v3(member, pki, 'auth/role/add', { name: 'root' });
+  await v3(member, pki, 'auth/user/add', { name: 'root', password: auth.rootPassword });
+  await v3(member, pki, 'auth/user/grant', { user: 'root', role: 'root' });
+  await v3(member, pki, 'auth/role/add', { name: 'cellgate-prefix' });
+  await v3(member, pki, 'auth/role/grant', { name: 'cellgate-prefix', perm: { permType: 'READWRITE', key: b64(keys), range_end: Buffer.from(prefixEnd(keys), 'latin1').toString('base64') } });
+  await v3(member, pki, 'auth/user/add', { name: auth.user, password: auth.password });
+  await v3(member, pki, 'auth/user/grant', { user: auth.user, role: 'cellgate-prefix' });
+  await v3(member, pki, 'auth/enable', {});
+  return auth;
 }

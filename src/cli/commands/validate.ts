@@ -1,5 +1,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { parseTableJson } from '../../cells/table';
+import { parseTableJson, validateTable } from '../../cells/table';
+import type { RoutingTable } from '../../cells/types';
+import { parseTableFile } from '../../store/file-doc';
 import { MAX_DOCUMENT_BYTES, tableFromTopologyText } from '../../cells/topology';
 import { tableChecksum } from '../../cells/checksum';
 import { type ErrorName, cgError } from '../../errors';
@@ -51,15 +53,30 @@ function cannotRead(path: string, err: unknown): Error {
   return cgError('USAGE', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
 }
 
-/** A table document is JSON with "format"; anything else is a topology. */
+/** A table document is JSON with "format" (bare, or in the file store's {version, table}); anything else is a topology. */
 function looksLikeTable(head: string): boolean {
-  return /^\s*\{[\s\S]*"format"\s*:/.test(head);
+  return /^\s*\{[\s\S]*"(format|table)"\s*:/.test(head);
+}
+
+/** A bare table, or the file store's own document `{version, table}` (what --file PATH holds). */
+function parseTableText(text: string, path: string): { table: RoutingTable; version?: number } {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return { table: parseTableJson(text) }; // its error names the JSON problem
+  }
+  if (doc !== null && typeof doc === 'object' && 'table' in doc && !('format' in doc)) {
+    const file = parseTableFile(text, path);
+    return { table: validateTable(file.table), version: file.version };
+  }
+  return { table: validateTable(doc) };
 }
 
 export const validateCommand: Command = {
   words: ['validate'],
   usage: 'cellctl validate FILE [--json]',
-  summary: 'check a topology (YAML) or routing-table (JSON) file without touching any store',
+  summary: 'check a topology (YAML), a routing table (JSON) or a file store\'s table file without touching any store',
   examples: ['cellctl validate config/demo-topology.yaml'],
   options: {},
   async run({ args, out }) {
@@ -67,13 +84,13 @@ export const validateCommand: Command = {
     if (!file || rest.length) throw cgError('USAGE', 'validate takes exactly one FILE');
     const text = readInputFile(file, (head) => (looksLikeTable(head) ? 'INVALID_TABLE' : 'INVALID_TOPOLOGY'));
     const isTable = looksLikeTable(text);
-    const table = isTable ? parseTableJson(text) : tableFromTopologyText(text);
+    const { table, version } = isTable ? parseTableText(text, file) : { table: tableFromTopologyText(text), version: undefined };
     const summary = {
-      valid: true, kind: isTable ? 'table' : 'topology', name: table.name,
-      cells: table.cells.length, zones: table.zones.length, checksum: tableChecksum(table),
+      valid: true, kind: version !== undefined ? 'table file' : isTable ? 'table' : 'topology', name: table.name,
+      cells: table.cells.length, zones: table.zones.length, checksum: tableChecksum(table), ...(version !== undefined ? { version } : {}),
     };
     if (out.json) out.data(summary);
-    else out.text(`${esc(file)}: valid ${summary.kind} "${esc(table.name)}" (${summary.cells} cells, ${summary.zones} zones, ${summary.checksum})`);
+    else out.text(`${esc(file)}: valid ${summary.kind} "${esc(table.name)}"${version !== undefined ? ` at version ${version}` : ''} (${summary.cells} cells, ${summary.zones} zones, ${summary.checksum})`);
     return 0;
   },
 };

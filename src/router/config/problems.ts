@@ -17,6 +17,7 @@ type Schema = TSchema & {
   readonly minLength?: number;
   readonly pattern?: string;
   readonly expect?: string;
+  readonly secret?: boolean;
 };
 
 /** Adds to `p` every way `value` fails `schema`, under `base` (the path of `value`). */
@@ -67,6 +68,8 @@ function explainUnion(p: Problems, schema: Schema, value: unknown, path: string)
 
 /** What a value of the wrong type or out of range is told. */
 function mismatch(schema: Schema, value: unknown): string {
+  // A secret's value is never echoed, not even in an error.
+  if (schema.secret) return schema.expect ?? 'has the wrong type or form (its value is not shown)';
   switch (schema.type) {
     case 'integer':
       return `must be an integer in [${schema.minimum ?? '-∞'}, ${schema.maximum ?? '∞'}], got ${describe(value)}`;

@@ -31,6 +31,17 @@ const RouteRuleSchema = Type.Object({
   class: Type.Union([Type.Literal('unit'), Type.Literal('global'), Type.Literal('city')]),
 }, { additionalProperties: false });
 
+const EtcdSchema = Type.Object({
+  endpoints: Type.Optional(Type.Array(Type.String({ pattern: '^(https?://)?[^\\s/,]+:\\d{1,5}$', expect: 'must be host:port or https://host:port' }), {
+    minItems: 1, expect: 'must be a non-empty list of host:port or https://host:port', description: 'etcd members (host:port, or https://host:port).',
+  })),
+  cacert: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the CA that signed the etcd members\' certificates.' })),
+  cert: Type.Optional(Type.String({ minLength: 1, description: 'PEM client certificate (etcd --client-cert-auth).' })),
+  key: Type.Optional(Type.String({ minLength: 1, description: 'PEM key of the client certificate.' })),
+  user: Type.Optional(Type.String({ minLength: 1, description: 'etcd user (auth enabled).' })),
+  password: Type.Optional(Type.String({ secret: true, expect: 'must be a string (quote it in YAML)', description: 'Password of the etcd user; better in CELLGATE_ETCD_PASSWORD than in a file. Never printed.' })),
+}, { additionalProperties: false });
+
 const TlsSchema = Type.Object({
   cert: Type.String({ minLength: 1, description: 'PEM certificate chain file (server certificate first)' }),
   key: Type.String({ minLength: 1, description: 'PEM private key file' }),
@@ -53,6 +64,10 @@ export const GatewayConfigSchema = Type.Object({
     default: null, description: 'The zone this gateway stands in: where `city` routes start (null: unknown).',
   }),
   id: Type.String({ minLength: 1, docDefault: 'HOSTNAME-PID', description: 'Unique name of this gateway in presence records.' }),
+  etcd: Type.Union([EtcdSchema, Type.Null()], {
+    default: null,
+    description: 'How to reach a secured etcd: TLS files, a user (flags --etcd-* and CELLGATE_ETCD_* override it); `endpoints` is the store when `store` is not given.',
+  }),
   tls: Type.Union([TlsSchema, Type.Null()], {
     default: null, description: 'TLS on the traffic port (HTTPS): PEM files, read at start and again on SIGHUP (null: plain HTTP).',
   }),
@@ -94,8 +109,9 @@ export const GatewayConfigSchema = Type.Object({
     }),
   }, 'Planned moves of a cell.'),
   trustProxy: Type.Boolean({ default: false, description: 'Keep and extend client-sent x-forwarded-* (only behind a proxy you run).' }),
-  snapshotPath: Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
-    default: null, description: 'Where the last good routing table is kept for a restart without the store (null: nowhere).',
+  snapshotPath: Type.Union([Type.String({ minLength: 1 }), Type.Boolean(), Type.Null()], {
+    default: true,
+    description: 'Where the last good routing table is kept for a restart without the store (fail-static): a file; true: a file per store and prefix under /var/lib/cellgate when that directory exists and is writable, else $XDG_STATE_HOME/cellgate, else ./.cellgate (`cellgate serve` logs which); false or null: nowhere.',
   }),
   shutdownGraceMs: int(0, MAX_MS, 10_000, 'Longest time shutdown waits for in-flight requests before closing their connections.'),
   logLevel: Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), {
@@ -121,4 +137,5 @@ export type UpstreamConfig = GatewayConfig['upstream'];
 export type ServerConfig = GatewayConfig['server'];
 export type FreezeConfig = GatewayConfig['freeze'];
 export type TlsConfig = NonNullable<GatewayConfig['tls']>;
+export type EtcdConfig = NonNullable<GatewayConfig['etcd']>;
 export type LogLevel = GatewayConfig['logLevel'];

@@ -1,0 +1,100 @@
+// Every flag either CLI takes, with what it means and its default: the one source of the
+// flag lists in --help (a test checks that every option of every command is here).
+
+export interface FlagDoc {
+  /** What the flag's value is called in help ("FILE"); none for a boolean. */
+  readonly value?: string;
+  readonly description: string;
+  readonly default?: string;
+  /** The environment variable read when the flag is not given. */
+  readonly env?: string;
+}
+
+export const FLAG_DOCS: Readonly<Record<string, FlagDoc>> = {
+  // store (cellctl)
+  file: { value: 'PATH', description: 'use the embedded file store at PATH' },
+  etcd: { value: 'HOST:PORT[,…]', description: 'use etcd at these endpoints (https://HOST:PORT for TLS)', env: 'CELLGATE_ETCD' },
+  prefix: { value: 'P', description: 'etcd key prefix of the table, history and presence', default: '/cellgate' },
+  'etcd-cacert': { value: 'FILE', description: 'PEM CA that signed etcd\'s server certificate (turns TLS on)', default: 'the system\'s roots', env: 'CELLGATE_ETCD_CACERT' },
+  'etcd-cert': { value: 'FILE', description: 'PEM client certificate, for an etcd with --client-cert-auth', env: 'CELLGATE_ETCD_CERT' },
+  'etcd-key': { value: 'FILE', description: 'PEM key of --etcd-cert', env: 'CELLGATE_ETCD_KEY' },
+  'etcd-user': { value: 'NAME[:PASSWORD]', description: 'etcd user; the password from here, CELLGATE_ETCD_PASSWORD, or (cellctl on a terminal) a prompt without echo; never printed', env: 'CELLGATE_ETCD_USER' },
+  // output and the common flags
+  json: { description: 'machine output: one JSON document (or one per line)', default: 'off' },
+  yes: { description: 'do not ask for confirmation (required off a terminal)', default: 'off' },
+  help: { description: 'show this help and exit (runs nothing)' },
+  version: { description: 'print the version and exit' },
+  // changes
+  reason: { value: 'TEXT', description: 'why, recorded in the history (required for a change)' },
+  actor: { value: 'NAME', description: 'who, recorded in the history', default: 'user@host' },
+  'dry-run': { description: 'print the plan, write nothing', default: 'off' },
+  force: { description: 'init: replace the table there; changes: accept a blast-radius violation', default: 'off' },
+  timeout: { value: 'S', description: 'how long to wait for the gateways to converge, in seconds', default: '10' },
+  'max-move-share': { value: 'S', description: 'refuse a change that moves more than this share of the cells', default: '0.5' },
+  'freeze-ms': { value: 'N', description: 'freeze window of a planned move, in ms', default: '8000' },
+  batch: { value: 'N', description: 'home cells returned per planned batch', default: 'all at once' },
+  // command-specific
+  topology: { value: 'FILE', description: 'topology YAML to make the table from' },
+  cells: { description: 'also list every cell', default: 'off' },
+  stdin: { description: 'read user ids from stdin, one per line', default: 'off' },
+  gateways: { description: 'list every live gateway, however many (default: counts per revision and the stragglers past 20)', default: 'off' },
+  limit: { value: 'N', description: 'show the last N entries', default: '50' },
+  // cellgate
+  config: { value: 'FILE', description: 'gateway configuration, YAML or JSON (see config/gateway.yaml)' },
+  store: { value: 'file:PATH|etcd:HOST:PORT[,…]', description: 'where the routing table lives', env: 'CELLGATE_STORE' },
+  port: { value: 'N', description: 'traffic port', default: '8080' },
+  'admin-port': { value: 'N', description: 'admin port (/healthz /readyz /metrics /admin/…)', default: '9090' },
+  host: { value: 'H', description: 'address to listen on', default: '127.0.0.1' },
+  'admin-host': { value: 'H', description: 'address of the admin server, apart from --host (it shows every upstream URL)', default: '127.0.0.1' },
+  check: { description: 'validate the configuration (and TLS files), print the effective one and exit 0, or 3 (like nginx -t)', default: 'off' },
+  zone: { value: 'ZONE', description: 'the zone this process stands in' },
+  id: { value: 'NAME', description: 'name in presence records', default: 'hostname-pid' },
+  workers: { value: 'N', description: 'run N gateway processes on one port (node:cluster); the primary sums their /metrics on the admin port', default: '1' },
+  dir: { value: 'DIR', description: 'where the demo keeps its table and snapshot', default: '.demo' },
+  'no-enforce': { description: 'answer every cell (no fencing)', default: 'off' },
+};
+
+/** "  --etcd-cacert FILE   PEM CA … [default: …; env CELLGATE_ETCD_CACERT]" lines, aligned. */
+export function flagLines(names: readonly string[]): string[] {
+  const heads = names.map((n) => {
+    const doc = FLAG_DOCS[n];
+    return `  --${n}${doc?.value ? ` ${doc.value}` : ''}`;
+  });
+  const width = Math.min(Math.max(...heads.map((h) => h.length)), 40);
+  return names.map((n, i) => {
+    const doc = FLAG_DOCS[n];
+    const notes = [doc?.default ? `default: ${doc.default}` : '', doc?.env ? `env ${doc.env}` : ''].filter(Boolean).join('; ');
+    const text = `${doc?.description ?? ''}${notes ? ` [${notes}]` : ''}`;
+    const head = heads[i]!;
+    return head.length > width ? `${head}\n${' '.repeat(width + 2)}${text}` : `${head.padEnd(width)}  ${text}`;
+  });
+}
+
+/** Edit distance with adjacent transpositions ("prot" -> "port" is one), for "did you mean". */
+export function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = best;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The closest candidate, if it is close enough to be a typo (git's habit: a third of the length). */
+export function closest(word: string, candidates: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word, c);
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  const allowed = Math.max(1, Math.floor(Math.max(word.length, 3) / 3));
+  return best !== null && bestDistance <= allowed ? best : null;
+}
