@@ -192,7 +192,9 @@ test('a gateway that does not follow: exit 4, named on stderr; a planned move is
   const before = await tableOf(target);
   const cell = before.table.cells.find((c) => c.zone === 'sh-a');
   if (!cell) throw new Error('no cell on sh-a');
-  const move = await run(t, ['cell', 'move', cell.name, 'hz-a', '--reason', 'rebalance', '--yes', '--timeout', '3', ...target.flags], 4);
+  // gw-stuck never acknowledges, so the wait lasts the whole --timeout: long enough for
+  // gw-live to follow on a loaded CI machine.
+  const move = await run(t, ['cell', 'move', cell.name, 'hz-a', '--reason', 'rebalance', '--yes', '--timeout', '5', ...target.flags], 4);
   t.regex(move.stderr, /gw-stuck/);
   const verdict = move.stderr.split('\n').find((l) => l.startsWith('cellctl:')) ?? '';
   t.regex(verdict, /gw-stuck \(on \d+\)/);
@@ -201,7 +203,7 @@ test('a gateway that does not follow: exit 4, named on stderr; a planned move is
   const afterMove = (await tableOf(target)).table.cells.find((c) => c.name === cell.name);
   t.deepEqual(afterMove, cell, 'the cell is active on its old zone');
 
-  const down = await run(t, ['zone', 'down', 'sh-a', '--reason', 'x', '--yes', '--timeout', '3', ...target.flags], 4);
+  const down = await run(t, ['zone', 'down', 'sh-a', '--reason', 'x', '--yes', '--timeout', '5', ...target.flags], 4);
   t.regex(down.stderr, /1 of 2 gateway\(s\) did not apply the change at revision \d+ in time: gw-stuck \(on \d+\)/);
   const json = await run(t, ['zone', 'down', 'sh-b', '--reason', 'x', '--yes', '--force', '--timeout', '3', '--json', ...target.flags], 4);
   const err = JSON.parse(json.stdout.trim().split('\n').at(-1) as string) as { error: string; detail: { behind: { id: string }[] } };
@@ -260,7 +262,9 @@ test('a malformed presence record: exit 4 naming the gateway, and status shows i
   const now = new Date().toISOString();
   await mkdir(`${path}.gateways`, { recursive: true });
   await writeFile(join(`${path}.gateways`, 'gw-broken.json'), JSON.stringify({ ttlSeconds: 60, record: { id: 'gw-broken', zone: null, checksum: 'x', inFlight: 0, startedAt: now, updatedAt: now, pid: 1, host: 'h' } }));
-  const down = await run(t, ['zone', 'down', 'sh-a', '--reason', 'x', '--yes', '--timeout', '2', ...target.flags], 4);
+  // The wait lasts the whole --timeout (gw-broken never converges): long enough for gw-live
+  // to follow on a loaded CI machine.
+  const down = await run(t, ['zone', 'down', 'sh-a', '--reason', 'x', '--yes', '--timeout', '5', ...target.flags], 4);
   const verdict = down.stderr.split('\n').find((l) => l.startsWith('cellctl:')) ?? '';
   t.regex(verdict, /gw-broken \(malformed presence record: appliedVersion missing/);
   t.notRegex(verdict, /gw-live/);
