@@ -93,9 +93,9 @@ test('exit codes are the contract\'s', (t) => {
   t.is(cgError('USAGE').exit, 2);
 });
 
-test('the README error table lists exactly the errors of src/errors.ts, with their status, exit code and retryability', (t) => {
-  const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
-  const rows = [...readme.matchAll(/^\| `([A-Z_]+)` \| (\d+) \| (\d) \| (yes|no) \|/gm)];
+test('the error table of docs/design.md lists exactly the errors of src/errors.ts, with their status, exit code and retryability', (t) => {
+  const design = readFileSync(join(__dirname, '..', '..', 'docs', 'design.md'), 'utf8');
+  const rows = [...design.matchAll(/^\| `([A-Z_]+)` \| (\d+) \| (\d) \| (yes|no) \|/gm)];
   const documented = new Map(rows.map((m) => [m[1], { status: Number(m[2]), exit: Number(m[3]), retryable: m[4] === 'yes' }]));
   t.deepEqual([...documented.keys()].sort(), [...ERROR_NAMES].sort(), 'same names both ways');
   for (const name of ERROR_NAMES) {

@@ -1,7 +1,7 @@
 // The failover executor: applies a plan to the store with compare-and-swap, never over
 // another operator's change, and proves that every live gateway followed.
 //
-// Unplanned plans flip in one CAS. Planned plans use the freeze protocol (DESIGN §2):
+// Unplanned plans flip in one CAS. Planned plans use the freeze protocol (docs/design.md §2):
 //   1. CAS: moving cells frozen (deadline now + freezeMs), still on their old zone;
 //   2. wait until every live gateway applied that revision (they now hold the cells' requests);
 //   3. CAS: flip zone + epoch and unfreeze, in one write;

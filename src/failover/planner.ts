@@ -1,4 +1,4 @@
-// The failover planner: pure functions from a routing table to a plan (DESIGN §2).
+// The failover planner: pure functions from a routing table to a plan (docs/design.md §2).
 // A plan lists every cell move, every zone status change, the table that results, each
 // zone's load after, and the blast-radius checks. It is deterministic: the same table and
 // request give the same plan, so a re-plan after a conflict is comparable with the first.

@@ -1,6 +1,6 @@
 // Choosing where displaced cells go. Pure and deterministic: same table, same choices.
 //
-// Order of preference (DESIGN §2): an `up` zone in the same city (same-city active-active),
+// Order of preference (docs/design.md §2): an `up` zone in the same city (same-city active-active),
 // then another city of the same region, then another region. Within the nearest tier that
 // still has room, each cell goes to the zone with the lowest load after taking it (cells /
 // capacity, ties by name), so one zone's cells are spread over its peers, not piled on one.
