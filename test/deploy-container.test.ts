@@ -8,7 +8,7 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cellctl } from './helpers/cli';
@@ -82,4 +82,31 @@ test('the image command line starts a gateway the HEALTHCHECK finds healthy; SIG
   child.kill('SIGTERM');
   t.is(await exited, 0, stderr);
   t.is((await healthcheck()).code, 1, 'unhealthy once stopped');
+});
+
+test('the build stage builds from the build context alone: its COPYs (minus .dockerignore) compile, and give what the runtime stage copies', async (t) => {
+  // Stands in for `docker build`'s first stage: the stage's COPY sources into a fresh
+  // directory (its WORKDIR), this checkout's node_modules for `npm ci`, then its build RUN.
+  const dir = await mkdtemp(join(tmpdir(), 'cellgate-image-build-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const build = steps.filter((s) => s.stage === 0);
+  const workdir = build.find((s) => s.keyword === 'WORKDIR')!.args;
+  for (const copy of build.filter((s) => s.keyword === 'COPY')) {
+    const words = copy.args.split(/\s+/).filter((w) => !w.startsWith('--'));
+    const dest = join(dir, words.at(-1)!);
+    for (const source of words.slice(0, -1)) {
+      await cp(join(ROOT, source), words.length > 2 || dest.endsWith('/') ? join(dest, source.split('/').pop()!) : dest, { recursive: true });
+    }
+  }
+  await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  const compile = build.filter((s) => s.keyword === 'RUN' && !/npm ci/.test(s.args));
+  t.is(compile.length, 1);
+  const r = await runCommand('sh', ['-c', compile[0]!.args], { cwd: dir, timeoutMs: 120_000 });
+  t.is(r.code, 0, r.stdout + r.stderr);
+  for (const copy of final.filter((s) => s.keyword === 'COPY' && s.args.includes('--from='))) {
+    const source = copy.args.split(/\s+/).filter((w) => !w.startsWith('--'))[0]!;
+    t.true(existsSync(join(dir, source.slice(workdir.length))), `${source} made by the build stage`);
+  }
+  t.true(existsSync(join(dir, 'dist', 'src', 'cli', 'cellgate.js')));
+  t.false(existsSync(join(dir, 'dist', 'test')), 'tests are not in the build context');
 });
