@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { cp, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cellctl } from './helpers/cli';
+import { CELLGATE, cellctl } from './helpers/cli';
 import { freshStateHome } from './helpers/e2e';
 import { envPairs, execForm, parseDockerfile } from './helpers/dockerfile';
 import { freePorts } from './helpers/ports';
@@ -64,6 +64,9 @@ test('the image command line starts a gateway the HEALTHCHECK finds healthy; SIG
   const store = join(dir, 'table.json');
   const init = await cellctl(['init', '--topology', join(ROOT, 'config', 'demo-topology.yaml'), '--file', store, '--reason', 'test', '--yes']);
   t.is(init.code, 0, init.stderr);
+  const check = await runCommand(process.execPath, [CELLGATE, 'serve', '--check'], { env: { ...env, CELLGATE_STORE: `file:${store}` } });
+  t.is(check.code, 0, check.stderr);
+  t.notRegex(check.stderr, /warning/, 'every CELLGATE_* variable of the image is a configuration variable');
   const [port, adminPort] = await freePorts(2);
   const command = [...execForm(one('ENTRYPOINT').args), ...execForm(one('CMD').args)];
   t.is(command[0], 'node');

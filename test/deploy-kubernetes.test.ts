@@ -83,10 +83,15 @@ test('the ConfigMap\'s configuration passes cellgate serve --check', async (t) =
   const dir = await mkdtemp(join(tmpdir(), 'cellgate-k8s-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, 'gateway.yaml'), configText);
-  const r = await runCli(CELLGATE, ['serve', '--check', '--config', join(dir, 'gateway.yaml')], { env: { CELLGATE_ETCD_PASSWORD: 'from-the-secret', CELLGATE_STORE: '' } });
+  // The container's environment as the Deployment sets it (values from the pod or a Secret stood in for).
+  const podEnv: Record<string, string> = { CELLGATE_STORE: '' };
+  for (const e of container.env as Obj[]) podEnv[e.name] = e.value ?? (e.valueFrom.secretKeyRef ? 'from-the-secret' : 'cellgate-7d9f-abcde');
+  const r = await runCli(CELLGATE, ['serve', '--check', '--config', join(dir, 'gateway.yaml')], { env: podEnv });
   t.is(r.code, 0, r.stderr);
+  t.notRegex(r.stderr, /warning/, 'every CELLGATE_* variable the Deployment sets is a configuration variable');
   const effective = JSON.parse(r.stdout) as Obj;
   t.is(effective.adminPort, config.adminPort);
+  t.is(effective.id, 'cellgate-7d9f-abcde', 'presence records name the pod');
   t.false(r.stdout.includes('from-the-secret'));
 });
 

@@ -66,6 +66,11 @@ for (const unit of UNITS) {
       for (const flag of exec.filter((w) => w.startsWith('--'))) t.true(help.stdout.includes(flag), flag);
     } else {
       t.is(command, 'autopilot');
+      // Checked against `cellgate autopilot --help` once the command is in this build; until then
+      // against the flags it is being built with.
+      const help = await runCli(CELLGATE, ['autopilot', '--help']);
+      const known = help.code === 0 ? help.stdout : '--store --prefix --id --admin-port --down-after --cooldown --max-down-share --dry-run';
+      for (const flag of exec.filter((w) => w.startsWith('--'))) t.true(known.includes(flag), flag);
     }
   });
 }
