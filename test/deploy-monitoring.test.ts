@@ -7,7 +7,7 @@
 // seen firing and not firing; every runbook link is a heading of docs/operations.md. promtool
 // comes from Debian's `prometheus` package (.ci/install-deps): missing, the test fails.
 import test from 'ava';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -96,7 +96,7 @@ test('dashboard: importable shape, datasource as a variable, every metric export
   t.true(AUTOPILOT_METRICS.every((m) => dashboardExprs().some((e) => e.includes(m))));
 });
 
-test('alert rules: every metric exported by a live gateway; every runbook link is a heading of docs/operations.md', (t) => {
+test('alert rules: every metric exported by a live gateway; every runbook link is a heading of docs/operations.md, whose links all resolve inside the repository', (t) => {
   checkNames(t, alerts.map((r) => r.expr as string), 'alerts');
   const docs = readFileSync(join(ROOT, 'docs', 'operations.md'), 'utf8');
   // GitHub's anchors: the heading text lower-cased, spaces to dashes, punctuation dropped.
@@ -107,6 +107,13 @@ test('alert rules: every metric exported by a live gateway; every runbook link i
     t.true(anchors.has(url.split('#')[1]!), `${rule.alert}: ${url} is a heading`);
   }
   t.is(alerts.length, 8);
+  // Links stay inside the repository and resolve (files, and anchors of this document).
+  for (const [, target] of docs.matchAll(/\]\(([^)]+)\)/g)) {
+    t.false(/^[a-z]+:/.test(target!), `${target}: a link inside the repository`);
+    const [file, anchor] = target!.split('#');
+    if (file) t.true(existsSync(join(ROOT, 'docs', file)), `${target} exists`);
+    else t.true(anchors.has(anchor!), `#${anchor} is a heading`);
+  }
 });
 
 test('promtool check rules is clean and promtool test rules passes; every alert is tested firing and not firing', async (t) => {
