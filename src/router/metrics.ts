@@ -199,6 +199,15 @@ function tableGauges(registers: Registry[], source: MetricsSource): void {
     },
   });
   new Gauge({
+    // With the ejected count, "every endpoint of a zone ejected" is one comparison (an alert rule).
+    name: 'cellgate_upstream_endpoints', help: 'Upstream endpoints of each zone in the applied table.', labelNames: ['zone'], registers,
+    aggregator: 'first',
+    collect() {
+      this.reset();
+      for (const z of source.view()?.table.zones ?? []) this.set({ zone: z.name }, z.upstreams.length);
+    },
+  });
+  new Gauge({
     // Each --workers worker checks health on its own: the primary shows the most any worker ejected.
     name: 'cellgate_upstream_ejected_endpoints', help: 'Upstream endpoints ejected right now by passive health checks, by zone.', labelNames: ['zone'], registers,
     aggregator: 'max',
