@@ -16,7 +16,9 @@ const SERVE_OPTIONS = {
   check: { type: 'boolean' }, ...ETCD_SECURITY_OPTIONS,
 } as const satisfies OptionSpec;
 
-const DEMO_OPTIONS = { dir: { type: 'string' }, port: { type: 'string' }, 'admin-port': { type: 'string' } } as const satisfies OptionSpec;
+const DEMO_OPTIONS = {
+  dir: { type: 'string' }, port: { type: 'string' }, 'admin-port': { type: 'string' }, 'base-port': { type: 'string' }, reset: { type: 'boolean' },
+} as const satisfies OptionSpec;
 
 const ZONE_SERVER_OPTIONS = {
   zone: { type: 'string' }, port: { type: 'string' }, store: { type: 'string' }, prefix: { type: 'string' }, host: { type: 'string' },
@@ -53,9 +55,10 @@ SIGHUP reloads the TLS certificate.`,
   {
     name: 'demo',
     brief: 'the whole product on one machine: a gateway in front of 8 demo zones',
-    usage: 'cellgate demo [--dir DIR] [--port N] [--admin-port N]',
-    summary: `A gateway in front of 8 demo zones (config/demo-topology.yaml) on the embedded file
-store in DIR. Prints what to try.`,
+    usage: 'cellgate demo [--dir DIR] [--port N] [--admin-port N] [--base-port N] [--reset]',
+    summary: `A gateway (traffic port 8080, admin 9090) in front of 8 demo zone servers
+(config/demo-topology.yaml; ports 7001-7008, or --base-port N to N+7) on the embedded file
+store in DIR. --reset starts from a fresh table. Prints what to try.`,
     options: DEMO_OPTIONS,
   },
   {

@@ -1,7 +1,8 @@
 // `cellgate demo`: the whole product on one machine, for trying it out. A file store made
-// from config/demo-topology.yaml, one demo zone server per zone upstream, and a gateway in
-// front, standing in zone sh-a. Everything stops on Ctrl-C.
-import { mkdirSync, readFileSync } from 'node:fs';
+// from config/demo-topology.yaml, one demo zone server per zone upstream (ports 7001-7008, or
+// --base-port N and up), and a gateway in front, standing in zone sh-a. `--reset` starts from
+// a fresh table. Everything stops on Ctrl-C.
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { tableFromTopologyText } from '../cells/topology';
 import { cgError } from '../errors';
@@ -9,17 +10,27 @@ import { parseGatewayConfig } from '../router/config';
 import { startDemoZone, type DemoZone } from '../router/demo-zone';
 import { createGateway } from '../router/gateway';
 import { openStore } from '../store/open';
+import type { RoutingTable } from '../cells/types';
 import type { TableStore } from '../store/types';
-import { stringOption, type Parsed } from './args';
+import { intFlag, stringOption, type Parsed } from './args';
 
 /** The package root (dist/src/cli -> ../../..). */
 const ROOT = resolve(__dirname, '..', '..', '..');
 export const DEMO_TOPOLOGY = join(ROOT, 'config', 'demo-topology.yaml');
 const GATEWAY_ZONE = 'sh-a';
 
-async function ensureTable(store: TableStore): Promise<void> {
-  if (await store.load()) return;
+/** The demo topology's table, its zone servers moved to basePort, basePort + 1, … when given. */
+function demoTable(basePort: number | undefined): RoutingTable {
   const table = tableFromTopologyText(readFileSync(DEMO_TOPOLOGY, 'utf8'));
+  if (basePort === undefined) return table;
+  let port = basePort;
+  const zones = table.zones.map((z) => ({ ...z, upstreams: z.upstreams.map(() => `http://127.0.0.1:${port++}`) }));
+  return { ...table, zones };
+}
+
+async function ensureTable(store: TableStore, basePort: number | undefined): Promise<void> {
+  if (await store.load()) return;
+  const table = demoTable(basePort);
   // If someone else initialised it meanwhile, the CAS fails and theirs is used.
   await store.compareAndSwap(0, table, {
     actor: 'cellgate-demo', at: new Date().toISOString(), reason: 'demo start', action: 'init --topology config/demo-topology.yaml',
@@ -35,12 +46,19 @@ function portOf(url: string): number {
 export async function runDemo(values: Parsed['values'], positionals: readonly string[], onSignals: (stop: () => Promise<void>) => void): Promise<void> {
   if (positionals.length) throw cgError('USAGE', `unexpected argument ${positionals[0]} (see cellgate demo --help)`);
   const dir = resolve(stringOption(values, 'dir') ?? '.demo');
+  const basePort = intFlag(values, 'base-port', 1, 65535 - 8);
+  // --reset: the table, its history, presence files and the snapshot go; the demo starts afresh.
+  if (values.reset === true) rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const tablePath = join(dir, 'table.json');
   const store = openStore(`file:${tablePath}`);
-  await ensureTable(store);
+  await ensureTable(store, basePort);
   const vt = await store.load();
   if (!vt) throw cgError('NOT_INITIALIZED', `${tablePath} holds no table`);
+  const firstPort = portOf(vt.table.zones[0]!.upstreams[0]!);
+  if (basePort !== undefined && firstPort !== basePort) {
+    throw cgError('USAGE', `${tablePath} already places the zone servers from port ${firstPort}: add --reset to start afresh on --base-port ${basePort}`);
+  }
 
   const zones: DemoZone[] = [];
   for (const zone of vt.table.zones) {
@@ -61,6 +79,8 @@ export async function runDemo(values: Parsed['values'], positionals: readonly st
     await store.close();
   });
   const addr = await gateway.start();
+  // What it prints is to be tried at once: say so only once the gateway routes with the table.
+  await gateway.waitForVersion(vt.version);
   const file = relative(process.cwd(), tablePath) || tablePath;
   const cellctl = `node ${relative(process.cwd(), join(ROOT, 'dist', 'src', 'cli', 'cellctl.js'))}`;
   process.stdout.write(`cellgate demo: gateway ${addr.traffic} (admin ${addr.admin}) in front of ${zones.length} demo zones

@@ -51,6 +51,8 @@ export const FLAG_DOCS: Readonly<Record<string, FlagDoc>> = {
   id: { value: 'NAME', description: 'name in presence records', default: 'hostname-pid' },
   workers: { value: 'N', description: 'run N gateway processes on one port (node:cluster); the primary sums their /metrics on the admin port', default: '1' },
   dir: { value: 'DIR', description: 'where the demo keeps its table and snapshot', default: '.demo' },
+  'base-port': { value: 'N', description: 'the demo zone servers listen on N … N+7', default: '7001' },
+  reset: { description: 'remove the demo\'s table, history and snapshot first, and start afresh', default: 'off' },
   'no-enforce': { description: 'answer every cell (no fencing)', default: 'off' },
 };
 
