@@ -14,11 +14,12 @@ import { routeCommand } from './commands/route';
 import { statusCommand } from './commands/status';
 import { validateCommand } from './commands/validate';
 import { makeOutput, reportError } from './output';
+import { AUTOPILOT_COMMANDS } from './autopilot-ctl';
 
 export const COMMANDS: readonly Command[] = [
   initCommand, validateCommand, statusCommand, routeCommand,
   zoneDownCommand, zoneDrainCommand, zoneUpCommand, cellMoveCommand, regionDownCommand, regionUpCommand,
-  historyCommand, rollbackCommand,
+  historyCommand, rollbackCommand, ...AUTOPILOT_COMMANDS,
 ];
 
 const GLOBAL_HELP = `cellctl — operate cellgate's routing table

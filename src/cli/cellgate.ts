@@ -11,6 +11,7 @@ import { readPemPairSync } from '../router/tls';
 import { openStore } from '../store/open';
 import { parseCommandArgs, stringOption, type Parsed } from './args';
 import { runDemo } from './demo';
+import { AUTOPILOT_HELP, runAutopilot } from './autopilot';
 import { reportError } from './output';
 
 const HELP = `cellgate — the cell-routing edge gateway
@@ -34,6 +35,7 @@ const HELP = `cellgate — the cell-routing edge gateway
       One demo zone server: answers JSON saying which zone served the request and whether
       it owns the request's cell at its epoch (421 NOT_CELL_OWNER otherwise).
 
+${AUTOPILOT_HELP}
 Exit codes: 0 done, 1 error, 2 usage, 3 invalid configuration.
 `;
 
@@ -211,6 +213,9 @@ export async function main(argv: readonly string[]): Promise<number | null> {
       return null;
     case 'zone-server':
       await zoneServer(rest);
+      return null;
+    case 'autopilot':
+      onSignals(await runAutopilot(rest));
       return null;
     case undefined:
     case 'help':

@@ -122,7 +122,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     clock,
   });
   const prober = new ZoneProber({
-    intervalMs: config.probe.intervalMs, timeoutMs: config.probe.timeoutMs, clock, registry: metrics.registry,
+    intervalMs: config.probe.intervalMs, timeoutMs: config.probe.timeoutMs, clock, registry: metrics.registry, gatewayId: config.id,
     pools: () => routing.current?.pools ?? null,
     onChange: (report) => presence.zoneHealthChanged(report),
   });

@@ -21,6 +21,8 @@ export interface ProbeOptions {
   /** Called with the whole summary when any zone's healthy/endpointsUp/endpointsTotal changed. */
   readonly onChange: (report: Record<string, ZoneHealthReport>) => void;
   readonly registry: Registry;
+  /** Sent as x-cellgate-probe so zone servers (and their logs) can tell probes and prober apart. */
+  readonly gatewayId: string;
 }
 
 /** Outcome of one probe (a reply body is drained and dropped, never kept). */
@@ -138,7 +140,7 @@ export class ZoneProber {
       this.probes.inc({ zone: e.zone, result });
       if (!this.closed) this.evaluate();
     };
-    const req = mod.get(url, { agent, timeout: this.o.timeoutMs, headers: { 'user-agent': 'cellgate-probe' } }, (res) => {
+    const req = mod.get(url, { agent, timeout: this.o.timeoutMs, headers: { 'user-agent': 'cellgate-probe', 'x-cellgate-probe': this.o.gatewayId } }, (res) => {
       const ok = (res.statusCode ?? 500) < 500;
       res.resume();
       res.on('error', () => done('failed'));
