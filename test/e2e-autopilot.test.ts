@@ -167,6 +167,7 @@ test.serial('a zone unreachable from one gateway only: no action; pause: no acti
   t.is(paused.code, 0, paused.stderr);
   const status = await cellctl(['autopilot', 'status', '--json', ...w.flags]);
   t.like(JSON.parse(status.stdout), { paused: true, reason: 'e2e', leader: 'ap-1' });
+  t.regex((await cellctl(['status', ...w.flags])).stdout, /autopilot: PAUSED by \S+ at \S+ \(e2e\); leader: ap-1/);
   await w.zones.get('hz-a')!.stop();
   await until('hz-a: paused verdict', async () => (await zoneView(a, 'hz-a'))?.result === 'paused', 20_000, 100);
   t.is(await w.zoneStatus('hz-a'), 'up', 'paused: nothing written');

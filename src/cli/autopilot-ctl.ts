@@ -3,7 +3,9 @@
 import { AutopilotControl, etcdOf } from '../autopilot/control';
 import { cgError } from '../errors';
 import { stringOption } from './args';
+import type { TableStore } from '../store/types';
 import type { Command, CommandContext } from './command';
+import { escapeForTerminal } from './output';
 import { actorOf } from './commands/init';
 
 const STORE = '--etcd HOST:PORT[,…] [--prefix P]';
@@ -15,7 +17,7 @@ async function setFlag(ctx: CommandContext, paused: boolean): Promise<number> {
   await control.setPaused(paused, actorOf(ctx.args.values), reason ?? '');
   const state = await control.pauseState();
   if (ctx.out.json) ctx.out.data(state);
-  else ctx.out.text(state.paused ? `autopilot paused by ${state.actor} (${state.reason})` : 'autopilot running (not paused)');
+  else ctx.out.text(state.paused ? `autopilot paused by ${escapeForTerminal(state.actor ?? '?')} (${escapeForTerminal(state.reason ?? '')})` : 'autopilot running (not paused)');
   return 0;
 }
 
@@ -41,12 +43,34 @@ export const autopilotStatusCommand: Command = {
   examples: ['cellctl autopilot status --etcd 127.0.0.1:2379 --json'],
   options: {},
   run: async (ctx) => {
-    const control = new AutopilotControl(etcdOf(ctx.store()));
-    const [state, leader] = await Promise.all([control.pauseState(), control.leader()]);
-    if (ctx.out.json) ctx.out.data({ ...state, leader });
-    else ctx.out.text(`autopilot: ${state.paused ? `paused by ${state.actor ?? '?'} at ${state.at ?? '?'} (${state.reason ?? ''})` : 'running'}; leader: ${leader ?? 'none'}`);
+    const status = await autopilotStatusOf(ctx.store());
+    if (!status) etcdOf(ctx.store()); // throws the file-store message
+    if (ctx.out.json) ctx.out.data(status);
+    else ctx.out.text(autopilotStatusText(status!));
     return 0;
   },
 };
+
+export interface AutopilotStatus {
+  readonly paused: boolean;
+  readonly actor: string | null;
+  readonly at: string | null;
+  readonly reason: string | null;
+  readonly leader: string | null;
+}
+
+/** The autopilot's flag and leader for `cellctl status` (null for a store without an autopilot). */
+export async function autopilotStatusOf(store: TableStore): Promise<AutopilotStatus | null> {
+  if (!(store as { etcd?: unknown }).etcd) return null;
+  const control = new AutopilotControl(etcdOf(store));
+  const [state, leader] = await Promise.all([control.pauseState(), control.leader()]);
+  return { ...state, leader };
+}
+
+/** One line of text; every part written by another process is escaped for the terminal. */
+export function autopilotStatusText(s: AutopilotStatus): string {
+  const e = (v: string | null) => escapeForTerminal(v ?? '?');
+  return `autopilot: ${s.paused ? `PAUSED by ${e(s.actor)} at ${e(s.at)} (${e(s.reason)})` : 'running'}; leader: ${s.leader === null ? 'none' : e(s.leader)}`;
+}
 
 export const AUTOPILOT_COMMANDS: readonly Command[] = [autopilotPauseCommand, autopilotResumeCommand, autopilotStatusCommand];
