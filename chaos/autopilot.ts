@@ -107,3 +107,29 @@ export const onlyFailedZonesActedOn = (failed: readonly string[], cooldownMs: nu
     return { passed: true, detail: `${changes.length} status change(s): ${changes.map((c) => `${c.zone}->${c.status}`).join(', ') || 'none'}` };
   },
 });
+
+/** Health probes from `gateways` find the servers of `zone` unreachable (an empty list heals). */
+export const zoneUnreachableFrom = (zone: string, gateways: readonly string[]): Omit<Step, 'at'> => ({
+  label: gateways.length ? `${zone} unreachable from ${gateways.join(',')}` : `${zone} reachable from all`,
+  kind: gateways.length ? 'fault' : 'heal',
+  run: async ({ cluster }: StepContext) => {
+    for (const s of cluster.servers(zone)) {
+      const res = await fetch(`${s.url}/__chaos/unreachable-from?gateways=${encodeURIComponent(gateways.join(','))}`, { signal: AbortSignal.timeout(5_000) });
+      if (res.status !== 200) throw new Error(`${s.name}: ${res.status}`);
+    }
+    return `${zone} servers: probes from [${gateways.join(',')}] cut`;
+  },
+});
+
+/** Fails (the step, hence the run) unless the autopilot's /status shows `zone` as `want` says. */
+export const expectAutopilotView = (id: string, zone: string, label: string, want: (z: { result: string; unhealthy: number; live: number }) => boolean): Omit<Step, 'at'> => ({
+  label,
+  kind: 'mark',
+  run: async ({ memo }: StepContext) => {
+    const admin = memo.get(`autopilot:${id}`) as string;
+    const status = await (await fetch(`${admin}/status`, { signal: AbortSignal.timeout(5_000) })).json() as { zones: { zone: string; result: string; unhealthy: number; live: number; why: string }[] };
+    const z = status.zones.find((x) => x.zone === zone);
+    if (!z || !want(z)) throw new Error(`${id} sees ${zone}: ${JSON.stringify(z)}`);
+    return `${id}: ${zone} ${z.result} (${z.why})`;
+  },
+});

@@ -2,6 +2,7 @@
 import type { Scenario } from '../scenario';
 import autopilotFlappingZone from './autopilot-flapping-zone';
 import autopilotLeaderKilled from './autopilot-leader-killed';
+import autopilotOneSidedPartition from './autopilot-one-sided-partition';
 import autopilotZoneDies from './autopilot-zone-dies';
 import cascadingCityDown from './cascading-city-down';
 import corruptedTable from './corrupted-table';
@@ -41,5 +42,6 @@ export const SCENARIOS: readonly Scenario[] = [
   slowClientsDuringDrain,
   autopilotZoneDies,
   autopilotLeaderKilled,
+  autopilotOneSidedPartition,
   autopilotFlappingZone,
 ];
