@@ -14,7 +14,7 @@ export const AUTOPILOT_HELP = `  cellgate autopilot --store etcd:HOST:PORT[,…]
       Health-driven zone failover (docs/autopilot.md): run several; one leads (etcd election).
 `;
 
-const OPTIONS = {
+export const AUTOPILOT_OPTIONS = {
   store: { type: 'string' }, prefix: { type: 'string' }, id: { type: 'string' }, 'admin-port': { type: 'string' }, 'admin-host': { type: 'string' },
   'down-after': { type: 'string' }, cooldown: { type: 'string' }, 'max-down-share': { type: 'string' }, 'dry-run': { type: 'boolean' },
   'auto-failback': { type: 'boolean' }, 'up-after': { type: 'string' }, 'lease-ttl': { type: 'string' }, 'log-level': { type: 'string' },
@@ -30,7 +30,7 @@ function num(values: Parsed['values'], name: string, min: number, max: number, d
 
 /** Starts the replica; resolves with its stop function once the admin port listens. */
 export async function runAutopilot(argv: readonly string[]): Promise<() => Promise<void>> {
-  const { values, positionals } = parseCommandArgs(argv, OPTIONS);
+  const { values, positionals } = parseCommandArgs(argv, AUTOPILOT_OPTIONS);
   if (positionals.length) throw cgError('USAGE', `unexpected argument ${positionals[0]}`);
   const spec = stringOption(values, 'store') ?? process.env.CELLGATE_STORE;
   if (!spec) throw cgError('USAGE', 'no store: give --store etcd:HOST:PORT (or set CELLGATE_STORE)');
