@@ -23,6 +23,7 @@ import type { TableStore } from '../src/store/types';
 import { startEtcdCluster, type EtcdCluster } from '../test/helpers/etcd';
 import { freePort } from '../test/helpers/ports';
 import { benchScript, CELLCTL_JS, CELLGATE_JS, jsonLine, startNode, stopAll, type BenchChild } from './children';
+import { autopilotSection } from './autopilot';
 import { histogramDelta, histogramSummary, walFsyncHistogram } from './etcd-metrics';
 import { PacedLoad, percentile, userPool, waitForOk, type Sample } from './load';
 import type { Report } from './report';
@@ -280,6 +281,7 @@ export async function run(report: Report): Promise<void> {
     // Back to every zone up whatever the CLI changes left.
     await new FailoverExecutor({ store, makePlan: (t) => planZoneUp(t, ZONE), actor: 'bench', reason: 'benchmark' }).run();
     await pauseSection(report, store, ports[0] as number);
+    if (process.env.BENCH_FAILOVER_AUTOPILOT !== '0') await autopilotSection(report, store, etcd, PREFIX, ports[0] as number, children);
   } finally {
     await store?.close();
     await stopAll(children);

@@ -166,6 +166,8 @@ export interface CellctlRun {
 }
 
 export class Cluster {
+  /** Processes a scenario's steps started (e.g. autopilot replicas): stopped first by stop(). */
+  readonly extraProcs = new Set<Proc>();
   private unregister: (() => void) | null = null;
   private stopped: Promise<void> | null = null;
 
@@ -260,6 +262,7 @@ export class Cluster {
   /** Stops everything (idempotent): gateways, zone servers, proxies, etcd (its data dirs removed). */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
+      await Promise.allSettled([...this.extraProcs].map((p) => p.stop()));
       await Promise.allSettled(this.gateways.map((g) => g.stop()));
       await Promise.allSettled(this.zoneServers.map((s) => s.stop()));
       await Promise.allSettled([

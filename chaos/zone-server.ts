@@ -103,9 +103,18 @@ async function main(): Promise<void> {
   }
 
   const streams = serveStreams({ zone: zone as string, srv, enforce, judge, recheck: (headers) => follower.check(zone as string, headers), log: (line) => writeSync(streamLogFd, `${JSON.stringify(line)}\n`) });
+  const unreachableFrom = new Set<string>();
   const server = createServer((req, res) => {
     const url = req.url ?? '/';
     if (url.startsWith('/__chaos/state')) return reply(res, 200, { zone, srv, view: viewVersion(), pid: process.pid });
+    // A one-sided partition: health probes from the named gateways see this server unreachable.
+    if (url.startsWith('/__chaos/unreachable-from?')) {
+      unreachableFrom.clear();
+      for (const g of (new URLSearchParams(url.split('?')[1]).get('gateways') ?? '').split(',')) if (g) unreachableFrom.add(g);
+      return reply(res, 200, { unreachableFrom: [...unreachableFrom] });
+    }
+    const prober = req.headers['x-cellgate-probe'];
+    if (typeof prober === 'string' && unreachableFrom.has(prober)) return void req.socket.destroy();
     const streamed = streams.slowKind(url);
     const hash = createHash('sha256');
     let bytes = 0;

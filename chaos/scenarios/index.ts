@@ -1,5 +1,9 @@
 // Every scenario of the harness, in the order the suites run them (quick ones first).
 import type { Scenario } from '../scenario';
+import autopilotFlappingZone from './autopilot-flapping-zone';
+import autopilotLeaderKilled from './autopilot-leader-killed';
+import autopilotOneSidedPartition from './autopilot-one-sided-partition';
+import autopilotZoneDies from './autopilot-zone-dies';
 import cascadingCityDown from './cascading-city-down';
 import corruptedTable from './corrupted-table';
 import etcdLeaderKill from './etcd-leader-kill';
@@ -36,4 +40,8 @@ export const SCENARIOS: readonly Scenario[] = [
   cascadingCityDown,
   hostileClients,
   slowClientsDuringDrain,
+  autopilotZoneDies,
+  autopilotLeaderKilled,
+  autopilotOneSidedPartition,
+  autopilotFlappingZone,
 ];

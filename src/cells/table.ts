@@ -11,7 +11,9 @@ import { GLOBAL_CELL, type RoutingTable, type VersionedTable } from './types';
 
 export const ZONE_STATUSES = ['up', 'draining', 'down'] as const;
 export const CELL_STATES = ['active', 'frozen'] as const;
-const ZONE_KEYS = ['name', 'region', 'city', 'capacity', 'upstreams', 'status'] as const;
+const ZONE_KEYS = ['name', 'region', 'city', 'capacity', 'upstreams', 'status', 'healthPath'] as const;
+/** A zone's probe path: absolute, no query/fragment/whitespace, bounded. */
+const HEALTH_PATH = /^\/[^\s?#]{0,1023}$/;
 const CELL_KEYS = ['name', 'home', 'zone', 'epoch', 'state', 'frozenUntilMs', 'movingTo'] as const;
 const TABLE_KEYS = ['format', 'name', 'ring', 'zones', 'cells', 'global', 'overrides', 'epochHighWater', 'allowLinkLocal'] as const;
 /** Longest accepted user id (the gateway refuses longer ones too). */
@@ -25,6 +27,9 @@ export function checkZone(p: Problems, z: unknown, path: string, statusRequired:
   checkString(p, z.city, join(path, 'city'), NAME);
   checkNumber(p, z.capacity, join(path, 'capacity'), 0);
   if (statusRequired || z.status !== undefined) checkOneOf(p, z.status, join(path, 'status'), ZONE_STATUSES);
+  if (z.healthPath !== undefined && (typeof z.healthPath !== 'string' || !HEALTH_PATH.test(z.healthPath))) {
+    p.add(join(path, 'healthPath'), `must be an absolute path such as /healthz (no query, at most 1024 characters), got ${describe(z.healthPath)}`);
+  }
   const ups = z.upstreams;
   if (!Array.isArray(ups) || ups.length === 0) {
     p.add(join(path, 'upstreams'), 'must be a non-empty list of http(s) URLs');

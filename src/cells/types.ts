@@ -17,6 +17,8 @@ export interface Zone {
   /** http(s) base URLs of the zone's endpoints. */
   readonly upstreams: readonly string[];
   readonly status: ZoneStatus;
+  /** What gateways probe on each endpoint (GET; a 5xx, timeout or connect error fails); `/` when absent. */
+  readonly healthPath?: string;
 }
 
 export interface Cell {

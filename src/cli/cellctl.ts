@@ -20,11 +20,12 @@ import { escapeForTerminal as esc, makeOutput, reportError } from './output';
 import { promptPassword } from './password-prompt';
 import { quietIpServernameWarning } from './quiet-warnings';
 import { versionText } from './version';
+import { AUTOPILOT_COMMANDS } from './autopilot-ctl';
 
 export const COMMANDS: readonly Command[] = [
   initCommand, validateCommand, statusCommand, routeCommand,
   zoneDownCommand, zoneDrainCommand, zoneUpCommand, cellMoveCommand, regionDownCommand, regionUpCommand,
-  historyCommand, rollbackCommand,
+  historyCommand, rollbackCommand, ...AUTOPILOT_COMMANDS,
 ];
 
 const OUTPUT_FLAGS = ['json', 'yes', 'help', 'version'];

@@ -9,6 +9,7 @@ import { closest, flagLines } from './flags';
 import { reportError } from './output';
 import { quietIpServernameWarning } from './quiet-warnings';
 import { versionText } from './version';
+import { AUTOPILOT_OPTIONS } from './autopilot-options';
 
 const SERVE_OPTIONS = {
   config: { type: 'string' }, store: { type: 'string' }, prefix: { type: 'string' }, port: { type: 'string' }, 'admin-port': { type: 'string' },
@@ -60,6 +61,18 @@ SIGHUP reloads the TLS certificate.`,
 (config/demo-topology.yaml; ports 7001-7008, or --base-port N to N+7) on the embedded file
 store in DIR. --reset starts from a fresh table. Prints what to try.`,
     options: DEMO_OPTIONS,
+  },
+  {
+    name: 'autopilot',
+    brief: 'health-driven zone failover: run several, one leads (etcd election)',
+    usage: 'cellgate autopilot --store etcd:HOST:PORT[,…] [FLAGS]',
+    summary: `Health-driven zone failover (docs/autopilot.md): a zone is declared down when a strict
+majority of live gateways, standing in at least two zones and still seeing another zone
+healthy, report it unhealthy for --down-after; then the same planner and executor as
+\`cellctl zone down\` run, with actor autopilot. Run several replicas: one leads (an etcd
+election on the prefix), the others stand by. Admin port: /healthz /readyz /metrics /status.
+Needs etcd (its election and pause flag live there).`,
+    options: AUTOPILOT_OPTIONS,
   },
   {
     name: 'zone-server',
@@ -125,6 +138,9 @@ export async function main(argv: readonly string[]): Promise<number | null> {
   switch (command.name) {
     case 'serve':
       return (await import('./serve')).serve(values, positionals);
+    case 'autopilot':
+      onSignals(await (await import('./autopilot')).runAutopilot(values, positionals));
+      return null;
     case 'demo':
       await (await import('./demo')).runDemo(values, positionals, onSignals);
       return null;

@@ -23,6 +23,7 @@ import { type Component, type DestinationStream, type GatewayLog, createLogSink,
 import { GatewayMetrics } from './metrics';
 import { MoveMetrics } from './move-metrics';
 import { PresencePublisher } from './presence';
+import { ZoneProber } from './probes';
 import { buildTrafficServer } from './proxy';
 import { RoutingStateHolder } from './routing-state';
 import { TableFollower, type TableSource } from './table-follower';
@@ -120,6 +121,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     ttlSeconds: options.presenceTtlSeconds,
     clock,
   });
+  const prober = new ZoneProber({
+    intervalMs: config.probe.intervalMs, timeoutMs: config.probe.timeoutMs, clock, registry: metrics.registry, gatewayId: config.id,
+    pools: () => routing.current?.pools ?? null,
+    onChange: (report) => presence.zoneHealthChanged(report),
+  });
   const freezeAck = new FreezeAcknowledger({
     clock,
     requests: load.requests,
@@ -176,6 +182,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     closeWebSockets: () => void websockets.closeAll(),
     releaseHeld: () => buffer.shutdown(),
     stopRest: async () => {
+      prober.close();
       freezeAck.cancel();
       load.requests.clearWaiters();
       routing.rejectWaiters((version) => new Error(`gateway ${config.id} shut down before table version ${version}`));
@@ -195,7 +202,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   return {
     config,
     registry: metrics.registry,
-    start: () => lifecycle.start(),
+    start: () => lifecycle.start().then((addresses) => (prober.start(), addresses)),
     shutdown: () => thenFlush(lifecycle.close()),
     destroy: () => thenFlush(lifecycle.destroy()),
     reloadTls: () => (tls ? tls.reload(traffic.server) : Promise.reject(new Error('tls is not configured'))),

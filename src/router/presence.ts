@@ -4,7 +4,7 @@
 // unregistered are carried by the next registration. Updates are serialized; only the
 // newest record is written when several pile up.
 import { hostname } from 'node:os';
-import type { PresenceRecord, PresenceRegistration, PresenceStore } from '../store/types';
+import type { PresenceRecord, PresenceRegistration, PresenceStore, ZoneHealthReport } from '../store/types';
 import type { Clock, TimerHandle } from './clock';
 
 export interface PresenceFacts {
@@ -27,6 +27,7 @@ export interface PresenceOptions {
 export class PresencePublisher {
   private readonly o: PresenceOptions;
   private applied = { version: 0, checksum: '' };
+  private zoneHealth: Record<string, ZoneHealthReport> | null = null;
   private registration: PresenceRegistration | null = null;
   private registering: Promise<void> | null = null;
   private writing: Promise<void> = Promise.resolve();
@@ -46,6 +47,14 @@ export class PresencePublisher {
   /** The gateway applied a new table. */
   tableApplied(version: number, checksum: string): void {
     this.applied = { version, checksum };
+    if (!this.registration || this.closed) return;
+    this.dirty = true;
+    this.writing = this.writing.then(() => this.flush());
+  }
+
+  /** The gateway's view of the zones changed (probes.ts calls this only on a change). */
+  zoneHealthChanged(report: Record<string, ZoneHealthReport>): void {
+    this.zoneHealth = report;
     if (!this.registration || this.closed) return;
     this.dirty = true;
     this.writing = this.writing.then(() => this.flush());
@@ -76,6 +85,7 @@ export class PresencePublisher {
       updatedAt: new Date(this.o.clock.now()).toISOString(),
       pid: process.pid,
       host: hostname(),
+      ...(this.zoneHealth ? { zoneHealth: this.zoneHealth } : {}),
     };
   }
 

@@ -38,6 +38,11 @@ export class EtcdStore implements TableStore {
     this.presence = new EtcdPresence(this.ctx, () => this.assertOpen());
   }
 
+  /** The client and key prefix, for the autopilot's leader election and pause flag (src/autopilot). */
+  get etcd(): { readonly client: EtcdContext['client']; readonly prefix: string } {
+    return { client: this.ctx.client, prefix: this.ctx.opts.prefix };
+  }
+
   async load(): Promise<VersionedTable | null> {
     this.assertOpen();
     const res = await this.ctx.call('load table', 'read', () => this.ctx.client.get(this.ctx.keys.table).exec());

@@ -20,6 +20,28 @@ const FIELDS: readonly (readonly [keyof PresenceRecord, Check, string])[] = [
   ['host', isString, 'a string'],
 ];
 
+const MAX_ZONES = 1000;
+const isTimeOrNull: Check = (v) => v === null || (isString(v) && !Number.isNaN(Date.parse(v as string)));
+
+/** The optional zoneHealth field: zone name -> {healthy, failingSince, lastOk, endpointsUp, endpointsTotal}. */
+function zoneHealthProblem(v: unknown): string | null {
+  if (v === undefined) return null;
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return 'zoneHealth is not an object of zone reports';
+  const entries = Object.entries(v as Record<string, unknown>);
+  if (entries.length > MAX_ZONES) return `zoneHealth has more than ${MAX_ZONES} zones`;
+  for (const [zone, r] of entries) {
+    if (r === null || typeof r !== 'object' || Array.isArray(r)) return `zoneHealth.${zone} is not an object`;
+    const h = r as Record<string, unknown>;
+    if (typeof h.healthy !== 'boolean') return `zoneHealth.${zone}.healthy is not true or false`;
+    if (!isTimeOrNull(h.failingSince)) return `zoneHealth.${zone}.failingSince is not a time or null`;
+    if (!isTimeOrNull(h.lastOk)) return `zoneHealth.${zone}.lastOk is not a time or null`;
+    if (!isCount(h.endpointsUp) || !isCount(h.endpointsTotal) || (h.endpointsUp as number) > (h.endpointsTotal as number)) {
+      return `zoneHealth.${zone} endpointsUp/endpointsTotal are not counts with up <= total`;
+    }
+  }
+  return null;
+}
+
 export type DecodedPresence = { readonly ok: true; readonly record: PresenceRecord } | { readonly ok: false; readonly malformed: MalformedPresence };
 
 /** Validates one stored record; `keyId` names it when its own id cannot be trusted. */
@@ -28,6 +50,8 @@ export function decodePresence(raw: unknown, keyId: string): DecodedPresence {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return bad('not a JSON object');
   const doc = raw as Record<string, unknown>;
   const problems = FIELDS.filter(([key, check]) => !check(doc[key])).map(([key, , want]) => `${key} ${key in doc ? 'is not' : 'missing, expected'} ${want}`);
+  const zh = zoneHealthProblem(doc.zoneHealth);
+  if (zh) problems.push(zh);
   if (problems.length) return bad(problems.join('; '));
   if (doc.id !== keyId) return bad(`id ${JSON.stringify(doc.id)} does not match its key (${JSON.stringify(keyId)})`);
   return { ok: true, record: raw as PresenceRecord };
@@ -58,5 +82,5 @@ export function snapshotOf(decoded: readonly DecodedPresence[]): PresenceSnapsho
 
 /** A stable key for "did the set of live gateways change?" (snapshots are delivered only on change). */
 export function snapshotKey(s: PresenceSnapshot): string {
-  return JSON.stringify([s.records.map((r) => [r.id, r.appliedVersion, r.checksum, r.zone]), s.malformed]);
+  return JSON.stringify([s.records.map((r) => [r.id, r.appliedVersion, r.checksum, r.zone, r.zoneHealth ?? null]), s.malformed]);
 }

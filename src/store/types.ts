@@ -81,6 +81,19 @@ export interface PresenceRecord {
   readonly updatedAt: string;
   readonly pid: number;
   readonly host: string;
+  /** What this gateway sees of every zone (active probes and passive health); absent from older gateways. */
+  readonly zoneHealth?: Readonly<Record<string, ZoneHealthReport>>;
+}
+
+/** One gateway's view of one zone, as published in its presence record. */
+export interface ZoneHealthReport {
+  readonly healthy: boolean;
+  /** ISO time since when the zone has been unhealthy here (null while healthy). */
+  readonly failingSince: string | null;
+  /** ISO time of the last successful probe of any of its endpoints (null: never). */
+  readonly lastOk: string | null;
+  readonly endpointsUp: number;
+  readonly endpointsTotal: number;
 }
 
 export interface PresenceRegistration {

@@ -4,6 +4,7 @@ import type { MalformedPresence, PresenceRecord, PresenceSnapshot } from '../../
 import type { Command } from '../command';
 import { formatTable } from '../output';
 import { loadView } from './route';
+import { autopilotStatusOf, autopilotStatusText } from '../autopilot-ctl';
 
 export interface StatusReport {
   readonly name: string;
@@ -152,8 +153,9 @@ export const statusCommand: Command = {
     const s = store();
     const view = await loadView(s);
     const report = statusReport(view, await s.presence.snapshot(), args.values.cells === true);
-    if (out.json) out.data(report);
-    else out.text(statusText(report, args.values.gateways === true));
+    const autopilot = await autopilotStatusOf(s);
+    if (out.json) out.data(autopilot ? { ...report, autopilot } : report);
+    else out.text(statusText(report, args.values.gateways === true) + (autopilot ? `\n\n${autopilotStatusText(autopilot)}` : ''));
     return 0;
   },
 };

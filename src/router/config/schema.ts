@@ -108,6 +108,10 @@ export const GatewayConfigSchema = Type.Object({
       description: 'Requests already at the old zone when their cell freezes may run this long (at most a quarter of the freeze window left), then are cut.',
     }),
   }, 'Planned moves of a cell.'),
+  probe: section({
+    intervalMs: int(100, MAX_MS, 1_000, 'Every zone endpoint is probed this often (GET of the zone\'s healthPath; a connect error, a timeout or a 5xx fails); at most one probe in flight per endpoint.'),
+    timeoutMs: int(1, MAX_MS, 1_000, 'One probe\'s deadline (connect to end of headers).'),
+  }, 'Active health of zones (the evidence `cellgate autopilot` decides on).'),
   trustProxy: Type.Boolean({ default: false, description: 'Keep and extend client-sent x-forwarded-* (only behind a proxy you run).' }),
   snapshotPath: Type.Union([Type.String({ minLength: 1 }), Type.Boolean(), Type.Null()], {
     default: true,
