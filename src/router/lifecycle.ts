@@ -1,7 +1,7 @@
 // The gateway's lifecycle, after undici's close/destroy: start() follows the table, registers
-// and listens; close() stops accepting, deregisters, lets in-flight requests finish (bounded
-// by shutdownGraceMs: then held requests are answered 504 and every connection is cut) and
-// resolves only when every server, socket, watch and timer it started is gone; destroy()
+// and listens; close() stops accepting, lets in-flight requests finish (bounded by
+// shutdownGraceMs: then held requests are answered 504 and every connection is cut), then
+// deregisters, and resolves only when every server, socket, watch and timer it started is gone; destroy()
 // is close() without the grace. Both are idempotent and share one stop.
 import type { AddressInfo, Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
@@ -136,10 +136,12 @@ export class GatewayLifecycle {
       }, this.graceMs);
     });
     try {
-      // Deregister first so `cellctl` stops waiting for this gateway; a store that hangs
-      // must not hold shutdown beyond the grace period.
+      // The presence record stays until the traffic is drained: while this gateway still serves
+      // requests it follows the table and acknowledges freezes, so cellctl must keep counting it
+      // (deregistering first let a freeze converge while a request ran at the old zone).
+      await traffic.close(); // bounded: when the grace ends every connection is cut
+      // A store that hangs must not hold shutdown beyond the grace period.
       await Promise.race([presence.close().catch((err: Error) => log('presence.close_failed', { error: err.message })), graceElapsed]);
-      await traffic.close();
     } finally {
       if (graceTimer) clock.clearTimer(graceTimer);
       if (cutTimer) clock.clearTimer(cutTimer);
