@@ -146,7 +146,7 @@ test('etcd: a write that got no answer and did not land is reported unavailable,
   hooks.dropNextWrite = true;
   const err = await t.throwsAsync(store.compareAndSwap(first.version, bumpedTable(demoTable())));
   t.true(isCellgateError(err, 'STORE_UNAVAILABLE'));
-  t.regex(err?.message ?? '', /has not landed \(table still at version \d+\); it was not re-sent/);
+  t.regex(err?.message ?? "", /has not landed yet \(table still at version \d+\), but it may still commit: its outcome is unknown and it was not re-sent/);
   t.is((await store.load())?.version, first.version);
   t.is((await store.listHistory()).length, 1);
   // Meanwhile another writer won: the same unknown outcome is then a plain conflict.

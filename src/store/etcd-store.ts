@@ -89,8 +89,9 @@ export class EtcdStore implements TableStore {
   /**
    * The write's outcome is unknown (no reply): one re-read says what happened. Our history
    * key exists only if our transaction committed; a table at another version means it can
-   * no longer commit (a conflict). A table still at `expected` is reported as unavailable:
-   * the write is not re-sent.
+   * no longer commit (a conflict). A table still at `expected` is reported as unavailable
+   * with its outcome unknown: the transaction may still be in flight and commit later (a
+   * re-read cannot rule that out), and it is never re-sent.
    */
   private async reconcile(cause: Error, expected: number, historyKey: string, checksum: string): Promise<CasResult> {
     const { client, keys } = this.ctx;
@@ -107,7 +108,7 @@ export class EtcdStore implements TableStore {
     if (ours) return { ok: true, version: Number(ours.mod_revision), checksum };
     const current = tableKv ? Number(tableKv.mod_revision) : 0;
     if (current !== expected) return { ok: false, current: tableKv ? this.decode(tableKv) : null };
-    throw cgError('STORE_UNAVAILABLE', `compare-and-swap got no answer (${cause.message}); a re-read shows it has not landed (table still at version ${expected}); it was not re-sent`, { cause });
+    throw cgError('STORE_UNAVAILABLE', `compare-and-swap got no answer (${cause.message}); a re-read shows it has not landed yet (table still at version ${expected}), but it may still commit: its outcome is unknown and it was not re-sent; check \`cellctl status\` and \`cellctl history\` before trying again`, { cause });
   }
 
   /** Oldest first. An entry's version is its key's mod revision (entries written before that carry their own). */
