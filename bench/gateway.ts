@@ -1,14 +1,16 @@
-// The gateway's benchmark, all in one run against one upstream process:
-//  - requests/s, closed loop (autocannon): plain @fastify/http-proxy with a static upstream
-//    (the baseline), `cellgate serve`, `cellgate serve --workers 2`, and nginx with
-//    `hash $http_x_user_id consistent` where nginx is installed;
-//  - added latency at a fixed 2,000 req/s (open loop): p50/p99 through the gateway (and
-//    through the baseline proxy) minus p50/p99 of calling the upstream directly.
-// Every proxy is a child process of its own; the load generator runs in this process. The
-// gateway's table (file store) routes every zone to the same upstream, so the gateway and the
-// baseline do the same proxying and differ only in what the gateway does per request.
-// Runs are sequential and take turns (round 1: every target, round 2: every target again, …);
-// each figure is the best of its runs (ROUNDS for requests/s, LATENCY_ROUNDS for latency).
+// The gateway's benchmark (issue 13), all in one run against one upstream:
+//  - requests/s, closed loop with wrk (C; `-t1 -c64`, 100,000 distinct users from a Lua
+//    script), autocannon when wrk is not installed (said so): plain fastify +
+//    @fastify/http-proxy with a static upstream (the bar), `cellgate serve`, raw node:http +
+//    an undici Pool (the Node ceiling), nginx with one worker and `hash $http_x_user_id
+//    consistent` where nginx is installed, and `cellgate serve --workers 2`;
+//  - CPU per request of each proxy's processes, read from /proc over the measured run;
+//  - added latency at a fixed 2,000 req/s (open loop, this process's own paced client): p50/p99
+//    through each proxy minus p50/p99 of calling the upstream directly in the same round.
+// The upstream is nginx `return 200` when nginx is installed, else a node:http process.
+// Every side runs ROUNDS times, taking turns (round 1: every target, round 2: every target
+// again, …); each figure is the MEDIAN of its runs, with the spread (lowest–highest) beside
+// it. Never the best run: on a shared machine the best run is the one nobody else was busy.
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { tableFromTopologyText } from '../src/cells/topology';
@@ -17,26 +19,29 @@ import { freePort } from '../test/helpers/ports';
 import {
   benchScript, CELLGATE_JS, groupCpuMs, jsonLine, makeTempDir, removeTempDir, startNode, stopAll, type BenchChild,
 } from './children';
-import { closedLoop, pacedRun, percentile, userPool, waitForOk, type ClosedLoopResult, type Sample } from './load';
+import { closedLoop, pacedRun, percentile, userPool, waitForOk, type Sample } from './load';
 import { findNginx, startNginx, type RunningNginx } from './nginx';
 import type { Report } from './report';
 import { benchTopology } from './topology';
+import { findWrk, runWrk, writeUsersScript } from './wrk';
 
 const ROUNDS = 3;
-const CONNECTIONS = 50;
-const WARMUP_S = 2;
-const DURATION_S = 8;
-const USERS = 1_000;
+const CONNECTIONS = 64;
+const WRK_THREADS = 1;
+const WARMUP_S = 1;
+const DURATION_S = 5;
+const USERS = 100_000;
 const FIXED_RATE = 2_000;
-/** Many short runs rather than two long ones: one stall from another process spoils a run's p99. */
-const LATENCY_ROUNDS = 5;
+const LATENCY_ROUNDS = 3;
 const LATENCY_WARMUP_MS = 500;
-const LATENCY_DURATION_MS = 4_000;
-const RATIO_BAR = 0.85;
+const LATENCY_DURATION_MS = 3_000;
+const RATIO_BAR = 1.0;
+const RATIO_MOONSHOT = 1.3;
+const NGINX_RATIO_BAR = 0.45;
 const ADDED_P99_GOAL_MS = 2;
-/** Beyond these, the direct run says the machine itself is saturated (see latencySection). */
+const ADDED_P50_GOAL_MS = 0.3;
+/** Beyond this, the direct run says the machine itself is saturated. */
 const LATE_WARNING_MS = 5;
-const DIRECT_P99_WARNING_MS = 20;
 
 /** Starts a bench helper that prints a "listening" line; the child joins `children` at once (stopped even if start-up fails). */
 async function startListening(children: BenchChild[], name: string, script: string, args: readonly string[]): Promise<{ child: BenchChild; port: number }> {
@@ -52,7 +57,7 @@ async function startGateway(children: BenchChild[], storePath: string, workers: 
   const child = startNode(`cellgate serve --workers ${workers}`, CELLGATE_JS, [
     'serve', '--store', `file:${storePath}`, '--port', String(port), '--admin-port', '0', '--zone', 'sh-a',
     '--id', `bench-gw-${workers}`, '--workers', String(workers),
-  ]);
+  ], process.env.CELLGATE_BENCH_NODE_ARGS ? { NODE_OPTIONS: process.env.CELLGATE_BENCH_NODE_ARGS } : undefined);
   children.push(child);
   let listening = 0;
   await child.waitForLine((l) => l.includes('"event":"listening"') && ++listening === workers);
@@ -60,134 +65,164 @@ async function startGateway(children: BenchChild[], storePath: string, workers: 
   return { child, port };
 }
 
+interface Run { readonly rps: number; readonly cpuUs: number | null; readonly bad: number }
+
 interface Target {
   readonly name: string;
   readonly port: number;
   /** Process group of the proxy, for its CPU time. */
   readonly pgid: number | undefined;
-  best: ClosedLoopResult | null;
-  /** Lowest CPU time of the proxy's processes per request over the runs (µs), when /proc tells. */
-  cpuPerRequestUs: number | null;
-  readonly problems: string[];
+  readonly runs: Run[];
 }
 
-function target(name: string, port: number, pgid: number | undefined): Target {
-  return { name, port, pgid, best: null, cpuPerRequestUs: null, problems: [] };
+const median = (values: readonly number[]) => percentile(values, 50);
+const spread = (values: readonly number[], digits = 0) => `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}`;
+
+/** wrk when installed, else autocannon (in this process: it competes for the same cores). */
+interface Generator {
+  readonly name: string;
+  run(port: number, durationS: number): Promise<{ rps: number; total: number; bad: number }>;
 }
 
-async function measureThroughput(target: Target, users: readonly string[]): Promise<void> {
-  const url = `http://127.0.0.1:${target.port}`;
-  await closedLoop({ url, connections: CONNECTIONS, durationS: WARMUP_S, users });
+async function generator(dir: string, users: readonly string[]): Promise<Generator> {
+  const wrk = findWrk();
+  if (wrk) {
+    const script = await writeUsersScript(dir, users.length);
+    return {
+      name: `wrk -t${WRK_THREADS} -c${CONNECTIONS} (Lua script: ${users.length.toLocaleString('en-US')} distinct x-user-id)`,
+      run: (port, durationS) => runWrk({ binary: wrk, script, port, threads: WRK_THREADS, connections: CONNECTIONS, durationS }),
+    };
+  }
+  return {
+    name: `autocannon, ${CONNECTIONS} connections (wrk not installed: the generator is Node in this process and eats the same cores)`,
+    run: async (port, durationS) => {
+      const r = await closedLoop({ url: `http://127.0.0.1:${port}`, connections: CONNECTIONS, durationS, users });
+      return { rps: r.rps, total: r.total, bad: r.non2xx + r.errors };
+    },
+  };
+}
+
+async function measureThroughput(gen: Generator, target: Target): Promise<void> {
+  await gen.run(target.port, WARMUP_S);
   const cpuBefore = groupCpuMs(target.pgid);
-  const r = await closedLoop({ url, connections: CONNECTIONS, durationS: DURATION_S, users });
+  const r = await gen.run(target.port, DURATION_S);
   const cpuAfter = groupCpuMs(target.pgid);
-  if (r.non2xx > 0 || r.errors > 0) target.problems.push(`${r.non2xx} non-2xx answers and ${r.errors} errors in a run`);
-  if (!target.best || r.rps > target.best.rps) target.best = r;
-  if (cpuBefore !== null && cpuAfter !== null && r.total > 0) {
-    const us = ((cpuAfter - cpuBefore) * 1000) / r.total;
-    target.cpuPerRequestUs = Math.min(target.cpuPerRequestUs ?? Infinity, us);
+  const cpuUs = cpuBefore !== null && cpuAfter !== null && r.total > 0 ? ((cpuAfter - cpuBefore) * 1000) / r.total : null;
+  target.runs.push({ rps: r.rps, cpuUs, bad: r.bad });
+}
+
+/** Requests/s and CPU per request of every target; targets[0] is the baseline, targets[1] cellgate. */
+async function throughputSection(report: Report, gen: Generator, targets: readonly Target[], nginxName: string | null, upstreamName: string): Promise<void> {
+  report.section(`gateway requests/s: closed loop, ${DURATION_S} s after ${WARMUP_S} s warm-up, ${ROUNDS} runs per side alternated, median (spread)`);
+  report.note(`generator: ${gen.name}; upstream: ${upstreamName}`);
+  report.note(`${cpus().length} cores, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} at start: generator, proxy and upstream share them;`);
+  report.note('the ratios within this run are what count. CPU per request: user+system time of the proxy\'s processes (/proc) over the run.');
+  if (!nginxName) report.note('nginx not found: its figure is skipped (apt-get install nginx-light to include it).');
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const target of targets) await measureThroughput(gen, target);
+  }
+  report.note(`load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} at the end`);
+  const rpsOf = (t: Target) => median(t.runs.map((r) => r.rps));
+  const cpuOf = (t: Target) => {
+    const c = t.runs.map((r) => r.cpuUs).filter((v): v is number => v !== null);
+    return c.length ? median(c) : null;
+  };
+  const base = targets[0] as Target;
+  const baseRef = { name: 'baseline', value: rpsOf(base) };
+  for (const [i, t] of targets.entries()) {
+    const cpus = t.runs.map((r) => r.cpuUs).filter((v): v is number => v !== null);
+    const bad = t.runs.reduce((a, r) => a + r.bad, 0);
+    const note = `runs ${spread(t.runs.map((r) => r.rps))}${cpus.length ? `; CPU ${Math.round(median(cpus))} µs/req (${spread(cpus)})` : ''}${bad ? `; ${bad} non-2xx/errors` : ''}`;
+    report.line(t.name, rpsOf(t), 'req/s', i === 0 ? { note } : { baseline: baseRef, note });
+  }
+  const gw = targets[1] as Target;
+  // Ratio per round (the two sides ran back to back), then the median of those.
+  const ratios = gw.runs.map((r, i) => r.rps / (base.runs[i] as Run).rps);
+  const ratio = median(ratios);
+  report.line('cellgate serve / baseline', ratio, 'x', { bar: { min: RATIO_BAR }, note: `per-round ${spread(ratios, 2)}; moonshot ${RATIO_MOONSHOT}x: ${ratio >= RATIO_MOONSHOT ? 'met' : 'not met'}` });
+  const baseCpu = cpuOf(base);
+  const gwCpu = cpuOf(gw);
+  if (baseCpu !== null && gwCpu !== null) {
+    report.line('cellgate serve CPU per request / baseline', gwCpu / baseCpu, 'x', { note: '(lower is better; steadier than req/s on a shared machine)' });
+  }
+  const nginx = nginxName ? targets.find((t) => t.name === nginxName) : undefined;
+  if (nginx) {
+    const r = nginx.runs.map((n, i) => (gw.runs[i] as Run).rps / n.rps);
+    report.line('cellgate serve / nginx (one process each)', median(r), 'x', { bar: { min: NGINX_RATIO_BAR }, note: `per-round ${spread(r, 2)}` });
+  }
+  const w2 = targets.find((t) => t.name.includes('--workers 2'));
+  if (w2) {
+    report.line('cellgate --workers 2 / cellgate', rpsOf(w2) / rpsOf(gw), 'x', {
+      note: `${cpus().length} cores shared with wrk and the upstream: a second worker has no core of its own here`,
+    });
   }
 }
 
-interface LatencyFigures {
-  /** Per run. */
-  readonly p50: number[];
-  readonly p99: number[];
-  /** Per run: p99 of how late the generator sent (a starved machine shows here first). */
-  readonly lateP99: number[];
-  count: number;
-  failed: number;
-}
+interface LatencyRuns { readonly p50: number[]; readonly p99: number[]; readonly late: number[]; count: number; failed: number }
 
-const best = (values: readonly number[]) => Math.min(...values);
-
-async function measureLatency(port: number, users: readonly string[], into: LatencyFigures): Promise<void> {
+async function measureLatency(port: number, users: readonly string[], into: LatencyRuns): Promise<void> {
   const opts = { host: '127.0.0.1', port, ratePerS: FIXED_RATE, users };
   await pacedRun(opts, LATENCY_WARMUP_MS);
   const samples: Sample[] = await pacedRun(opts, LATENCY_DURATION_MS);
   const ok = samples.filter((s) => s.status === 200).map((s) => s.latencyMs);
   into.p50.push(percentile(ok, 50));
   into.p99.push(percentile(ok, 99));
-  into.lateP99.push(percentile(samples.map((s) => s.lateMs), 99));
+  into.late.push(percentile(samples.map((s) => s.lateMs), 99));
   into.count += samples.length;
   into.failed += samples.length - ok.length;
 }
 
-/** Requests/s of every target, closed loop; returns the gateway's (one worker). */
-async function throughputSection(report: Report, targets: readonly Target[], users: readonly string[], nginxFound: boolean): Promise<number> {
-  report.section(`gateway requests/s: closed loop, ${CONNECTIONS} connections, ${DURATION_S} s after ${WARMUP_S} s warm-up, best of ${ROUNDS}, ${USERS.toLocaleString('en-US')} users`);
-  report.note(`${cpus().length} cores (load average ${loadavg()[0]!.toFixed(1)} at start): the load generator (autocannon, this process),`);
-  report.note('the proxy measured and the upstream (one node:http process, fixed JSON body) share them, so the');
-  report.note('absolute figures are far below a real deployment; the ratios within this run are what count.');
-  if (!nginxFound) report.note('nginx not found: its figure is skipped.');
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const target of targets) await measureThroughput(target, users);
-  }
-  const base = targets[0]!.best as ClosedLoopResult;
-  const baseRef = { name: 'baseline', value: base.rps };
-  for (const [i, target] of targets.entries()) {
-    const best = target.best as ClosedLoopResult;
-    const cpu = target.cpuPerRequestUs === null ? '' : `, proxy CPU ${Math.round(target.cpuPerRequestUs)} µs/req`;
-    const note = `p50 ${best.p50Ms} ms, p99 ${best.p99Ms} ms${cpu}; ${Math.round(best.total).toLocaleString('en-US')} requests in the best run${target.problems.length ? `; ${target.problems.join('; ')}` : ''}`;
-    report.line(target.name, best.rps, 'req/s', i === 0 ? { note } : { baseline: baseRef, note });
-  }
-  const gatewayRatio = (targets[1]!.best as ClosedLoopResult).rps / base.rps;
-  report.line('cellgate serve / baseline', gatewayRatio, 'x', { bar: { min: RATIO_BAR }, note: `(goal >= 1.0: ${gatewayRatio >= 1 ? 'met' : 'not met'})` });
-  const baseCpu = targets[0]!.cpuPerRequestUs;
-  const gatewayCpu = targets[1]!.cpuPerRequestUs;
-  if (baseCpu !== null && gatewayCpu !== null) {
-    report.line('cellgate serve CPU per request / baseline', gatewayCpu / baseCpu, 'x', { note: '(lower is better; steadier than req/s on a shared machine)' });
-  }
-  return (targets[1]!.best as ClosedLoopResult).rps;
-
-}
-
-/** p50/p99 at a fixed rate: the upstream directly, through the gateway, through the baseline proxy. */
-async function latencySection(report: Report, ports: { upstream: number; gateway: number; baseline: number }, users: readonly string[], gatewayMax: number): Promise<void> {
-  report.section(`gateway added latency: open loop at a fixed ${FIXED_RATE.toLocaleString('en-US')} req/s, ${LATENCY_DURATION_MS / 1000} s after ${LATENCY_WARMUP_MS / 1000} s warm-up, best of ${LATENCY_ROUNDS}`);
-  report.note(`load average ${loadavg()[0]!.toFixed(1)} at start; evenly spaced requests on keep-alive connections, latency from send`);
-  report.note('to the end of the answer; the targets take turns, run by run.');
-  if (FIXED_RATE > 0.6 * gatewayMax) {
-    report.note(`NOTE: ${FIXED_RATE.toLocaleString('en-US')} req/s is ${Math.round((100 * FIXED_RATE) / gatewayMax)} % of the gateway's closed-loop maximum measured above: at that`);
-    report.note('load its latency is mostly queueing behind the other processes on these cores, not its per-request cost.');
-  }
-  const fresh = (): LatencyFigures => ({ p50: [], p99: [], lateP99: [], count: 0, failed: 0 });
+/** p50/p99 at a fixed rate: the upstream directly and through each proxy, round by round. */
+async function latencySection(report: Report, upstreamPort: number, proxies: readonly { name: string; port: number; bars: boolean }[], users: readonly string[]): Promise<void> {
+  report.section(`gateway added latency: open loop at a fixed ${FIXED_RATE.toLocaleString('en-US')} req/s, ${LATENCY_DURATION_MS / 1000} s after ${LATENCY_WARMUP_MS / 1000} s warm-up, ${LATENCY_ROUNDS} rounds, median (spread)`);
+  report.note('generator: this process\'s own paced client (bench/load.ts PacedLoad; wrk cannot pace, wrk2 is not in Debian): evenly');
+  report.note(`spaced requests on up to 64 keep-alive connections, latency from send to the end of the answer; added = proxy − direct in the same round.`);
+  report.note(`load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} at start`);
+  const fresh = (): LatencyRuns => ({ p50: [], p99: [], late: [], count: 0, failed: 0 });
   const direct = fresh();
-  const viaGateway = fresh();
-  const viaBaseline = fresh();
+  const via = proxies.map(fresh);
   for (let round = 0; round < LATENCY_ROUNDS; round++) {
-    await measureLatency(ports.upstream, users, direct);
-    await measureLatency(ports.gateway, users, viaGateway);
-    await measureLatency(ports.baseline, users, viaBaseline);
+    await measureLatency(upstreamPort, users, direct);
+    for (const [i, p] of proxies.entries()) await measureLatency(p.port, users, via[i] as LatencyRuns);
   }
-  // Each figure is the best run's (percentiles taken on their own), the median run's beside it.
-  const over = (f: LatencyFigures) => `median run p50 ${percentile(f.p50, 50).toFixed(2)} / p99 ${percentile(f.p99, 50).toFixed(2)} ms; `
-    + `${f.count.toLocaleString('en-US')} requests in ${LATENCY_ROUNDS} runs${f.failed ? `, ${f.failed} failed` : ''}; sends late by ${percentile(f.lateP99, 50).toFixed(1)} ms at p99 (median run)`;
-  const directLate = percentile(direct.lateP99, 50);
-  if (directLate > LATE_WARNING_MS || best(direct.p99) > DIRECT_P99_WARNING_MS) {
-    report.note(`NOTE: even calling the upstream directly, the machine did not keep up (best p99 ${best(direct.p99).toFixed(1)} ms, sends late by`);
-    report.note(`${directLate.toFixed(1)} ms at p99): other processes are starving these cores; the figures below are not the gateway's.`);
+  const late = median(direct.late);
+  if (late > LATE_WARNING_MS) report.note(`NOTE: the generator sent late by ${late.toFixed(1)} ms at p99 even to the upstream directly: the machine is starved.`);
+  const ms = (v: number[]) => `(${spread(v, 2)}) ms`;
+  report.line('upstream directly: p50', median(direct.p50), 'ms', { note: ms(direct.p50) });
+  report.line('upstream directly: p99', median(direct.p99), 'ms', { note: `${ms(direct.p99)}; ${direct.count.toLocaleString('en-US')} requests${direct.failed ? `, ${direct.failed} failed` : ''}` });
+  for (const [i, p] of proxies.entries()) {
+    const f = via[i] as LatencyRuns;
+    const added50 = f.p50.map((v, r) => v - (direct.p50[r] as number));
+    const added99 = f.p99.map((v, r) => v - (direct.p99[r] as number));
+    report.line(`${p.name}: added p50`, median(added50), 'ms', { ...(p.bars ? { bar: { max: ADDED_P50_GOAL_MS } } : {}), note: ms(added50) });
+    report.line(`${p.name}: added p99`, median(added99), 'ms', {
+      ...(p.bars ? { bar: { max: ADDED_P99_GOAL_MS } } : {}),
+      note: `${ms(added99)}; p50/p99 ${median(f.p50).toFixed(2)}/${median(f.p99).toFixed(2)} ms; ${f.count.toLocaleString('en-US')} requests${f.failed ? `, ${f.failed} failed` : ''}`,
+    });
   }
-  report.line('upstream called directly: p50', best(direct.p50), 'ms', { note: over(direct) });
-  report.line('upstream called directly: p99', best(direct.p99), 'ms');
-  report.line('baseline proxy: p50', best(viaBaseline.p50), 'ms', { note: over(viaBaseline) });
-  report.line('baseline proxy: p99', best(viaBaseline.p99), 'ms');
-  report.line('cellgate serve: p50', best(viaGateway.p50), 'ms', { note: over(viaGateway) });
-  report.line('cellgate serve: p99', best(viaGateway.p99), 'ms');
-  report.line('baseline proxy: added p50', best(viaBaseline.p50) - best(direct.p50), 'ms');
-  report.line('baseline proxy: added p99', best(viaBaseline.p99) - best(direct.p99), 'ms');
-  report.line('cellgate serve: added p50', best(viaGateway.p50) - best(direct.p50), 'ms');
-  report.line('cellgate serve: added p99', best(viaGateway.p99) - best(direct.p99), 'ms', { bar: { max: ADDED_P99_GOAL_MS }, note: '(goal)' });
 }
 
 export async function run(report: Report): Promise<void> {
   const users = userPool(USERS);
   const dir = await makeTempDir('cellgate-bench-gw-');
   const children: BenchChild[] = [];
-  let nginx: RunningNginx | null = null;
+  const nginxes: RunningNginx[] = [];
+  const ready = (port: number) => waitForOk(port, { 'x-user-id': users[0] as string });
   try {
-    const upstream = await startListening(children, 'upstream', benchScript('upstream-server'), []);
-    const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
+    const nginxBinary = findNginx();
+    let upstreamPort: number;
+    let upstreamName: string;
+    if (nginxBinary) {
+      const up = await startNginx(nginxBinary, { upstream: true }, ready);
+      nginxes.push(up);
+      upstreamPort = up.port;
+      upstreamName = 'nginx `return 200` (one worker)';
+    } else {
+      const up = await startListening(children, 'upstream', benchScript('upstream-server'), []);
+      upstreamPort = up.port;
+      upstreamName = 'node:http in its own process (nginx not installed)';
+    }
+    const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
     const storePath = join(dir, 'table.json');
     const store = openStore(`file:${storePath}`);
     try {
@@ -199,23 +234,31 @@ export async function run(report: Report): Promise<void> {
 
     const baseline = await startListening(children, 'baseline proxy', benchScript('baseline-proxy'), ['--upstream', upstreamUrl]);
     const gateway = await startGateway(children, storePath, 1, users);
+    const raw = await startListening(children, 'raw proxy', benchScript('raw-proxy'), ['--upstream', upstreamUrl]);
     const gateway2 = await startGateway(children, storePath, 2, users);
-    const nginxBinary = findNginx();
-    if (nginxBinary) {
-      nginx = await startNginx(nginxBinary, upstream.port, (port) => waitForOk(port, { 'x-user-id': users[0] as string }));
-    }
+    const nginxName = nginxBinary ? 'nginx 1 worker, hash $http_x_user_id consistent' : null;
+    const nginx = nginxBinary ? await startNginx(nginxBinary, { proxyTo: upstreamPort }, ready) : null;
+    if (nginx) nginxes.push(nginx);
 
     const targets: Target[] = [
-      target('baseline: @fastify/http-proxy, static upstream', baseline.port, baseline.child.pid),
-      target('cellgate serve', gateway.port, gateway.child.pid),
-      target('cellgate serve --workers 2', gateway2.port, gateway2.child.pid),
+      { name: 'baseline: @fastify/http-proxy, static upstream', port: baseline.port, pgid: baseline.child.pid, runs: [] },
+      { name: 'cellgate serve', port: gateway.port, pgid: gateway.child.pid, runs: [] },
+      { name: 'ceiling: node:http + undici Pool', port: raw.port, pgid: raw.child.pid, runs: [] },
+      ...(nginx && nginxName ? [{ name: nginxName, port: nginx.port, pgid: nginx.pid, runs: [] }] : []),
+      { name: 'cellgate serve --workers 2', port: gateway2.port, pgid: gateway2.child.pid, runs: [] },
     ];
-    if (nginx) targets.push(target('nginx 1 worker, hash $http_x_user_id consistent', nginx.port, nginx.pid));
-
-    const gatewayMax = await throughputSection(report, targets, users, nginxBinary !== null);
-    await latencySection(report, { upstream: upstream.port, gateway: gateway.port, baseline: baseline.port }, users, gatewayMax);
+    const only = process.env.CELLGATE_BENCH_ONLY; // e.g. "latency" or "throughput", for profiling sessions
+    if (only !== 'latency') await throughputSection(report, await generator(dir, users), targets, nginxName, upstreamName);
+    if (only !== 'throughput') {
+      await latencySection(report, upstreamPort, [
+        { name: 'cellgate serve', port: gateway.port, bars: true },
+        { name: 'baseline proxy', port: baseline.port, bars: false },
+        { name: 'ceiling node+undici', port: raw.port, bars: false },
+        ...(nginx ? [{ name: 'nginx', port: nginx.port, bars: false }] : []),
+      ], users);
+    }
   } finally {
-    await nginx?.stop();
+    await Promise.all(nginxes.map((n) => n.stop()));
     await stopAll(children);
     await removeTempDir(dir);
   }

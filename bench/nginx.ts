@@ -1,6 +1,8 @@
-// nginx as a comparison point: one worker, `hash $http_x_user_id consistent` over one
-// upstream server (what a cell router built from nginx would do per request), keep-alive to
-// the upstream, no access log, everything (config, pid, logs, temp dirs) in a temp prefix.
+// nginx in the gateway benchmark, one worker, no access log, everything (config, pid, logs,
+// temp dirs) in a temp prefix, in one of two roles:
+//  - a comparison point: `hash $http_x_user_id consistent` over one upstream server (what a
+//    cell router built from nginx would do per request), keep-alive to the upstream;
+//  - the upstream itself: `return 200` with a fixed JSON body (the fastest local upstream).
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { chmod, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
@@ -21,7 +23,25 @@ export function findNginx(): string | null {
   return null;
 }
 
-function config(dir: string, port: number, upstreamPort: number): string {
+/** What the nginx started does: proxy to an upstream by the user's hash, or be the upstream itself. */
+export type NginxRole = { readonly proxyTo: number } | { readonly upstream: true };
+
+/** The upstream's fixed answer (the same bytes the node upstream sends). */
+const FIXED_BODY = '{"ok":true,"service":"bench-upstream"}';
+
+function location(role: NginxRole): string {
+  if ('upstream' in role) return `location / {
+      default_type application/json;
+      return 200 '${FIXED_BODY}';
+    }`;
+  return `location / {
+      proxy_pass http://cells;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }`;
+}
+
+function config(dir: string, port: number, role: NginxRole): string {
   return `daemon off;
 master_process on;
 worker_processes 1;
@@ -35,19 +55,16 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  upstream cells {
+  ${'proxyTo' in role ? `upstream cells {
     hash $http_x_user_id consistent;
-    server 127.0.0.1:${upstreamPort};
+    server 127.0.0.1:${role.proxyTo};
     keepalive 128;
-  }
+  }` : ''}
   server {
     listen 127.0.0.1:${port};
     keepalive_requests 1000000;
-    location / {
-      proxy_pass http://cells;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
+    keepalive_timeout 60s;
+    ${location(role)}
   }
 }
 `;
@@ -60,15 +77,15 @@ export interface RunningNginx {
   stop(): Promise<void>;
 }
 
-/** Starts nginx in front of 127.0.0.1:upstreamPort; resolves once it answers on its port. */
-export async function startNginx(binary: string, upstreamPort: number, ready: (port: number) => Promise<void>): Promise<RunningNginx> {
+/** Starts nginx (one worker) in `role`; resolves once it answers on its port. */
+export async function startNginx(binary: string, role: NginxRole, ready: (port: number) => Promise<void>): Promise<RunningNginx> {
   const dir = await makeTempDir('cellgate-bench-nginx-');
   // Started as root, nginx's workers run as an unprivileged user that must reach the temp dirs.
   await chmod(dir, 0o755);
   let child: BenchChild | null = null;
   try {
     const port = await freePort();
-    await writeFile(join(dir, 'nginx.conf'), config(dir, port, upstreamPort));
+    await writeFile(join(dir, 'nginx.conf'), config(dir, port, role));
     child = startChild('nginx', binary, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')]);
     await ready(port);
     const running = child;

@@ -70,3 +70,27 @@ test('a waiter is answered at its deadline, a cancelled one leaves quietly, and 
   t.is(log.at(-1), 'late unavailable');
   t.is(clock.pending, 0, 'no timer left');
 });
+
+test('tryStart takes a free slot without a SlotRequest, and never while its zone has waiters', (t) => {
+  const { a, b, admission, log, ask } = setup(2);
+  const [e1, e2] = a.endpoints as [Endpoint, Endpoint];
+  t.true(admission.tryStart(a, e1));
+  t.true(admission.tryStart(a, e1));
+  t.false(admission.tryStart(a, e1), 'two slots per endpoint: no room left on it');
+  t.deepEqual(a.endpoints.map((e) => e.active), [2, 0], 'a refused try changes nothing');
+  t.true(admission.tryStart(a, e2));
+  t.true(admission.tryStart(a, e2));
+  t.is(ask('waiter', a).admitted.kind, 'waiting');
+  admission.release(e2);
+  t.is(log.at(-1), 'waiter started on http://10.0.0.2:1', 'the freed slot went to the waiter');
+  admission.release(e1);
+  t.deepEqual(Object.fromEntries(admission.pendingByZone()), {});
+  t.true(admission.tryStart(a, e1), 'room and no waiter: taken');
+  t.is(ask('w2', a).admitted.kind, 'waiting');
+  admission.release(e1);
+  t.is(log.at(-1), 'w2 started on http://10.0.0.1:1');
+  t.false(admission.tryStart(a, e1), 'full again');
+  t.is(ask('w3', a).admitted.kind, 'waiting');
+  t.deepEqual(a.endpoints.map((e) => e.active), [2, 2], 'tryStart counts its slots as enter() does');
+  t.true(admission.tryStart(b, b.endpoints[0] as Endpoint), 'another zone is not affected');
+});

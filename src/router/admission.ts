@@ -52,6 +52,17 @@ export class Admission {
     this.clock = options.clock;
   }
 
+  /**
+   * The common case without building a SlotRequest: nobody of the zone waits and `endpoint`
+   * has room; it then holds a slot there (true). False: nothing changed, use enter().
+   */
+  tryStart(pool: ZonePool, endpoint: Endpoint): boolean {
+    if (this.queues.size > 0 && this.queues.has(pool.zone.name)) return false;
+    if (!pool.hasRoom(endpoint)) return false;
+    endpoint.active += 1;
+    return true;
+  }
+
   enter(request: SlotRequest): Admitted {
     const zone = request.pool.zone.name;
     if (!this.queues.has(zone) && request.pool.hasRoom(request.endpoint)) {

@@ -37,6 +37,8 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
   const { admission, clock, health, metrics, getUpstream } = deps;
 
   function admit(reply: FastifyReply, ex: Exchange): void {
+    // Room at once (the usual case): no SlotRequest and no closures made for this request.
+    if (admission.tryStart(ex.pool as ZonePool, ex.endpoint as Endpoint)) return send(reply, ex, ex.endpoint as Endpoint);
     const admitted = admission.enter({
       pool: ex.pool as ZonePool,
       endpoint: ex.endpoint as Endpoint,

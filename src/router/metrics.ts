@@ -78,7 +78,9 @@ export class GatewayMetrics {
   readonly controlPlaneConnected: Gauge;
   readonly bufferTimeouts: Counter;
   readonly tableUpdates: Counter<'result'>;
-  private readonly requestRows = new Map<string, RequestRow>();
+  /** Every row, for the scrape; requestIndex finds a row by zone, class and status. */
+  private readonly requestRows: RequestRow[] = [];
+  private readonly requestIndex = new Map<string, Map<string, Map<number, RequestRow>>>();
   private readonly refusals: Counter<'reason'>;
   private traffic: TrafficSource | null = null;
   private readonly duration = new ZoneLatencyHistogram();
@@ -105,7 +107,7 @@ export class GatewayMetrics {
       labelNames: ['zone', 'class', 'status'], registers,
       collect() {
         this.reset();
-        for (const row of rows.values()) this.inc(row.labels, row.n);
+        for (const row of rows) this.inc(row.labels, row.n);
       },
     });
     this.registry.registerMetric(this.duration as unknown as Metric);
@@ -161,9 +163,16 @@ export class GatewayMetrics {
   }
 
   request(zone: string, routeClass: string, status: number, seconds: number): void {
-    const key = `${zone}\u0000${routeClass}\u0000${status}`;
-    let row = this.requestRows.get(key);
-    if (!row) this.requestRows.set(key, (row = { labels: { zone, class: routeClass, status: String(status) }, n: 0 }));
+    // Nested maps: no key string built per request.
+    let byClass = this.requestIndex.get(zone);
+    if (!byClass) this.requestIndex.set(zone, (byClass = new Map()));
+    let byStatus = byClass.get(routeClass);
+    if (!byStatus) byClass.set(routeClass, (byStatus = new Map()));
+    let row = byStatus.get(status);
+    if (!row) {
+      byStatus.set(status, (row = { labels: { zone, class: routeClass, status: String(status) }, n: 0 }));
+      this.requestRows.push(row);
+    }
     row.n += 1;
     if (seconds >= 0) this.duration.observe(zone, seconds);
   }
