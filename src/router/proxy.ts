@@ -128,11 +128,15 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     const pool = state.pools.get(route.zone.name);
     ex.pool = pool ?? null;
     ex.endpoint = pool ? pool.pick(nowMs) : null;
-    if (ex.endpoint !== null && route.cell !== null && ex.tracked === null && !ex.upgraded && ex.response !== null) {
-      ex.tracked = trackedRequest(route.cell, ex);
-      load.requests.enter(ex.tracked);
-    }
+    if (ex.endpoint !== null && route.cell !== null) track(ex, route.cell);
     return ex.endpoint !== null;
+  }
+
+  /** Enters a plain request in its cell's registry (once): freezes of the cell wait for it. */
+  function track(ex: Exchange, cell: string): void {
+    if (ex.tracked !== null || ex.upgraded || ex.response === null) return;
+    ex.tracked = trackedRequest(cell, ex);
+    load.requests.enter(ex.tracked);
   }
 
   /** A request with an upstream, as the freeze acknowledgement sees it: cut ends its upstream request and its client connection. */
@@ -230,6 +234,10 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
           return;
         case 'release': {
           ex.ticket = null;
+          // Counted on its cell from the release on: should the cell freeze again while the body
+          // is still arriving, that freeze is acknowledged only once this request has finished
+          // (or been cut after the grace), never while it may still go to the old zone.
+          if (s.route.ok && s.route.cell !== null) track(ex, s.route.cell);
           const b = await body;
           if (b === 'failed') return;
           if (b === 'tooLarge' || b === 'overBudget') {
@@ -243,7 +251,8 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
           ex.deadlineMs = clock.now() + requestTimeoutMs;
           // The body may have taken a while: route with the table in force now (the zone the
           // release chose may have gone down since). The cell was released, so it is served
-          // by its current owner even if a newer freeze has begun.
+          // by its current owner even if a newer freeze has begun: that freeze counts this
+          // request (tracked above) and is acknowledged only once it is gone.
           const route = routeOf(ex, clock.now()) ?? s.route;
           if (!route.ok) {
             sendError(reply, route.error);
