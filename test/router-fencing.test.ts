@@ -10,6 +10,7 @@ import { startDemoZone } from '../src/router/demo-zone';
 import { MemoryStore } from './helpers/memory-store';
 import { moveCell, startGateway, tableFor, users } from './helpers/router-fixture';
 import { httpCall } from './helpers/upstreams';
+import { until } from './helpers/wait';
 
 test('checkCellOwnership: owned only by the zone serving the cell, at exactly its epoch', (t) => {
   const table = tableFor([{ name: 'za', upstreams: ['http://127.0.0.1:1'] }, { name: 'zb', upstreams: ['http://127.0.0.1:2'] }], { cells: 4, global: 'zb' });
@@ -56,8 +57,10 @@ test('demo zones behind the gateway answer who they are and own what the gateway
   const c = table.cells.find((x) => x.zone === 'za')!;
   store.publish(moveCell(table, c.name, 'zb'));
   await g.gw.waitForVersion(2);
-  await new Promise((r) => setTimeout(r, 50));
   const stale = { 'x-cell-id': c.name, 'x-cell-epoch': String(c.epoch), 'x-cell-zone': 'za' };
+  // The zone servers follow the table on their own: wait until both refuse the old epoch.
+  await until('both zone servers on revision 2', async () =>
+    (await httpCall(`${za.url}/x`, { headers: stale })).status === 421 && (await httpCall(`${zb.url}/x`, { headers: stale })).status === 421);
   const old = await httpCall(`${za.url}/x`, { headers: stale });
   t.is(old.status, 421);
   t.deepEqual(old.json(), { error: 'NOT_CELL_OWNER', message: 'this zone does not own the cell at that epoch' });
