@@ -188,3 +188,28 @@ test('a chunked upload is streamed on intact (Transfer-Encoding is the connectio
   t.is(got.bodySha256, createHash('sha256').update(whole).digest('hex'));
   t.is(up.received[0]!.headers.te, undefined);
 });
+
+test('a client whose body stalls past the deadline gets 408 REQUEST_TIMEOUT and never counts against the endpoint', async (t) => {
+  const [up] = await startUpstreams('only');
+  t.teardown(() => stopAll([up!]));
+  const store = new MemoryStore(tableFor([{ name: 'z1', upstreams: [up!.url] }], { cells: 4 }));
+  // One counted failure would eject the only endpoint.
+  const { url, admin, addr } = await startGateway(t, store, {
+    waitVersion: 1, config: { upstream: { requestTimeoutMs: 600, ejectAfterFailures: 1, ejectBaseMs: 60_000, ejectMaxMs: 60_000 } },
+  });
+  const stalled = [
+    // A body that stops half-way, and one that never comes after `Expect: 100-continue`.
+    rawCall(addr.port, ['POST /upload HTTP/1.1', 'host: gw', 'x-user-id: mallory', 'content-length: 100'].join('\r\n'), Buffer.from('x'.repeat(10))),
+    rawCall(addr.port, ['POST /upload HTTP/1.1', 'host: gw', 'x-user-id: mallory', 'content-length: 100', 'expect: 100-continue'].join('\r\n')),
+    rawCall(addr.port, ['POST /upload HTTP/1.1', 'host: gw', 'x-user-id: eve', 'content-length: 100'].join('\r\n'), Buffer.from('y')),
+  ];
+  for (const r of await Promise.all(stalled)) {
+    t.is(r.status, 408, r.body);
+    t.is((JSON.parse(r.body) as { error: string }).error, 'REQUEST_TIMEOUT');
+  }
+  const metrics = (await httpCall(`${admin}/metrics`)).text();
+  t.is(metricValue(metrics, 'cellgate_upstream_ejected_endpoints{zone="z1"}'), 0, 'never ejected');
+  t.is(metricValue(metrics, 'cellgate_upstream_errors_total{zone="z1",kind="timeout"}'), 0, 'not an upstream timeout');
+  t.true((metricValue(metrics, 'cellgate_requests_refused_total{reason="client_timeout"}') ?? 0) >= 3);
+  t.is((await httpCall(`${url}/after`, { headers: { 'x-user-id': 'alice' } })).status, 200, 'legitimate traffic still served');
+});

@@ -33,12 +33,12 @@ test('probes: a zone whose endpoints fail (refused, 5xx) turns unhealthy; publis
   const health = (): PresenceRecord['zoneHealth'] => store.presence.records.get(id)?.zoneHealth;
 
   await until('both zones published healthy', () => health()?.a?.endpointsUp === 2 && health()?.b?.healthy === true && health()?.a?.lastOk != null);
-  t.true(b1!.received.some((r) => r.url === '/hz' && r.method === 'GET'), 'zone b is probed on its healthPath');
-  t.true(a1!.received.some((r) => r.url === '/'), 'zone a on the default /');
+  t.true(b1!.probes.some((r) => r.url === '/hz' && r.method === 'GET'), 'zone b is probed on its healthPath');
+  t.true(a1!.probes.some((r) => r.url === '/'), 'zone a on the default /');
   // Probes go on (several per endpoint), but the record is not rewritten while nothing changes.
   const writes = store.presence.writes.length;
-  const probesBefore = b1!.received.length;
-  await until('several more probes of b', () => b1!.received.length >= probesBefore + 5);
+  const probesBefore = b1!.probes.length;
+  await until('several more probes of b', () => b1!.probes.length >= probesBefore + 5);
   t.is(store.presence.writes.length, writes, 'no presence write while zone health is unchanged');
 
   await a1!.stop();
@@ -89,7 +89,7 @@ test('probes carry the gateway id as a header even when the id is not ASCII (per
   const store = new MemoryStore();
   await store.compareAndSwap(0, tableFor([{ name: 'a', upstreams: [a1!.url] }]));
   await startGateway(t, store, { config: { id: 'gw-用户 1%', probe: { intervalMs: 100, timeoutMs: 500 } }, waitVersion: 1 });
-  await until('a probe of zone a', () => a1!.received.some((r) => r.headers['x-cellgate-probe'] !== undefined));
-  const probe = a1!.received.find((r) => r.headers['x-cellgate-probe'] !== undefined)!;
+  await until('a probe of zone a', () => a1!.probes.some((r) => r.headers['x-cellgate-probe'] !== undefined));
+  const probe = a1!.probes.find((r) => r.headers['x-cellgate-probe'] !== undefined)!;
   t.is(probe.headers['x-cellgate-probe'], 'gw-%E7%94%A8%E6%88%B7%201%25');
 });

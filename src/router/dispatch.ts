@@ -84,12 +84,22 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
     }
   }
 
-  /** The deadline passed with no response headers: the endpoint's failure (a request was sent to it). */
+  /**
+   * The deadline passed with no response headers. The endpoint's failure only when the client
+   * had sent its whole request: an upload still arriving (slowly, or stalled after `Expect:
+   * 100-continue`) is the client's doing, answered 408 like nginx's client_body_timeout, and
+   * never counted against the endpoint (else three slow clients eject a healthy one).
+   */
   function onDeadline(reply: FastifyReply, ex: Exchange): void {
     ex.deadlineTimer = null;
-    if (ex.endpoint) health.record(ex.endpoint, 'failure');
-    metrics.upstreamError(ex.zone, 'timeout');
-    if (!reply.sent) sendError(reply, 'UPSTREAM_TIMEOUT');
+    if (!reply.request.raw.complete) {
+      metrics.refused('client_timeout');
+      if (!reply.sent) sendError(reply, 'REQUEST_TIMEOUT');
+    } else {
+      if (ex.endpoint) health.record(ex.endpoint, 'failure');
+      metrics.upstreamError(ex.zone, 'timeout');
+      if (!reply.sent) sendError(reply, 'UPSTREAM_TIMEOUT');
+    }
     // Not left to undici's own timeout (up to a second later): the upstream's connection closes
     // now (after the answer is written: undici also destroys an unfinished upload), and the
     // slot goes to the next request only once that connection is no longer busy.

@@ -32,7 +32,10 @@ export type Behave = (req: IncomingMessage, res: ServerResponse, received: Recei
 
 export class Upstream {
   readonly name: string;
+  /** Requests received, the gateways' health probes apart (they come every probe.intervalMs). */
   readonly received: Received[] = [];
+  /** The gateways' active health probes (x-cellgate-probe). */
+  readonly probes: Received[] = [];
   /** WebSocket messages received: the x-user-id of the socket, the text, when. */
   readonly wsReceived: { user: string; text: string; at: number }[] = [];
   behave: Behave | null = null;
@@ -110,8 +113,9 @@ export class Upstream {
       bytes += (chunk as Buffer).length;
     }
     const received: Received = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, bodyBytes: bytes, bodySha256: hash.digest('hex'), at: Date.now() };
-    this.received.push(received);
-    if (this.behave && (await this.behave(req, res, received, this.received.length))) return;
+    const list = req.headers['x-cellgate-probe'] === undefined ? this.received : this.probes;
+    list.push(received);
+    if (this.behave && (await this.behave(req, res, received, list.length))) return;
     const answer: UpstreamAnswer = { upstream: this.name, ...received };
     const body = JSON.stringify(answer);
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
