@@ -37,7 +37,7 @@ function rawCall(port: number, head: string, body: Buffer = Buffer.alloc(0)): Pr
       clearTimeout(timer);
       reject(err);
     });
-    socket.write(`${head}\r\n\r\n`);
+    socket.write(`${head}\r\n\r\n`, 'latin1');
     if (body.length) socket.write(body);
   });
 }
@@ -212,4 +212,19 @@ test('a client whose body stalls past the deadline gets 408 REQUEST_TIMEOUT and 
   t.is(metricValue(metrics, 'cellgate_upstream_errors_total{zone="z1",kind="timeout"}'), 0, 'not an upstream timeout');
   t.true((metricValue(metrics, 'cellgate_requests_refused_total{reason="client_timeout"}') ?? 0) >= 3);
   t.is((await httpCall(`${url}/after`, { headers: { 'x-user-id': 'alice' } })).status, 200, 'legitimate traffic still served');
+});
+
+test('the upstream gets exactly the user id the request was routed by: once, never removed through Connection', async (t) => {
+  const { up, addr } = await oneEndpoint(t);
+  const twice = await rawCall(addr.port, ['GET /twice HTTP/1.1', 'host: gw', 'x-user-id: alice', 'x-user-id: alice'].join('\r\n'));
+  t.is(twice.status, 200, twice.body);
+  const named = await rawCall(addr.port, ['GET /named HTTP/1.1', 'host: gw', 'x-user-id: alice', 'connection: x-user-id'].join('\r\n'));
+  t.is(named.status, 200, named.body);
+  const wire = Buffer.from('用户', 'utf8').toString('latin1');
+  const utf8 = await rawCall(addr.port, ['GET /utf8 HTTP/1.1', 'host: gw', `x-user-id: ${wire}`].join('\r\n'));
+  t.is(utf8.status, 200, utf8.body);
+  const byPath = (path: string) => up.received.find((r) => r.url === path)!;
+  t.is(byPath('/twice').headers['x-user-id'], 'alice');
+  t.is(byPath('/named').headers['x-user-id'], 'alice');
+  t.is(byPath('/utf8').headers['x-user-id'], wire, 'the same bytes as sent');
 });

@@ -83,6 +83,8 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   const classify = compileRouteClassifier(config.routes);
   const userIdOf = compileUserIdExtractor(config.userId.sources);
   const trustProxy = config.trustProxy;
+  /** Header sources of the user id: the upstream gets exactly the one id the request was routed by. */
+  const userIdHeaders = config.userId.sources.flatMap((src) => ('header' in src ? [src.header] : []));
   const maxBodyBytes = config.buffer.maxBodyBytes;
   const requestTimeoutMs = config.upstream.requestTimeoutMs;
   const admission = new Admission({ maxPendingPerZone: config.upstream.maxPendingPerZone, clock });
@@ -312,6 +314,9 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     const route = ex.route as OkRoute;
     const raw = request.raw;
     stripHopByHop(headers, raw.headers.connection);
+    // A repeated header ("alice, alice") or one named in Connection must not give the upstream
+    // another user than the routed one: it gets the routed id, once, as it came on the wire.
+    if (ex.user !== null) for (const name of userIdHeaders) if (raw.headers[name] !== undefined) headers[name] = wireForm(ex.user);
     if (accessLog !== null) headers['x-request-id'] = accessLog.requestId(ex, raw.headers['x-request-id']);
     return stampRequestHeaders(
       headers,
@@ -426,4 +431,9 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     return sendError(reply, status >= 400 && status < 500 ? 'BAD_REQUEST' : 'INTERNAL_ERROR');
   });
   return app;
+}
+
+/** A decoded user id as a header value: its UTF-8 bytes, one latin1 character each (what Node sends as is). */
+function wireForm(user: string): string {
+  return /^[\x20-\x7e]*$/.test(user) ? user : Buffer.from(user, 'utf8').toString('latin1');
 }
