@@ -97,6 +97,10 @@ test('extractor: all sources agree or the request is refused, naming the sources
   t.is((q as BadUserId).message, 'the cookie uid and the query parameter user carry different user ids');
   t.regex((x('/a?user=a&user=b', {}) as BadUserId).message, /query parameter user is repeated with different user ids/);
   t.is(x('/a?user=a&user=a', {}), 'a', 'a repeated identical query value is one id');
+  // Keys are read decoded, as the upstream's URLSearchParams reads them.
+  t.regex((x('/a?us%65r=bob&user=alice', {}) as BadUserId).message, /query parameter user is repeated with different user ids/);
+  t.is(x('/a?us%65r=bob', {}), 'bob');
+  t.is(x('/a?us%zzr=bob&user=alice', {}), 'alice', 'a key with a malformed escape is not `user`');
   t.regex((x('/a', { cookie: 'uid=a; uid=b' }) as BadUserId).message, /cookie uid is repeated/);
   t.regex((x('/a', { 'x-user-id': wire('x\u0085y') }) as BadUserId).message, /user id in the header x-user-id has control characters/);
   t.regex((x('/a', { 'x-user-id': '\xff' }) as BadUserId).message, /is not valid UTF-8/);

@@ -178,7 +178,10 @@ function cookieValues(header: string, name: string): string[] | null {
   return out;
 }
 
-/** Every value of query key `name` (a key without "=" has the empty value). */
+/**
+ * Every value of query key `name` (a key without "=" has the empty value). Keys are compared
+ * decoded, as the upstream's URLSearchParams will read them: `us%65r=bob` is a `user` too.
+ */
 function queryValues(url: string, from: number, name: string): string[] | null {
   let out: string[] | null = null;
   let start = from;
@@ -187,10 +190,21 @@ function queryValues(url: string, from: number, name: string): string[] | null {
     if (end < 0) end = url.length;
     const eq = url.indexOf('=', start);
     const keyEnd = eq >= 0 && eq < end ? eq : end;
-    if (keyEnd - start === name.length && url.startsWith(name, start)) (out ??= []).push(keyEnd === end ? '' : url.slice(eq + 1, end));
+    if (keyMatches(url, start, keyEnd, name)) (out ??= []).push(keyEnd === end ? '' : url.slice(eq + 1, end));
     start = end + 1;
   }
   return out;
+}
+
+function keyMatches(url: string, start: number, end: number, name: string): boolean {
+  if (end - start === name.length && url.startsWith(name, start)) return true;
+  const key = url.slice(start, end);
+  if (key.indexOf('%') < 0 && key.indexOf('+') < 0) return false;
+  try {
+    return decodeURIComponent(key.replace(/\+/g, ' ')) === name;
+  } catch {
+    return false; // a malformed escape: URLSearchParams would not read it as `name` either
+  }
 }
 
 // From Node's http docs ("Duplicates of age, authorization, ... are discarded").
