@@ -15,7 +15,7 @@ import { CELLGATE, cellctl } from './helpers/cli';
 import { freshStateHome } from './helpers/e2e';
 import { envPairs, execForm, parseDockerfile } from './helpers/dockerfile';
 import { freePorts } from './helpers/ports';
-import { runCommand } from './helpers/run';
+import { inheritedEnv, runCommand } from './helpers/run';
 import { until } from './helpers/wait';
 
 const ROOT = join(__dirname, '..', '..');
@@ -70,7 +70,7 @@ test('the image command line starts a gateway the HEALTHCHECK finds healthy; SIG
   const [port, adminPort] = await freePorts(2);
   const command = [...execForm(one('ENTRYPOINT').args), ...execForm(one('CMD').args)];
   t.is(command[0], 'node');
-  const runEnv = { ...process.env, ...env, XDG_STATE_HOME: freshStateHome(), CELLGATE_PORT: String(port), CELLGATE_ADMIN_PORT: String(adminPort), CELLGATE_STORE: `file:${store}` };
+  const runEnv = { ...inheritedEnv(), ...env, XDG_STATE_HOME: freshStateHome(), CELLGATE_PORT: String(port), CELLGATE_ADMIN_PORT: String(adminPort), CELLGATE_STORE: `file:${store}` };
   const child = spawn(process.execPath, command.slice(1), { cwd: ROOT, env: runEnv, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));

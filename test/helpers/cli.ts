@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { TestFn } from 'ava';
 import { startEtcd, type EtcdHandle } from './etcd';
 import { demoTopologyYaml } from './fixtures';
+import { inheritedEnv } from './run';
 
 export const CELLCTL = join(__dirname, '..', '..', 'src', 'cli', 'cellctl.js');
 export const CELLGATE = join(__dirname, '..', '..', 'src', 'cli', 'cellgate.js');
@@ -20,7 +21,8 @@ export interface RunResult {
 export function runCli(script: string, args: readonly string[], opts: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script, ...args], {
-      env: { ...process.env, CELLGATE_ETCD: '', ...opts.env },
+      // The CLI sees only the CELLGATE_* variables a test gives it, never the runner's own.
+      env: { ...inheritedEnv(), CELLGATE_ETCD: '', ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
