@@ -4,7 +4,9 @@
 // file only names them.
 import type { TSchema } from '@sinclair/typebox';
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
-import { type Problems, describe, isRecord, join } from '../../cells/check';
+import { type Problems, closest, describe, isRecord, join } from '../../cells/check';
+
+export { closest };
 
 type Schema = TSchema & {
   readonly type?: string;
@@ -94,31 +96,6 @@ function mismatch(schema: Schema, value: unknown): string {
 export function unknownKey(key: string, known: readonly string[]): string {
   const guess = closest(key, known);
   return guess ? `unknown key (did you mean ${guess}?)` : 'unknown key';
-}
-
-/** The known name nearest to `key` when it is plausibly a typo: edit distance at most a third of its length (min 1), or a case slip. */
-export function closest(key: string, known: readonly string[]): string | null {
-  let best: string | null = null;
-  let bestDistance = Infinity;
-  for (const k of known) {
-    const d = k.toLowerCase() === key.toLowerCase() ? 0 : editDistance(key, k);
-    if (d < bestDistance) [best, bestDistance] = [k, d];
-  }
-  return best !== null && bestDistance <= Math.max(1, Math.floor(key.length / 3)) ? best : null;
-}
-
-/** Edit distance with adjacent transpositions ("prot" is one step from "port"); keys are short. */
-function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
-    }
-  }
-  return d[a.length]![b.length]!;
 }
 
 /** "/userId/sources/3/smell" under "" → "userId.sources[3].smell". */
