@@ -176,6 +176,16 @@ test('the etcd call policy retries a read on a recoverable error, and never a wr
   let badCalls = 0;
   await t.throwsAsync(runAs('read', () => policy.execute(async () => { badCalls++; throw new Error('not recoverable'); })));
   t.is(badCalls, 1, 'only recoverable errors are retried');
+  // A write refused before it could be applied (no leader yet, or no connection to send it on)
+  // goes to the next member like a read: sending it again cannot apply it twice.
+  let refusedCalls = 0;
+  const afterElection = await runAs('write', () => policy.execute(async () => {
+    refusedCalls++;
+    if (refusedCalls < 3) throw new GRPCUnavailableError(refusedCalls === 1 ? 'etcdserver: no leader' : 'No connection established');
+    return 'written';
+  }));
+  t.is(afterElection, 'written');
+  t.is(refusedCalls, 3);
 });
 
 test('etcd: the same table again against a replaced version is a conflict (no checksum comparison papers over it)', async (t) => {

@@ -106,7 +106,8 @@ export function createEtcdClient(opts: ResolvedEtcdOptions): Etcd3 {
     faultHandling: {
       host: (host) => hostBreaker(host, { failuresToOpen: 3, cooldownMs: Math.min(opts.retryMaxMs, 1_000) }),
       // Reads retried (on another member), writes sent once: see etcd-policy.ts.
-      global: perCallPolicy({ readAttempts: 3, hooks: opts.testHooks }),
+      // 6 attempts, backing off 100 ms to 800 ms: about 2.3 s, an election's worth.
+      global: perCallPolicy({ readAttempts: 6, hooks: opts.testHooks }),
     },
     // Streams (watch, lease keepalive) live on; every unary call gets a deadline.
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + opts.callTimeoutMs }),
