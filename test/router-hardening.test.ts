@@ -228,3 +228,17 @@ test('the upstream gets exactly the user id the request was routed by: once, nev
   t.is(byPath('/named').headers['x-user-id'], 'alice');
   t.is(byPath('/utf8').headers['x-user-id'], wire, 'the same bytes as sent');
 });
+
+test('every method Node parses is proxied (WebDAV, PURGE, QUERY…), with its body; TRACE and CONNECT are not', async (t) => {
+  const { url, up } = await oneEndpoint(t);
+  for (const method of ['PROPFIND', 'MKCOL', 'PURGE', 'REPORT', 'QUERY']) {
+    const res = await httpCall(`${url}/dav/x`, { method, headers: { 'x-user-id': 'alice', 'content-type': 'application/xml' }, body: Buffer.from('<propfind/>') });
+    t.is(res.status, 200, `${method}: ${res.text()}`);
+    const got = up.received.find((r) => r.method === method);
+    t.truthy(got, `${method} reached the upstream`);
+    t.is(got?.bodyBytes, 11, `${method} carried its body`);
+  }
+  const trace = await httpCall(`${url}/x`, { method: 'TRACE', headers: { 'x-user-id': 'alice' } });
+  t.is(trace.status, 404);
+  t.false(up.received.some((r) => r.method === 'TRACE'));
+});

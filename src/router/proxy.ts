@@ -18,7 +18,7 @@
 // response close and the request id stamped upstream.
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import { METHODS, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import httpProxy from '@fastify/http-proxy';
 import type { FastifyReplyFromHooks } from '@fastify/reply-from';
@@ -102,6 +102,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   applyServerLimits(app, config, metrics);
   deferContinue(app.server);
   app.decorateRequest('cellgate', null);
+  const proxiedMethods = proxyEveryMethod(app);
 
   /** Computes a route with the current table; null = no table. */
   function routeOf(ex: Exchange, nowMs: number): Route | null {
@@ -391,6 +392,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     // No static upstream: every request's upstream comes from getUpstream (also for WebSockets,
     // which http-proxy only asks getUpstream when both upstream and wsUpstream are empty).
     upstream: '',
+    httpMethods: proxiedMethods,
     websocket: true,
     disableRequestLogging: true,
     // reply-from destroys the agent given here with the server; its sockets must not outlive shutdown().
@@ -436,4 +438,15 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
 /** A decoded user id as a header value: its UTF-8 bytes, one latin1 character each (what Node sends as is). */
 function wireForm(user: string): string {
   return /^[\x20-\x7e]*$/.test(user) ? user : Buffer.from(user, 'utf8').toString('latin1');
+}
+
+/**
+ * Every method Node parses is proxied, as nginx does (WebDAV's PROPFIND and MKCOL, PURGE,
+ * REPORT…), not only http-proxy's seven; fastify learns the ones it does not know, each with
+ * a body. Not CONNECT (a tunnel, not a request to route) nor TRACE (it echoes the request).
+ */
+function proxyEveryMethod(app: FastifyInstance): string[] {
+  const methods = METHODS.filter((m) => m !== 'CONNECT' && m !== 'TRACE');
+  for (const m of methods) if (!app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true });
+  return methods;
 }
