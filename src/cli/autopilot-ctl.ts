@@ -24,7 +24,7 @@ async function setFlag(ctx: CommandContext, paused: boolean): Promise<number> {
 export const autopilotPauseCommand: Command = {
   words: ['autopilot', 'pause'], usage: `cellctl autopilot pause ${STORE} --reason TEXT [--actor NAME] [--json]`,
   summary: 'Pause the autopilot: it keeps deciding and logging, and writes nothing until resumed',
-  examples: ['cellctl autopilot pause --etcd 127.0.0.1:2379 --reason "maintenance of sh-a"'],
+  examples: ['cellctl autopilot pause --etcd etcd-1.internal:2379 --reason "maintenance of sh-a"'],
   options: { reason: { type: 'string' }, actor: { type: 'string' } },
   run: (ctx) => setFlag(ctx, true),
 };
@@ -32,7 +32,7 @@ export const autopilotPauseCommand: Command = {
 export const autopilotResumeCommand: Command = {
   words: ['autopilot', 'resume'], usage: `cellctl autopilot resume ${STORE} [--json]`,
   summary: 'Resume the autopilot (remove the pause flag)',
-  examples: ['cellctl autopilot resume --etcd 127.0.0.1:2379'],
+  examples: ['cellctl autopilot resume --etcd etcd-1.internal:2379'],
   options: { actor: { type: 'string' } },
   run: (ctx) => setFlag(ctx, false),
 };
@@ -40,7 +40,7 @@ export const autopilotResumeCommand: Command = {
 export const autopilotStatusCommand: Command = {
   words: ['autopilot', 'status'], usage: `cellctl autopilot status ${STORE} [--json]`,
   summary: 'Whether the autopilot is paused, and which replica leads',
-  examples: ['cellctl autopilot status --etcd 127.0.0.1:2379 --json'],
+  examples: ['cellctl autopilot status --etcd etcd-1.internal:2379 --json'],
   options: {},
   run: async (ctx) => {
     const status = await autopilotStatusOf(ctx.store());
