@@ -24,28 +24,19 @@ export function convergenceOf(snapshot: PresenceSnapshot, version: number, check
   return { version, gateways, behind, malformed, converged: behind.length === 0 && malformed.length === 0 };
 }
 
-/**
- * Gateway ids come from presence records, which any process can write: control characters
- * are shown escaped (\uXXXX, as in JSON) so that they cannot steer an operator's terminal.
- * (Inline until the shared escaping helper of src/cli/output.ts is in place.)
- */
-export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
 /** How many laggards a progress line or an error names; the rest are counted (1,000 gateways make one line each otherwise). */
 export const LAGGARDS_NAMED = 20;
 
 /**
- * Names of the gateways that keep `status` from converging, with why (escaped for a
- * terminal): the first `limit`, then "and N more". The full lists stay in `status`.
+ * Names of the gateways that keep `status` from converging, with why: the first `limit`,
+ * then "and N more". The full lists stay in `status`. Gateway ids come from presence records,
+ * which any process can write: the CLI escapes them on a terminal (escapeForTerminal).
  */
 export function laggards(status: ConvergenceStatus, limit = LAGGARDS_NAMED): string[] {
   const all = status.behind.length + status.malformed.length;
   const names = [
-    ...status.behind.slice(0, limit).map((g) => `${printable(g.id)} (on ${g.appliedVersion})`),
-    ...status.malformed.slice(0, Math.max(0, limit - status.behind.length)).map((m) => `${printable(m.id)} (malformed presence record: ${printable(m.problem)})`),
+    ...status.behind.slice(0, limit).map((g) => `${g.id} (on ${g.appliedVersion})`),
+    ...status.malformed.slice(0, Math.max(0, limit - status.behind.length)).map((m) => `${m.id} (malformed presence record: ${m.problem})`),
   ];
   return all > names.length ? [...names, `and ${all - names.length} more`] : names;
 }
