@@ -218,7 +218,7 @@ test('etcd faults: calls against a frozen etcd fail within the call bound instea
   etcd.pause();
   const { ms, result } = await timed(() => store.load());
   etcd.resume();
-  t.true(isCellgateError((result as PromiseRejectedResult).reason, 'STORE_UNAVAILABLE'));
+  t.true(isCellgateError((result as PromiseRejectedResult).reason, 'STORE_UNAVAILABLE'), `load: ${result.status === 'rejected' ? String(result.reason) : 'it answered'}`);
   t.true(ms >= 900 && ms < 3_000, `load took ${ms} ms (bound 1000 ms)`);
   await eventually('etcd answering again', async () => (await store.load()) !== null);
 });
