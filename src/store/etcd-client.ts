@@ -180,7 +180,8 @@ export class EtcdContext {
     const attempt = Promise.resolve().then(() => runAs(kind, fn)).then(
       (v) => v,
       async (err: unknown) => {
-        throw await toStoreErrorDiagnosed(err, what, this.opts);
+        // The diagnosis only improves the message: if it fails itself, the plain translation stands.
+        throw await toStoreErrorDiagnosed(err, what, this.opts).catch(() => toStoreError(err, what, this.opts));
       },
     );
     return bounded(attempt, this.opts.callTimeoutMs, what, this.opts.endpoints);
