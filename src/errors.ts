@@ -26,6 +26,7 @@ const SPECS = {
   BUFFER_TIMEOUT: { status: 504, exit: EXIT.ERROR, retryable: true, message: 'the request was held during a planned move for too long' },
   ZONE_OVERLOADED: { status: 503, exit: EXIT.ERROR, retryable: true, message: 'the zone serving this request has too many requests waiting' },
   REQUEST_TIMEOUT: { status: 408, exit: EXIT.ERROR, retryable: false, message: 'the client did not send its whole request before its deadline' },
+  HEADERS_TOO_LARGE: { status: 431, exit: EXIT.USAGE, retryable: false, message: 'the request head is larger than the gateway accepts' },
   BODY_TOO_LARGE: { status: 413, exit: EXIT.USAGE, retryable: false, message: 'the request body is too large to hold during a planned move' },
   NOT_CELL_OWNER: { status: 421, exit: EXIT.ERROR, retryable: true, message: 'this zone does not own the cell at that epoch' },
   NOT_FOUND: { status: 404, exit: EXIT.ERROR, retryable: false, message: 'not found' },

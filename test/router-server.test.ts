@@ -79,6 +79,7 @@ test('a client that sends its request head too slowly is cut (408) at server.hea
   clearInterval(drip);
   const elapsed = Date.now() - started;
   t.regex(await slow.closed, /^HTTP\/1\.1 408 /);
+  t.true((await slow.closed).endsWith('{"error":"REQUEST_TIMEOUT","message":"the client did not send its whole request before its deadline"}'), 'the contract JSON, not fastify\'s');
   t.true(elapsed >= 250 && elapsed < 3000, `cut after ${elapsed} ms`);
   t.is(metricValue((await httpCall(`${g.admin}/metrics`)).text(), 'cellgate_requests_refused_total{reason="client_timeout"}'), 1);
   t.is((await httpCall(`${g.url}/x`, { headers: { 'x-user-id': 'u1' } })).status, 200, 'other clients are served');
@@ -91,6 +92,33 @@ test('a client that does not finish its body within server.requestTimeoutMs is c
   slow.socket.write('POST /slow HTTP/1.1\r\nHost: gw\r\nx-user-id: u1\r\nContent-Length: 10\r\n\r\n12345');
   t.true(await within(slow.closed, 5000), 'cut');
   t.regex(await slow.closed, /HTTP\/1\.1 408 /);
+});
+
+/** The body of a raw response, parsed. */
+function jsonBodyOf(raw: string): unknown {
+  return JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4));
+}
+
+test('bytes that are not HTTP get 400 BAD_REQUEST and a head over the limit 431 HEADERS_TOO_LARGE, in the contract JSON, and are counted', async (t) => {
+  const g = await gateway(t, {});
+  const garbage = rawSocket(t, g.addr.port);
+  await garbage.connected;
+  garbage.socket.write('GET /\x01 HTTP/1.1\r\n\r\n');
+  t.true(await within(garbage.closed, 5000), 'closed');
+  t.regex(await garbage.closed, /^HTTP\/1\.1 400 /);
+  t.is((jsonBodyOf(await garbage.closed) as { error: string }).error, 'BAD_REQUEST');
+
+  const huge = rawSocket(t, g.addr.port);
+  await huge.connected;
+  huge.socket.write(`GET / HTTP/1.1\r\nHost: gw\r\nx-user-id: u1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+  t.true(await within(huge.closed, 5000), 'closed');
+  t.regex(await huge.closed, /^HTTP\/1\.1 431 /);
+  t.deepEqual(jsonBodyOf(await huge.closed), { error: 'HEADERS_TOO_LARGE', message: 'the request head is larger than the gateway accepts' });
+
+  const metrics = (await httpCall(`${g.admin}/metrics`)).text();
+  t.is(metricValue(metrics, 'cellgate_requests_refused_total{reason="malformed"}'), 1);
+  t.is(metricValue(metrics, 'cellgate_requests_refused_total{reason="headers_too_large"}'), 1);
+  t.is((await httpCall(`${g.url}/x`, { headers: { 'x-user-id': 'u1' } })).status, 200, 'other clients are served');
 });
 
 test('idle kept-alive client connections are closed after server.keepAliveTimeoutMs', async (t) => {

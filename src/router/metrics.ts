@@ -45,9 +45,13 @@ export interface TrafficSource {
  * `buffer_full` — the hold buffer's bytes were (503 ZONE_OVERLOADED); `body_too_large` —
  * a held body over buffer.maxBodyBytes (413); `queue_timeout` — its deadline passed while it
  * waited for a connection (504); `client_timeout` — the client did not send its request in
- * time (408); `max_connections` — a connection over server.maxConnections, closed.
+ * time (408); `headers_too_large` — a request head over Node's limit (431); `malformed` — bytes
+ * that are not a parsable HTTP request (400); `max_connections` — a connection over
+ * server.maxConnections, closed.
  */
-export const REFUSAL_REASONS = ['pending_full', 'buffer_full', 'body_too_large', 'queue_timeout', 'client_timeout', 'max_connections'] as const;
+export const REFUSAL_REASONS = [
+  'pending_full', 'buffer_full', 'body_too_large', 'queue_timeout', 'client_timeout', 'headers_too_large', 'malformed', 'max_connections',
+] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 /** Upstream failure kinds, a fixed list (`local`: raised by the gateway's own client, never held against the endpoint). */

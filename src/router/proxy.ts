@@ -97,7 +97,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     // `Connection: close`) instead of fastify's own non-contract 503.
     return503OnClosing: false,
     requestIdHeader: false,
-    ...trafficServerOptions(config, deps.https),
+    ...trafficServerOptions(config, deps.https, metrics),
   }) as unknown as FastifyInstance;
   applyServerLimits(app, config, metrics);
   deferContinue(app.server);

@@ -6,6 +6,7 @@
 import type { ServerOptions } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { GatewayConfig } from './config';
+import { clientErrorHandler } from './client-errors';
 import type { GatewayMetrics } from './metrics';
 
 /** Node checks request deadlines on a timer (default every 30 s): check often enough to cut on time. */
@@ -26,9 +27,11 @@ export function serverLimits(config: GatewayConfig): { requestTimeout: number; k
 type Limits = ReturnType<typeof serverLimits>;
 type HttpsLimits = Omit<Limits, 'http'> & { https: ServerOptions & { handshakeTimeout: number; cert: Buffer; key: Buffer } };
 
-/** fastify's server options: the limits, and `https` (which then carries the limits: fastify ignores `http` with it) when TLS is on. */
-export function trafficServerOptions(config: GatewayConfig, tls: { readonly cert: Buffer; readonly key: Buffer } | null): Limits | HttpsLimits {
-  const limits = serverLimits(config);
+/** fastify's server options: the limits, the contract's answer to unparsable requests (client-errors.ts), and `https` (which then carries the limits: fastify ignores `http` with it) when TLS is on. */
+export function trafficServerOptions(
+  config: GatewayConfig, tls: { readonly cert: Buffer; readonly key: Buffer } | null, metrics: GatewayMetrics,
+): (Limits | HttpsLimits) & { clientErrorHandler: ReturnType<typeof clientErrorHandler> } {
+  const limits = { ...serverLimits(config), clientErrorHandler: clientErrorHandler(metrics) };
   if (tls === null) return limits;
   const { http, ...rest } = limits;
   // A TLS handshake gets no longer than a request head (Node's own default is 120 s).
@@ -41,8 +44,4 @@ export function applyServerLimits(app: FastifyInstance, config: GatewayConfig, m
   server.headersTimeout = config.server.headersTimeoutMs;
   server.maxConnections = config.server.maxConnections;
   server.on('drop', () => metrics.refused('max_connections'));
-  // fastify's own clientError handler answers (408 for a timeout) and closes; this one only counts.
-  server.on('clientError', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') metrics.refused('client_timeout');
-  });
 }
