@@ -172,3 +172,15 @@ test('cellgate demo --help does not start the demo', async (t) => {
   t.regex(out, /^Usage: cellgate demo/);
   await t.throwsAsync(readFile(join(dir, 'never', 'table.json')), undefined, 'no demo table made');
 });
+
+test('numbers are decimal as written: "1e3", "0x10", " 5" and "" are refused with exit 2, naming the flag', async (t) => {
+  for (const raw of ['1e3', '0x10', ' 5', '', '5.']) {
+    const r = await cellctl(['history', '--file', table, '--limit', raw]);
+    t.is(r.code, 2, JSON.stringify(raw));
+    t.is(r.stderr, `cellctl: --limit must be a positive integer, got "${raw}"\n`);
+  }
+  const share = await cellctl(['zone', 'down', 'sh-a', '--file', table, '--dry-run', '--max-move-share', '5e-1']);
+  t.is(share.code, 2);
+  t.regex(share.stderr, /--max-move-share must be a number in \[0, 1\], got "5e-1"/);
+  t.is((await cellctl(['history', '--file', table, '--limit', '3'])).code, 0, 'a plain decimal is taken');
+});

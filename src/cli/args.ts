@@ -124,11 +124,19 @@ export function storeFromFlags(values: Parsed['values'], env: NodeJS.ProcessEnv 
   throw cgError('USAGE', 'no store: give --file PATH or --etcd HOST:PORT (or set CELLGATE_ETCD)');
 }
 
+/**
+ * A number as an operator writes it in decimal ("30", "0.25", "-1"), or NaN: JavaScript's
+ * Number() would also take "1e3", "0x50", " 7 " and "" (= 0), none of which an operator means.
+ */
+export function decimal(raw: string): number {
+  return /^-?\d+(\.\d+)?$/.test(raw) ? Number(raw) : Number.NaN;
+}
+
 /** An integer flag in [min, max], or undefined when not given. */
 export function intFlag(values: Parsed['values'], name: string, min: number, max: number): number | undefined {
   const raw = stringOption(values, name);
   if (raw === undefined) return undefined;
-  const n = Number(raw);
+  const n = decimal(raw);
   if (!Number.isInteger(n) || n < min || n > max) throw cgError('USAGE', `--${name} must be an integer in [${min}, ${max}], got "${raw}"`);
   return n;
 }

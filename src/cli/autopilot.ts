@@ -5,13 +5,13 @@ import pino from 'pino';
 import { startAutopilotAdmin } from '../autopilot/admin';
 import { AutopilotRunner } from '../autopilot/runner';
 import { cgError } from '../errors';
-import { openWithSecurity, stringOption, type Parsed } from './args';
+import { decimal, openWithSecurity, stringOption, type Parsed } from './args';
 
 function num(values: Parsed['values'], name: string, min: number, max: number, dflt: number): number {
   const raw = stringOption(values, name);
   if (raw === undefined) return dflt;
-  const n = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw cgError('USAGE', `--${name} must be a number in [${min}, ${max}], got "${raw}"`);
+  const n = decimal(raw);
+  if (!Number.isFinite(n) || n < min || n > max) throw cgError('USAGE', `--${name} must be a number in [${min}, ${max}], got "${raw}"`);
   return n;
 }
 

@@ -65,8 +65,8 @@ export async function runDemo(values: Parsed['values'], positionals: readonly st
     for (const upstream of zone.upstreams) zones.push(await startDemoZone({ zone: zone.name, store, port: portOf(upstream) }));
   }
   const config = parseGatewayConfig({
-    port: Number(stringOption(values, 'port') ?? 8080),
-    adminPort: Number(stringOption(values, 'admin-port') ?? 9090),
+    port: intFlag(values, 'port', 0, 65535) ?? 8080,
+    adminPort: intFlag(values, 'admin-port', 0, 65535) ?? 9090,
     zone: GATEWAY_ZONE,
     id: 'demo-gateway',
     snapshotPath: join(dir, 'snapshot.json'),

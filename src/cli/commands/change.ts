@@ -5,7 +5,7 @@ import type { RoutingTable, VersionedTable } from '../../cells/types';
 import { cgError } from '../../errors';
 import { FailoverExecutor, planIsEmpty, type ExecutorEvent } from '../../failover/executor';
 import type { Plan, PlannerOptions } from '../../failover/planner';
-import { stringOption, type OptionSpec } from '../args';
+import { decimal, stringOption, type OptionSpec } from '../args';
 import type { CommandContext } from '../command';
 import { planJson, planText, progressText } from '../plan-view';
 import { actorOf } from './init';
@@ -24,7 +24,7 @@ export const CHANGE_OPTIONS = {
 function numberFlag(ctx: CommandContext, name: string, min: number, max: number): number | undefined {
   const raw = stringOption(ctx.args.values, name);
   if (raw === undefined) return undefined;
-  const n = Number(raw);
+  const n = decimal(raw);
   if (!Number.isFinite(n) || n < min || n > max) throw cgError('USAGE', `--${name} must be a number in [${min}, ${max}], got "${raw}"`);
   return n;
 }

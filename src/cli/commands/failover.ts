@@ -5,6 +5,7 @@ import {
 } from '../../failover/planner';
 import { rebuiltBase } from '../../failover/epochs';
 import { mustLoad } from '../../failover/executor';
+import { decimal } from '../args';
 import type { Command, CommandContext } from '../command';
 import { CHANGE_OPTIONS, plannerOptions, runChange } from './change';
 
@@ -20,7 +21,7 @@ function oneName(ctx: CommandContext, what: string, count = 1): string[] {
 function batchOption(ctx: CommandContext): PlannerOptions {
   const raw = ctx.args.values.batch;
   if (raw === undefined) return {};
-  const n = Number(raw);
+  const n = decimal(String(raw));
   if (!Number.isInteger(n) || n < 1) throw cgError('USAGE', `--batch must be a positive integer, got "${String(raw)}"`);
   return { batchSize: n };
 }
@@ -87,7 +88,7 @@ export const rollbackCommand: Command = {
   options: CHANGE_OPTIONS,
   async run(ctx) {
     const [raw] = oneName(ctx, 'REVISION');
-    const version = Number(raw);
+    const version = decimal(raw);
     if (!Number.isInteger(version) || version < 1) throw cgError('USAGE', `REVISION must be a positive integer, got "${raw}"`);
     const store = ctx.store();
     const history = await store.listHistory();

@@ -1,4 +1,5 @@
 import { cgError } from '../../errors';
+import { decimal } from '../args';
 import type { Command } from '../command';
 import { formatTable } from '../output';
 
@@ -10,7 +11,7 @@ export const historyCommand: Command = {
   options: { limit: { type: 'string' } },
   async run({ args, out, store }) {
     const limitRaw = args.values.limit;
-    const limit = limitRaw === undefined ? 50 : Number(limitRaw);
+    const limit = limitRaw === undefined ? 50 : decimal(String(limitRaw));
     if (!Number.isInteger(limit) || limit < 1) throw cgError('USAGE', `--limit must be a positive integer, got "${String(limitRaw)}"`);
     if (args.positionals.length) throw cgError('USAGE', `unexpected argument ${args.positionals[0]}`);
     const entries = (await store().listHistory()).slice(-limit);
