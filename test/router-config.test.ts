@@ -49,6 +49,7 @@ test('every bad key is reported with its path', (t) => {
     upstream: { ejectBaseMs: 5000, ejectMaxMs: 1000, maxPendingPerZone: -1 },
     server: { headersTimeoutMs: 5000, requestTimeoutMs: 1000, maxConnections: 0, slowloris: 1 },
     adminHost: '',
+    id: 'gw\u001b[2J 1',
   });
   for (const path of [
     'port:', 'adminPort:', 'bogus: unknown key', 'zone:', 'trustProxy:',
@@ -56,7 +57,7 @@ test('every bad key is reported with its path', (t) => {
     'routes[0].prefix: must start with /', 'routes[1].class', 'routes[2].extra: unknown key', 'routes[2].prefix: duplicate',
     'buffer.windowMs', 'buffer.maxRequests', 'buffer.extra', 'upstream.ejectMaxMs',
     'buffer.maxTotalBytes: must be >= buffer.maxBodyBytes', 'upstream.maxPendingPerZone', 'server.headersTimeoutMs: must be <=',
-    'server.maxConnections', 'server.slowloris: unknown key', 'adminHost',
+    'server.maxConnections', 'server.slowloris: unknown key', 'adminHost', 'id:',
   ]) t.true(msg.includes(path), `${path} in ${msg}`);
 });
 

@@ -63,7 +63,12 @@ export const GatewayConfigSchema = Type.Object({
   zone: Type.Union([Type.String({ pattern: NAME.source }), Type.Null()], {
     default: null, description: 'The zone this gateway stands in: where `city` routes start (null: unknown).',
   }),
-  id: Type.String({ minLength: 1, docDefault: 'HOSTNAME-PID', description: 'Unique name of this gateway in presence records.' }),
+  id: Type.String({
+    // Printed by cellctl, written into logs and keys: no spaces or control characters.
+    pattern: '^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,200}$',
+    docDefault: 'HOSTNAME-PID',
+    description: 'Unique name of this gateway in presence records: 1-200 characters, no spaces or control characters.',
+  }),
   etcd: Type.Union([EtcdSchema, Type.Null()], {
     default: null,
     description: 'How to reach a secured etcd: TLS files, a user (flags --etcd-* and CELLGATE_ETCD_* override it); `endpoints` is the store when `store` is not given.',
