@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Problem } from '../src/cells/check';
 import { tableChecksum } from '../src/cells/checksum';
 import { isLinkLocalOrMetadata } from '../src/cells/check';
+import { tableServices, zoneServices } from '../src/cells/services';
 import { MAX_DOCUMENT_BYTES, assignHomes, parseTopology, tableFromTopologyText } from '../src/cells/topology';
 import type { RoutingTable, Zone } from '../src/cells/types';
 import { isCellgateError } from '../src/errors';
@@ -184,4 +185,41 @@ test('YAML cost is bounded: aliases capped, duplicate keys found in linear time 
   t.true(Date.now() - started < 60_000, `took ${Date.now() - started} ms`);
   const dup = t.throws(() => parseTopology(head + users.join('\n') + '\n  user-7: c01\n'));
   t.regex(dup!.message, /\(document\): broken YAML: Map keys must be unique: "user-7" again at line 100006/);
+});
+
+test('a topology without services builds the table it always did: no services key, the same checksum', (t) => {
+  const table = tableFromTopologyText(readFileSync(DEMO_TOPOLOGY, 'utf8'));
+  t.true(table.zones.every((z) => !('services' in z)));
+  t.deepEqual(tableServices(table), ['default']);
+  // Pinned: the demo table's checksum before services existed (a change here breaks stored tables' checksums).
+  t.is(tableChecksum(table), 'sha256:4d6e6b2581b3554db4ecab399447e888');
+});
+
+test('the many-services example: services per zone, empty lists allowed, default is the plain upstreams', (t) => {
+  const table = tableFromTopologyText(readFileSync(join(__dirname, '..', '..', 'examples', 'many-services.yaml'), 'utf8'));
+  t.deepEqual(tableServices(table), ['default', 'catalog', 'orders', 'payments']);
+  const [sha, shb, , szb] = table.zones;
+  t.deepEqual(zoneServices(sha!, tableServices(table)).map((s) => [s.name, s.upstreams.length, s.healthPath]), [
+    ['default', 1, '/healthz'], ['catalog', 1, '/healthz'], ['orders', 2, '/healthz'], ['payments', 1, '/pay/healthz'],
+  ]);
+  t.deepEqual(shb!.services!.catalog!.upstreams, []);
+  t.deepEqual(szb!.upstreams, []);
+  t.deepEqual(zoneServices(szb!, ['catalog'])[0], { name: 'catalog', upstreams: [], healthPath: '/' }, 'a service the zone does not list has no static endpoints');
+  t.true(Object.isFrozen(sha!.services!.orders!.upstreams));
+});
+
+test('absent endpoint lists become empty ones: a zone may get every endpoint from the registry', (t) => {
+  const yaml = ['name: bare', 'cells: 4', 'zones:', '  - { name: a, region: r, city: c, capacity: 10 }', '  - { name: b, region: r, city: c, capacity: 10, services: { orders: {} } }'].join('\n');
+  const table = tableFromTopologyText(yaml);
+  t.deepEqual(table.zones[0]!.upstreams, []);
+  t.deepEqual(table.zones[1]!.services, { orders: { upstreams: [] } });
+});
+
+test('every bad service is reported at once, each with its key path', (t) => {
+  const yaml = ['name: bad', 'cells: 4', 'zones:',
+    '  - { name: a, region: r, city: c, capacity: 10, services: { default: { upstreams: [] }, orders: { upstreams: ["http://10.0.0.1/x"] } } }',
+    '  - { name: b, region: r, city: c, capacity: 10, services: { "pay ments": { upstreams: [] }, orders: { upstreams: ["http://169.254.169.254"] } } }'].join('\n');
+  const err = t.throws(() => tableFromTopologyText(yaml));
+  const paths = ((err as { detail?: Problem[] }).detail ?? []).map((p) => p.path);
+  t.deepEqual(paths.sort(), ['zones[0].services.default', 'zones[0].services.orders.upstreams[0]', 'zones[1].services["pay ments"]', 'zones[1].services.orders.upstreams[0]'].sort());
 });

@@ -133,7 +133,7 @@ test('a live /metrics passes promtool; process metrics unprefixed; build info, z
   for (const zone of ZONES) for (const status of STATUSES) t.is(metricValue(first, `cellgate_zone_status{zone="${zone}",status="${status}"}`), status === 'up' ? 1 : 0, `${zone} ${status}`);
   for (const reason of REFUSAL_REASONS) t.is(metricValue(first, `cellgate_requests_refused_total{reason="${reason}"}`), 0, reason);
   for (const reason of SETTLED) t.is(metricValue(first, `cellgate_buffer_settled_total{reason="${reason}"}`), 0, reason);
-  for (const zone of ZONES) for (const kind of UPSTREAM_ERROR_KINDS) t.is(metricValue(first, `cellgate_upstream_errors_total{zone="${zone}",kind="${kind}"}`), 0, `${zone} ${kind}`);
+  for (const zone of ZONES) for (const kind of UPSTREAM_ERROR_KINDS) t.is(metricValue(first, `cellgate_upstream_errors_total{zone="${zone}",service="default",kind="${kind}"}`), 0, `${zone} ${kind}`);
   t.is(total(first, 'cellgate_requests_total'), 10);
 
   // zc down: its cells move away; it is still in every per-zone series, at 0.
@@ -146,9 +146,9 @@ test('a live /metrics passes promtool; process metrics unprefixed; build info, z
   t.is(metricValue(after, 'cellgate_cells{zone="zc",state="active"}'), 0);
   t.is(metricValue(after, 'cellgate_cells{zone="zc",state="frozen"}'), 0);
   t.is(total(after, 'cellgate_cells'), 12);
-  t.is(metricValue(after, 'cellgate_upstream_pending_requests{zone="zc"}'), 0);
-  t.is(metricValue(after, 'cellgate_upstream_ejected_endpoints{zone="zc"}'), 0);
-  t.is(metricValue(after, 'cellgate_upstream_errors_total{zone="zc",kind="refused"}'), 0);
+  t.is(metricValue(after, 'cellgate_upstream_pending_requests{zone="zc",service="default"}'), 0);
+  t.is(metricValue(after, 'cellgate_upstream_ejected_endpoints{zone="zc",service="default"}'), 0);
+  t.is(metricValue(after, 'cellgate_upstream_errors_total{zone="zc",service="default",kind="refused"}'), 0);
   const lintAfter = await promtoolCheck(t, after);
   t.is(lintAfter.findings.trim(), '');
   t.is(lintAfter.code, 0);

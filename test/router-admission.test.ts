@@ -26,7 +26,7 @@ function setup(maxPendingPerZone: number) {
     };
     return { admitted: admission.enter(r), endpoint: () => r.endpoint };
   };
-  return { clock, health, a: pools.get('a')!, b: pools.get('b')!, admission, log, ask };
+  return { clock, health, a: pools.get('a')!.get('default')!, b: pools.get('b')!.get('default')!, admission, log, ask };
 }
 
 test('two slots per endpoint; the next ones wait in order and get freed slots; the cap refuses at once', (t) => {
@@ -37,14 +37,14 @@ test('two slots per endpoint; the next ones wait in order and get freed slots; t
   t.is(ask('r5', a).admitted.kind, 'waiting');
   t.is(ask('r6', a).admitted.kind, 'waiting');
   t.is(ask('r7', a).admitted.kind, 'refused', 'the queue holds two');
-  t.deepEqual(Object.fromEntries(admission.pendingByZone()), { a: 2 });
+  t.deepEqual(admission.pending(), [{ zone: 'a', service: 'default', n: 2 }]);
   t.is(ask('other', b).admitted.kind, 'started', 'another zone is not affected');
 
   admission.release(a.endpoints[1]!);
   t.is(log.at(-1), 'r5 started on http://10.0.0.2:1', 'the oldest waiter gets the freed slot');
   admission.release(a.endpoints[0]!);
   t.is(log.at(-1), 'r6 started on http://10.0.0.1:1');
-  t.deepEqual(Object.fromEntries(admission.pendingByZone()), {});
+  t.deepEqual(admission.pending(), []);
   t.deepEqual(a.endpoints.map((e) => e.active), [2, 2]);
   t.is(ask('r8', a).admitted.kind, 'waiting', 'nobody jumps the queue');
 });
@@ -84,7 +84,7 @@ test('tryStart takes a free slot without a SlotRequest, and never while its zone
   admission.release(e2);
   t.is(log.at(-1), 'waiter started on http://10.0.0.2:1', 'the freed slot went to the waiter');
   admission.release(e1);
-  t.deepEqual(Object.fromEntries(admission.pendingByZone()), {});
+  t.deepEqual(admission.pending(), []);
   t.true(admission.tryStart(a, e1), 'room and no waiter: taken');
   t.is(ask('w2', a).admitted.kind, 'waiting');
   admission.release(e1);

@@ -10,7 +10,8 @@ import { CONFIG_DOCS_PATH, renderConfigDocs } from '../src/router/config/docs';
 import { Type } from '@sinclair/typebox';
 import { Problems } from '../src/cells/check';
 import { applyEnv, envKeys } from '../src/router/config/env';
-import { compileRouteClassifier } from '../src/router/route-rules';
+import { compileRouteMatcher, routeServiceProblems, strippedUrl } from '../src/router/route-rules';
+import { tableFromTopologyText } from '../src/cells/topology';
 
 function problems(doc: unknown, overrides?: Record<string, unknown>, env?: NodeJS.ProcessEnv): string {
   try {
@@ -91,13 +92,46 @@ test('YAML and JSON files', async (t) => {
 
 // User id extraction: test/router-user-id.test.ts.
 test('route classification', (t) => {
-  const classify = compileRouteClassifier([{ prefix: '/', class: 'unit' }, { prefix: '/api/', class: 'global' }, { prefix: '/api/near', class: 'city' }]);
+  const match = compileRouteMatcher([{ prefix: '/', class: 'unit' }, { prefix: '/api/', class: 'global' }, { prefix: '/api/near', class: 'city' }]);
+  const classify = (url: string) => match(url)?.class ?? null;
   t.is(classify('/x'), 'unit');
   t.is(classify('/api/x'), 'global');
   t.is(classify('/api'), 'unit', '/api/ needs the slash');
   t.is(classify('/api/near?x'), 'city');
   t.is(classify('/api/nearby'), 'global');
-  t.is(compileRouteClassifier([{ prefix: '/only', class: 'unit' }])('/other'), null);
+  t.is(compileRouteMatcher([{ prefix: '/only', class: 'unit' }])('/other'), null);
+});
+
+test('a route rule names a service (default "default") and may strip its prefix', (t) => {
+  const match = compileRouteMatcher(parseGatewayConfig({ routes: [{ prefix: '/', class: 'unit' }, { prefix: '/orders/', class: 'unit', service: 'orders', stripPrefix: true }] }).routes);
+  t.deepEqual(match('/x'), { prefix: '/', class: 'unit', service: 'default', stripPrefix: false });
+  t.deepEqual(match('/orders/1'), { prefix: '/orders/', class: 'unit', service: 'orders', stripPrefix: true });
+  const bad = problems({ routes: [{ prefix: '/', class: 'unit', service: 'no such' }, { prefix: '/a', class: 'unit', service: '', stripPrefix: 'yes' }] });
+  t.regex(bad, /routes\[0\]\.service: must be a service name/);
+  t.regex(bad, /routes\[1\]\.service: must be a non-empty string/);
+  t.regex(bad, /routes\[1\]\.stripPrefix: must be true or false/);
+});
+
+test('stripPrefix sends the rest of the path, at least "/", query kept (as nginx\'s proxy_pass with a URI)', (t) => {
+  t.is(strippedUrl('/orders/42?x=1', '/orders/'), '/42?x=1');
+  t.is(strippedUrl('/orders/', '/orders/'), '/');
+  t.is(strippedUrl('/orders//x', '/orders/'), '//x', 'the path is not normalised');
+  t.is(strippedUrl('/pay', '/pay'), '/');
+  t.is(strippedUrl('/pay?q', '/pay'), '/?q');
+  t.is(strippedUrl('/pay/x', '/pay'), '/x');
+  t.is(strippedUrl('/x?y', '/'), '/x?y', 'prefix / strips nothing');
+});
+
+test('routes whose service no zone of the table offers are named by key path', (t) => {
+  const table = tableFromTopologyText([
+    'name: s', 'cells: 2', 'zones:',
+    '  - { name: a, region: r, city: c, capacity: 10, upstreams: [], services: { orders: { upstreams: [] } } }',
+    '  - { name: b, region: r, city: c, capacity: 10, upstreams: ["http://127.0.0.1:1"] }',
+  ].join('\n'));
+  const routes = parseGatewayConfig({ routes: [{ prefix: '/', class: 'unit' }, { prefix: '/o/', class: 'unit', service: 'orders' }, { prefix: '/p/', class: 'city', service: 'payments' }] }).routes;
+  t.deepEqual(routeServiceProblems(routes, table), [
+    { path: 'routes[2].service', message: 'no zone of the routing table offers service "payments" (it offers default, orders)' },
+  ], 'default is offered by every zone; orders by the zone that lists it (even with no static endpoint)');
 });
 
 test('config/gateway.yaml shows the true defaults of every key it lists', async (t) => {

@@ -68,8 +68,8 @@ test('502 UPSTREAM_UNAVAILABLE when the zone has no live endpoint, without leaki
   // The endpoint is now ejected: the next request is refused without trying it.
   assertContractError(t, await httpCall(`${g.url}/b`, { method: 'POST', headers: { 'x-user-id': 'u1' }, body: 'x' }), 502, 'UPSTREAM_UNAVAILABLE', [String(dead)]);
   const metrics = (await httpCall(`${g.admin}/metrics`)).text();
-  t.regex(metrics, /cellgate_upstream_errors_total\{zone="z1",kind="refused"\} 1/);
-  t.regex(metrics, /cellgate_upstream_ejected_endpoints\{zone="z1"\} 1/);
+  t.regex(metrics, /cellgate_upstream_errors_total\{zone="z1",service="default",kind="refused"\} 1/);
+  t.regex(metrics, /cellgate_upstream_ejected_endpoints\{zone="z1",service="default"\} 1/);
 });
 
 test('504 UPSTREAM_TIMEOUT when the upstream does not answer in time', async (t) => {

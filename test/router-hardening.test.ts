@@ -111,7 +111,7 @@ test('odd hop-by-hop headers and Expect never reach the upstream and never eject
     t.truthy(r.headers['x-cell-id'], 'the routing headers are still stamped');
   }
   const metrics = (await httpCall(`${admin}/metrics`)).text();
-  t.is(metricValue(metrics, 'cellgate_upstream_ejected_endpoints{zone="z1"}'), 0, 'never ejected');
+  t.is(metricValue(metrics, 'cellgate_upstream_ejected_endpoints{zone="z1",service="default"}'), 0, 'never ejected');
   t.regex(metrics, /cellgate_upstream_errors_total\{/, 'the error series exist (at 0)');
   t.notRegex(metrics, /cellgate_upstream_errors_total\{[^}]*\} [1-9]/, 'no upstream error at all');
   t.is((await httpCall(`${url}/after`, { headers: { 'x-user-id': 'alice' } })).status, 200, 'legitimate traffic still served');
@@ -157,7 +157,7 @@ test('a bogus Upgrade handshake is refused by the gateway, never sent upstream, 
   t.regex(reply, /^HTTP\/1\.1 400 /);
   t.is(up.received.length, 0);
   const metrics = (await httpCall(`${admin}/metrics`)).text();
-  t.is(metricValue(metrics, 'cellgate_upstream_ejected_endpoints{zone="z1"}'), 0);
+  t.is(metricValue(metrics, 'cellgate_upstream_ejected_endpoints{zone="z1",service="default"}'), 0);
   t.is((await httpCall(`${url}/after`, { headers: { 'x-user-id': 'alice' } })).status, 200);
 });
 
@@ -208,8 +208,8 @@ test('a client whose body stalls past the deadline gets 408 REQUEST_TIMEOUT and 
     t.is((JSON.parse(r.body) as { error: string }).error, 'REQUEST_TIMEOUT');
   }
   const metrics = (await httpCall(`${admin}/metrics`)).text();
-  t.is(metricValue(metrics, 'cellgate_upstream_ejected_endpoints{zone="z1"}'), 0, 'never ejected');
-  t.is(metricValue(metrics, 'cellgate_upstream_errors_total{zone="z1",kind="timeout"}'), 0, 'not an upstream timeout');
+  t.is(metricValue(metrics, 'cellgate_upstream_ejected_endpoints{zone="z1",service="default"}'), 0, 'never ejected');
+  t.is(metricValue(metrics, 'cellgate_upstream_errors_total{zone="z1",service="default",kind="timeout"}'), 0, 'not an upstream timeout');
   t.true((metricValue(metrics, 'cellgate_requests_refused_total{reason="client_timeout"}') ?? 0) >= 3);
   t.is((await httpCall(`${url}/after`, { headers: { 'x-user-id': 'alice' } })).status, 200, 'legitimate traffic still served');
 });

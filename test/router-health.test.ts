@@ -36,7 +36,7 @@ test('EndpointHealth: refused ejects at once, failures after N in a row, back-of
   const health = new EndpointHealth(upstream, () => now);
   const zone: Zone = { name: 'z', region: 'r', city: 'c', capacity: 1, status: 'up', upstreams: ['http://10.0.0.1:80', 'http://10.0.0.2:80/base'] };
   const pools = health.poolsFor({ zones: [zone] } as never);
-  const pool = pools.get('z')!;
+  const pool = pools.get('z')!.get('default')!;
   const [a, b] = pool.endpoints;
   t.is(b!.origin, 'http://10.0.0.2', 'endpoints are origins (default port and path dropped)');
   t.deepEqual([pool.pick(now), pool.pick(now), pool.pick(now)].map((e) => e?.origin), [a!.origin, b!.origin, a!.origin], 'round robin');
@@ -70,7 +70,7 @@ test('EndpointHealth: refused ejects at once, failures after N in a row, back-of
 
   health.record(b!, 'refused');
   t.is(pool.pick(now), null, 'none left');
-  const again = health.poolsFor({ zones: [zone] } as never).get('z')!;
+  const again = health.poolsFor({ zones: [zone] } as never).get('z')!.get('default')!;
   t.is(again.endpoints[0], a, 'health survives a new table');
 });
 
@@ -96,8 +96,8 @@ test('a dead endpoint is ejected (safe requests fail over to its peer) and gets 
   }
   t.is(b!.received.length - bBefore, 6);
   const metrics = (await httpCall(`${g.admin}/metrics`)).text();
-  t.regex(metrics, /cellgate_upstream_errors_total\{zone="z1",kind="refused"\} 1\n/, 'the dead endpoint was tried once, then ejected');
-  t.regex(metrics, /cellgate_upstream_ejected_endpoints\{zone="z1"\} 1/);
+  t.regex(metrics, /cellgate_upstream_errors_total\{zone="z1",service="default",kind="refused"\} 1\n/, 'the dead endpoint was tried once, then ejected');
+  t.regex(metrics, /cellgate_upstream_ejected_endpoints\{zone="z1",service="default"\} 1/);
 
   await a!.restart();
   clock.advance(399);
@@ -108,7 +108,7 @@ test('a dead endpoint is ejected (safe requests fail over to its peer) and gets 
   t.true(after.every((r) => r.status === 200));
   t.true(after.some((r) => r.json<UpstreamAnswer>().upstream === 'a'), 'the recovered endpoint gets traffic again');
   const metrics2 = (await httpCall(`${g.admin}/metrics`)).text();
-  t.regex(metrics2, /cellgate_upstream_ejected_endpoints\{zone="z1"\} 0/);
+  t.regex(metrics2, /cellgate_upstream_ejected_endpoints\{zone="z1",service="default"\} 0/);
 });
 
 test('an endpoint that keeps answering 503 is ejected after ejectAfterFailures; none left is 502', async (t) => {

@@ -59,7 +59,7 @@ test.serial('300 requests to a hanging zone are all answered by their deadline; 
   const wave = Array.from({ length: 300 }, (_, i) => timed(httpCall(`${s.url}/hang/${i}`, { headers: { 'x-user-id': s.userA }, timeoutMs: 20_000 })));
   // 128 connections (the default) are with the upstream, 100 wait in the gateway, the rest were refused at once.
   await until('the hanging zone to hold every connection', () => s.a.received.length === 128);
-  await until('the queue to fill', async () => metricValue(await metricsOf(s), 'cellgate_upstream_pending_requests{zone="za"}') === 100);
+  await until('the queue to fill', async () => metricValue(await metricsOf(s), 'cellgate_upstream_pending_requests{zone="za",service="default"}') === 100);
 
   const other = await timed(httpCall(`${s.url}/fine`, { headers: { 'x-user-id': s.userB } }));
   t.is(other.res.status, 200, 'another zone is served');
@@ -91,9 +91,9 @@ test.serial('300 requests to a hanging zone are all answered by their deadline; 
 
   const m = await metricsOf(s);
   t.is(metricValue(m, 'cellgate_requests_refused_total{reason="pending_full"}'), 73);
-  t.true((metricValue(m, 'cellgate_upstream_errors_total{zone="za",kind="timeout"}') ?? 0) >= 128, 'the requests with the upstream timed out');
-  t.is(metricValue(m, 'cellgate_upstream_pending_requests{zone="za"}'), 0, 'nobody waits any more');
-  t.is(metricValue(m, 'cellgate_upstream_pending_requests{zone="zb"}'), 0);
+  t.true((metricValue(m, 'cellgate_upstream_errors_total{zone="za",service="default",kind="timeout"}') ?? 0) >= 128, 'the requests with the upstream timed out');
+  t.is(metricValue(m, 'cellgate_upstream_pending_requests{zone="za",service="default"}'), 0, 'nobody waits any more');
+  t.is(metricValue(m, 'cellgate_upstream_pending_requests{zone="zb",service="default"}'), 0);
   t.is((await httpCall(`${s.url}/fine2`, { headers: { 'x-user-id': s.userB } })).status, 200);
 });
 
@@ -107,7 +107,7 @@ test.serial('a request that waited for a connection only gets what is left of it
   const first = httpCall(`${s.url}/1`, { headers: { 'x-user-id': s.userA } });
   await until('the first request to take the only connection', () => release !== null);
   const second = httpCall(`${s.url}/2`, { headers: { 'x-user-id': s.userA } });
-  await until('the second to wait', async () => metricValue(await metricsOf(s), 'cellgate_upstream_pending_requests{zone="za"}') === 1);
+  await until('the second to wait', async () => metricValue(await metricsOf(s), 'cellgate_upstream_pending_requests{zone="za",service="default"}') === 1);
   t.is(s.a.received.length, 1, 'the waiting request is not with the upstream');
   (release as unknown as () => void)();
   const [r1, r2] = await Promise.all([first, second]);

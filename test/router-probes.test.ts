@@ -54,7 +54,7 @@ test('probes: a zone whose endpoints fail (refused, 5xx) turns unhealthy; publis
   bFails = true;
   await until('zone b unhealthy on 503', () => health()?.b?.healthy === false);
   const metrics = await (await fetch(`${admin}/metrics`)).text();
-  t.true((metricValue(metrics, 'cellgate_probes_total{zone="b",result="failed"}') ?? 0) >= 1);
+  t.true((metricValue(metrics, 'cellgate_probes_total{zone="b",service="default",result="failed"}') ?? 0) >= 1);
   t.is(metricValue(metrics, 'cellgate_probe_zone_healthy{zone="a"}'), 0);
   bFails = false;
   await until('zone b healthy again', () => health()?.b?.healthy === true);

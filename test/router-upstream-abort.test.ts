@@ -158,7 +158,7 @@ test('the gateway deadline: the client gets 504 and the upstream sees its connec
   // undici's own headers timeout (real 30 s) is far away: only the gateway's abort closes it now.
   await until('the upstream to see the connection closed', () => held.closedAt.length === 1, SEES_CLOSE_WITHIN_MS);
   t.is(held.closedUnfinished, 1);
-  t.is(metricValue(await metricsOf(s), 'cellgate_upstream_errors_total{zone="za",kind="timeout"}'), 1, 'counted once, as a timeout');
+  t.is(metricValue(await metricsOf(s), 'cellgate_upstream_errors_total{zone="za",service="default",kind="timeout"}'), 1, 'counted once, as a timeout');
 });
 
 test('a client gone before the response headers: the upstream sees its connection closed, and the slot serves the next request', async (t) => {

@@ -92,7 +92,7 @@ test('documents the shortcut must not judge are validated in full: same verdicts
   }
 });
 
-test('a view reuses the ring and the routes of cells that did not change; the pools of zones whose upstreams did not change', (t) => {
+test('a view reuses the ring and the routes of cells that did not change; the pools of (zone, service)s whose endpoints did not change', (t) => {
   const base = demoTable();
   const decoder = new TableDecoder();
   const health = new EndpointHealth(HEALTH, () => Date.now());
@@ -115,17 +115,25 @@ test('a view reuses the ring and the routes of cells that did not change; the po
   t.not(second.view.routeCell(moved.name, 0), first.view.routeCell(moved.name, 0));
   const movedRoute = second.view.routeCell(moved.name, 0);
   t.true(movedRoute.ok && movedRoute.zone.name === target.name);
-  for (const z of base.zones) {
-    if (z.name === downZone.name) {
-      t.not(second.pools.get(z.name), first.pools.get(z.name), 'a changed zone gets a new pool…');
-      t.is(second.pools.get(z.name)!.endpoints, first.pools.get(z.name)!.endpoints, '…over the same endpoints (health kept)');
-    } else t.is(second.pools.get(z.name), first.pools.get(z.name), `the pool of ${z.name} is kept`);
-  }
+  const pool = (state: typeof first, zone: string, service = 'default') => state.pools.get(zone)!.get(service)!;
+  for (const z of base.zones) t.is(pool(second, z.name), pool(first, z.name), `the pool of ${z.name} is kept (a status change does not touch it)`);
   // New upstreams: new endpoints for that zone only.
-  const keep = second.pools.get(base.zones[1]!.name);
+  const keep = pool(second, base.zones[1]!.name);
   holder.swap(decoder.decode(doc(decoder.decode(doc(second.view.table), 3).table, (d) => { d.zones[0].upstreams = ['http://127.0.0.1:1']; }), 4), 'store', 0);
-  t.deepEqual(holder.current!.pools.get(base.zones[0]!.name)!.endpoints.map((e) => e.origin), ['http://127.0.0.1:1']);
-  t.is(holder.current!.pools.get(base.zones[1]!.name), keep);
+  t.deepEqual(pool(holder.current!, base.zones[0]!.name).endpoints.map((e) => e.origin), ['http://127.0.0.1:1']);
+  t.is(pool(holder.current!, base.zones[1]!.name), keep);
+  // A service added to one zone: every zone gets a pool for it (empty where not listed); the other pools stay.
+  const before = holder.current!;
+  holder.swap(decoder.decode(doc(before.view.table, (d) => { d.zones[1].services = { orders: { upstreams: ['http://127.0.0.1:2'] } }; }), 5), 'store', 0);
+  const withOrders = holder.current!;
+  t.not(withOrders.view.table.zones[1], before.view.table.zones[1], 'the decoder sees the services change');
+  t.deepEqual(pool(withOrders, base.zones[1]!.name, 'orders').endpoints.map((e) => e.origin), ['http://127.0.0.1:2']);
+  t.deepEqual(pool(withOrders, base.zones[0]!.name, 'orders').endpoints, [], 'a zone that does not list the service has an empty pool');
+  for (const z of base.zones) t.is(pool(withOrders, z.name), pool(before, z.name), `the default pool of ${z.name} is kept`);
+  // The next version with the same services keeps the services' pools too.
+  holder.swap(decoder.decode(doc(withOrders.view.table, (d) => { d.zones[2].status = 'draining'; }), 6), 'store', 0);
+  t.is(holder.current!.view.table.zones[1], withOrders.view.table.zones[1], 'an unchanged zone with services is the same object');
+  for (const z of base.zones) t.is(pool(holder.current!, z.name, 'orders'), pool(withOrders, z.name, 'orders'));
   t.deepEqual(new RoutingView(holder.current!.view as unknown as VersionedTable).routeCell(stillThere.name, 0), holder.current!.view.routeCell(stillThere.name, 0), 'a view built without a predecessor routes the same');
 });
 

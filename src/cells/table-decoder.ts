@@ -122,7 +122,22 @@ function sameRing(doc: unknown, ring: RoutingTable['ring']): boolean {
 }
 
 function sameZone(a: Zone, b: Zone): boolean {
-  const { upstreams: ua, ...ra } = a;
-  const { upstreams: ub, ...rb } = b;
-  return sameFlatRecord(ra, rb) && ua.length === ub.length && ua.every((u, i) => u === ub[i]);
+  const { upstreams: ua, services: sa, ...ra } = a;
+  const { upstreams: ub, services: sb, ...rb } = b;
+  return sameFlatRecord(ra, rb) && sameList(ua, ub) && sameServices(sa, sb);
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((u, i) => u === b[i]);
+}
+
+function sameServices(a: Zone['services'], b: Zone['services']): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  const names = Object.keys(a);
+  if (names.length !== Object.keys(b).length) return false;
+  for (const name of names) {
+    const [x, y] = [a[name]!, b[name]];
+    if (y === undefined || x.healthPath !== y.healthPath || !sameList(x.upstreams, y.upstreams)) return false;
+  }
+  return true;
 }

@@ -7,36 +7,75 @@ import {
   deepFreeze, describe, isRecord, join,
 } from './check';
 import { RING_RANGE } from './ring-layout';
-import { GLOBAL_CELL, type RoutingTable, type VersionedTable } from './types';
+import { DEFAULT_SERVICE, GLOBAL_CELL, type RoutingTable, type VersionedTable } from './types';
 
 export const ZONE_STATUSES = ['up', 'draining', 'down'] as const;
 export const CELL_STATES = ['active', 'frozen'] as const;
-const ZONE_KEYS = ['name', 'region', 'city', 'capacity', 'upstreams', 'status', 'healthPath'] as const;
+const ZONE_KEYS = ['name', 'region', 'city', 'capacity', 'upstreams', 'status', 'healthPath', 'services', 'elastic'] as const;
+const SERVICE_KEYS = ['upstreams', 'healthPath'] as const;
 /** A zone's probe path: absolute, no query/fragment/whitespace, bounded. */
 const HEALTH_PATH = /^\/[^\s?#]{0,1023}$/;
+/** Most services one zone lists: service names are metric label values, which stay bounded. */
+export const MAX_SERVICES_PER_ZONE = 256;
 const CELL_KEYS = ['name', 'home', 'zone', 'epoch', 'state', 'frozenUntilMs', 'movingTo'] as const;
 const TABLE_KEYS = ['format', 'name', 'ring', 'zones', 'cells', 'global', 'overrides', 'epochHighWater', 'allowLinkLocal'] as const;
 /** Longest accepted user id (the gateway refuses longer ones too). */
 export const MAX_USER_ID_LENGTH = 256;
 
-/** Checks one zone entry; shared with the topology validator (where `status` is optional). */
-export function checkZone(p: Problems, z: unknown, path: string, statusRequired: boolean, allowLinkLocal = false): void {
+/**
+ * Checks one zone entry; shared with the topology validator, where `status` and the lists of
+ * upstreams may be absent (`inTable` false). A list may be empty: a zone (or one of its
+ * services) may have no static endpoints and get them from the endpoint registry.
+ */
+export function checkZone(p: Problems, z: unknown, path: string, inTable: boolean, allowLinkLocal = false): void {
   if (!checkObject(p, z, path, ZONE_KEYS)) return;
   checkString(p, z.name, join(path, 'name'), NAME);
   checkString(p, z.region, join(path, 'region'), NAME);
   checkString(p, z.city, join(path, 'city'), NAME);
   checkNumber(p, z.capacity, join(path, 'capacity'), 0);
-  if (statusRequired || z.status !== undefined) checkOneOf(p, z.status, join(path, 'status'), ZONE_STATUSES);
-  if (z.healthPath !== undefined && (typeof z.healthPath !== 'string' || !HEALTH_PATH.test(z.healthPath))) {
-    p.add(join(path, 'healthPath'), `must be an absolute path such as /healthz (no query, at most 1024 characters), got ${describe(z.healthPath)}`);
+  if (inTable || z.status !== undefined) checkOneOf(p, z.status, join(path, 'status'), ZONE_STATUSES);
+  checkHealthPath(p, z.healthPath, join(path, 'healthPath'));
+  checkUpstreams(p, z.upstreams, join(path, 'upstreams'), inTable, allowLinkLocal);
+  if (z.services !== undefined) checkServices(p, z.services, join(path, 'services'), inTable, allowLinkLocal);
+}
+
+function checkHealthPath(p: Problems, v: unknown, path: string): void {
+  if (v !== undefined && (typeof v !== 'string' || !HEALTH_PATH.test(v))) {
+    p.add(path, `must be an absolute path such as /healthz (no query, at most 1024 characters), got ${describe(v)}`);
   }
-  const ups = z.upstreams;
-  if (!Array.isArray(ups) || ups.length === 0) {
-    p.add(join(path, 'upstreams'), 'must be a non-empty list of http(s) URLs');
+}
+
+/** A list (maybe empty) of unique upstream base URLs; absent only where `required` is false. */
+function checkUpstreams(p: Problems, ups: unknown, path: string, required: boolean, allowLinkLocal: boolean): void {
+  if (ups === undefined && !required) return;
+  if (!Array.isArray(ups)) {
+    p.add(path, `must be a list of http(s) URLs (maybe empty), got ${describe(ups)}`);
     return;
   }
-  ups.forEach((u, i) => checkHttpUrl(p, u, join(join(path, 'upstreams'), i), allowLinkLocal));
-  checkUnique(p, ups.map((u) => (typeof u === 'string' ? u : undefined)), (i) => join(join(path, 'upstreams'), i), 'upstream');
+  ups.forEach((u, i) => checkHttpUrl(p, u, join(path, i), allowLinkLocal));
+  checkUnique(p, ups.map((u) => (typeof u === 'string' ? u : undefined)), (i) => join(path, i), 'upstream');
+}
+
+/** `services: { NAME: { upstreams, healthPath? } }`; `default` is the zone's own `upstreams`, never listed here. */
+function checkServices(p: Problems, services: unknown, path: string, inTable: boolean, allowLinkLocal: boolean): void {
+  if (!isRecord(services)) {
+    p.add(path, `must be a map of service name to {upstreams, healthPath}, got ${describe(services)}`);
+    return;
+  }
+  const names = Object.keys(services);
+  if (names.length > MAX_SERVICES_PER_ZONE) p.add(path, `at most ${MAX_SERVICES_PER_ZONE} services per zone, got ${names.length}`);
+  for (const name of names) {
+    const at = join(path, name);
+    if (name === DEFAULT_SERVICE) {
+      p.add(at, `the service "${DEFAULT_SERVICE}" is the zone's own upstreams (and healthPath): list them there`);
+      continue;
+    }
+    if (!NAME.test(name)) p.add(at, `service name ${JSON.stringify(name)} must match ${NAME}`);
+    const svc = services[name];
+    if (!checkObject(p, svc, at, SERVICE_KEYS)) continue;
+    checkUpstreams(p, svc.upstreams, join(at, 'upstreams'), inTable, allowLinkLocal);
+    checkHealthPath(p, svc.healthPath, join(at, 'healthPath'));
+  }
 }
 
 /** `allowLinkLocal: true` lets upstreams be link-local or cloud-metadata addresses (off when absent). */

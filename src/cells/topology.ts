@@ -72,8 +72,17 @@ export function validateTopology(doc: unknown): Topology {
     }
   }
   if (!p.empty) invalid(p);
-  const zoneList = (zones as Record<string, unknown>[]).map((z) => ({ ...z, status: z.status ?? 'up' }) as unknown as Zone);
+  const zoneList = (zones as Record<string, unknown>[]).map(zoneWithDefaults);
   return { name: doc.name as string, cells, global: global as string, zones: zoneList, overrides: overrides as Record<string, string>, allowLinkLocal };
+}
+
+/** A topology zone as the table holds it: status `up` and empty endpoint lists where they were left out. */
+function zoneWithDefaults(z: Record<string, unknown>): Zone {
+  const zone: Record<string, unknown> = { ...z, status: z.status ?? 'up', upstreams: z.upstreams ?? [] };
+  if (isRecord(z.services)) {
+    zone.services = Object.fromEntries(Object.entries(z.services).map(([name, s]) => [name, { ...(s as object), upstreams: (s as Record<string, unknown>).upstreams ?? [] }]));
+  }
+  return zone as unknown as Zone;
 }
 
 /** Largest topology or table document accepted (bytes of UTF-8): far above any real one. */

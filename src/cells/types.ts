@@ -5,6 +5,17 @@ export type ZoneStatus = 'up' | 'draining' | 'down';
 export type CellState = 'active' | 'frozen';
 export type RouteClass = 'unit' | 'global' | 'city';
 
+/** The service a zone's plain `upstreams` (and `healthPath`) are: what a route without `service` reaches. */
+export const DEFAULT_SERVICE = 'default';
+
+/** One service's endpoints in one zone. */
+export interface ServiceEndpoints {
+  /** http(s) base URLs of this service's endpoints in the zone (may be empty: registered endpoints fill it). */
+  readonly upstreams: readonly string[];
+  /** Probe path for this service's endpoints; the zone's healthPath (or `/`) when absent. */
+  readonly healthPath?: string;
+}
+
 export interface Zone {
   readonly name: string;
   readonly region: string;
@@ -14,11 +25,18 @@ export interface Zone {
    * proportion to it, and failover never puts a zone over it unless forced.
    */
   readonly capacity: number;
-  /** http(s) base URLs of the zone's endpoints. */
+  /**
+   * http(s) base URLs of the zone's endpoints of the service named `default` (may be empty:
+   * the zone may serve only named services, or get its endpoints from the registry).
+   */
   readonly upstreams: readonly string[];
   readonly status: ZoneStatus;
   /** What gateways probe on each endpoint (GET; a 5xx, timeout or connect error fails); `/` when absent. */
   readonly healthPath?: string;
+  /** The zone's other services by name (never `default`: that is `upstreams` above). */
+  readonly services?: Readonly<Record<string, ServiceEndpoints>>;
+  /** An elastic zone receives cells only from `cellctl rebalance --onto-elastic`. */
+  readonly elastic?: boolean;
 }
 
 export interface Cell {

@@ -1,6 +1,6 @@
-// Sending a routed request to its upstream under the zone's bounds (admission.ts) and its
-// deadline: it goes to its endpoint once that has a free connection, waits in the zone's
-// queue otherwise (503 ZONE_OVERLOADED when that is full, 504 UPSTREAM_TIMEOUT when its
+// Sending a routed request to its upstream under its zone's and service's bounds
+// (admission.ts) and its deadline: it goes to its endpoint once that has a free connection,
+// waits in the queue of its zone and service otherwise (503 ZONE_OVERLOADED when that is full, 504 UPSTREAM_TIMEOUT when its
 // deadline passes first), and gives its connection slot back exactly once when the upstream
 // exchange is over — whichever of reply-from's paths ends it (response stream closed, error,
 // response to a client that has gone, the gateway's own deadline, which also aborts the
@@ -10,7 +10,7 @@ import type { FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { Admission } from './admission';
 import type { Clock } from './clock';
 import type { Endpoint, EndpointHealth, ZonePool } from './endpoints';
-import { sendError } from './error-reply';
+import { sendError, sendUnavailable } from './error-reply';
 import { sendContinue } from './expect-continue';
 import type { Exchange } from './exchange';
 import type { GatewayMetrics } from './metrics';
@@ -48,7 +48,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
         metrics.refused('queue_timeout');
         sendError(reply, 'UPSTREAM_TIMEOUT');
       },
-      unavailable: () => sendError(reply, 'UPSTREAM_UNAVAILABLE'),
+      unavailable: () => sendUnavailable(reply, ex.zone, ex.service, (ex.pool as ZonePool).endpoints.length),
     });
     switch (admitted.kind) {
       case 'started':
@@ -97,7 +97,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       if (!reply.sent) sendError(reply, 'REQUEST_TIMEOUT');
     } else {
       if (ex.endpoint) health.record(ex.endpoint, 'failure');
-      metrics.upstreamError(ex.zone, 'timeout');
+      metrics.upstreamError(ex.zone, ex.service, 'timeout');
       if (!reply.sent) sendError(reply, 'UPSTREAM_TIMEOUT');
     }
     // Not left to undici's own timeout (up to a second later): the upstream's connection closes

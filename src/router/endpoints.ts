@@ -1,9 +1,12 @@
-// Per-zone endpoint selection with passive health (outlier ejection).
+// Per-(zone, service) endpoint selection with passive health (outlier ejection).
 //
-// Each zone of the table gets a ZonePool made once per table: its endpoints (origins), a
-// round-robin cursor, and precomputed per-zone values the hot path needs (metric children).
-// Health lives in Endpoint objects keyed by origin and kept across tables, so an endpoint
-// ejected under one table stays ejected when the next table arrives.
+// Each service of each zone of the table gets a ZonePool (Envoy's cluster): its endpoints
+// (origins), its probe path and a round-robin cursor. A zone's plain `upstreams` are the
+// service `default`; every zone carries every service the table names (one it does not list
+// has an empty pool: 502 UPSTREAM_UNAVAILABLE naming zone and service). Health lives in
+// Endpoint objects keyed by origin and kept across tables, so an endpoint ejected under one
+// table stays ejected when the next table arrives. An origin is one server: two services
+// listing the same origin share its health and its connections.
 //
 // An endpoint that refuses a connection is ejected at once; one that fails
 // `ejectAfterFailures` times in a row (resets, timeouts, 502/503/504) is ejected too. An
@@ -16,11 +19,13 @@
 // Each endpoint also counts the requests it has right now (`active`, handed to the HTTP
 // client and not finished); `connectionsPerEndpoint` of them fill it, and pick() prefers an
 // endpoint with room. Requests that find every endpoint of the zone full wait in the zone's
-// bounded queue (admission.ts) instead of inside undici, where nothing bounds or times them.
+// bounded queue of its zone and service (admission.ts) instead of inside undici, where
+// nothing bounds or times them.
 //
 // Passive health covers plain HTTP exchanges; WebSocket handshakes pick endpoints the same
 // way but do not report their outcome.
-import type { RoutingTable, Zone } from '../cells/types';
+import { tableServices, zoneServices } from '../cells/services';
+import type { RoutingTable } from '../cells/types';
 import type { UpstreamConfig } from './config';
 
 export type Now = () => number;
@@ -44,15 +49,27 @@ export class Endpoint {
   }
 }
 
+/** The endpoints of one service in one zone. */
 export class ZonePool {
-  readonly zone: Zone;
+  readonly zone: string;
+  readonly service: string;
+  /** `zone` and `service` in one string: the pool's queue (admission.ts) and probe keys. */
+  readonly key: string;
+  /** What the prober GETs on each endpoint: the service's healthPath, else the zone's, else `/`. */
+  readonly healthPath: string;
+  /** The URLs the pool was made from (the table's, then any registered ones): a pool is reused while they stay. */
+  readonly upstreams: readonly string[];
   readonly endpoints: readonly Endpoint[];
   /** Requests one endpoint takes at once (its connections). */
   readonly slotsPerEndpoint: number;
   private cursor = 0;
 
-  constructor(zone: Zone, endpoints: readonly Endpoint[], slotsPerEndpoint = Infinity) {
-    this.zone = zone;
+  constructor(where: PoolSpec, endpoints: readonly Endpoint[], slotsPerEndpoint = Infinity) {
+    this.zone = where.zone;
+    this.service = where.service;
+    this.key = poolKey(where.zone, where.service);
+    this.healthPath = where.healthPath;
+    this.upstreams = where.upstreams;
     this.endpoints = endpoints;
     this.slotsPerEndpoint = slotsPerEndpoint;
   }
@@ -92,11 +109,39 @@ export class ZonePool {
 /** What one upstream exchange did to an endpoint's health. */
 export type Outcome = 'success' | 'refused' | 'failure';
 
+/** What a pool is made from. */
+export interface PoolSpec {
+  readonly zone: string;
+  readonly service: string;
+  readonly healthPath: string;
+  readonly upstreams: readonly string[];
+}
+
+/** The pools of one table: zone name → service name → pool (every zone has every service of the table). */
+export type Pools = ReadonlyMap<string, ReadonlyMap<string, ZonePool>>;
+
+/**
+ * Endpoint URLs known besides the table's (the endpoint registry): zone → service → URLs. A
+ * (zone, service) the table does not name is ignored: metric labels stay the table's.
+ */
+export type ExtraEndpoints = ReadonlyMap<string, ReadonlyMap<string, readonly string[]>>;
+
+const NO_EXTRA: ExtraEndpoints = new Map();
+
+export function poolKey(zone: string, service: string): string {
+  return `${zone}\u0000${service}`;
+}
+
+/** Every pool of `pools`. */
+export function* allPools(pools: Pools): Iterable<ZonePool> {
+  for (const byService of pools.values()) yield* byService.values();
+}
+
 export class EndpointHealth {
   private readonly byOrigin = new Map<string, Endpoint>();
   private readonly config: UpstreamConfig;
   private readonly now: Now;
-  /** The pools of the last table, reused for zones whose upstreams did not change. */
+  /** The pools of the last table by poolKey, reused while their endpoint list and probe path stay. */
   private lastPools = new Map<string, ZonePool>();
 
   constructor(config: UpstreamConfig, now: Now) {
@@ -105,25 +150,43 @@ export class EndpointHealth {
   }
 
   /**
-   * One ZonePool per zone of `table`; endpoints no table mentions any more are forgotten.
-   * A zone whose upstream list did not change keeps its pool (the same object when the zone
-   * itself did not change, else a new one over the same endpoints): no URL is parsed again.
+   * One ZonePool per service of each zone of `table` (the table's URLs, then `extra`'s not
+   * already listed); endpoints no pool mentions any more are forgotten. A pool whose URLs
+   * and probe path did not change is the very same object (no URL is parsed again, its
+   * round-robin position is kept); a zone's status or cells changing does not touch it.
    */
-  poolsFor(table: RoutingTable): Map<string, ZonePool> {
-    const pools = new Map<string, ZonePool>();
+  poolsFor(table: RoutingTable, extra: ExtraEndpoints = NO_EXTRA): Map<string, Map<string, ZonePool>> {
+    const pools = new Map<string, Map<string, ZonePool>>();
+    const byKey = new Map<string, ZonePool>();
+    const services = tableServices(table);
     let rebuilt = false;
     for (const zone of table.zones) {
-      const old = this.lastPools.get(zone.name);
-      if (old && old.zone === zone) pools.set(zone.name, old);
-      else if (old && sameList(old.zone.upstreams, zone.upstreams)) pools.set(zone.name, new ZonePool(zone, old.endpoints, this.config.connectionsPerEndpoint));
-      else {
-        rebuilt = true;
-        pools.set(zone.name, new ZonePool(zone, zone.upstreams.map((u) => this.endpointFor(new URL(u).origin)), this.config.connectionsPerEndpoint));
+      const byService = new Map<string, ZonePool>();
+      for (const svc of zoneServices(zone, services)) {
+        const more = extra.get(zone.name)?.get(svc.name);
+        const upstreams = more && more.length > 0 ? [...svc.upstreams, ...more.filter((u) => !svc.upstreams.includes(u))] : svc.upstreams;
+        const key = poolKey(zone.name, svc.name);
+        const old = this.lastPools.get(key);
+        let pool: ZonePool;
+        if (old && old.healthPath === svc.healthPath && sameList(old.upstreams, upstreams)) pool = old;
+        else {
+          rebuilt = true;
+          const spec = { zone: zone.name, service: svc.name, healthPath: svc.healthPath, upstreams };
+          pool = new ZonePool(spec, old && sameList(old.upstreams, upstreams) ? old.endpoints : this.endpointsOf(upstreams), this.config.connectionsPerEndpoint);
+        }
+        byService.set(svc.name, pool);
+        byKey.set(key, pool);
       }
+      pools.set(zone.name, byService);
     }
-    if (rebuilt || pools.size !== this.lastPools.size) this.forgetUnused(pools);
-    this.lastPools = pools;
+    if (rebuilt || byKey.size !== this.lastPools.size) this.forgetUnused(byKey);
+    this.lastPools = byKey;
     return pools;
+  }
+
+  private endpointsOf(upstreams: readonly string[]): Endpoint[] {
+    // Two URLs of one origin ("http://h:1" and "http://h:1/") are one endpoint.
+    return [...new Set(upstreams.map((u) => new URL(u).origin))].map((origin) => this.endpointFor(origin));
   }
 
   private endpointFor(origin: string): Endpoint {

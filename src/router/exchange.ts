@@ -19,6 +19,10 @@ export class Exchange {
   user: string | null = null;
   /** The `zone` metric label: the zone served, or "none" when the request was not routed. */
   zone = 'none';
+  /** The route rule's service (the `service` metric label; "none" when no rule matched). */
+  service = 'none';
+  /** The rule's prefix when it strips it from the path sent upstream; null otherwise. */
+  strip: string | null = null;
   route: OkRoute | null = null;
   pool: ZonePool | null = null;
   endpoint: Endpoint | null = null;

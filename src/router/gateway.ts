@@ -9,6 +9,7 @@
 import type { Registry } from 'prom-client';
 import type { RoutingView } from '../cells/lookup';
 import type { VersionedTable } from '../cells/types';
+import { cgError } from '../errors';
 import type { TableStore } from '../store/types';
 import { AccessLog } from './access-log';
 import { buildAdminServer } from './admin';
@@ -25,6 +26,7 @@ import { MoveMetrics } from './move-metrics';
 import { PresencePublisher } from './presence';
 import { ZoneProber } from './probes';
 import { buildTrafficServer } from './proxy';
+import { routeServiceProblems } from './route-rules';
 import { RoutingStateHolder } from './routing-state';
 import { TableFollower, type TableSource } from './table-follower';
 import { TrafficTls } from './tls';
@@ -102,12 +104,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     view: () => routing.view,
     tableAgeSeconds: () => routing.tableAgeSeconds(),
     now: () => clock.now(),
-    ejectedByZone: () => {
-      const out = new Map<string, number>();
-      const now = clock.now();
-      for (const [zone, pool] of routing.current?.pools ?? []) out.set(zone, pool.endpoints.filter((e) => !e.isAvailable(now)).length);
-      return out;
-    },
+    pools: () => routing.current?.pools ?? null,
   }, options.processMetrics ?? true);
   metrics.controlPlaneConnected.set(0);
   const moveMetrics = new MoveMetrics(metrics.registry, { openWebSockets: () => websockets.size, inflightWithUpstream: () => load.requests.size });
@@ -140,6 +137,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
 
   function apply(vt: VersionedTable, source: TableSource, receivedAtMs: number): void {
+    checkRouteServices(vt);
     const view = routing.swap(vt, source, receivedAtMs);
     metrics.tableVersion.set(vt.version);
     if (source === 'store') metrics.tableUpdates.inc({ result: 'accepted' });
@@ -148,6 +146,26 @@ export function createGateway(options: GatewayOptions): Gateway {
     // Held requests of cells this table unfroze go now (to the cell's new zone).
     buffer.reroute();
     log.table('table.applied', { version: vt.version, checksum: vt.checksum, source, ...(closed > 0 ? { webSocketsClosed: closed } : {}) });
+  }
+
+  /**
+   * Routes naming a service no zone of the table offers. The first table this gateway applies
+   * is refused for it (a configuration that does not fit the estate: INVALID_CONFIG naming
+   * `routes[i].service`; the gateway stays unready and takes the next table that fits, like
+   * Envoy refusing a static route to an unknown cluster). Once it routes, a table is never
+   * refused for it (cell moves must go on): applied, warned about once per change, counted
+   * in cellgate_route_services_missing; those routes' requests get 502 UPSTREAM_UNAVAILABLE.
+   */
+  let missingServices = '';
+  function checkRouteServices(vt: VersionedTable): void {
+    const problems = routeServiceProblems(config.routes, vt.table);
+    const summary = problems.map((p) => `${p.path}: ${p.message}`).join('; ');
+    if (problems.length > 0 && routing.current === null) {
+      throw cgError('INVALID_CONFIG', `invalid gateway configuration for table version ${vt.version}: ${summary}`, { detail: problems });
+    }
+    metrics.routeServicesMissing.set(problems.length);
+    if (summary !== missingServices && problems.length > 0) log.table('table.route_services_missing', { version: vt.version, problems });
+    missingServices = summary;
   }
 
   const follower = new TableFollower(store, typeof config.snapshotPath === 'string' ? config.snapshotPath : null, {

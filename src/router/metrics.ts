@@ -2,11 +2,11 @@
 // gateways in one process, as in tests, never share counters). Gateway metrics carry the
 // prefix `cellgate_`; prom-client's process/runtime metrics keep their standard names
 // (process_*, nodejs_*) so that stock Node.js dashboards find them.
-// Label values are bounded: zone names from the table, route classes, status codes and
-// fixed kinds — never user ids. Values that are cheaper to read than to keep current
+// Label values are bounded: zone and service names from the table (services also from the
+// configured routes), route classes, status codes and fixed kinds — never user ids. Values that are cheaper to read than to keep current
 // (in-flight, buffered, table age, cells, zone status) are read at scrape time by `collect`.
 // Every series an alert may take rate() of exists from the first scrape: error and refusal
-// counters start at 0 for every reason (and every zone of the table), and zones with no
+// counters start at 0 for every reason (and every zone and service of the table), and zones with no
 // cells show 0, not nothing.
 // Each metric says how the `--workers` primary merges it (`aggregator`; see cluster-metrics.ts).
 //
@@ -16,6 +16,8 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { RoutingView } from '../cells/lookup';
 import { ZONE_STATUSES } from '../cells/table';
+import type { PendingCount } from './admission';
+import { allPools, type Pools } from './endpoints';
 import { BUFFER_OUTCOMES, outcomeCounts, type BufferOutcome, type HoldCounters } from './hold-buffer';
 import { ZoneLatencyHistogram } from './latency-histogram';
 import { buildInfo } from './build-info';
@@ -27,14 +29,15 @@ export interface MetricsSource {
   view(): RoutingView | null;
   /** How stale the applied table may be: 0 while the store is connected; null = no table. */
   tableAgeSeconds(): number | null;
-  ejectedByZone(): Map<string, number>;
+  /** The pools of the applied table (endpoints and their passive health), null before one. */
+  pools(): Pools | null;
   /** The gateway's clock (whether a cell's freeze is still on). */
   now(): number;
 }
 
 /** What the traffic server reports once it is built (attach()). */
 export interface TrafficSource {
-  pendingByZone(): Map<string, number>;
+  pending(): PendingCount[];
   bufferCounters(): HoldCounters;
   bufferedBytes(): number;
 }
@@ -71,20 +74,22 @@ const SETTLED_REASON: Readonly<Record<BufferOutcome, string>> = {
 const MISNAMED_DEFAULT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 interface RequestRow {
-  readonly labels: { readonly zone: string; readonly class: string; readonly status: string };
+  readonly labels: { readonly zone: string; readonly service: string; readonly class: string; readonly status: string };
   n: number;
 }
 
 export class GatewayMetrics {
   readonly registry = new Registry();
-  private readonly upstreamErrors: Counter<'zone' | 'kind'>;
+  private readonly upstreamErrors: Counter<'zone' | 'service' | 'kind'>;
+  /** Configured routes whose service no zone of the applied table offers (set when a table is applied). */
+  readonly routeServicesMissing: Gauge;
   readonly tableVersion: Gauge;
   readonly controlPlaneConnected: Gauge;
   readonly bufferTimeouts: Counter;
   readonly tableUpdates: Counter<'result'>;
-  /** Every row, for the scrape; requestIndex finds a row by zone, class and status. */
+  /** Every row, for the scrape; requestIndex finds a row by zone, service, class and status. */
   private readonly requestRows: RequestRow[] = [];
-  private readonly requestIndex = new Map<string, Map<string, Map<number, RequestRow>>>();
+  private readonly requestIndex = new Map<string, Map<string, Map<string, Map<number, RequestRow>>>>();
   private readonly refusals: Counter<'reason'>;
   private traffic: TrafficSource | null = null;
   private readonly duration = new ZoneLatencyHistogram();
@@ -107,8 +112,8 @@ export class GatewayMetrics {
       labelNames: ['version', 'node'], registers, aggregator: 'first',
     }).set({ version: info.version, node: info.node }, 1);
     new Counter({
-      name: 'cellgate_requests_total', help: 'Requests answered, by zone served (none = not routed), route class and status (499 = client went away).',
-      labelNames: ['zone', 'class', 'status'], registers,
+      name: 'cellgate_requests_total', help: 'Requests answered, by zone served (none = not routed), service (none = no route matched), route class and status (499 = client went away).',
+      labelNames: ['zone', 'service', 'class', 'status'], registers,
       collect() {
         this.reset();
         for (const row of rows) this.inc(row.labels, row.n);
@@ -116,11 +121,12 @@ export class GatewayMetrics {
     });
     this.registry.registerMetric(this.duration as unknown as Metric);
     this.upstreamErrors = new Counter({
-      name: 'cellgate_upstream_errors_total', help: 'Failed upstream exchanges, by zone and kind.',
-      labelNames: ['zone', 'kind'], registers,
+      name: 'cellgate_upstream_errors_total', help: 'Failed upstream exchanges, by zone, service and kind.',
+      labelNames: ['zone', 'service', 'kind'], registers,
       collect() {
-        // Every zone of the table has every kind, at 0 until it happens (inc by 0 keeps a value).
-        for (const z of source.view()?.table.zones ?? []) for (const kind of UPSTREAM_ERROR_KINDS) this.inc({ zone: z.name, kind }, 0);
+        // Every service of every zone has every kind, at 0 until it happens (inc by 0 keeps a value).
+        const pools = source.pools();
+        if (pools) for (const p of allPools(pools)) for (const kind of UPSTREAM_ERROR_KINDS) this.inc({ zone: p.zone, service: p.service, kind }, 0);
       },
     });
     this.tableVersion = new Gauge({ name: 'cellgate_routing_table_version', help: 'Version (store revision) of the applied routing table.', registers, aggregator: 'min' });
@@ -133,6 +139,10 @@ export class GatewayMetrics {
       },
     });
     this.controlPlaneConnected = new Gauge({ name: 'cellgate_control_plane_connected', help: '1 while the routing-table store is reachable.', registers, aggregator: 'min' });
+    this.routeServicesMissing = new Gauge({
+      name: 'cellgate_route_services_missing', help: 'Configured routes whose service no zone of the applied table offers (their requests get 502 UPSTREAM_UNAVAILABLE).',
+      registers, aggregator: 'max',
+    });
     this.tableUpdates = new Counter({ name: 'cellgate_table_updates_total', help: 'Routing tables received from the store, accepted or rejected.', labelNames: ['result'], registers });
     this.tableUpdates.inc({ result: 'accepted' }, 0);
     this.tableUpdates.inc({ result: 'rejected' }, 0);
@@ -146,11 +156,12 @@ export class GatewayMetrics {
     for (const reason of REFUSAL_REASONS) this.refusals.inc({ reason }, 0);
     const traffic = () => this.traffic;
     new Gauge({
-      name: 'cellgate_upstream_pending_requests', help: 'Requests waiting for a free upstream connection right now, by zone.', labelNames: ['zone'], registers,
+      name: 'cellgate_upstream_pending_requests', help: 'Requests waiting for a free upstream connection right now, by zone and service.', labelNames: ['zone', 'service'], registers,
       collect() {
         this.reset();
-        for (const z of source.view()?.table.zones ?? []) this.set({ zone: z.name }, 0);
-        for (const [zone, n] of traffic()?.pendingByZone() ?? []) this.set({ zone }, n);
+        const pools = source.pools();
+        if (pools) for (const p of allPools(pools)) this.set({ zone: p.zone, service: p.service }, 0);
+        for (const { zone, service, n } of traffic()?.pending() ?? []) this.set({ zone, service }, n);
       },
     });
     this.bufferTimeouts = new Counter({ name: 'cellgate_buffer_timeouts_total', help: 'Held requests answered 504 BUFFER_TIMEOUT (window elapsed, evicted as oldest, or shutdown).', registers });
@@ -166,23 +177,25 @@ export class GatewayMetrics {
     this.refusals.inc({ reason });
   }
 
-  request(zone: string, routeClass: string, status: number, seconds: number): void {
+  request(zone: string, service: string, routeClass: string, status: number, seconds: number): void {
     // Nested maps: no key string built per request.
-    let byClass = this.requestIndex.get(zone);
-    if (!byClass) this.requestIndex.set(zone, (byClass = new Map()));
+    let byService = this.requestIndex.get(zone);
+    if (!byService) this.requestIndex.set(zone, (byService = new Map()));
+    let byClass = byService.get(service);
+    if (!byClass) byService.set(service, (byClass = new Map()));
     let byStatus = byClass.get(routeClass);
     if (!byStatus) byClass.set(routeClass, (byStatus = new Map()));
     let row = byStatus.get(status);
     if (!row) {
-      byStatus.set(status, (row = { labels: { zone, class: routeClass, status: String(status) }, n: 0 }));
+      byStatus.set(status, (row = { labels: { zone, service, class: routeClass, status: String(status) }, n: 0 }));
       this.requestRows.push(row);
     }
     row.n += 1;
-    if (seconds >= 0) this.duration.observe(zone, seconds);
+    if (seconds >= 0) this.duration.observe(zone, service, seconds);
   }
 
-  upstreamError(zone: string, kind: UpstreamErrorKind): void {
-    this.upstreamErrors.inc({ zone, kind });
+  upstreamError(zone: string, service: string, kind: UpstreamErrorKind): void {
+    this.upstreamErrors.inc({ zone, service, kind });
   }
 }
 
@@ -213,21 +226,24 @@ function tableGauges(registers: Registry[], source: MetricsSource): void {
   });
   new Gauge({
     // With the ejected count, "every endpoint of a zone ejected" is one comparison (an alert rule).
-    name: 'cellgate_upstream_endpoints', help: 'Upstream endpoints of each zone in the applied table.', labelNames: ['zone'], registers,
+    name: 'cellgate_upstream_endpoints', help: 'Upstream endpoints of each service of each zone in the applied table.', labelNames: ['zone', 'service'], registers,
     aggregator: 'first',
     collect() {
       this.reset();
-      for (const z of source.view()?.table.zones ?? []) this.set({ zone: z.name }, z.upstreams.length);
+      const pools = source.pools();
+      if (pools) for (const p of allPools(pools)) this.set({ zone: p.zone, service: p.service }, p.endpoints.length);
     },
   });
   new Gauge({
     // Each --workers worker checks health on its own: the primary shows the most any worker ejected.
-    name: 'cellgate_upstream_ejected_endpoints', help: 'Upstream endpoints ejected right now by passive health checks, by zone.', labelNames: ['zone'], registers,
+    name: 'cellgate_upstream_ejected_endpoints', help: 'Upstream endpoints ejected right now by passive health checks, by zone and service.', labelNames: ['zone', 'service'], registers,
     aggregator: 'max',
     collect() {
       this.reset();
-      for (const z of source.view()?.table.zones ?? []) this.set({ zone: z.name }, 0);
-      for (const [zone, n] of source.ejectedByZone()) this.set({ zone }, n);
+      const pools = source.pools();
+      if (!pools) return;
+      const now = source.now();
+      for (const p of allPools(pools)) this.set({ zone: p.zone, service: p.service }, p.endpoints.filter((e) => !e.isAvailable(now)).length);
     },
   });
 }

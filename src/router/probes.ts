@@ -1,8 +1,11 @@
-// Active health of zones: every endpoint of every zone in the applied table is probed with a
-// GET of its zone's healthPath (default `/`) every probe.intervalMs; a connect error, a
-// timeout or a 5xx fails (like Envoy's active health check, HAProxy's `option httpchk`). An
-// endpoint counts as up when its last probe passed AND passive health has not ejected it; a
-// zone is healthy while one endpoint is up. The per-zone summary is what the gateway
+// Active health of zones: every endpoint of every service of every zone in the applied table
+// is probed with a GET of its service's healthPath (else the zone's, else `/`) every
+// probe.intervalMs; a connect error, a timeout or a 5xx fails (like Envoy's active health
+// check, HAProxy's `option httpchk`). An endpoint counts as up when its last probe passed AND
+// passive health has not ejected it; a zone is healthy while one endpoint of any of its
+// services is up (the zone is reachable: one service's trouble is not a datacenter's, and
+// `cellgate autopilot` moves whole zones). A zone with no endpoint at all is not reported:
+// there is no evidence either way. The per-zone summary is what the gateway
 // publishes for `cellgate autopilot` — only when it changes (not per probe), so presence
 // writes stay rare. One probe in flight per endpoint: a slow one is never stacked on.
 import http from 'node:http';
@@ -10,14 +13,14 @@ import https from 'node:https';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ZoneHealthReport } from '../store/types';
 import type { Clock, TimerHandle } from './clock';
-import type { ZonePool } from './endpoints';
+import { allPools, type Pools } from './endpoints';
 
 export interface ProbeOptions {
   readonly intervalMs: number;
   readonly timeoutMs: number;
   readonly clock: Clock;
-  /** The pools of the applied table (null before one is loaded): zones, endpoints, passive health. */
-  readonly pools: () => ReadonlyMap<string, ZonePool> | null;
+  /** The pools of the applied table (null before one is loaded): zones, services, endpoints, passive health. */
+  readonly pools: () => Pools | null;
   /** Called with the whole summary when any zone's healthy/endpointsUp/endpointsTotal changed. */
   readonly onChange: (report: Record<string, ZoneHealthReport>) => void;
   readonly registry: Registry;
@@ -30,6 +33,7 @@ type ProbeResult = 'ok' | 'failed';
 
 interface EndpointProbe {
   readonly zone: string;
+  readonly service: string;
   readonly url: string;
   inFlight: boolean;
   /** The last probe's outcome; null before the first one ends (no evidence either way). */
@@ -52,7 +56,7 @@ export class ZoneProber {
   private readonly endpoints = new Map<string, EndpointProbe>();
   private readonly zones = new Map<string, ZoneState>();
   private readonly agents = { http: new http.Agent({ keepAlive: true, maxSockets: 1 }), https: new https.Agent({ keepAlive: true, maxSockets: 1 }) };
-  private readonly probes: Counter<'zone' | 'result'>;
+  private readonly probes: Counter<'zone' | 'service' | 'result'>;
   private readonly zoneHealthy: Gauge<'zone'>;
   private timer: TimerHandle | null = null;
   private closed = false;
@@ -62,8 +66,8 @@ export class ZoneProber {
   constructor(options: ProbeOptions) {
     this.o = options;
     this.probeHeader = headerSafe(options.gatewayId);
-    this.probes = new Counter({ name: 'cellgate_probes_total', help: 'Active health probes of zone endpoints, by zone and result (ok, failed).', labelNames: ['zone', 'result'], registers: [options.registry] });
-    this.zoneHealthy = new Gauge({ name: 'cellgate_probe_zone_healthy', help: '1 when this gateway sees the zone healthy (an endpoint passes its probe and is not ejected).', labelNames: ['zone'], registers: [options.registry] });
+    this.probes = new Counter({ name: 'cellgate_probes_total', help: 'Active health probes of zone endpoints, by zone, service and result (ok, failed).', labelNames: ['zone', 'service', 'result'], registers: [options.registry] });
+    this.zoneHealthy = new Gauge({ name: 'cellgate_probe_zone_healthy', help: '1 when this gateway sees the zone healthy (an endpoint of one of its services passes its probe and is not ejected).', labelNames: ['zone'], registers: [options.registry] });
   }
 
   start(): void {
@@ -109,13 +113,12 @@ export class ZoneProber {
     const pools = this.o.pools();
     if (!pools) return;
     const live = new Set<string>();
-    for (const [zone, pool] of pools) {
-      const path = pool.zone.healthPath ?? '/';
+    for (const pool of allPools(pools)) {
       for (const ep of pool.endpoints) {
-        const key = `${zone}\u0000${ep.origin}`;
+        const key = probeKey(pool.key, ep.origin);
         live.add(key);
         if (!this.endpoints.has(key) && this.endpoints.size < MAX_PROBES) {
-          this.endpoints.set(key, { zone, url: ep.origin + path, inFlight: false, last: null, lastOkMs: null });
+          this.endpoints.set(key, { zone: pool.zone, service: pool.service, url: ep.origin + pool.healthPath, inFlight: false, last: null, lastOkMs: null });
         }
       }
     }
@@ -140,7 +143,7 @@ export class ZoneProber {
       e.inFlight = false;
       e.last = result;
       if (result === 'ok') e.lastOkMs = this.o.clock.now();
-      this.probes.inc({ zone: e.zone, result });
+      this.probes.inc({ zone: e.zone, service: e.service, result });
       if (!this.closed) this.evaluate();
     };
     let req: http.ClientRequest;
@@ -172,13 +175,21 @@ export class ZoneProber {
     if (!pools) return;
     const now = this.o.clock.now();
     let changed = false;
-    for (const [zone, pool] of pools) {
-      const probes = pool.endpoints.map((ep) => this.endpoints.get(`${zone}\u0000${ep.origin}`));
-      // A zone is reported only once every endpoint has a first probe result: no verdict
-      // without evidence (no false alarm at start, no "healthy" that nothing observed).
-      if (probes.some((p) => !p || p.last === null)) continue;
-      const total = pool.endpoints.length;
-      const up = pool.endpoints.filter((ep, i) => ep.isAvailable(now) && probes[i]!.last === 'ok').length;
+    for (const [zone, byService] of pools) {
+      let total = 0;
+      let up = 0;
+      let evidence = true;
+      for (const pool of byService.values()) {
+        for (const ep of pool.endpoints) {
+          const probe = this.endpoints.get(probeKey(pool.key, ep.origin));
+          // A zone is reported only once every endpoint has a first probe result: no verdict
+          // without evidence (no false alarm at start, no "healthy" that nothing observed).
+          if (!probe || probe.last === null) evidence = false;
+          else if (ep.isAvailable(now) && probe.last === 'ok') up += 1;
+          total += 1;
+        }
+      }
+      if (!evidence || total === 0) continue;
       const healthy = up > 0;
       const prev = this.zones.get(zone);
       if (prev && prev.healthy === healthy && prev.up === up && prev.total === total) continue;
@@ -189,6 +200,10 @@ export class ZoneProber {
     }
     if (changed) this.o.onChange(this.report());
   }
+}
+
+function probeKey(poolKey: string, origin: string): string {
+  return `${poolKey}\u0000${origin}`;
 }
 
 /** `text` with every byte outside printable ASCII (and %) percent-encoded from its UTF-8. */

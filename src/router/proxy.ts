@@ -1,16 +1,17 @@
 // The traffic server: fastify + @fastify/http-proxy, the upstream chosen per request.
 //
 // Per request, in order:
-//   preHandler  — route class by path prefix, user id, RoutingView route, endpoint of the
-//                 zone (round robin over healthy ones); a frozen cell's request is held in
-//                 the HoldBuffer (its body kept in memory) until released.
+//   preHandler  — route rule by path prefix (class, service, stripPrefix), user id,
+//                 RoutingView route, endpoint of the rule's service in the route's zone
+//                 (round robin over healthy ones); a frozen cell's request is held in the
+//                 HoldBuffer (its body kept in memory) until released.
 //   handler     — admission (admission.ts): the request goes to its endpoint if that has a
-//                 free connection, else waits in its zone's bounded queue until one frees or
-//                 its deadline (arrival + upstream.requestTimeoutMs) passes.
+//                 free connection, else waits in its zone's and service's bounded queue until
+//                 one frees or its deadline (arrival + upstream.requestTimeoutMs) passes.
 //   getUpstream — synchronous: the endpoint the preHandler chose (also for WebSockets).
 //   rewriteRequestHeaders — strips hop-by-hop and client-sent routing headers, stamps ours.
 //   onResponse / onError — passive health, contract errors, failover of a refused
-//                 safe request to the next endpoint of the same zone; the connection slot
+//                 safe request to the next endpoint of the same zone and service; the connection slot
 //                 is given back when the upstream exchange ends.
 //   upstream abort — the upstream request is ended at once when a freeze grace cuts it, its
 //                 deadline passes or its client goes away (the gateway's agent: upstream-agent.ts).
@@ -29,17 +30,17 @@ import type { GatewayConfig } from './config';
 import type { AccessLog } from './access-log';
 import { Admission } from './admission';
 import { createDispatch } from './dispatch';
-import type { EndpointHealth, ZonePool } from './endpoints';
+import type { EndpointHealth, Pools } from './endpoints';
 import { Exchange, kExchange, type OkRoute } from './exchange';
 import { EMPTY_BODY, declaredLength, readHeldBody } from './held-body';
-import { sendError } from './error-reply';
+import { sendError, sendUnavailable } from './error-reply';
 import { deferContinue, sendContinue } from './expect-continue';
 import { stampRequestHeaders, stripHopByHop, stripResponseHopByHop, wsForwardableHeaders } from './headers';
 import type { EvictReason, HoldBuffer } from './hold-buffer';
 import type { Logger } from './log';
 import type { GatewayMetrics } from './metrics';
 import type { CellRequests, TrackedRequest } from './cell-requests';
-import { compileRouteClassifier } from './route-rules';
+import { compileRouteMatcher, strippedUrl } from './route-rules';
 import { applyServerLimits, trafficServerOptions } from './server-limits';
 import { classifyUpstreamError, isRetryable, retryDelay } from './upstream-policy';
 import { BadUserId, compileUserIdExtractor, sendBadUserId } from './user-id';
@@ -49,7 +50,8 @@ import type { UpstreamWebSockets } from './ws-upstream';
 /** The routing state of one applied table; swapped whole, never changed in place. */
 export interface RoutingState {
   readonly view: RoutingView;
-  readonly pools: ReadonlyMap<string, ZonePool>;
+  /** zone → service → pool. */
+  readonly pools: Pools;
   /** `String(view.version)`, made once for the x-routing-revision header. */
   readonly revision: string;
 }
@@ -80,16 +82,17 @@ export interface ProxyDeps {
 
 export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   const { config, routing, buffer, health, metrics, clock, load, websockets, accessLog, logger } = deps;
-  const classify = compileRouteClassifier(config.routes);
+  const matchRule = compileRouteMatcher(config.routes);
   const userIdOf = compileUserIdExtractor(config.userId.sources);
   const trustProxy = config.trustProxy;
   /** Header sources of the user id: the upstream gets exactly the one id the request was routed by. */
   const userIdHeaders = config.userId.sources.flatMap((src) => ('header' in src ? [src.header] : []));
   const maxBodyBytes = config.buffer.maxBodyBytes;
   const requestTimeoutMs = config.upstream.requestTimeoutMs;
+  // maxPendingPerZone bounds each service of each zone (the name predates services).
   const admission = new Admission({ maxPendingPerZone: config.upstream.maxPendingPerZone, clock });
   const { admit, headersArrived, releaseSlot } = createDispatch({ admission, clock, health, metrics, getUpstream });
-  metrics.attach({ pendingByZone: () => admission.pendingByZone(), bufferCounters: () => buffer.counters, bufferedBytes: () => buffer.bytes.used });
+  metrics.attach({ pending: () => admission.pending(), bufferCounters: () => buffer.counters, bufferedBytes: () => buffer.bytes.used });
 
   const app = fastify({
     logger: false,
@@ -122,17 +125,23 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     }
   }
 
-  /** Points the exchange at an endpoint of the route's zone; false = none is available. */
+  /** Points the exchange at an endpoint of its service in the route's zone; false = none is available. */
   function assign(ex: Exchange, route: OkRoute, nowMs: number): boolean {
     const state = routing.current as RoutingState;
     ex.route = route;
     ex.zone = route.zone.name;
     ex.revision = state.revision;
-    const pool = state.pools.get(route.zone.name);
+    // No pool: the table names no such service (a route warned about when the table was applied).
+    const pool = state.pools.get(route.zone.name)?.get(ex.service);
     ex.pool = pool ?? null;
     ex.endpoint = pool ? pool.pick(nowMs) : null;
     if (ex.endpoint !== null && route.cell !== null) track(ex, route.cell);
     return ex.endpoint !== null;
+  }
+
+  /** 502 naming the zone and the service that had no endpoint to give. */
+  function unavailable(reply: FastifyReply, ex: Exchange): void {
+    sendUnavailable(reply, ex.zone, ex.service, ex.pool?.endpoints.length ?? 0);
   }
 
   /** Enters a plain request in its cell's registry (once): freezes of the cell wait for it. */
@@ -168,7 +177,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     }
     const status = this.writableFinished ? this.statusCode : ex.upgraded ? 101 : 499;
     const seconds = (performance.now() - ex.startedMs) / 1000;
-    metrics.request(ex.zone, ex.cls, status, seconds);
+    metrics.request(ex.zone, ex.service, ex.cls, status, seconds);
     if (accessLog !== null) accessLog.write(ex, this.req, status, seconds);
   }
 
@@ -185,9 +194,16 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
 
     const raw = request.raw;
     const url = raw.url as string;
-    const cls = classify(url);
-    if (cls === null) return void sendError(reply, 'NOT_FOUND');
+    const rule = matchRule(url);
+    if (rule === null) return void sendError(reply, 'NOT_FOUND');
+    const cls = rule.class;
     ex.cls = cls;
+    ex.service = rule.service;
+    if (rule.stripPrefix) {
+      ex.strip = rule.prefix;
+      // http-proxy opens a WebSocket's upstream with the request's own url (the handler below sees plain requests only).
+      if (ex.upgraded) raw.url = strippedUrl(url, rule.prefix);
+    }
     if (cls === 'unit') {
       const user = userIdOf(url, raw.headers, raw.rawHeaders);
       if (user === null) return void sendError(reply, 'NO_USER_ID');
@@ -200,7 +216,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     if (route === null) return void sendError(reply, 'NO_ROUTING_TABLE');
     if (!route.ok) return void sendError(reply, route.error);
     if (route.frozenUntilMs !== null) return hold(request, reply, ex, route.frozenUntilMs, done);
-    if (!assign(ex, route, now)) return void sendError(reply, 'UPSTREAM_UNAVAILABLE');
+    if (!assign(ex, route, now)) return void unavailable(reply, ex);
     done();
   }
 
@@ -262,7 +278,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
             return;
           }
           if (!assign(ex, route, clock.now())) {
-            sendError(reply, 'UPSTREAM_UNAVAILABLE');
+            unavailable(reply, ex);
             return;
           }
           if (request.body instanceof Readable) request.body = b.length === 0 ? undefined : Readable.from(b, { objectMode: false });
@@ -360,9 +376,9 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     if (ex.upstream.abortedBy !== null) return;
     if (reply.sent) return; // the gateway's deadline answered already
     const failure = classifyUpstreamError(error);
-    metrics.upstreamError(ex.zone, failure.kind);
+    metrics.upstreamError(ex.zone, ex.service, failure.kind);
     if (ex.endpoint && failure.health !== null) health.record(ex.endpoint, failure.health);
-    // Nothing reached the endpoint and the request is safe to send again: try the zone's next one.
+    // Nothing reached the endpoint and the request is safe to send again: try the service's next one in the zone.
     if (failure.notSent && ex.pool && ex.fromOptions && ex.tries < ex.pool.endpoints.length && isRetryable(request.raw.method as string, request.raw.headers)) {
       const next = ex.pool.pick(clock.now(), ex.endpoint ?? undefined);
       if (next) {
@@ -372,7 +388,8 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
         return;
       }
     }
-    sendError(reply, failure.error);
+    if (failure.error === 'UPSTREAM_UNAVAILABLE') unavailable(reply, ex);
+    else sendError(reply, failure.error);
   }
 
   // reply-from's typings describe http2 variants and a different retryDelay shape than its
@@ -404,7 +421,8 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     preHandler: preHandler as never,
     handler: (request, reply, dest, options) => {
       const ex = request.cellgate as Exchange;
-      ex.dest = dest;
+      // dest is the path without its query (reply-from adds the request's query back).
+      ex.dest = ex.strip === null ? dest : strippedUrl(dest, ex.strip);
       ex.fromOptions = options;
       admit(reply, ex);
       return reply;

@@ -1,19 +1,34 @@
-// Which route class a request path belongs to: the configured prefixes, longest first.
+// Which route rule a request path belongs to: the configured prefixes, longest first.
 // A prefix matches on path-segment boundaries ("/api" matches "/api" and "/api/x", not
-// "/apix"); a prefix ending in "/" matches everything under it.
-import type { RouteClass } from '../cells/types';
+// "/apix"); a prefix ending in "/" matches everything under it. The rule gives the route
+// class, the service of the zone that serves it and whether the prefix is stripped.
+import type { Problem } from '../cells/check';
+import { tableServices } from '../cells/services';
+import { DEFAULT_SERVICE, type RouteClass, type RoutingTable } from '../cells/types';
 import type { RouteRule } from './config';
 
+/** A configured rule with its defaults filled in. */
+export interface MatchedRule {
+  readonly prefix: string;
+  readonly class: RouteClass;
+  readonly service: string;
+  readonly stripPrefix: boolean;
+}
+
+export function matchedRule(rule: RouteRule): MatchedRule {
+  return { prefix: rule.prefix, class: rule.class, service: rule.service ?? DEFAULT_SERVICE, stripPrefix: rule.stripPrefix === true };
+}
+
 /** Compiles the rules into one function of the raw url; null = no rule matches. */
-export function compileRouteClassifier(rules: readonly RouteRule[]): (url: string) => RouteClass | null {
-  const sorted = [...rules].sort((a, b) => b.prefix.length - a.prefix.length);
+export function compileRouteMatcher(rules: readonly RouteRule[]): (url: string) => MatchedRule | null {
+  const sorted = rules.map(matchedRule).sort((a, b) => b.prefix.length - a.prefix.length);
   // The default configuration (one rule for "/") needs no look at the url at all.
   if (sorted.length === 1 && sorted[0]!.prefix === '/') {
-    const only = sorted[0]!.class;
+    const only = sorted[0]!;
     return () => only;
   }
   return (url) => {
-    for (const rule of sorted) if (matches(url, rule.prefix)) return rule.class;
+    for (const rule of sorted) if (matches(url, rule.prefix)) return rule;
     return null;
   };
 }
@@ -23,4 +38,31 @@ function matches(url: string, prefix: string): boolean {
   if (prefix.endsWith('/') || url.length === prefix.length) return true;
   const next = url.charCodeAt(prefix.length);
   return next === 0x2f /* / */ || next === 0x3f /* ? */;
+}
+
+/**
+ * `url` (which `rule` matched) without the rule's prefix, as nginx's `proxy_pass http://up/`
+ * in `location /prefix/` sends it: "/orders/x?q" → "/x?q", "/orders" → "/", "/orders?q" → "/?q".
+ */
+export function strippedUrl(url: string, prefix: string): string {
+  const rest = url.slice(prefix.length);
+  if (prefix.endsWith('/')) return `/${rest}`;
+  return rest.startsWith('/') ? rest : `/${rest}`;
+}
+
+/**
+ * Routes whose service no zone of `table` offers, each with its key path. `default` is offered
+ * by every zone (its plain upstreams); another service by every zone that lists it under
+ * `services`, and by none when none does.
+ */
+export function routeServiceProblems(rules: readonly RouteRule[], table: RoutingTable): Problem[] {
+  const offered = new Set(tableServices(table));
+  const problems: Problem[] = [];
+  rules.forEach((rule, i) => {
+    const service = rule.service ?? DEFAULT_SERVICE;
+    if (!offered.has(service)) {
+      problems.push({ path: `routes[${i}].service`, message: `no zone of the routing table offers service ${JSON.stringify(service)} (it offers ${[...offered].join(', ')})` });
+    }
+  });
+  return problems;
 }

@@ -29,6 +29,8 @@ const UserIdSourceSchema = Type.Union([
 const RouteRuleSchema = Type.Object({
   prefix: Type.String({ pattern: '^/', expect: 'must start with /' }),
   class: Type.Union([Type.Literal('unit'), Type.Literal('global'), Type.Literal('city')]),
+  service: Type.Optional(Type.String({ pattern: NAME.source, expect: `must be a service name matching ${NAME.source}` })),
+  stripPrefix: Type.Optional(Type.Boolean({ expect: 'must be true or false' })),
 }, { additionalProperties: false });
 
 const EtcdSchema = Type.Object({
@@ -83,8 +85,8 @@ export const GatewayConfigSchema = Type.Object({
     }),
   }, 'How requests name their user.'),
   routes: Type.Array(RouteRuleSchema, {
-    minItems: 1, default: [{ prefix: '/', class: 'unit' }], expect: 'must be a non-empty list of {prefix, class}',
-    description: 'Route class by path prefix (longest wins): `unit` (the user\'s cell), `global` (the global zone), `city` (nearest up zone).',
+    minItems: 1, default: [{ prefix: '/', class: 'unit' }], expect: 'must be a non-empty list of {prefix, class, service?, stripPrefix?}',
+    description: 'Route class and service by path prefix (longest wins). `class`: `unit` (the zone of the user\'s cell), `global` (the global zone), `city` (nearest up zone). `service`: which of that zone\'s services serves it (default `default`: the zone\'s plain upstreams; a service no zone of the table offers is refused with the first table, warned about after). `stripPrefix: true` sends the path without the prefix (at least `/`).',
   }),
   buffer: section({
     windowMs: int(1, MAX_MS, 10_000, 'Longest time one request is held while its cell is frozen.'),
@@ -99,7 +101,7 @@ export const GatewayConfigSchema = Type.Object({
     ejectBaseMs: int(1, MAX_MS, 1_000, 'First ejection; each further one doubles, up to ejectMaxMs.'),
     ejectMaxMs: int(1, MAX_MS, 30_000, 'Longest ejection.'),
     connectionsPerEndpoint: int(1, 100_000, 128, 'Requests one endpoint has at once.'),
-    maxPendingPerZone: int(0, 1_000_000, 1024, 'Requests of one zone waiting for a connection; one more: 503 ZONE_OVERLOADED at once.'),
+    maxPendingPerZone: int(0, 1_000_000, 1024, 'Requests of one service of one zone waiting for a connection; one more: 503 ZONE_OVERLOADED at once.'),
   }, 'Upstream endpoints: timeouts, passive health, bounds.'),
   server: section({
     headersTimeoutMs: int(1, MAX_MS, 60_000, 'Whole request head within this (else 408 and closed), like nginx\'s client_header_timeout.'),
@@ -114,7 +116,7 @@ export const GatewayConfigSchema = Type.Object({
     }),
   }, 'Planned moves of a cell.'),
   probe: section({
-    intervalMs: int(100, MAX_MS, 1_000, 'Every zone endpoint is probed this often (GET of the zone\'s healthPath; a connect error, a timeout or a 5xx fails); at most one probe in flight per endpoint.'),
+    intervalMs: int(100, MAX_MS, 1_000, 'Every zone endpoint is probed this often (GET of its service\'s healthPath, else the zone\'s; a connect error, a timeout or a 5xx fails); at most one probe in flight per endpoint.'),
     timeoutMs: int(1, MAX_MS, 1_000, 'One probe\'s deadline (connect to end of headers).'),
   }, 'Active health of zones (the evidence `cellgate autopilot` decides on).'),
   trustProxy: Type.Boolean({ default: false, description: 'Keep and extend client-sent x-forwarded-* (only behind a proxy you run).' }),
