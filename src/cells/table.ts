@@ -11,7 +11,7 @@ import { GLOBAL_CELL, type RoutingTable, type VersionedTable } from './types';
 
 export const ZONE_STATUSES = ['up', 'draining', 'down'] as const;
 export const CELL_STATES = ['active', 'frozen'] as const;
-const ZONE_KEYS = ['name', 'region', 'city', 'capacity', 'upstreams', 'status', 'healthPath'] as const;
+const ZONE_KEYS = ['name', 'region', 'city', 'capacity', 'upstreams', 'status', 'healthPath', 'elastic'] as const;
 /** A zone's probe path: absolute, no query/fragment/whitespace, bounded. */
 const HEALTH_PATH = /^\/[^\s?#]{0,1023}$/;
 const CELL_KEYS = ['name', 'home', 'zone', 'epoch', 'state', 'frozenUntilMs', 'movingTo'] as const;
@@ -30,6 +30,7 @@ export function checkZone(p: Problems, z: unknown, path: string, statusRequired:
   if (z.healthPath !== undefined && (typeof z.healthPath !== 'string' || !HEALTH_PATH.test(z.healthPath))) {
     p.add(join(path, 'healthPath'), `must be an absolute path such as /healthz (no query, at most 1024 characters), got ${describe(z.healthPath)}`);
   }
+  if (z.elastic !== undefined && typeof z.elastic !== 'boolean') p.add(join(path, 'elastic'), `must be true or false, got ${describe(z.elastic)}`);
   const ups = z.upstreams;
   if (!Array.isArray(ups) || ups.length === 0) {
     p.add(join(path, 'upstreams'), 'must be a non-empty list of http(s) URLs');
@@ -46,7 +47,7 @@ export function checkAllowLinkLocal(p: Problems, v: unknown): boolean {
   return v === true;
 }
 
-function checkCell(p: Problems, c: unknown, path: string, zones: ReadonlySet<string>): void {
+function checkCell(p: Problems, c: unknown, path: string, zones: ReadonlySet<string>, elastic: ReadonlySet<string>): void {
   if (!checkObject(p, c, path, CELL_KEYS)) return;
   checkString(p, c.name, join(path, 'name'), NAME);
   for (const key of ['home', 'zone'] as const) {
@@ -54,6 +55,8 @@ function checkCell(p: Problems, c: unknown, path: string, zones: ReadonlySet<str
       p.add(join(path, key), `no zone named ${JSON.stringify(c[key])}`);
     }
   }
+  // An elastic zone is lent for a peak and given back: nothing may call it home.
+  if (typeof c.home === 'string' && elastic.has(c.home)) p.add(join(path, 'home'), `zone ${JSON.stringify(c.home)} is elastic: it cannot be a cell's home`);
   checkInteger(p, c.epoch, join(path, 'epoch'), 0);
   if (!checkOneOf(p, c.state, join(path, 'state'), CELL_STATES)) return;
   if (c.state === 'frozen') checkInteger(p, c.frozenUntilMs, join(path, 'frozenUntilMs'), 0);
@@ -114,14 +117,15 @@ export function validateTable(doc: unknown): RoutingTable {
   const zoneNames = zones.map((z) => (isRecord(z) && typeof z.name === 'string' ? z.name : undefined));
   checkUnique(p, zoneNames, (i) => `zones[${i}].name`, 'zone name');
   const zoneSet = new Set(zoneNames.filter((n): n is string => n !== undefined));
+  const elastic = new Set(zones.filter((z) => isRecord(z) && z.elastic === true && typeof z.name === 'string').map((z) => (z as { name: string }).name));
   const cells = Array.isArray(doc.cells) ? doc.cells : [];
   if (cells.length === 0) p.add('cells', 'must be a non-empty list');
-  cells.forEach((c, i) => checkCell(p, c, `cells[${i}]`, zoneSet));
+  cells.forEach((c, i) => checkCell(p, c, `cells[${i}]`, zoneSet, elastic));
   const cellNames = cells.map((c) => (isRecord(c) && typeof c.name === 'string' ? c.name : undefined));
   checkUnique(p, cellNames, (i) => `cells[${i}].name`, 'cell name');
   const cellList = cellNames.filter((n): n is string => n !== undefined);
   if (cellList.includes(GLOBAL_CELL)) p.add('cells', `"${GLOBAL_CELL}" is reserved for the global zone`);
-  checkCell(p, doc.global, 'global', zoneSet);
+  checkCell(p, doc.global, 'global', zoneSet, elastic);
   if (isRecord(doc.global) && doc.global.name !== GLOBAL_CELL) p.add('global.name', `must be "${GLOBAL_CELL}"`);
   checkRing(p, doc.ring, cellList);
   checkOverrides(p, doc.overrides, 'overrides', new Set(cellList));

@@ -5,6 +5,14 @@ export type ZoneStatus = 'up' | 'draining' | 'down';
 export type CellState = 'active' | 'frozen';
 export type RouteClass = 'unit' | 'global' | 'city';
 
+/** The service a zone's plain `upstreams` serve, and routes that name none. */
+export const DEFAULT_SERVICE = 'default';
+
+export interface ServiceEndpoints {
+  readonly upstreams: readonly string[];
+  readonly healthPath?: string;
+}
+
 export interface Zone {
   readonly name: string;
   readonly region: string;
@@ -19,6 +27,14 @@ export interface Zone {
   readonly status: ZoneStatus;
   /** What gateways probe on each endpoint (GET; a 5xx, timeout or connect error fails); `/` when absent. */
   readonly healthPath?: string;
+  /** Endpoints per named service (the plain `upstreams` are the default service). */
+  readonly services?: Readonly<Record<string, ServiceEndpoints>>;
+  /**
+   * An elastic zone (for a peak): it never holds cell homes and is never a failover
+   * target; cells reach it only by `cellctl rebalance --onto-elastic` and leave it by
+   * `--off-elastic`.
+   */
+  readonly elastic?: boolean;
 }
 
 export interface Cell {
