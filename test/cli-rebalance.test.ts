@@ -96,6 +96,23 @@ test('onto-elastic 0.25 then off-elastic returns every cell home; then the elast
   t.false((await table(tg)).table.zones.some((z) => z.name === 'pk-a'));
 });
 
+test('an interrupted rebalance leaves a consistent table, and running it again finishes what is left', async (t) => {
+  const tg = await target(t);
+  await run(t, ['zone', 'add', 'sh-c', '--region', 'east', '--city', 'shanghai', '--capacity', '100', '--upstream', 'http://127.0.0.1:7010', ...change('new hall'), ...tg.flags], 0);
+  // A second gateway that never acknowledges: the first batch's freeze is withdrawn (exit 4).
+  const stuck = await startFollower(tg.store, 'gw-stuck', { frozen: true });
+  t.teardown(() => stuck.stop());
+  const before = (await table(tg)).table;
+  const interrupted = await run(t, ['rebalance', '--batch', '5', '--freeze-ms', '2000', '--timeout', '1', ...change('interrupted'), ...tg.flags], 4);
+  t.regex(interrupted.stderr, /gw-stuck/);
+  const half = (await table(tg)).table;
+  t.true(half.cells.every((c) => c.state === 'active' && c.zone === c.home), 'no cell left frozen or away from home');
+  t.deepEqual(perZone(half, 'home'), perZone(before, 'home'), 'the withdrawn batch moved no home');
+  await stuck.stop();
+  await run(t, ['rebalance', '--batch', '5', ...change('resumed'), ...tg.flags], 0);
+  t.deepEqual(perZone((await table(tg)).table, 'home'), { 'sh-a': 13, 'sh-b': 13, 'hz-a': 13, 'sz-a': 13, 'sh-c': 12 });
+});
+
 test('refusals: remove a zone with cells or the global zone, add a duplicate or an invalid zone (exit 3); bad SHARE or flags (exit 2); nothing written', async (t) => {
   const tg = await target(t);
   const { version } = await table(tg);

@@ -184,6 +184,12 @@ test('elastic zones get no homes and are never a failover target; cells on one g
     + '  - { name: pk, region: r, city: c, capacity: 100, elastic: true, upstreams: ["http://127.0.0.1:2"] }\n'
     + '  - { name: b, region: r2, city: d, capacity: 100, upstreams: ["http://127.0.0.1:3"] }\n');
   t.false(topo.cells.some((c) => c.home === 'pk'));
+  // A topology whose only capacity is elastic, or whose global zone is elastic, is refused.
+  const zonesYaml = 'zones:\n  - { name: pk, region: r, city: c, capacity: 100, elastic: true, upstreams: ["http://127.0.0.1:2"] }\n'
+    + '  - { name: a, region: r, city: c, capacity: 0, upstreams: ["http://127.0.0.1:1"] }\n';
+  t.throws(() => tableFromTopologyText(`name: t\ncells: 4\nglobal: a\n${zonesYaml}`), { message: /zones: the zones have no capacity in all/ });
+  t.throws(() => tableFromTopologyText(`name: t\ncells: 4\n${zonesYaml}`), { message: /global: zone "pk" is elastic/ });
+  t.throws(() => tableFromTopologyText(`name: t\ncells: 4\nzones:\n  - { name: a, region: r, city: c, capacity: 1, elastic: 1, upstreams: ["http://127.0.0.1:1"] }\n`), { message: /zones\[0\]\.elastic: must be true or false/ });
   // a goes down: its cells cross regions to b rather than next door to the elastic pk.
   t.true(planZoneDown(topo, 'a').moves.every((m) => m.to === 'b'));
   t.true(planRegionDown(topo, 'r2').moves.every((m) => m.to === 'a'));

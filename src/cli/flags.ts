@@ -32,7 +32,7 @@ export const FLAG_DOCS: Readonly<Record<string, FlagDoc>> = {
   timeout: { value: 'S', description: 'how long to wait for the gateways to converge, in seconds', default: '10' },
   'max-move-share': { value: 'S', description: 'refuse a change that moves more than this share of the cells', default: '0.5' },
   'freeze-ms': { value: 'N', description: 'freeze window of a planned move, in ms', default: '8000' },
-  batch: { value: 'N', description: 'cells moved per planned batch (zone up, region up: home cells returned; rebalance: 8, or fewer when --max-move-share allows fewer)', default: 'all at once' },
+  batch: { value: 'N', description: 'cells moved per planned batch (zone up, region up: home cells returned)', default: 'zone up, region up: all at once; rebalance: 8, or fewer when --max-move-share allows fewer' },
   // zone add, rebalance
   region: { value: 'R', description: 'zone add: the region of the new zone' },
   city: { value: 'C', description: 'zone add: the city of the new zone' },

@@ -48,7 +48,7 @@ async function dryRun(ctx: CommandContext, makePlan: (t: RoutingTable) => Plan):
   if (ctx.out.json) {
     ctx.out.data({ dryRun: true, version: current.version, batches: plans.map(planJson), moves: moved });
   } else {
-    const parts = plans.map((p, i) => `batch ${i + 1} of ${plans.length}:\n${planText(p, current.version)}`);
+    const parts = plans.map((p, i) => `batch ${i + 1} of ${plans.length}${i ? ', planned on the result of the batches before' : ''}:\n${planText(p, current.version)}`);
     ctx.out.text(`${parts.join('\n\n')}\n\n${moved} cell move(s) in ${plans.length} batch(es) (dry run: nothing written)`);
   }
   const force = ctx.args.values.force === true;
