@@ -11,7 +11,7 @@
 // - `planOffElastic`: every cell on an elastic zone goes back home (when its home is up).
 // Cells always move the shortest distance the counts allow: same city, then same region,
 // then anywhere (planner tiers, targets.ts).
-import { GLOBAL_CELL, type Cell, type RoutingTable, type Zone } from '../cells/types';
+import type { Cell, RoutingTable, Zone } from '../cells/types';
 import { cgError } from '../errors';
 import { planMoves, type Plan, type PlannerOptions } from './planner';
 import { moveScope } from './targets';
@@ -186,9 +186,9 @@ export function planAllBatches(table: RoutingTable, makePlan: (t: RoutingTable) 
   return plans;
 }
 
-/** Cells (not the global pseudo-cell) per zone, by current zone: what tests and the CLI report. */
+/** Cells per zone by current zone (the global pseudo-cell is not a cell), every zone listed. */
 export function cellsPerZone(table: RoutingTable): Map<string, number> {
   const counts = new Map(table.zones.map((z) => [z.name, 0]));
-  for (const c of table.cells) if (c.name !== GLOBAL_CELL) counts.set(c.zone, (counts.get(c.zone) ?? 0) + 1);
+  for (const c of table.cells) counts.set(c.zone, (counts.get(c.zone) ?? 0) + 1);
   return counts;
 }
