@@ -202,7 +202,7 @@ export const healGateway = (id: string): Omit<Step, 'at'> => ({
   },
 });
 
-const CHANGES = new Set(['zone', 'cell', 'region', 'rollback']);
+const CHANGES = new Set(['zone', 'cell', 'region', 'rollback', 'rebalance']);
 
 export interface CellctlStepOptions {
   readonly label?: string;

@@ -13,6 +13,13 @@ export interface ZoneSpec {
   readonly servers?: number;
   /** Put a harness-controlled TCP proxy in front of each server (latency / drops). */
   readonly proxied?: boolean;
+  /** An elastic zone (no homes, no failover target; cells only from `rebalance --onto-elastic`). */
+  readonly elastic?: boolean;
+  /**
+   * Not in the first table: its servers run from the start, a `cellctl zone add` step brings
+   * the zone in (`zoneAddArgs`).
+   */
+  readonly addedLater?: boolean;
 }
 
 export interface GatewaySpec {
@@ -86,12 +93,20 @@ export function resolveTopology(o: TopologyOverrides = {}): TopologySpec {
 /** The topology file `cellctl init` reads; `upstreams` maps a zone to the URLs in its table entry. */
 export function topologyYaml(t: TopologySpec, upstreams: ReadonlyMap<string, readonly string[]>): string {
   const lines = [`name: ${t.name}`, `cells: ${t.cells}`, `global: ${t.global}`, 'zones:'];
-  for (const z of t.zones) {
+  for (const z of t.zones.filter((x) => !x.addedLater)) {
     const urls = (upstreams.get(z.name) ?? []).map((u) => JSON.stringify(u)).join(', ');
-    lines.push(`  - { name: ${z.name}, region: ${z.region}, city: ${z.city}, capacity: ${z.capacity}, upstreams: [${urls}] }`);
+    lines.push(`  - { name: ${z.name}, region: ${z.region}, city: ${z.city}, capacity: ${z.capacity},${z.elastic ? ' elastic: true,' : ''} upstreams: [${urls}] }`);
   }
   lines.push(`overrides: ${JSON.stringify(t.overrides)}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** `cellctl zone add` arguments that bring in a zone declared `addedLater`, with its servers' URLs. */
+export function zoneAddArgs(z: ZoneSpec, urls: readonly string[]): string[] {
+  return [
+    'zone', 'add', z.name, '--region', z.region, '--city', z.city, '--capacity', String(z.capacity),
+    ...(z.elastic ? ['--elastic'] : []), ...urls.flatMap((u) => ['--upstream', u]),
+  ];
 }
 
 /** The gateway configuration file of one gateway (flags add store, ports, zone and id). */

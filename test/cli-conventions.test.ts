@@ -56,14 +56,14 @@ test('cellgate serve --help prints help and exits at once: nothing listens, noth
   t.regex(global.stdout, /serve[\s\S]*demo[\s\S]*zone-server/);
 });
 
-test('cellctl zone --help lists down, drain and up; cellctl zone alone is a usage error naming them', async (t) => {
+test('cellctl zone --help lists down, drain, up, add and remove; cellctl zone alone is a usage error naming them', async (t) => {
   const r = await cellctl(['zone', '--help']);
   t.is(r.code, 0);
-  for (const sub of ['zone down', 'zone drain', 'zone up']) t.regex(r.stdout, new RegExp(`^  ${sub} `, 'm'));
+  for (const sub of ['zone down', 'zone drain', 'zone up', 'zone add', 'zone remove']) t.regex(r.stdout, new RegExp(`^  ${sub} `, 'm'));
   t.notRegex(r.stdout, /cell move/);
   const bare = await cellctl(['zone']);
   t.is(bare.code, 2);
-  t.is(bare.stderr, 'cellctl: cellctl zone needs a command: down, drain, up (see cellctl zone --help)\n');
+  t.is(bare.stderr, 'cellctl: cellctl zone needs a command: down, drain, up, add, remove (see cellctl zone --help)\n');
   const helpWord = await cellctl(['help', 'zone', 'down']);
   t.is(helpWord.code, 0);
   t.regex(helpWord.stdout, /^Usage: cellctl zone down/);

@@ -6,6 +6,7 @@ import autopilotOneSidedPartition from './autopilot-one-sided-partition';
 import autopilotZoneDies from './autopilot-zone-dies';
 import cascadingCityDown from './cascading-city-down';
 import corruptedTable from './corrupted-table';
+import elasticPeak from './elastic-peak';
 import etcdLeaderKill from './etcd-leader-kill';
 import gatewayCutOff from './gateway-cut-off';
 import gatewayKillRestart from './gateway-kill-restart';
@@ -44,4 +45,5 @@ export const SCENARIOS: readonly Scenario[] = [
   autopilotLeaderKilled,
   autopilotOneSidedPartition,
   autopilotFlappingZone,
+  elasticPeak,
 ];

@@ -37,6 +37,7 @@ export function checkZone(p: Problems, z: unknown, path: string, inTable: boolea
   checkHealthPath(p, z.healthPath, join(path, 'healthPath'));
   checkUpstreams(p, z.upstreams, join(path, 'upstreams'), inTable, allowLinkLocal);
   if (z.services !== undefined) checkServices(p, z.services, join(path, 'services'), inTable, allowLinkLocal);
+  if (z.elastic !== undefined && typeof z.elastic !== 'boolean') p.add(join(path, 'elastic'), `must be true or false, got ${describe(z.elastic)}`);
 }
 
 function checkHealthPath(p: Problems, v: unknown, path: string): void {
@@ -85,7 +86,7 @@ export function checkAllowLinkLocal(p: Problems, v: unknown): boolean {
   return v === true;
 }
 
-function checkCell(p: Problems, c: unknown, path: string, zones: ReadonlySet<string>): void {
+function checkCell(p: Problems, c: unknown, path: string, zones: ReadonlySet<string>, elastic: ReadonlySet<string>): void {
   if (!checkObject(p, c, path, CELL_KEYS)) return;
   checkString(p, c.name, join(path, 'name'), NAME);
   for (const key of ['home', 'zone'] as const) {
@@ -93,6 +94,8 @@ function checkCell(p: Problems, c: unknown, path: string, zones: ReadonlySet<str
       p.add(join(path, key), `no zone named ${JSON.stringify(c[key])}`);
     }
   }
+  // An elastic zone is lent for a peak and given back: nothing may call it home.
+  if (typeof c.home === 'string' && elastic.has(c.home)) p.add(join(path, 'home'), `zone ${JSON.stringify(c.home)} is elastic: it cannot be a cell's home`);
   checkInteger(p, c.epoch, join(path, 'epoch'), 0);
   if (!checkOneOf(p, c.state, join(path, 'state'), CELL_STATES)) return;
   if (c.state === 'frozen') checkInteger(p, c.frozenUntilMs, join(path, 'frozenUntilMs'), 0);
@@ -153,14 +156,15 @@ export function validateTable(doc: unknown): RoutingTable {
   const zoneNames = zones.map((z) => (isRecord(z) && typeof z.name === 'string' ? z.name : undefined));
   checkUnique(p, zoneNames, (i) => `zones[${i}].name`, 'zone name');
   const zoneSet = new Set(zoneNames.filter((n): n is string => n !== undefined));
+  const elastic = new Set(zones.filter((z) => isRecord(z) && z.elastic === true && typeof z.name === 'string').map((z) => (z as { name: string }).name));
   const cells = Array.isArray(doc.cells) ? doc.cells : [];
   if (cells.length === 0) p.add('cells', 'must be a non-empty list');
-  cells.forEach((c, i) => checkCell(p, c, `cells[${i}]`, zoneSet));
+  cells.forEach((c, i) => checkCell(p, c, `cells[${i}]`, zoneSet, elastic));
   const cellNames = cells.map((c) => (isRecord(c) && typeof c.name === 'string' ? c.name : undefined));
   checkUnique(p, cellNames, (i) => `cells[${i}].name`, 'cell name');
   const cellList = cellNames.filter((n): n is string => n !== undefined);
   if (cellList.includes(GLOBAL_CELL)) p.add('cells', `"${GLOBAL_CELL}" is reserved for the global zone`);
-  checkCell(p, doc.global, 'global', zoneSet);
+  checkCell(p, doc.global, 'global', zoneSet, elastic);
   if (isRecord(doc.global) && doc.global.name !== GLOBAL_CELL) p.add('global.name', `must be "${GLOBAL_CELL}"`);
   checkRing(p, doc.ring, cellList);
   checkOverrides(p, doc.overrides, 'overrides', new Set(cellList));

@@ -54,12 +54,15 @@ export function validateTopology(doc: unknown): Topology {
   zones.forEach((z, i) => checkZone(p, z, `zones[${i}]`, false, allowLinkLocal));
   const zoneNames = zones.map((z) => (isRecord(z) && typeof z.name === 'string' ? z.name : undefined));
   checkUnique(p, zoneNames, (i) => `zones[${i}].name`, 'zone name');
-  const capacity = zones.reduce((sum, z) => sum + (isRecord(z) && typeof z.capacity === 'number' && z.capacity > 0 ? z.capacity : 0), 0);
+  // Elastic zones hold no homes: only the others' capacity counts.
+  const capacity = zones.reduce((sum, z) => sum + (isRecord(z) && z.elastic !== true && typeof z.capacity === 'number' && z.capacity > 0 ? z.capacity : 0), 0);
   if (zones.length > 0 && capacity <= 0) p.add('zones', 'the zones have no capacity in all: no cell can have a home');
   else if (cells.length > capacity) p.add('zones', `the zones can carry ${capacity} cells in all, fewer than the ${cells.length} cells`);
   const global = doc.global ?? zoneNames[0];
   if (checkString(p, global, 'global') && !zoneNames.includes(global as string)) {
     p.add('global', `no zone named ${JSON.stringify(global)}`);
+  } else if (zones.some((z) => isRecord(z) && z.name === global && z.elastic === true)) {
+    p.add('global', `zone ${JSON.stringify(global)} is elastic: the global zone's home cannot be elastic`);
   }
   const overrides = doc.overrides ?? {};
   if (!isRecord(overrides)) p.add('overrides', 'must be a map of user id to cell name');
@@ -152,10 +155,10 @@ function firstDuplicateKey(doc: YAML.Document): { key: string; offset: number } 
 /**
  * Spreads cell homes over zones in proportion to capacity, interleaved (smooth weighted
  * round robin, as nginx does for upstream weights) so that a zone's cells are spread over
- * the ring's names rather than one block.
+ * the ring's names rather than one block. Elastic zones get no homes.
  */
 export function assignHomes(cells: readonly string[], zones: readonly Zone[]): string[] {
-  const weighted = zones.filter((z) => z.capacity > 0);
+  const weighted = zones.filter((z) => z.capacity > 0 && z.elastic !== true);
   const total = weighted.reduce((sum, z) => sum + z.capacity, 0);
   const current = weighted.map(() => 0);
   return cells.map(() => {

@@ -35,7 +35,11 @@ export interface Zone {
   readonly healthPath?: string;
   /** The zone's other services by name (never `default`: that is `upstreams` above). */
   readonly services?: Readonly<Record<string, ServiceEndpoints>>;
-  /** An elastic zone receives cells only from `cellctl rebalance --onto-elastic`. */
+  /**
+   * An elastic zone (for a peak): it never holds cell homes and is never a failover
+   * target; cells reach it only by `cellctl rebalance --onto-elastic` and leave it by
+   * `--off-elastic`.
+   */
   readonly elastic?: boolean;
 }
 

@@ -12,6 +12,8 @@ import {
 } from './commands/failover';
 import { historyCommand } from './commands/history';
 import { initCommand } from './commands/init';
+import { rebalanceCommand } from './commands/rebalance';
+import { zoneAddCommand, zoneRemoveCommand } from './commands/zone-edit';
 import { routeCommand } from './commands/route';
 import { statusCommand } from './commands/status';
 import { validateCommand } from './commands/validate';
@@ -25,7 +27,7 @@ import { AUTOPILOT_COMMANDS } from './autopilot-ctl';
 export const COMMANDS: readonly Command[] = [
   initCommand, validateCommand, statusCommand, routeCommand,
   zoneDownCommand, zoneDrainCommand, zoneUpCommand, cellMoveCommand, regionDownCommand, regionUpCommand,
-  historyCommand, rollbackCommand, ...AUTOPILOT_COMMANDS,
+  historyCommand, rollbackCommand, ...AUTOPILOT_COMMANDS, zoneAddCommand, zoneRemoveCommand, rebalanceCommand,
 ];
 
 const OUTPUT_FLAGS = ['json', 'yes', 'help', 'version'];

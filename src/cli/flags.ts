@@ -32,7 +32,17 @@ export const FLAG_DOCS: Readonly<Record<string, FlagDoc>> = {
   timeout: { value: 'S', description: 'how long to wait for the gateways to converge, in seconds', default: '10' },
   'max-move-share': { value: 'S', description: 'refuse a change that moves more than this share of the cells', default: '0.5' },
   'freeze-ms': { value: 'N', description: 'freeze window of a planned move, in ms', default: '8000' },
-  batch: { value: 'N', description: 'home cells returned per planned batch', default: 'all at once' },
+  batch: { value: 'N', description: 'cells moved per planned batch (zone up, region up: home cells returned)', default: 'zone up, region up: all at once; rebalance: 8, or fewer when --max-move-share allows fewer' },
+  // zone add, rebalance
+  region: { value: 'R', description: 'zone add: the region of the new zone' },
+  city: { value: 'C', description: 'zone add: the city of the new zone' },
+  capacity: { value: 'N', description: 'zone add: the most cells the zone may carry' },
+  elastic: { description: 'zone add: an elastic zone: no homes, no failover target; cells only from rebalance --onto-elastic', default: 'off' },
+  upstream: { value: 'URL', description: 'zone add: an http(s) base URL of the zone\'s default service (repeatable)' },
+  service: { value: 'S=URL', description: 'zone add: add URL to service S of the zone (repeatable)' },
+  'health-path': { value: 'P', description: 'zone add: the path gateways probe on each endpoint', default: '/' },
+  'onto-elastic': { value: 'SHARE', description: 'rebalance: move about SHARE (0 < SHARE <= 1) of the cells onto the elastic zones, by their capacity (homes stay)' },
+  'off-elastic': { description: 'rebalance: every cell on an elastic zone returns to its home', default: 'off' },
   // command-specific
   topology: { value: 'FILE', description: 'topology YAML to make the table from' },
   cells: { description: 'also list every cell', default: 'off' },

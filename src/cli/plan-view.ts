@@ -6,12 +6,13 @@ import { escapeForTerminal as esc, formatTable } from './output';
 export function planText(plan: Plan, version: number): string {
   const lines = [`plan: ${plan.action} (${plan.kind}), against revision ${version}`];
   for (const s of plan.zoneStatus) lines.push(`  zone ${esc(s.zone)}: ${s.from} -> ${s.to}`);
+  for (const n of plan.notes ?? []) lines.push(`  ${esc(n)}`);
   if (plan.moves.length === 0) {
     lines.push('  no cell moves');
   } else {
     lines.push('', formatTable([
-      ['CELL', 'FROM', 'TO', 'SCOPE', 'USERS', 'EPOCH'],
-      ...plan.moves.map((m) => [m.cell, m.from, m.to, m.scope, m.cell === 'global' ? 'global traffic' : pct(m.userShare), `${m.epochBefore}->${m.epochAfter}`]),
+      ['CELL', 'FROM', 'TO', 'SCOPE', 'USERS', 'EPOCH', ...(plan.moves.some((m) => m.homeAfter) ? ['HOME'] : [])],
+      ...plan.moves.map((m) => [m.cell, m.from, m.to, m.scope, m.cell === 'global' ? 'global traffic' : pct(m.userShare), `${m.epochBefore}->${m.epochAfter}`, ...(m.homeAfter ? [`-> ${m.homeAfter}`] : [])]),
     ]).replace(/^/gm, '  '));
     lines.push('', `  ${plan.moves.length} move(s), ${pct(plan.movedCellShare)} of cells, ${pct(plan.movedUserShare)} of users`);
   }
@@ -32,6 +33,7 @@ export function planJson(plan: Plan): Record<string, unknown> {
   return {
     action: plan.action, kind: plan.kind, moves: plan.moves, zoneStatus: plan.zoneStatus, loads: plan.loads,
     movedCellShare: plan.movedCellShare, movedUserShare: plan.movedUserShare, guard: plan.guard, remaining: plan.remaining,
+    ...(plan.notes ? { notes: plan.notes } : {}),
   };
 }
 

@@ -103,9 +103,9 @@ function summaryOf(plan: Plan, phase: Phase, written: RoutingTable, frozenUntilM
   const move = (m: Plan['moves'][number]) => `${m.cell} ${m.from}->${m.to} (${m.scope})`;
   switch (phase) {
     case 'change':
-      return [...statuses, ...plan.moves.map(move)];
+      return [...(plan.notes ?? []), ...statuses, ...plan.moves.map(move)];
     case 'freeze':
-      return [`planned move, phase 1: ${plan.moves.length} cell(s) frozen until ${new Date(frozenUntilMs).toISOString()}`, ...statuses, ...plan.moves.map((m) => `${move(m)} frozen`)];
+      return [`planned move, phase 1: ${plan.moves.length} cell(s) frozen until ${new Date(frozenUntilMs).toISOString()}`, ...(plan.notes ?? []), ...statuses, ...plan.moves.map((m) => `${move(m)} frozen`)];
     case 'flip':
       // Only the moves that took effect: another change may have cancelled some planned ones.
       return ['planned move, phase 2: flip', ...plan.moves.filter((m) => cellZone(written, m.cell) === m.to).map(move)];
@@ -125,6 +125,7 @@ function summaryOf(plan: Plan, phase: Phase, written: RoutingTable, frozenUntilM
  */
 function flipFrozen(current: RoutingTable, plan: Plan, flipBeforeMs: number): RoutingTable {
   const ours = new Map(plan.moves.map((m) => [m.cell, m.to]));
+  const homes = new Map(plan.moves.map((m) => [m.cell, m.homeAfter]));
   let flipped = 0;
   const flip = <C extends RoutingTable['cells'][number]>(c: C): C => {
     if (c.state !== 'frozen' || ours.get(c.name) !== c.movingTo || c.movingTo === undefined) return c;
@@ -132,7 +133,8 @@ function flipFrozen(current: RoutingTable, plan: Plan, flipBeforeMs: number): Ro
     // would have two zones serving the cell. The freeze is withdrawn instead.
     if ((c.frozenUntilMs ?? 0) <= flipBeforeMs) throw new FreezeExpired();
     flipped++;
-    return { name: c.name, home: c.home, zone: c.movingTo, epoch: c.epoch + 1, state: 'active' } as C;
+    // A rebalance moves the home with the flip: a withdrawn freeze leaves the home untouched.
+    return { name: c.name, home: homes.get(c.name) ?? c.home, zone: c.movingTo, epoch: c.epoch + 1, state: 'active' } as C;
   };
   const next = validateTable(withEpochHighWater({ ...current, cells: current.cells.map(flip), global: flip(current.global) }));
   if (flipped === 0) {

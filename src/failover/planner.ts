@@ -33,6 +33,8 @@ export interface CellMove {
   readonly epochAfter: number;
   /** Share of all users whose cell this is (0 for the global pseudo-cell). */
   readonly userShare: number;
+  /** Set when the move also makes `to` the cell's home (rebalance): written with the flip. */
+  readonly homeAfter?: string;
 }
 
 export interface ZoneLoad {
@@ -60,6 +62,8 @@ export interface Plan {
   readonly remaining: number;
   /** Whether `result` differs from the table planned on at all (moves, statuses, or any other field). */
   readonly changed: boolean;
+  /** What else the plan does or leaves undone, for the plan view and the history (zone added, cells left behind). */
+  readonly notes?: readonly string[];
 }
 
 export const DEFAULT_MAX_MOVED_SHARE = 0.5;
@@ -88,6 +92,9 @@ interface Draft {
   readonly statuses: ReadonlyMap<string, ZoneStatus>;
   readonly moves: ReadonlyMap<string, string>; // cell -> target zone
   readonly remaining?: number;
+  /** The moved cells' home becomes their target too (rebalance). */
+  readonly rehome?: boolean;
+  readonly notes?: readonly string[];
 }
 
 /** Builds the plan (result table, loads, guard) from the chosen statuses and moves. */
@@ -109,8 +116,9 @@ function finish(table: RoutingTable, draft: Draft, opts: PlannerOptions): Plan {
     moves.push({
       cell: c.name, from: c.zone, to, scope: moveScope(zoneOf(table, c.zone), zoneOf(table, to)),
       epochBefore: c.epoch, epochAfter: c.epoch + 1, userShare: shares.get(c.name) ?? 0,
+      ...(draft.rehome ? { homeAfter: to } : {}),
     });
-    return { ...active, zone: to, epoch: c.epoch + 1 };
+    return { ...active, ...(draft.rehome ? { home: to } : {}), zone: to, epoch: c.epoch + 1 };
   };
   const moved = { ...table, zones, cells: table.cells.map(move), global: move(table.global) };
   // Tables written before the high-water mark existed get one with their first move.
@@ -139,7 +147,26 @@ function finish(table: RoutingTable, draft: Draft, opts: PlannerOptions): Plan {
     action: draft.action, kind: draft.kind, moves, zoneStatus, result, loads, movedCellShare,
     movedUserShare: moves.reduce((sum, m) => sum + m.userShare, 0), guard, remaining: draft.remaining ?? 0,
     changed: tableChecksum(result) !== tableChecksum(table),
+    ...(draft.notes?.length ? { notes: draft.notes } : {}),
   };
+}
+
+/**
+ * A planned change that moves the given cells (cell -> zone) and nothing else, as one batch
+ * with `remaining` cells left for later batches; with `rehome`, the targets become the
+ * cells' homes too. The building block of rebalance.ts.
+ */
+export function planMoves(table: RoutingTable, action: string, moves: ReadonlyMap<string, string>, opts: PlannerOptions, extra: { remaining?: number; rehome?: boolean; notes?: readonly string[] } = {}): Plan {
+  return finish(table, { action, kind: 'planned', statuses: new Map(), moves, ...extra }, opts);
+}
+
+/**
+ * A change of the zone list alone (zone add, zone remove): `after` is the table planned on
+ * with that edit made; no cell moves. `notes` say what changed (the plan view and history).
+ */
+export function planZoneListChange(before: RoutingTable, after: RoutingTable, action: string, notes: readonly string[], opts: PlannerOptions = {}): Plan {
+  const plan = finish(after, { action, kind: 'unplanned', statuses: new Map(), moves: new Map(), notes }, opts);
+  return { ...plan, changed: tableChecksum(plan.result) !== tableChecksum(before) };
 }
 
 export function pct(share: number): string {
@@ -148,13 +175,17 @@ export function pct(share: number): string {
 
 /** Moves every cell (and the global zone) off `leaving` zones onto `up` zones that stay. */
 function evacuate(table: RoutingTable, leaving: ReadonlySet<string>, opts: PlannerOptions): Map<string, string> {
-  const candidates = table.zones.filter((z) => z.status === 'up' && !leaving.has(z.name));
+  // Elastic zones are lent for a peak: never a failover target (cells put there would be
+  // stranded when the zone is given back). A cell leaving an elastic zone goes home when it can.
+  const candidates = table.zones.filter((z) => z.status === 'up' && !leaving.has(z.name) && z.elastic !== true);
   const loads = new ZoneLoads(table.cells.filter((c) => !leaving.has(c.zone)).map((c) => c.zone));
   const moves = new Map<string, string>();
   const stranded: string[] = [];
   for (const cell of allCells(table)) {
     if (!leaving.has(cell.zone)) continue;
-    const target = chooseTarget(zoneOf(table, cell.zone), candidates, loads, opts.force === true);
+    const home = candidates.find((z) => z.name === cell.home && cell.name !== GLOBAL_CELL);
+    const goHome = zoneOf(table, cell.zone).elastic === true && home !== undefined && (loads.get(home.name) < home.capacity || opts.force === true);
+    const target = goHome ? home : chooseTarget(zoneOf(table, cell.zone), candidates, loads, opts.force === true);
     if (!target) {
       stranded.push(cell.name);
       continue;

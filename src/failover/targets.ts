@@ -4,6 +4,8 @@
 // then another city of the same region, then another region. Within the nearest tier that
 // still has room, each cell goes to the zone with the lowest load after taking it (cells /
 // capacity, ties by name), so one zone's cells are spread over its peers, not piled on one.
+// Elastic zones are never targets: they are lent for a peak, and a cell failed over onto one
+// would be stranded when it is given back (only `rebalance --onto-elastic` puts cells there).
 import type { Zone } from '../cells/types';
 
 export type MoveScope = 'same-zone' | 'same-city' | 'cross-city' | 'cross-region';
@@ -42,7 +44,7 @@ export function chooseTarget(from: Zone, candidates: readonly Zone[], loads: Zon
   let best: Zone | null = null;
   let bestKey: [number, number, string] | null = null;
   for (const zone of candidates) {
-    if (zone.name === from.name) continue;
+    if (zone.name === from.name || zone.elastic === true) continue;
     const after = loads.get(zone.name) + 1;
     const fits = after <= zone.capacity;
     if (!fits && !allowOverCapacity) continue;
