@@ -66,10 +66,10 @@ export const GatewayConfigSchema = Type.Object({
     default: null, description: 'The zone this gateway stands in: where `city` routes start (null: unknown).',
   }),
   id: Type.String({
-    // Printed by cellctl, written into logs and keys: no spaces or control characters.
-    pattern: '^[^\\s\\x00-\\x1f\\x7f-\\x9f]{1,200}$',
+    // Printed by cellctl, written into logs and keys: no control characters.
+    pattern: '^[^\\x00-\\x1f\\x7f-\\x9f]{1,200}$',
     docDefault: 'HOSTNAME-PID',
-    description: 'Unique name of this gateway in presence records: 1-200 characters, no spaces or control characters.',
+    description: 'Unique name of this gateway in presence records: 1-200 characters, no control characters.',
   }),
   etcd: Type.Union([EtcdSchema, Type.Null()], {
     default: null,
