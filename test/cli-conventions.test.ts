@@ -130,7 +130,7 @@ test('typos: "did you mean" for commands and flags, exit 2, one line', async (t)
 
 test('a failure with many problems prints each once', async (t) => {
   const bad = join(dir, 'bad.yaml');
-  await writeFile(bad, 'name: x\ncells: 0\nzones:\n  - {name: a, region: r, city: c, capacity: -1, upstreams: []}\n');
+  await writeFile(bad, 'name: x\ncells: 0\nzones:\n  - {name: a, region: r, city: c, capacity: -1, upstreams: 7}\n');
   const r = await cellctl(['validate', bad]);
   t.is(r.code, 3);
   const lines = r.stderr.trimEnd().split('\n');
