@@ -5,6 +5,12 @@ export type ZoneStatus = 'up' | 'draining' | 'down';
 export type CellState = 'active' | 'frozen';
 export type RouteClass = 'unit' | 'global' | 'city';
 
+/** The service a zone's plain `upstreams` are: routes that name no service go to it. */
+export const DEFAULT_SERVICE = 'default';
+
+/** One service's endpoints in a zone. */
+export interface ServiceEndpoints { readonly upstreams: readonly string[]; readonly healthPath?: string }
+
 export interface Zone {
   readonly name: string;
   readonly region: string;
@@ -19,6 +25,8 @@ export interface Zone {
   readonly status: ZoneStatus;
   /** What gateways probe on each endpoint (GET; a 5xx, timeout or connect error fails); `/` when absent. */
   readonly healthPath?: string;
+  /** The zone's services other than `default` (whose endpoints are `upstreams`). */
+  readonly services?: Readonly<Record<string, ServiceEndpoints>>;
 }
 
 export interface Cell {
