@@ -116,15 +116,25 @@ export function registrySnapshotOf(decoded: Iterable<DecodedEndpoint>, version: 
   return { endpoints, refused, refusedCount, version };
 }
 
+const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Code-unit order (not localeCompare, several times slower on a 500-record snapshot): the same on every gateway. */
 function compareEndpoints(a: RegisteredEndpoint, b: RegisteredEndpoint): number {
-  return a.zone.localeCompare(b.zone) || a.service.localeCompare(b.service) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  return byCodeUnits(a.zone, b.zone) || byCodeUnits(a.service, b.service) || byCodeUnits(a.id, b.id);
 }
+
+/** Snapshots are immutable: the watch's change key and the gateway's digest share one hash. */
+const checksums = new WeakMap<RegistrySnapshot, string>();
 
 /** What the gateway routes with of a snapshot: equal on two gateways = same registry (registeredAt and version aside). */
 export function registryChecksum(s: RegistrySnapshot): string {
-  const h = createHash('sha256');
-  for (const e of s.endpoints) h.update(`${e.zone}\n${e.service}\n${e.id}\n${e.url}\n${e.weight}\n`);
-  return `sha256:${h.digest('hex').slice(0, 16)}`;
+  let sum = checksums.get(s);
+  if (sum === undefined) {
+    const h = createHash('sha256');
+    for (const e of s.endpoints) h.update(`${e.zone}\n${e.service}\n${e.id}\n${e.url}\n${e.weight}\n`);
+    checksums.set(s, (sum = `sha256:${h.digest('hex').slice(0, 16)}`));
+  }
+  return sum;
 }
 
 /** A key for "did the registry change?" (a new version alone is no change). */
