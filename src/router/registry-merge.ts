@@ -14,6 +14,7 @@
 // last merge (RegistryMerger), so their pools and routes are reused, not rebuilt.
 import { checkHttpUrl, Problems } from '../cells/check';
 import { DEFAULT_SERVICE, type ServiceEndpoints, type VersionedTable, type Zone } from '../cells/types';
+import { MAX_REGISTERED_ENDPOINTS } from '../store/endpoint-record';
 import type { RegisteredEndpoint, RegistrySnapshot } from '../store/types';
 
 export const MAX_SERVICES_PER_ZONE = 64;
@@ -35,11 +36,15 @@ type ZoneRegistrations = Map<string, string[]>;
 export class RegistryMerger {
   /** Last merge: the stored zone, the registrations applied to it, and the effective zone made. */
   private last = new Map<string, { stored: Zone; key: string; effective: Zone }>();
+  /** URL check results (`<allowLinkLocal>|<url>`): a change re-merges every record, but parses only new URLs. */
+  private readonly urlChecks = new Map<string, boolean>();
 
   merge(vt: VersionedTable, snapshot: RegistrySnapshot | null): MergeResult {
     const ignored: Record<IgnoredReason, number> = { unknown_zone: 0, url_refused: 0, too_many_services: 0 };
     const applied = new Map<string, Map<string, number>>();
-    const byZone = groupByZone(vt, snapshot?.endpoints ?? [], ignored, applied);
+    // Bounded: at most twice the records a gateway accepts, then it starts afresh.
+    if (this.urlChecks.size > 2 * MAX_REGISTERED_ENDPOINTS) this.urlChecks.clear();
+    const byZone = groupByZone(vt, snapshot?.endpoints ?? [], ignored, applied, this.urlChecks);
     const next = new Map<string, { stored: Zone; key: string; effective: Zone }>();
     let changed = false;
     const zones = vt.table.zones.map((stored) => {
@@ -59,6 +64,7 @@ export class RegistryMerger {
 
 function groupByZone(
   vt: VersionedTable, endpoints: readonly RegisteredEndpoint[], ignored: Record<IgnoredReason, number>, applied: Map<string, Map<string, number>>,
+  urlChecks: Map<string, boolean>,
 ): Map<string, ZoneRegistrations> {
   const zoneNames = new Set(vt.table.zones.map((z) => z.name));
   const allowLinkLocal = vt.table.allowLinkLocal === true;
@@ -68,7 +74,10 @@ function groupByZone(
       ignored.unknown_zone += 1;
       continue;
     }
-    if (!checkHttpUrl(new Problems(), e.url, 'url', allowLinkLocal)) {
+    const checkKey = `${allowLinkLocal}|${e.url}`;
+    let urlOk = urlChecks.get(checkKey);
+    if (urlOk === undefined) urlChecks.set(checkKey, (urlOk = checkHttpUrl(new Problems(), e.url, 'url', allowLinkLocal)));
+    if (!urlOk) {
       ignored.url_refused += 1;
       continue;
     }
