@@ -53,6 +53,7 @@ function timedStore(store: TableStore): TableStore & { firstWriteMs: number | nu
     },
     get description() { return store.description; },
     get presence() { return store.presence; },
+    get registry() { return store.registry; },
     load: () => store.load(),
     watch: (events: Parameters<TableStore['watch']>[0]) => store.watch(events),
     compareAndSwap: async (version: number, table: RoutingTable, note?: Parameters<TableStore['compareAndSwap']>[2]) => {

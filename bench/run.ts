@@ -4,6 +4,7 @@
 import { Report } from './report';
 import * as failover from './failover';
 import * as gateway from './gateway';
+import * as registry from './registry';
 import * as ring from './ring';
 import * as scale from './scale';
 
@@ -20,6 +21,8 @@ const SECTIONS: readonly Section[] = [
   { name: 'failover', run: failover.run },
   // Not in the default run (it starts hundreds of simulated gateways): `npm run bench scale -- --gateways N`.
   { name: 'scale', run: (report) => scale.run(report), explicit: true },
+  // `npm run bench registry -- --gateways N --endpoints E --changes K` (issue 14).
+  { name: 'registry', run: (report) => registry.run(report), explicit: true },
 ];
 
 async function main(argv: readonly string[]): Promise<number> {

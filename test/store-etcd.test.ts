@@ -10,6 +10,7 @@ import { openStore } from '../src/store/open';
 import type { TableStore } from '../src/store/types';
 import { startEtcd, type EtcdHandle } from './helpers/etcd';
 import { bumpedTable, demoTable } from './helpers/fixtures';
+import { registryContract } from './registry-contract';
 import { storeContract } from './store-contract';
 
 let etcd: EtcdHandle;
@@ -46,6 +47,20 @@ storeContract('etcd', async (t) => {
     },
     writeRawPresence: async (id, raw) => {
       await admin.put(`${prefix}/gateways/${encodeURIComponent(id)}`).value(JSON.stringify(raw));
+    },
+  };
+});
+
+registryContract('etcd', async (t) => {
+  const prefix = uniquePrefix();
+  return {
+    store: open(t, prefix),
+    reopen: () => open(t, prefix),
+    writeRawEndpoint: async (key, text) => {
+      // On a lease, as a live registrar would: the record goes when the test's client closes.
+      const lease = admin.lease(30);
+      t.teardown(() => lease.revoke().catch(() => undefined));
+      await lease.put(`${prefix}/endpoints/${key}`).value(text);
     },
   };
 });

@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../src/store/file-io';
 import { openStore, parseStoreSpec } from '../src/store/open';
 import type { TableStore } from '../src/store/types';
 import { bumpedTable, demoTable } from './helpers/fixtures';
+import { registryContract } from './registry-contract';
 import { record, storeContract, waitFor } from './store-contract';
 
 async function tempDir(t: ExecutionContext): Promise<string> {
@@ -44,6 +45,18 @@ storeContract('file', async (t) => {
     writeRawPresence: async (id, raw) => {
       await mkdir(`${path}.gateways`, { recursive: true });
       await writeFileAtomic(join(`${path}.gateways`, `${encodeURIComponent(id)}.json`), JSON.stringify({ ttlSeconds: 30, record: raw }));
+    },
+  };
+});
+
+registryContract('file', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  return {
+    store: open(t, path),
+    reopen: () => open(t, path),
+    writeRawEndpoint: async (key, text) => {
+      await mkdir(`${path}.endpoints`, { recursive: true });
+      await writeFileAtomic(join(`${path}.endpoints`, `${key.split('/').join('@')}.json`), text);
     },
   };
 });

@@ -11,6 +11,7 @@ import etcdLeaderKill from './etcd-leader-kill';
 import gatewayCutOff from './gateway-cut-off';
 import gatewayKillRestart from './gateway-kill-restart';
 import hostileClients from './hostile-clients';
+import instanceChurn from './instance-churn';
 import operatorKilledMidMove from './operator-killed-mid-move';
 import plannedCellMove from './planned-cell-move';
 import regionDown from './region-down';
@@ -46,4 +47,5 @@ export const SCENARIOS: readonly Scenario[] = [
   autopilotOneSidedPartition,
   autopilotFlappingZone,
   elasticPeak,
+  instanceChurn,
 ];

@@ -10,6 +10,7 @@ import type { Command } from './command';
 import {
   cellMoveCommand, regionDownCommand, regionUpCommand, rollbackCommand, zoneDownCommand, zoneDrainCommand, zoneUpCommand,
 } from './commands/failover';
+import { endpointsCommand } from './commands/endpoints';
 import { historyCommand } from './commands/history';
 import { initCommand } from './commands/init';
 import { rebalanceCommand } from './commands/rebalance';
@@ -25,7 +26,7 @@ import { versionText } from './version';
 import { AUTOPILOT_COMMANDS } from './autopilot-ctl';
 
 export const COMMANDS: readonly Command[] = [
-  initCommand, validateCommand, statusCommand, routeCommand,
+  initCommand, validateCommand, statusCommand, routeCommand, endpointsCommand,
   zoneDownCommand, zoneDrainCommand, zoneUpCommand, cellMoveCommand, regionDownCommand, regionUpCommand,
   historyCommand, rollbackCommand, ...AUTOPILOT_COMMANDS, zoneAddCommand, zoneRemoveCommand, rebalanceCommand,
 ];

@@ -26,6 +26,12 @@ const ZONE_SERVER_OPTIONS = {
   'no-enforce': { type: 'boolean' }, ...ETCD_SECURITY_OPTIONS,
 } as const satisfies OptionSpec;
 
+const REGISTER_OPTIONS = {
+  store: { type: 'string' }, prefix: { type: 'string' }, zone: { type: 'string' }, service: { type: 'string' }, url: { type: 'string' },
+  id: { type: 'string' }, weight: { type: 'string' }, ttl: { type: 'string' }, 'check-path': { type: 'string' }, 'check-interval': { type: 'string' },
+  ...ETCD_SECURITY_OPTIONS,
+} as const satisfies OptionSpec;
+
 export interface Subcommand {
   readonly name: string;
   /** One line for the command list. */
@@ -73,6 +79,19 @@ healthy, report it unhealthy for --down-after; then the same planner and executo
 election on the prefix), the others stand by. Admin port: /healthz /readyz /metrics /status.
 Needs etcd (its election and pause flag live there).`,
     options: AUTOPILOT_OPTIONS,
+  },
+  {
+    name: 'register',
+    brief: 'register one instance in the endpoint registry while its check passes (a sidecar)',
+    usage: 'cellgate register --store SPEC --zone Z --service S --url URL [--id ID] [--weight N] [--ttl S] [--check-path /healthz] [--check-interval S]',
+    summary: `Register one instance (an http(s) base URL) as an endpoint of SERVICE in ZONE, under
+the store's endpoints/ on a lease (etcd; heartbeat files in the file store) kept alive
+while the instance's check passes: GET URL + --check-path every --check-interval, 2xx or
+3xx passes. A failing check withdraws the endpoint at once (it comes back when the check
+passes again); so do SIGTERM and SIGINT. If this process dies, the endpoint goes when its
+lease ends (--ttl). Gateways route to it within a second; the routing table is untouched.
+Service "default" is the zone's plain upstreams.`,
+    options: REGISTER_OPTIONS,
   },
   {
     name: 'zone-server',
@@ -143,6 +162,9 @@ export async function main(argv: readonly string[]): Promise<number | null> {
       return null;
     case 'demo':
       await (await import('./demo')).runDemo(values, positionals, onSignals);
+      return null;
+    case 'register':
+      onSignals(await (await import('./register')).register(values, positionals));
       return null;
     default:
       await (await import('./zone-server')).zoneServer(values, positionals);

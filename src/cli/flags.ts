@@ -39,7 +39,6 @@ export const FLAG_DOCS: Readonly<Record<string, FlagDoc>> = {
   capacity: { value: 'N', description: 'zone add: the most cells the zone may carry' },
   elastic: { description: 'zone add: an elastic zone: no homes, no failover target; cells only from rebalance --onto-elastic', default: 'off' },
   upstream: { value: 'URL', description: 'zone add: an http(s) base URL of the zone\'s default service (repeatable)' },
-  service: { value: 'S=URL', description: 'zone add: add URL to service S of the zone (repeatable)' },
   'health-path': { value: 'P', description: 'zone add: the path gateways probe on each endpoint', default: '/' },
   'onto-elastic': { value: 'SHARE', description: 'rebalance: move about SHARE (0 < SHARE <= 1) of the cells onto the elastic zones, by their capacity (homes stay)' },
   'off-elastic': { description: 'rebalance: every cell on an elastic zone returns to its home', default: 'off' },
@@ -57,8 +56,8 @@ export const FLAG_DOCS: Readonly<Record<string, FlagDoc>> = {
   host: { value: 'H', description: 'address to listen on', default: '127.0.0.1' },
   'admin-host': { value: 'H', description: 'address of the admin server, apart from --host (it shows every upstream URL)', default: '127.0.0.1' },
   check: { description: 'validate the configuration (and TLS files), print the effective one and exit 0, or 3 (like nginx -t)', default: 'off' },
-  zone: { value: 'ZONE', description: 'the zone this process stands in' },
-  id: { value: 'NAME', description: 'name in presence records', default: 'hostname-pid' },
+  zone: { value: 'ZONE', description: 'the zone this process stands in (register: the instance\'s zone; endpoints: only this one)' },
+  id: { value: 'NAME', description: 'name in presence records (register: the endpoint\'s id, unique in its zone and service)', default: 'hostname-pid' },
   workers: { value: 'N', description: 'run N gateway processes on one port (node:cluster); the primary sums their /metrics on the admin port', default: '1' },
   // cellgate autopilot
   'down-after': { value: 'S', description: 'autopilot: a zone must look down this many seconds on end before it is failed over', default: '5' },
@@ -72,6 +71,13 @@ export const FLAG_DOCS: Readonly<Record<string, FlagDoc>> = {
   'base-port': { value: 'N', description: 'the demo zone servers listen on N … N+7', default: '7001' },
   reset: { description: 'remove the demo\'s table, history and snapshot first, and start afresh', default: 'off' },
   'no-enforce': { description: 'answer every cell (no fencing)', default: 'off' },
+  // cellgate register, cellctl endpoints
+  service: { value: 'S | S=URL', description: 'the service (register: of the instance; endpoints: only this one; zone add: S=URL adds URL to service S, repeatable); "default" is the zone\'s plain upstreams' },
+  url: { value: 'URL', description: 'register: the instance\'s http(s) base URL, as gateways should reach it' },
+  weight: { value: 'N', description: 'register: relative share of requests, 1-100 (recorded; gateways round-robin for now)', default: '1' },
+  ttl: { value: 'S', description: 'register: the lease; a dead instance is gone this long after its last keep-alive', default: '5' },
+  'check-path': { value: '/PATH', description: 'register: GET URL + PATH checks the instance (2xx/3xx passes); withdrawn while it fails', default: 'no check' },
+  'check-interval': { value: 'S', description: 'register: seconds between two checks', default: '1' },
 };
 
 /** "  --etcd-cacert FILE   PEM CA … [default: …; env CELLGATE_ETCD_CACERT]" lines, aligned. */

@@ -4,13 +4,13 @@
 //   freeze-ack.ts, cell-requests.ts, websocket-registry.ts — the freeze acknowledgement:
 //     per-cell in-flight requests (grace, then cut) and WebSockets (closed 1012 on a move);
 //   lifecycle.ts — start, close (drain, bounded by shutdownGraceMs) and destroy;
-//   table-follower.ts, presence.ts, hold-buffer.ts, endpoints.ts, proxy.ts, admin.ts;
+//   table-follower.ts, registry-follower.ts (the endpoint registry, merged by registry-merge.ts), presence.ts, hold-buffer.ts, endpoints.ts, proxy.ts, admin.ts;
 //   log.ts — pino, one child logger per component; access-log.ts; tls.ts — the traffic port's certificate.
 import type { Registry } from 'prom-client';
 import type { RoutingView } from '../cells/lookup';
 import type { VersionedTable } from '../cells/types';
 import { cgError } from '../errors';
-import type { TableStore } from '../store/types';
+import type { RegistryDigest, TableStore } from '../store/types';
 import { AccessLog } from './access-log';
 import { buildAdminServer } from './admin';
 import { CellRequests } from './cell-requests';
@@ -27,6 +27,8 @@ import { PresencePublisher } from './presence';
 import { ZoneProber } from './probes';
 import { buildTrafficServer } from './proxy';
 import { routeServiceProblems } from './route-rules';
+import { RegistryFollower } from './registry-follower';
+import { RegistryMetrics } from './registry-metrics';
 import { RoutingStateHolder } from './routing-state';
 import { TableFollower, type TableSource } from './table-follower';
 import { TrafficTls } from './tls';
@@ -48,6 +50,8 @@ export interface GatewayOptions {
   /** prom-client's process/runtime metrics in the registry (default true). */
   readonly processMetrics?: boolean;
   readonly presenceTtlSeconds?: number;
+  /** Called after each endpoint registry snapshot is applied to routing (tests, the registry benchmark). */
+  readonly onRegistryApplied?: (digest: RegistryDigest) => void;
 }
 
 /** What the gateway knows about moves, for tests and diagnostics. */
@@ -168,7 +172,19 @@ export function createGateway(options: GatewayOptions): Gateway {
     missingServices = summary;
   }
 
-  const follower = new TableFollower(store, typeof config.snapshotPath === 'string' ? config.snapshotPath : null, {
+  // The endpoint registry: merged into routing as it changes; never a table change.
+  const registryMetrics = new RegistryMetrics(metrics.registry, () => routing.lastMerge);
+  const registryFollower = new RegistryFollower(store.registry, {
+    apply: (snapshot) => routing.registryChanged(snapshot),
+    applied: (snapshot, merge, digest) => {
+      registryMetrics.applied(snapshot.refusedCount, merge);
+      presence.registryApplied(digest);
+      options.onRegistryApplied?.(digest);
+    },
+    log: log.store,
+  });
+
+  const tableFollower = new TableFollower(store, typeof config.snapshotPath === 'string' ? config.snapshotPath : null, {
     apply,
     rejected(version, reason) {
       metrics.tableUpdates.inc({ result: 'rejected' });
@@ -195,6 +211,10 @@ export function createGateway(options: GatewayOptions): Gateway {
     accepting: () => lifecycle.isAccepting,
     now: () => clock.now(),
   });
+  const follower = {
+    start: () => tableFollower.start().then(() => registryFollower.start()),
+    close: () => Promise.all([tableFollower.close(), registryFollower.close()]).then(() => undefined),
+  };
   const lifecycle: GatewayLifecycle = new GatewayLifecycle({
     config, clock, log: log.lifecycle, traffic, admin, follower, presence,
     closeWebSockets: () => void websockets.closeAll(),

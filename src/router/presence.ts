@@ -4,7 +4,7 @@
 // unregistered are carried by the next registration. Updates are serialized; only the
 // newest record is written when several pile up.
 import { hostname } from 'node:os';
-import type { PresenceRecord, PresenceRegistration, PresenceStore, ZoneHealthReport } from '../store/types';
+import type { PresenceRecord, PresenceRegistration, PresenceStore, RegistryDigest, ZoneHealthReport } from '../store/types';
 import type { Clock, TimerHandle } from './clock';
 
 export interface PresenceFacts {
@@ -24,10 +24,16 @@ export interface PresenceOptions {
   readonly clock: Clock;
 }
 
+/** The shortest time between two publications of the registry digest. */
+const DIGEST_INTERVAL_MS = 1_000;
+
 export class PresencePublisher {
   private readonly o: PresenceOptions;
   private applied = { version: 0, checksum: '' };
   private zoneHealth: Record<string, ZoneHealthReport> | null = null;
+  private registryDigest: RegistryDigest | null = null;
+  private digestTimer: TimerHandle | null = null;
+  private digestPublishedAtMs = -Infinity;
   private registration: PresenceRegistration | null = null;
   private registering: Promise<void> | null = null;
   private writing: Promise<void> = Promise.resolve();
@@ -60,11 +66,36 @@ export class PresencePublisher {
     this.writing = this.writing.then(() => this.flush());
   }
 
+  /**
+   * The gateway applied a new endpoint registry (registry-follower.ts). Instance churn can
+   * change it many times a second on every gateway: the digest is published at most once per
+   * DIGEST_INTERVAL_MS (the newest one), so that churn does not turn into presence writes.
+   */
+  registryApplied(digest: RegistryDigest): void {
+    this.registryDigest = digest;
+    if (this.digestTimer || this.closed) return;
+    const waitMs = this.digestPublishedAtMs + DIGEST_INTERVAL_MS - this.o.clock.now();
+    if (waitMs <= 0) return this.publishDigest();
+    this.digestTimer = this.o.clock.setTimer(() => {
+      this.digestTimer = null;
+      this.publishDigest();
+    }, waitMs);
+  }
+
+  private publishDigest(): void {
+    this.digestPublishedAtMs = this.o.clock.now();
+    if (!this.registration || this.closed) return;
+    this.dirty = true;
+    this.writing = this.writing.then(() => this.flush());
+  }
+
   /** Deregisters (removes the record, releases the lease); stops retrying. */
   async close(): Promise<void> {
     this.closed = true;
     if (this.retryTimer) this.o.clock.clearTimer(this.retryTimer);
     if (this.flushRetryTimer) this.o.clock.clearTimer(this.flushRetryTimer);
+    if (this.digestTimer) this.o.clock.clearTimer(this.digestTimer);
+    this.digestTimer = null;
     this.retryTimer = null;
     this.flushRetryTimer = null;
     await this.registering;
@@ -86,6 +117,7 @@ export class PresencePublisher {
       pid: process.pid,
       host: hostname(),
       ...(this.zoneHealth ? { zoneHealth: this.zoneHealth } : {}),
+      ...(this.registryDigest ? { registry: this.registryDigest } : {}),
     };
   }
 

@@ -1,8 +1,12 @@
 // The routing state the traffic path reads: one applied table → its RoutingView → the zone
 // pools, swapped whole (never changed in place), plus what is known about how current it is
-// (fail-static age) and the callers waiting for a version to be applied.
+// (fail-static age) and the callers waiting for a version to be applied. The view and pools
+// are built from the effective table (stored table + endpoint registry, registry-merge.ts);
+// its version and checksum are the stored table's.
 import { RoutingView } from '../cells/lookup';
 import type { VersionedTable } from '../cells/types';
+import type { RegistrySnapshot } from '../store/types';
+import { RegistryMerger, type MergeResult } from './registry-merge';
 import type { Clock } from './clock';
 import type { EndpointHealth } from './endpoints';
 import type { RoutingState } from './proxy';
@@ -28,6 +32,11 @@ export class RoutingStateHolder {
   private storeConnected = false;
   private confirmedAtMs = 0;
   private readonly waiters = new Set<VersionWaiter>();
+  private readonly merger = new RegistryMerger();
+  private stored: VersionedTable | null = null;
+  private registry: RegistrySnapshot | null = null;
+  /** What the last build made of the registry (metrics, tests). */
+  lastMerge: MergeResult | null = null;
 
   constructor(private readonly health: EndpointHealth, private readonly clock: Clock) {}
 
@@ -41,9 +50,8 @@ export class RoutingStateHolder {
 
   /** Builds the state for `vt` (throws to refuse it), swaps it in and wakes the waiters it satisfies. */
   swap(vt: VersionedTable, source: TableSource, receivedAtMs: number): RoutingView {
-    const view = new RoutingView(vt, this.current?.view);
-    const pools = this.health.poolsFor(vt.table);
-    this.current = { view, pools, revision: String(vt.version) };
+    const view = this.build(vt);
+    this.stored = vt;
     this.info = { source, receivedAtMs };
     this.confirmedAtMs = receivedAtMs;
     for (const w of [...this.waiters]) {
@@ -52,6 +60,26 @@ export class RoutingStateHolder {
         w.resolve(view);
       }
     }
+    return view;
+  }
+
+  /**
+   * The endpoint registry changed: the routing view is rebuilt over the same stored table
+   * (same version, no waiter woken, nothing moved). Returns what the merge made of it.
+   */
+  registryChanged(snapshot: RegistrySnapshot): MergeResult | null {
+    this.registry = snapshot;
+    if (this.stored) this.build(this.stored);
+    return this.lastMerge;
+  }
+
+  /** Merges `vt` with the registry, builds the view and pools (reusing unchanged zones'), swaps them in. */
+  private build(vt: VersionedTable): RoutingView {
+    const merged = this.merger.merge(vt, this.registry);
+    const view = new RoutingView(merged.effective, this.current?.view);
+    const pools = this.health.poolsFor(merged.effective.table);
+    this.current = { view, pools, revision: String(vt.version) };
+    this.lastMerge = merged;
     return view;
   }
 

@@ -158,10 +158,11 @@ export interface EtcdKeys {
   readonly table: string;
   readonly historyPrefix: string;
   readonly gatewaysPrefix: string;
+  readonly endpointsPrefix: string;
 }
 
 export function etcdKeys(prefix: string): EtcdKeys {
-  return { table: `${prefix}/table`, historyPrefix: `${prefix}/history/`, gatewaysPrefix: `${prefix}/gateways/` };
+  return { table: `${prefix}/table`, historyPrefix: `${prefix}/history/`, gatewaysPrefix: `${prefix}/gateways/`, endpointsPrefix: `${prefix}/endpoints/` };
 }
 
 /** What the store's parts (watch, presence) share. */

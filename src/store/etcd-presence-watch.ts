@@ -1,5 +1,5 @@
-// Watching the gateways' presence records in etcd (`<prefix>/gateways/`), for cellctl's
-// convergence wait. Same supervision as the table watch (etcd-watch.ts), smaller: a read of
+// Watching a prefix of records in etcd: the gateways' presence records (`<prefix>/gateways/`),
+// for cellctl's convergence wait, and the endpoint registry (`<prefix>/endpoints/`). Same supervision as the table watch (etcd-watch.ts), smaller: a read of
 // the whole prefix, then a watcher from the next revision that applies puts and deletes; any
 // trouble drops the watcher and starts again from a fresh read (with back-off while etcd is
 // unreachable), so a reconnect never resumes from a compacted revision.
@@ -16,15 +16,32 @@ import { bounded, type EtcdContext } from './etcd-client';
 import { decodePresenceText, snapshotKey, snapshotOf, type DecodedPresence } from './presence-record';
 import type { PresenceSnapshot, PresenceWatch, PresenceWatchEvents } from './types';
 
-interface Held {
+interface Held<D> {
   readonly modRevision: number;
-  readonly decoded: DecodedPresence;
+  readonly decoded: D;
 }
 
-export class EtcdPresenceWatch implements PresenceWatch {
+/** What a prefix watch holds and delivers: the gateways' presence, or the endpoint registry. */
+export interface PrefixWatchSpec<D, S> {
+  readonly prefix: string;
+  /** For error messages: "gateways", "endpoints". */
+  readonly noun: string;
+  decode(kv: IKeyValue): D;
+  /** The snapshot of every record held, at `revision` (the newest one reflected). */
+  snapshot(decoded: D[], revision: number): S;
+  /** Equal keys = nothing to deliver. */
+  key(snapshot: S): string;
+}
+
+export interface PrefixWatchEvents<S> {
+  onSnapshot(snapshot: S): void;
+  onError?(err: Error): void;
+}
+
+export class EtcdPrefixWatch<D, S> {
   private closed = false;
   private wake: (() => void) | null = null;
-  private records = new Map<string, Held>();
+  private records = new Map<string, Held<D>>();
   /** Every put up to this revision is reflected in `records` (reads and watch events). */
   private seenRevision = 0;
   private lastKey: string | null = null;
@@ -36,7 +53,12 @@ export class EtcdPresenceWatch implements PresenceWatch {
   /** Periodic checks made (for tests). */
   checks = 0;
 
-  constructor(private readonly ctx: EtcdContext, private readonly events: PresenceWatchEvents, private readonly onClosed: (w: EtcdPresenceWatch) => void) {
+  constructor(
+    private readonly ctx: EtcdContext,
+    private readonly spec: PrefixWatchSpec<D, S>,
+    private readonly events: PrefixWatchEvents<S>,
+    private readonly onClosed: (w: EtcdPrefixWatch<D, S>) => void,
+  ) {
     this.loop = this.run();
   }
 
@@ -82,7 +104,7 @@ export class EtcdPresenceWatch implements PresenceWatch {
 
   /** A linearizable read of every record; replaces what the watch knows. Returns the read's revision. */
   private async readAll(): Promise<number> {
-    const res = await this.ctx.call('read gateways', 'read', () => this.ctx.client.getAll().prefix(this.ctx.keys.gatewaysPrefix).exec());
+    const res = await this.ctx.call(`read ${this.spec.noun}`, 'read', () => this.ctx.client.getAll().prefix(this.spec.prefix).exec());
     this.failing = false;
     this.fullReads += 1;
     this.records = new Map();
@@ -98,18 +120,18 @@ export class EtcdPresenceWatch implements PresenceWatch {
    * only a missed delete makes disagree; then, and only then, a full re-read.
    */
   private async check(): Promise<void> {
-    const prefix = this.ctx.keys.gatewaysPrefix;
-    const newer = await this.ctx.call('read changed gateways', 'read', () =>
+    const prefix = this.spec.prefix;
+    const newer = await this.ctx.call(`read changed ${this.spec.noun}`, 'read', () =>
       this.ctx.client.getAll().prefix(prefix).minModRevision(this.seenRevision + 1).exec());
     for (const kv of newer.kvs) this.put(kv);
     this.seenRevision = Math.max(this.seenRevision, Number(newer.header.revision));
-    const count = await this.ctx.call('count gateways', 'read', () => this.ctx.client.getAll().prefix(prefix).count());
+    const count = await this.ctx.call(`count ${this.spec.noun}`, 'read', () => this.ctx.client.getAll().prefix(prefix).count());
     if (count !== this.records.size) await this.readAll();
     this.checks += 1;
   }
 
-  private decode(kv: IKeyValue): Held {
-    return { modRevision: Number(kv.mod_revision), decoded: decodeOne(kv, this.ctx.keys.gatewaysPrefix) };
+  private decode(kv: IKeyValue): Held<D> {
+    return { modRevision: Number(kv.mod_revision), decoded: this.spec.decode(kv) };
   }
 
   /** A record written at kv.mod_revision; an older write arriving late changes nothing. */
@@ -130,7 +152,7 @@ export class EtcdPresenceWatch implements PresenceWatch {
   }
 
   private async createWatcher(fromRevision: number, onFail: () => void): Promise<Watcher> {
-    const watcher = this.ctx.client.watch().prefix(this.ctx.keys.gatewaysPrefix).startRevision(String(fromRevision)).watcher();
+    const watcher = this.ctx.client.watch().prefix(this.spec.prefix).startRevision(String(fromRevision)).watcher();
     let live = true;
     const fail = () => {
       if (!live) return;
@@ -157,7 +179,7 @@ export class EtcdPresenceWatch implements PresenceWatch {
       watcher.once('disconnected', (err) => reject(err));
     });
     try {
-      await bounded(created, this.ctx.opts.watchCreateTimeoutMs, 'create presence watcher');
+      await bounded(created, this.ctx.opts.watchCreateTimeoutMs, `create ${this.spec.noun} watcher`);
     } catch (err) {
       live = false;
       await bounded(watcher.cancel(), this.ctx.opts.callTimeoutMs, 'cancel watcher').catch(() => undefined);
@@ -173,8 +195,8 @@ export class EtcdPresenceWatch implements PresenceWatch {
     setImmediate(() => {
       this.deliveryScheduled = false;
       if (this.closed) return;
-      const snapshot = snapshotOf([...this.records.values()].map((h) => h.decoded));
-      const key = snapshotKey(snapshot);
+      const snapshot = this.spec.snapshot([...this.records.values()].map((h) => h.decoded), this.seenRevision);
+      const key = this.spec.key(snapshot);
       if (key === this.lastKey) return;
       this.lastKey = key;
       callSafely(() => this.events.onSnapshot(snapshot));
@@ -193,6 +215,14 @@ export class EtcdPresenceWatch implements PresenceWatch {
       }
       this.wake = done;
     });
+  }
+}
+
+/** The gateways' presence records (`<prefix>/gateways/`). */
+export class EtcdPresenceWatch extends EtcdPrefixWatch<DecodedPresence, PresenceSnapshot> implements PresenceWatch {
+  constructor(ctx: EtcdContext, events: PresenceWatchEvents, onClosed: (w: EtcdPresenceWatch) => void) {
+    const prefix = ctx.keys.gatewaysPrefix;
+    super(ctx, { prefix, noun: 'gateways', decode: (kv) => decodeOne(kv, prefix), snapshot: (d) => snapshotOf(d), key: snapshotKey }, events, (w) => onClosed(w as EtcdPresenceWatch));
   }
 }
 

@@ -2,7 +2,7 @@
 // and its version is that key's mod revision, so compare-and-swap is one etcd transaction
 // comparing it, which also writes the history entry under `<prefix>/history/<versionBefore,
 // zero-padded>-<nonce>` (its mod revision is the version it recorded). Presence
-// under `<prefix>/gateways/<id>` on leases. Every etcd call is bounded in time and its
+// under `<prefix>/gateways/<id>` and the endpoint registry under `<prefix>/endpoints/` on leases. Every etcd call is bounded in time and its
 // errors become STORE_UNAVAILABLE (etcd-client.ts).
 import { randomBytes } from 'node:crypto';
 import type { Etcd3, IKeyValue } from 'etcd3';
@@ -11,6 +11,7 @@ import type { RoutingTable, VersionedTable } from '../cells/types';
 import { cgError } from '../errors';
 import { createEtcdClient, EtcdContext, resolveEtcdOptions, type EtcdStoreOptions } from './etcd-client';
 import { EtcdPresence } from './etcd-presence';
+import { EtcdRegistry } from './etcd-registry';
 import { historyEntry } from './history';
 import { EtcdTableWatch } from './etcd-watch';
 import { casInput, decodeTable, parseJsonDocument } from './table-doc';
@@ -24,6 +25,7 @@ const HISTORY_KEY_DIGITS = 20;
 export class EtcdStore implements TableStore {
   readonly description: string;
   readonly presence: EtcdPresence;
+  readonly registry: EtcdRegistry;
   private readonly ctx: EtcdContext;
   private readonly watches = new Set<EtcdTableWatch>();
   private closed = false;
@@ -36,6 +38,7 @@ export class EtcdStore implements TableStore {
     this.sharedClient = options.sharedClient !== undefined;
     this.ctx = new EtcdContext(options.sharedClient ?? createEtcdClient(opts), opts, `etcd:${opts.endpoints.join(',')}`);
     this.presence = new EtcdPresence(this.ctx, () => this.assertOpen());
+    this.registry = new EtcdRegistry(this.ctx, () => this.assertOpen());
   }
 
   /** The client and key prefix, for the autopilot's leader election and pause flag (src/autopilot). */
@@ -134,6 +137,7 @@ export class EtcdStore implements TableStore {
     this.closed = true;
     await Promise.all([...this.watches].map((w) => w.close()));
     await this.presence.closeAll();
+    await this.registry.closeAll();
     if (!this.sharedClient) this.ctx.client.close();
   }
 

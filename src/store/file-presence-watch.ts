@@ -12,7 +12,13 @@ export interface FilePresenceWatchOptions {
   readonly useFsWatch: boolean;
 }
 
-export class FilePresenceWatch implements PresenceWatch {
+export interface PollWatchEvents<S> {
+  onSnapshot(snapshot: S): void;
+  onError?(err: Error): void;
+}
+
+/** A directory of heartbeat files (presence, the endpoint registry), re-read on fs events and every poll. */
+export class FilePollWatch<S> {
   private lastKey: string | null = null;
   private running: Promise<void> | null = null;
   private pokedWhileRunning = false;
@@ -24,9 +30,10 @@ export class FilePresenceWatch implements PresenceWatch {
   constructor(
     private readonly dir: string,
     private readonly opts: FilePresenceWatchOptions,
-    private readonly read: () => Promise<PresenceSnapshot>,
-    private readonly events: PresenceWatchEvents,
-    private readonly onClosed: (w: FilePresenceWatch) => void,
+    private readonly read: () => Promise<S>,
+    private readonly keyOf: (snapshot: S) => string,
+    private readonly events: PollWatchEvents<S>,
+    private readonly onClosed: (w: FilePollWatch<S>) => void,
   ) {
     this.startFsWatch();
     this.pollTimer = setInterval(() => {
@@ -80,7 +87,7 @@ export class FilePresenceWatch implements PresenceWatch {
   }
 
   private async readOnce(): Promise<void> {
-    let snapshot: PresenceSnapshot;
+    let snapshot: S;
     try {
       snapshot = await this.read();
     } catch (err) {
@@ -92,9 +99,16 @@ export class FilePresenceWatch implements PresenceWatch {
       return;
     }
     this.failing = false;
-    const key = snapshotKey(snapshot);
+    const key = this.keyOf(snapshot);
     if (this.closed || key === this.lastKey) return;
     this.lastKey = key;
     callSafely(() => this.events.onSnapshot(snapshot));
+  }
+}
+
+/** The gateways' presence directory. */
+export class FilePresenceWatch extends FilePollWatch<PresenceSnapshot> implements PresenceWatch {
+  constructor(dir: string, opts: FilePresenceWatchOptions, read: () => Promise<PresenceSnapshot>, events: PresenceWatchEvents, onClosed: (w: FilePresenceWatch) => void) {
+    super(dir, opts, read, snapshotKey, events, (w) => onClosed(w as FilePresenceWatch));
   }
 }

@@ -1,7 +1,7 @@
 // The embedded store for one machine: the routing table in a JSON file
 // (`{ version, table }`), history as JSON lines beside it, presence as one heartbeat file
-// per gateway. Safe against several processes (two `cellctl`, many gateways) at once:
-// writes replace the file atomically, and compare-and-swap re-reads the version under an
+// per gateway, the endpoint registry as one heartbeat file per endpoint (file-registry.ts).
+// Safe against several processes (two `cellctl`, many gateways) at once: writes replace the file atomically, and compare-and-swap re-reads the version under an
 // exclusive lock file.
 import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
@@ -13,6 +13,7 @@ import { appendLine, readTextOrNull, storeUnavailable, writeFileAtomic } from '.
 import { historyEntry } from './history';
 import { withFileLock } from './file-lock';
 import { FilePresence } from './file-presence';
+import { FileRegistry } from './file-registry';
 import { FileTableWatch } from './file-watch';
 import { casInput, decodeTable } from './table-doc';
 import type { CasResult, ChangeNote, HistoryEntry, TableStore, TableWatch, TableWatchEvents } from './types';
@@ -52,6 +53,7 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 export class FileStore implements TableStore {
   readonly description: string;
   readonly presence: FilePresence;
+  readonly registry: FileRegistry;
   private readonly tablePath: string;
   private readonly lockPath: string;
   private readonly historyPath: string;
@@ -66,6 +68,7 @@ export class FileStore implements TableStore {
     this.historyPath = `${this.tablePath}.history.jsonl`;
     this.description = `file:${this.tablePath}`;
     this.presence = new FilePresence(`${this.tablePath}.gateways`, () => this.assertOpen(), this.opts);
+    this.registry = new FileRegistry(`${this.tablePath}.endpoints`, () => this.assertOpen(), this.opts);
   }
 
   async load(): Promise<VersionedTable | null> {
@@ -153,6 +156,7 @@ export class FileStore implements TableStore {
     this.closed = true;
     await Promise.all([...this.watches].map((w) => w.close()));
     await this.presence.closeAll();
+    await this.registry.closeAll();
   }
 
   private assertOpen(): void {

@@ -42,6 +42,16 @@ function zoneHealthProblem(v: unknown): string | null {
   return null;
 }
 
+/** The optional registry digest: {count, version, checksum}. */
+function registryProblem(v: unknown): string | null {
+  if (v === undefined) return null;
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return 'registry is not an object';
+  const r = v as Record<string, unknown>;
+  if (!isCount(r.count) || !isCount(r.version)) return 'registry.count/version are not integers >= 0';
+  if (!isString(r.checksum) || (r.checksum as string).length > 100) return 'registry.checksum is not a short string';
+  return null;
+}
+
 export type DecodedPresence = { readonly ok: true; readonly record: PresenceRecord } | { readonly ok: false; readonly malformed: MalformedPresence };
 
 /** Validates one stored record; `keyId` names it when its own id cannot be trusted. */
@@ -52,6 +62,8 @@ export function decodePresence(raw: unknown, keyId: string): DecodedPresence {
   const problems = FIELDS.filter(([key, check]) => !check(doc[key])).map(([key, , want]) => `${key} ${key in doc ? 'is not' : 'missing, expected'} ${want}`);
   const zh = zoneHealthProblem(doc.zoneHealth);
   if (zh) problems.push(zh);
+  const reg = registryProblem(doc.registry);
+  if (reg) problems.push(reg);
   if (problems.length) return bad(problems.join('; '));
   if (doc.id !== keyId) return bad(`id ${JSON.stringify(doc.id)} does not match its key (${JSON.stringify(keyId)})`);
   return { ok: true, record: raw as PresenceRecord };

@@ -66,6 +66,8 @@ export interface TableStore {
   listHistory(): Promise<HistoryEntry[]>;
   /** Presence of live gateways (see PresenceRecord). */
   readonly presence: PresenceStore;
+  /** The live endpoint registry: instances that registered themselves (never part of the table). */
+  readonly registry: EndpointRegistry;
   close(): Promise<void>;
 }
 
@@ -83,6 +85,18 @@ export interface PresenceRecord {
   readonly host: string;
   /** What this gateway sees of every zone (active probes and passive health); absent from older gateways. */
   readonly zoneHealth?: Readonly<Record<string, ZoneHealthReport>>;
+  /** What this gateway applied of the endpoint registry; absent from older gateways. */
+  readonly registry?: RegistryDigest;
+}
+
+/** A gateway's registry in a few bytes: enough for `cellctl endpoints` to tell who lags. */
+export interface RegistryDigest {
+  /** Registered endpoints the gateway holds (valid records, before merging with the table). */
+  readonly count: number;
+  /** The registry revision it applied (etcd: the newest revision seen; file store: 0). */
+  readonly version: number;
+  /** registryChecksum() of those endpoints: equal on two gateways = same registry. */
+  readonly checksum: string;
 }
 
 /** One gateway's view of one zone, as published in its presence record. */
@@ -137,4 +151,72 @@ export interface PresenceStore {
   snapshot(): Promise<PresenceSnapshot>;
   /** Delivers the live gateways now and after every change. */
   watch(events: PresenceWatchEvents): PresenceWatch;
+}
+
+/** What an instance asks to register. */
+export interface EndpointRegistrationRequest {
+  readonly zone: string;
+  readonly service: string;
+  /** Unique within (zone, service); its key. */
+  readonly id: string;
+  /** http(s) base URL of the instance. */
+  readonly url: string;
+  /** Relative share of requests (1-100; default 1). */
+  readonly weight?: number;
+  /** How long the record outlives its process (etcd: the lease TTL, whole seconds; default 5 s). */
+  readonly ttlMs?: number;
+}
+
+/** One live registry record, as stored at `endpoints/<zone>/<service>/<id>` (validated). */
+export interface RegisteredEndpoint {
+  readonly zone: string;
+  readonly service: string;
+  readonly id: string;
+  readonly url: string;
+  readonly weight: number;
+  /** ISO time the instance registered. */
+  readonly registeredAt: string;
+}
+
+/** A record that failed validation (or went over the bounds): named and counted, never used. */
+export interface RefusedEndpoint {
+  readonly key: string;
+  readonly problem: string;
+}
+
+/** Every live registered endpoint; `refused` lists the first few refused ones, `refusedCount` counts them all. */
+export interface RegistrySnapshot {
+  /** Sorted by zone, service, id. */
+  readonly endpoints: readonly RegisteredEndpoint[];
+  readonly refused: readonly RefusedEndpoint[];
+  readonly refusedCount: number;
+  /** etcd: the newest registry revision reflected; file store: 0. */
+  readonly version: number;
+}
+
+export interface EndpointRegistration {
+  readonly endpoint: RegisteredEndpoint;
+  /** Withdraws the record at once (etcd: revokes the lease; file store: deletes the heartbeat). */
+  close(): Promise<void>;
+}
+
+export interface RegistryWatchEvents {
+  /** The whole live registry: once at start, then after every change. */
+  onSnapshot(snapshot: RegistrySnapshot): void;
+  /** The store could not be read; the watch keeps trying and re-reads when it can. */
+  onError?(err: Error): void;
+}
+
+export interface RegistryWatch {
+  /** Stops watching; resolves when every timer and stream of the watch is gone. */
+  close(): Promise<void>;
+}
+
+export interface EndpointRegistry {
+  /** Publishes the endpoint while the process lives (etcd lease or heartbeat file); USAGE for bad input. */
+  register(request: EndpointRegistrationRequest): Promise<EndpointRegistration>;
+  /** The live registry now. */
+  snapshot(): Promise<RegistrySnapshot>;
+  /** Delivers the live registry now and after every change. */
+  watch(events: RegistryWatchEvents): RegistryWatch;
 }

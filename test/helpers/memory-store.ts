@@ -10,6 +10,7 @@ import { cgError } from '../../src/errors';
 import { historyEntry } from '../../src/store/history';
 import { decodePresence, snapshotKey, snapshotOf } from '../../src/store/presence-record';
 import { casInput, rejectedDocument } from '../../src/store/table-doc';
+import { MemoryRegistry, MemoryRegistryData } from './memory-registry';
 import type {
   CasResult, ChangeNote, HistoryEntry, PresenceRecord, PresenceRegistration, PresenceSnapshot, PresenceStore, PresenceWatch,
   PresenceWatchEvents, TableStore, TableWatch, TableWatchEvents,
@@ -28,6 +29,7 @@ class MemoryData {
   readonly writes: PresenceRecord[] = [];
   readonly tableWatchers = new Set<Watcher>();
   readonly presenceWatchers = new Set<() => void>();
+  readonly registry = new MemoryRegistryData();
 
   presenceChanged(): void {
     for (const notify of this.presenceWatchers) setImmediate(notify);
@@ -137,11 +139,13 @@ interface Watcher {
 export class MemoryStore implements TableStore {
   readonly description = 'memory';
   readonly presence: MemoryPresence;
+  readonly registry: MemoryRegistry;
   private readonly watchers = new Set<Watcher>();
   private closed = false;
 
   constructor(initial?: RoutingTable, private readonly data = new MemoryData()) {
     this.presence = new MemoryPresence(data, this);
+    this.registry = new MemoryRegistry(data.registry, () => this.assertReachable(), () => this.data.reachable);
     if (initial) this.publish(initial);
   }
 
@@ -189,6 +193,7 @@ export class MemoryStore implements TableStore {
       if (reachable) this.deliver(w);
     }
     this.data.presenceChanged();
+    for (const notify of this.data.registry.watchers) setImmediate(notify);
   }
 
   async load(): Promise<VersionedTable | null> {
@@ -268,5 +273,6 @@ export class MemoryStore implements TableStore {
     }
     this.watchers.clear();
     await this.presence.closeAll();
+    await this.registry.closeAll();
   }
 }

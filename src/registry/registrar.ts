@@ -1,0 +1,105 @@
+// Keeps one endpoint registered while its instance is healthy: the loop behind
+// `cellgate register` and registerEndpoint({checkPath}). Every checkIntervalMs it GETs the
+// instance's URL + checkPath (2xx/3xx passes, like an nginx/HAProxy httpchk): a pass
+// registers the endpoint if it is not (again after a failure), a failure withdraws it at
+// once. Without a checkPath the instance is taken as healthy. A registration that fails
+// (the store is unreachable) is tried again at the next tick; a lease lost while registered
+// is re-granted by the store itself. close() withdraws at once and stops the loop.
+import type { EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry } from '../store/types';
+
+export type RegistrarState = 'starting' | 'registered' | 'withdrawn' | 'closed';
+
+export interface RegistrarOptions {
+  readonly registry: EndpointRegistry;
+  readonly request: EndpointRegistrationRequest & { readonly id: string };
+  /** Path GET on the instance (e.g. /healthz); none = always healthy. */
+  readonly checkPath?: string;
+  readonly checkIntervalMs: number;
+  readonly log: (event: string, fields?: Record<string, unknown>) => void;
+}
+
+/** One health check: GET url+path, bounded by `timeoutMs`; 2xx/3xx passes. Returns null or why it failed. */
+export async function checkOnce(url: string, path: string, timeoutMs: number): Promise<string | null> {
+  try {
+    const res = await fetch(new URL(path, url), { method: 'GET', redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+    await res.body?.cancel().catch(() => undefined);
+    return res.status >= 200 && res.status < 400 ? null : `answered ${res.status}`;
+  } catch (err) {
+    const e = err as Error & { cause?: { code?: string } };
+    return e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : `${e.cause?.code ?? e.message}`;
+  }
+}
+
+export class Registrar {
+  private registration: EndpointRegistration | null = null;
+  private stateNow: RegistrarState = 'starting';
+  private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> = Promise.resolve();
+  /** Why the last registration attempt failed (null once one succeeds). */
+  lastError: Error | null = null;
+
+  constructor(private readonly o: RegistrarOptions) {}
+
+  get state(): RegistrarState {
+    return this.stateNow;
+  }
+
+  /** Runs the first check (and registration); resolves when it is done, whatever its outcome. */
+  async start(): Promise<RegistrarState> {
+    await this.tick();
+    return this.stateNow;
+  }
+
+  /** Withdraws the endpoint at once and stops checking. */
+  async close(): Promise<void> {
+    if (this.stateNow === 'closed') return;
+    this.stateNow = 'closed';
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.ticking;
+    await this.withdraw('closed');
+  }
+
+  private tick(): Promise<void> {
+    this.ticking = this.runCheck().finally(() => {
+      if (this.stateNow !== 'closed') this.timer = setTimeout(() => void this.tick(), this.o.checkIntervalMs);
+    });
+    return this.ticking;
+  }
+
+  private async runCheck(): Promise<void> {
+    const { request, checkPath, checkIntervalMs } = this.o;
+    const failed = checkPath ? await checkOnce(request.url, checkPath, Math.min(checkIntervalMs, 2_000)) : null;
+    if (this.stateNow === 'closed') return;
+    if (failed !== null) {
+      if (this.registration || this.stateNow === 'starting') this.o.log('register.check_failed', { url: request.url, checkPath, why: failed });
+      await this.withdraw('check failed');
+      this.stateNow = 'withdrawn';
+      return;
+    }
+    if (this.registration) return;
+    try {
+      this.registration = await this.o.registry.register(request);
+      // close() may have come while registering: withdraw what it could not see.
+      if ((this.stateNow as RegistrarState) === 'closed') return void (await this.withdraw('closed'));
+      this.stateNow = 'registered';
+      this.lastError = null;
+      this.o.log('register.registered', { zone: request.zone, service: request.service, id: request.id, url: request.url });
+    } catch (err) {
+      this.lastError = err as Error;
+      this.o.log('register.register_failed', { error: (err as Error).message });
+    }
+  }
+
+  private async withdraw(why: string): Promise<void> {
+    const reg = this.registration;
+    this.registration = null;
+    if (!reg) return;
+    try {
+      await reg.close();
+      this.o.log('register.withdrawn', { id: this.o.request.id, why });
+    } catch (err) {
+      this.o.log('register.withdraw_failed', { id: this.o.request.id, why, error: (err as Error).message });
+    }
+  }
+}

@@ -1,0 +1,143 @@
+// Registry records: what an instance asks to register is checked here (bad input is a
+// USAGE error before anything is written), and what a store holds under
+// `endpoints/<zone>/<service>/<id>` is validated when read back — it is data from another
+// process, so a bad record is refused (named and counted), never used and never fatal.
+// A gateway accepts at most MAX_REGISTERED_ENDPOINTS records of at most MAX_RECORD_BYTES
+// each; the rest are refused too, so a runaway registrar cannot grow a gateway's memory.
+import { createHash } from 'node:crypto';
+import { checkHttpUrl, checkInteger, checkString, NAME, Problems } from '../cells/check';
+import { cgError } from '../errors';
+import type { EndpointRegistrationRequest, RefusedEndpoint, RegisteredEndpoint, RegistrySnapshot } from './types';
+
+export const DEFAULT_ENDPOINT_TTL_MS = 5_000;
+export const MIN_ENDPOINT_TTL_MS = 1_000;
+export const MAX_ENDPOINT_TTL_MS = 3_600_000;
+export const DEFAULT_ENDPOINT_WEIGHT = 1;
+export const MAX_ENDPOINT_WEIGHT = 100;
+/** Ids are free text up to this length (the key encodes them). */
+export const MAX_ENDPOINT_ID_LENGTH = 200;
+/** Records a gateway accepts in all; the rest are refused (counted). */
+export const MAX_REGISTERED_ENDPOINTS = 10_000;
+/** Bytes of one stored record (a URL, a weight, a time: well under this). */
+export const MAX_RECORD_BYTES = 2_048;
+/** Refused records listed by name in a snapshot (all are counted). */
+export const MAX_REFUSED_LISTED = 20;
+
+/** The stored document (zone, service and id are its key). */
+export interface EndpointDocument {
+  readonly url: string;
+  readonly weight: number;
+  readonly registeredAt: string;
+}
+
+export interface CheckedRequest {
+  readonly endpoint: RegisteredEndpoint;
+  readonly ttlMs: number;
+}
+
+/** Validates a registration; throws USAGE naming every bad field. */
+export function checkRegistration(req: EndpointRegistrationRequest, now: number): CheckedRequest {
+  const p = new Problems();
+  checkString(p, req.zone, 'zone', NAME);
+  checkString(p, req.service, 'service', NAME);
+  if (checkString(p, req.id, 'id') && req.id.length > MAX_ENDPOINT_ID_LENGTH) p.add('id', `must be at most ${MAX_ENDPOINT_ID_LENGTH} characters`);
+  // Link-local addresses are syntax here; whether a table allows them is the gateway's call.
+  checkHttpUrl(p, req.url, 'url', true);
+  const weight = req.weight ?? DEFAULT_ENDPOINT_WEIGHT;
+  checkInteger(p, weight, 'weight', 1, MAX_ENDPOINT_WEIGHT);
+  const ttlMs = req.ttlMs ?? DEFAULT_ENDPOINT_TTL_MS;
+  checkInteger(p, ttlMs, 'ttlMs', MIN_ENDPOINT_TTL_MS, MAX_ENDPOINT_TTL_MS);
+  if (!p.empty) throw cgError('USAGE', `bad endpoint registration: ${p.summary()}`);
+  const endpoint = { zone: req.zone, service: req.service, id: req.id, url: req.url, weight, registeredAt: new Date(now).toISOString() };
+  return { endpoint, ttlMs };
+}
+
+export function documentOf(e: RegisteredEndpoint): EndpointDocument {
+  return { url: e.url, weight: e.weight, registeredAt: e.registeredAt };
+}
+
+/** `<zone>/<service>/<id, URI-encoded>`: the key under the store's `endpoints/`. */
+export function endpointKey(e: { zone: string; service: string; id: string }): string {
+  return `${e.zone}/${e.service}/${encodeURIComponent(e.id)}`;
+}
+
+export type DecodedEndpoint = { readonly ok: true; readonly endpoint: RegisteredEndpoint } | { readonly ok: false; readonly refused: RefusedEndpoint };
+
+/** Validates one stored record; `key` is its key below `endpoints/`. */
+export function decodeEndpoint(key: string, text: string): DecodedEndpoint {
+  const bad = (problem: string): DecodedEndpoint => ({ ok: false, refused: { key, problem } });
+  if (text.length > MAX_RECORD_BYTES) return bad(`record is larger than ${MAX_RECORD_BYTES} bytes`);
+  const parts = key.split('/');
+  if (parts.length !== 3) return bad('key is not <zone>/<service>/<id>');
+  let id: string;
+  try {
+    id = decodeURIComponent(parts[2]!);
+  } catch {
+    return bad('id is not URI-encoded');
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return bad('not JSON');
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return bad('not a JSON object');
+  const d = doc as Record<string, unknown>;
+  const p = new Problems();
+  checkString(p, parts[0], 'zone', NAME);
+  checkString(p, parts[1], 'service', NAME);
+  if (id.length === 0 || id.length > MAX_ENDPOINT_ID_LENGTH) p.add('id', `must be 1-${MAX_ENDPOINT_ID_LENGTH} characters`);
+  checkHttpUrl(p, d.url, 'url', true);
+  checkInteger(p, d.weight, 'weight', 1, MAX_ENDPOINT_WEIGHT);
+  if (typeof d.registeredAt !== 'string' || Number.isNaN(Date.parse(d.registeredAt))) p.add('registeredAt', 'must be an ISO time');
+  if (!p.empty) return bad(p.summary());
+  return {
+    ok: true,
+    endpoint: { zone: parts[0]!, service: parts[1]!, id, url: d.url as string, weight: d.weight as number, registeredAt: d.registeredAt as string },
+  };
+}
+
+/** The snapshot of decoded records: sorted, bounded, refused ones counted. */
+export function registrySnapshotOf(decoded: Iterable<DecodedEndpoint>, version: number): RegistrySnapshot {
+  const endpoints: RegisteredEndpoint[] = [];
+  const refused: RefusedEndpoint[] = [];
+  let refusedCount = 0;
+  const refuse = (r: RefusedEndpoint) => {
+    refusedCount += 1;
+    if (refused.length < MAX_REFUSED_LISTED) refused.push(r);
+  };
+  for (const d of decoded) {
+    if (!d.ok) refuse(d.refused);
+    else if (endpoints.length >= MAX_REGISTERED_ENDPOINTS) refuse({ key: endpointKey(d.endpoint), problem: `over the limit of ${MAX_REGISTERED_ENDPOINTS} registered endpoints` });
+    else endpoints.push(d.endpoint);
+  }
+  endpoints.sort(compareEndpoints);
+  refused.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return { endpoints, refused, refusedCount, version };
+}
+
+const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Code-unit order (not localeCompare, several times slower on a 500-record snapshot): the same on every gateway. */
+function compareEndpoints(a: RegisteredEndpoint, b: RegisteredEndpoint): number {
+  return byCodeUnits(a.zone, b.zone) || byCodeUnits(a.service, b.service) || byCodeUnits(a.id, b.id);
+}
+
+/** Snapshots are immutable: the watch's change key and the gateway's digest share one hash. */
+const checksums = new WeakMap<RegistrySnapshot, string>();
+
+/** What the gateway routes with of a snapshot: equal on two gateways = same registry (registeredAt and version aside). */
+export function registryChecksum(s: RegistrySnapshot): string {
+  let sum = checksums.get(s);
+  if (sum === undefined) {
+    const h = createHash('sha256');
+    for (const e of s.endpoints) h.update(`${e.zone}\n${e.service}\n${e.id}\n${e.url}\n${e.weight}\n`);
+    checksums.set(s, (sum = `sha256:${h.digest('hex').slice(0, 16)}`));
+  }
+  return sum;
+}
+
+/** A key for "did the registry change?" (a new version alone is no change). */
+export function registrySnapshotKey(s: RegistrySnapshot): string {
+  return `${registryChecksum(s)}|${s.refusedCount}|${s.endpoints.map((e) => e.registeredAt).join(',')}`;
+}

@@ -1,0 +1,103 @@
+// The endpoint registry contract every store passes (etcd, file, and the memory double the
+// router tests use): registered once per store by store-etcd/-file/-memory.test.ts, like
+// store-contract.ts. Expiry after a kill -9 is a property of leases and heartbeats, shown
+// with real processes in e2e-registry.test.ts.
+import test, { type ExecutionContext } from 'ava';
+import { isCellgateError } from '../src/errors';
+import { MAX_RECORD_BYTES, registryChecksum } from '../src/store/endpoint-record';
+import type { RegistrySnapshot, TableStore } from '../src/store/types';
+import { demoTable } from './helpers/fixtures';
+import { waitFor } from './store-contract';
+
+export interface RegistryUnderTest {
+  readonly store: TableStore;
+  /** Another store instance over the same data (closed at teardown). */
+  reopen(): TableStore;
+  /** Writes `text` as the live record at `key` (`<zone>/<service>/<id>`), around validation. */
+  writeRawEndpoint(key: string, text: string): Promise<void>;
+}
+
+export type MakeRegistryStore = (t: ExecutionContext) => Promise<RegistryUnderTest>;
+
+function watchRegistry(t: ExecutionContext, store: TableStore): { snapshots: RegistrySnapshot[]; last(): RegistrySnapshot | undefined } {
+  const snapshots: RegistrySnapshot[] = [];
+  const w = store.registry.watch({ onSnapshot: (s) => snapshots.push(s) });
+  t.teardown(() => w.close());
+  return { snapshots, last: () => snapshots[snapshots.length - 1] };
+}
+
+const ids = (s: RegistrySnapshot | undefined) => s?.endpoints.map((e) => `${e.zone}/${e.service}/${e.id}`) ?? [];
+
+export function registryContract(name: string, make: MakeRegistryStore): void {
+  test(`${name}: registry register, watch, withdraw at once on close; the table version never moves`, async (t) => {
+    const { store, reopen } = await make(t);
+    const created = await store.compareAndSwap(0, demoTable());
+    const version = created.ok ? created.version : -1;
+    const observer = reopen();
+    const watched = watchRegistry(t, observer);
+    await waitFor('the empty registry', () => watched.snapshots.length >= 1);
+    t.deepEqual(ids(watched.last()), []);
+
+    const a = await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001', weight: 3 });
+    const b = await store.registry.register({ zone: 'sh-a', service: 'default', id: 'pod/7 weird', url: 'http://127.0.0.1:9002' });
+    t.is(a.endpoint.weight, 3);
+    await waitFor('both endpoints in the watch', () => ids(watched.last()).length === 2);
+    t.deepEqual(ids(watched.last()), ['sh-a/default/pod/7 weird', 'sh-a/orders/i-1']);
+    const listed = await observer.registry.snapshot();
+    t.deepEqual(listed.endpoints.find((e) => e.id === 'i-1'), a.endpoint);
+    t.is(registryChecksum(listed), registryChecksum(watched.last()!));
+    t.is(listed.refusedCount, 0);
+
+    const closedAt = Date.now();
+    await a.close();
+    await a.close(); // idempotent
+    await waitFor('the closed endpoint gone', () => ids(watched.last()).length === 1, 3_000);
+    t.true(Date.now() - closedAt < 3_000, 'withdrawn well within the 5 s TTL');
+    t.deepEqual(ids(await observer.registry.snapshot()), ['sh-a/default/pod/7 weird']);
+
+    // Registration is not a routing change.
+    t.is((await observer.load())?.version, version);
+    // Closing the store withdraws what it registered.
+    await store.close();
+    await waitFor('the registry empty after the store closed', () => ids(watched.last()).length === 0, 3_000);
+    await b.close();
+  });
+
+  test(`${name}: a bad registration is a USAGE error and writes nothing`, async (t) => {
+    const { store } = await make(t);
+    const base = { zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001' };
+    const bad = [
+      { ...base, url: 'ftp://x:1' },
+      { ...base, url: 'http://h:1/path' },
+      { ...base, zone: 'a/b' },
+      { ...base, service: '' },
+      { ...base, id: '' },
+      { ...base, weight: 0 },
+      { ...base, weight: 1.5 },
+      { ...base, ttlMs: 10 },
+    ];
+    for (const req of bad) {
+      const err = await t.throwsAsync(store.registry.register(req));
+      t.true(isCellgateError(err, 'USAGE'), `${JSON.stringify(req)}: ${String(err)}`);
+    }
+    t.deepEqual((await store.registry.snapshot()).endpoints, []);
+  });
+
+  test(`${name}: a malformed or oversized record is refused and counted, never listed`, async (t) => {
+    const { store, writeRawEndpoint } = await make(t);
+    await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'good', url: 'http://127.0.0.1:9001' });
+    await writeRawEndpoint('sh-a/orders/junk', 'not json');
+    await writeRawEndpoint('sh-a/orders/nourl', JSON.stringify({ weight: 1, registeredAt: new Date().toISOString() }));
+    await writeRawEndpoint('sh-a/orders/cred', JSON.stringify({ url: 'http://u:p@h:1', weight: 1, registeredAt: new Date().toISOString() }));
+    await writeRawEndpoint('sh-a/orders/big', JSON.stringify({ url: 'http://h:1', weight: 1, registeredAt: new Date().toISOString(), pad: 'x'.repeat(MAX_RECORD_BYTES) }));
+    const snap = await store.registry.snapshot();
+    t.deepEqual(ids(snap), ['sh-a/orders/good']);
+    t.is(snap.refusedCount, 4);
+    t.deepEqual(snap.refused.map((r) => r.key), ['sh-a/orders/big', 'sh-a/orders/cred', 'sh-a/orders/junk', 'sh-a/orders/nourl']);
+    t.regex(snap.refused.find((r) => r.key.endsWith('nourl'))!.problem, /url/);
+    const watched = watchRegistry(t, store);
+    await waitFor('a snapshot', () => watched.snapshots.length >= 1);
+    t.is(watched.last()?.refusedCount, 4);
+    t.deepEqual(ids(watched.last()), ['sh-a/orders/good']);
+  });
+}

@@ -1,0 +1,109 @@
+// The endpoint registry in the gateway: the pure merge (table + registry → effective table,
+// same version and checksum), and a gateway over the memory store routing to registered
+// instances as they come and go, without any table change.
+import test from 'ava';
+import { versioned } from '../src/cells/table';
+import { DEFAULT_SERVICE, type VersionedTable } from '../src/cells/types';
+import { registrySnapshotOf } from '../src/store/endpoint-record';
+import type { RegisteredEndpoint, RegistrySnapshot } from '../src/store/types';
+import { MAX_SERVICES_PER_ZONE, RegistryMerger } from '../src/router/registry-merge';
+import { MemoryStore } from './helpers/memory-store';
+import { startGateway, tableFor } from './helpers/router-fixture';
+import { httpCall, startUpstreams, stopAll, type UpstreamAnswer } from './helpers/upstreams';
+import { waitFor } from './store-contract';
+
+function ep(zone: string, service: string, id: string, url: string): RegisteredEndpoint {
+  return { zone, service, id, url, weight: 1, registeredAt: '2026-11-29T00:00:00.000Z' };
+}
+
+function snap(...endpoints: RegisteredEndpoint[]): RegistrySnapshot {
+  return registrySnapshotOf(endpoints.map((endpoint) => ({ ok: true as const, endpoint })), 7);
+}
+
+function table(): VersionedTable {
+  const t = tableFor([{ name: 'z1', upstreams: ['http://10.0.0.1:80'] }, { name: 'z2', upstreams: ['http://10.0.0.2:80'] }], { cells: 4 });
+  return versioned(t, 5);
+}
+
+test('merge: registered endpoints join their zone and service after the static ones, de-duplicated; version and checksum stay the stored ones', (t) => {
+  const vt = table();
+  const m = new RegistryMerger().merge(vt, snap(
+    ep('z1', DEFAULT_SERVICE, 'a', 'http://10.0.1.1:80'),
+    ep('z1', DEFAULT_SERVICE, 'dup', 'http://10.0.0.1:80'),
+    ep('z1', 'orders', 'o1', 'http://10.0.1.2:80'),
+    ep('z1', 'orders', 'o2', 'http://10.0.1.3:80'),
+  ));
+  t.is(m.effective.version, 5);
+  t.is(m.effective.checksum, vt.checksum);
+  const z1 = m.effective.table.zones.find((z) => z.name === 'z1')!;
+  t.deepEqual(z1.upstreams, ['http://10.0.0.1:80', 'http://10.0.1.1:80']);
+  t.deepEqual(z1.services?.orders?.upstreams, ['http://10.0.1.2:80', 'http://10.0.1.3:80']);
+  t.is(m.effective.table.zones.find((z) => z.name === 'z2'), vt.table.zones.find((z) => z.name === 'z2'), 'an untouched zone is the stored object');
+  t.deepEqual([...m.applied.get('z1')!], [[DEFAULT_SERVICE, 2], ['orders', 2]]);
+  t.deepEqual(m.ignored, { unknown_zone: 0, url_refused: 0, too_many_services: 0 });
+  t.is(new RegistryMerger().merge(vt, snap()).effective, vt, 'an empty registry is the stored table itself');
+});
+
+test('merge: unknown zones, link-local URLs (unless the table allows them) and services over the bound are ignored and counted', (t) => {
+  const vt = table();
+  const many = Array.from({ length: MAX_SERVICES_PER_ZONE + 2 }, (_, i) => ep('z2', `s${String(i).padStart(3, '0')}`, 'x', `http://10.0.2.${i}:80`));
+  const m = new RegistryMerger().merge(vt, snap(ep('nowhere', DEFAULT_SERVICE, 'a', 'http://10.0.1.1:80'), ep('z1', DEFAULT_SERVICE, 'meta', 'http://169.254.169.254'), ...many));
+  t.deepEqual(m.ignored, { unknown_zone: 1, url_refused: 1, too_many_services: 2 });
+  t.deepEqual(m.effective.table.zones.find((z) => z.name === 'z1')!.upstreams, ['http://10.0.0.1:80']);
+  const allowed = versioned({ ...vt.table, allowLinkLocal: true }, 6);
+  const m2 = new RegistryMerger().merge(allowed, snap(ep('z1', DEFAULT_SERVICE, 'meta', 'http://169.254.169.254')));
+  t.deepEqual(m2.effective.table.zones.find((z) => z.name === 'z1')!.upstreams, ['http://10.0.0.1:80', 'http://169.254.169.254']);
+});
+
+test('merge: a zone whose registrations did not change keeps its effective object (its pools and routes are reused)', (t) => {
+  const vt = table();
+  const merger = new RegistryMerger();
+  const first = merger.merge(vt, snap(ep('z1', 'orders', 'o1', 'http://10.0.1.2:80'), ep('z2', 'orders', 'o1', 'http://10.0.2.2:80')));
+  const second = merger.merge(vt, snap(ep('z1', 'orders', 'o1', 'http://10.0.1.2:80'), ep('z2', 'orders', 'o2', 'http://10.0.2.3:80')));
+  t.is(second.effective.table.zones[0], first.effective.table.zones[0], 'z1 unchanged: same object');
+  t.not(second.effective.table.zones[1], first.effective.table.zones[1], 'z2 changed: a new object');
+  t.deepEqual(second.effective.table.zones[1]!.services?.orders?.upstreams, ['http://10.0.2.3:80']);
+});
+
+test('a gateway routes to registered instances as they come and go; the table version never moves; presence and metrics say what it applied', async (t) => {
+  const [a, b, c] = await startUpstreams('a', 'b', 'c');
+  t.teardown(() => stopAll([a!, b!, c!]));
+  const store = new MemoryStore(tableFor([{ name: 'z1', upstreams: [a!.url] }], { cells: 4 }));
+  const g = await startGateway(t, store, { waitVersion: 1 });
+  const hit = async () => (await httpCall(`${g.url}/x`, { headers: { 'x-user-id': 'u1' } })).json<UpstreamAnswer>().upstream;
+
+  const rb = await store.registry.register({ zone: 'z1', service: DEFAULT_SERVICE, id: 'b', url: b!.url });
+  await store.registry.register({ zone: 'z1', service: DEFAULT_SERVICE, id: 'same-as-static', url: a!.url });
+  await store.registry.register({ zone: 'elsewhere', service: DEFAULT_SERVICE, id: 'c', url: c!.url });
+  await waitFor('b in the pool', () => g.gw.view()?.zone('z1')?.upstreams.includes(b!.url) === true);
+  const seen = new Set<string>();
+  for (let i = 0; i < 6; i++) seen.add(await hit());
+  t.deepEqual([...seen].sort(), ['a', 'b'], 'static and registered endpoints share the traffic; the duplicate is one endpoint');
+  t.is(c!.received.length, 0, 'an endpoint of a zone not in the table gets nothing');
+  t.is(g.gw.view()?.version, 1, 'registration is not a table change');
+  t.is(g.gw.view()?.zone('z1')?.upstreams.length, 2);
+
+  const metrics = (await httpCall(`${g.admin}/metrics`)).text();
+  t.regex(metrics, /cellgate_registry_endpoints\{zone="z1",service="default"\} 2\n/);
+  t.regex(metrics, /cellgate_registry_records_refused_total\{reason="unknown_zone"\} 1\n/);
+  t.regex(metrics, /cellgate_routing_table_version 1\n/);
+  await waitFor('the registry digest in presence', () => store.presence.records.get(g.gw.config.id)?.registry?.count === 3);
+  t.is(store.presence.records.get(g.gw.config.id)?.appliedVersion, 1);
+
+  await rb.close();
+  await waitFor('b gone', () => g.gw.view()?.zone('z1')?.upstreams.includes(b!.url) === false);
+  const before = b!.received.length;
+  for (let i = 0; i < 4; i++) t.is(await hit(), 'a');
+  t.is(b!.received.length, before, 'a withdrawn endpoint gets no more requests');
+
+  // A malformed record is refused and counted, and routing carries on with the rest.
+  store.registry.putRaw('z1/default/junk', 'not json');
+  const deadline = Date.now() + 5_000;
+  let text = '';
+  while (!/reason="invalid"\} 1\n/.test(text) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    text = (await httpCall(`${g.admin}/metrics`)).text();
+  }
+  t.regex(text, /cellgate_registry_records_refused_total\{reason="invalid"\} 1\n/);
+  t.is(await hit(), 'a');
+});
