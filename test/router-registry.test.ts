@@ -46,7 +46,7 @@ test('merge: registered endpoints join their zone and service after the static o
 
 test('merge: unknown zones, link-local URLs (unless the table allows them) and services over the bound are ignored and counted', (t) => {
   const vt = table();
-  const many = Array.from({ length: MAX_SERVICES_PER_ZONE + 2 }, (_, i) => ep('z2', `s${String(i).padStart(3, '0')}`, 'x', `http://10.0.2.${i}:80`));
+  const many = Array.from({ length: MAX_SERVICES_PER_ZONE + 2 }, (_, i) => ep('z2', `s${String(i).padStart(3, '0')}`, 'x', `http://10.2.${Math.floor(i / 250)}.${i % 250}:80`));
   const m = new RegistryMerger().merge(vt, snap(ep('nowhere', DEFAULT_SERVICE, 'a', 'http://10.0.1.1:80'), ep('z1', DEFAULT_SERVICE, 'meta', 'http://169.254.169.254'), ...many));
   t.deepEqual(m.ignored, { unknown_zone: 1, url_refused: 1, too_many_services: 2 });
   t.deepEqual(m.effective.table.zones.find((z) => z.name === 'z1')!.upstreams, ['http://10.0.0.1:80']);
