@@ -75,7 +75,7 @@ test('access log: one line per request with its fields; request id passed throug
   const up = upstreamOf(ups, user);
   t.like(line, {
     level: 'info', requestId: 'req-abc-123', method: 'GET', path: '/orders/1', status: 200, class: 'unit',
-    zone: route.zone.name, cell: route.cell, upstream: up.url,
+    zone: route.zone.name, service: 'default', cell: route.cell, upstream: up.url,
   });
   t.is(line.user, createHmac('sha256', KEY).update(user).digest('hex').slice(0, 16), 'HMAC-SHA256 with the configured key');
   t.true(typeof line.durationMs === 'number' && line.durationMs > 0);

@@ -7,7 +7,7 @@ import type { RoutingTable, ServiceEndpoints } from '../src/cells/types';
 import { parseGatewayConfig } from '../src/router/config';
 import { createGateway, type Gateway } from '../src/router/gateway';
 import { MemoryStore } from './helpers/memory-store';
-import { startGateway, tableFor, users } from './helpers/router-fixture';
+import { freezeCell, moveCell, startGateway, tableFor, users } from './helpers/router-fixture';
 import { type Upstream, httpCall, startUpstreams, stopAll } from './helpers/upstreams';
 import { metricValue, until } from './helpers/wait';
 
@@ -194,4 +194,39 @@ test('a route to a service no zone offers: refused with the first table (key pat
   const res = await httpCall(`${addr.traffic}/inv/1`, { headers: { 'x-user-id': user } });
   t.is(res.status, 502);
   t.deepEqual(res.json(), { error: 'UPSTREAM_UNAVAILABLE', message: 'zone za has no endpoint of service inventory' });
+});
+
+test('a cell that moves takes every service of its users with it, with the new epoch on each', async (t) => {
+  const { table } = await estate(t);
+  const store = new MemoryStore(table);
+  const { gw, url } = await startGateway(t, store, { config: { routes: ROUTES }, waitVersion: 1 });
+  const user = userPerZone(gw).za!;
+  const cell = gw.view()!.cellOfUser(user);
+  const before = await who(url, '/orders/1', user);
+  t.deepEqual([before.upstream, before.headers['x-cell-epoch']], ['za-orders', '1']);
+  await store.compareAndSwap(1, moveCell(table, cell, 'zb'));
+  await gw.waitForVersion(2);
+  for (const [path, upstream] of [['/orders/1', 'zb-orders'], ['/pay/1', 'zb-payments'], ['/hello', 'zb-web']] as const) {
+    const after = await who(url, path, user);
+    t.deepEqual([after.upstream, after.headers['x-cell-zone'], after.headers['x-cell-epoch']], [upstream, 'zb', '2'], path);
+  }
+});
+
+test('a request held for a frozen cell goes, once released, to its service in the cell\'s new zone (prefix stripped, body intact)', async (t) => {
+  const { ups, table } = await estate(t);
+  const store = new MemoryStore(table);
+  const { gw, url } = await startGateway(t, store, { config: { routes: ROUTES }, waitVersion: 1 });
+  const user = userPerZone(gw).za!;
+  const cell = gw.view()!.cellOfUser(user);
+  const frozen = freezeCell(table, cell, Date.now() + 60_000, 'zb');
+  await store.compareAndSwap(1, frozen);
+  await gw.waitForVersion(2);
+  const answer = httpCall(`${url}/pay/charge`, { method: 'POST', headers: { 'x-user-id': user }, body: 'amount=3' });
+  await until('the request held', () => gw.bufferCounters().size === 1);
+  await store.compareAndSwap(2, moveCell(frozen, cell, 'zb'));
+  const res = await answer;
+  t.is(res.status, 200);
+  const got = res.json<Who & { bodyBytes: number }>();
+  t.deepEqual([got.upstream, got.url, got.bodyBytes], ['zb-payments', '/charge', 8]);
+  t.is(ups['za-payments']!.received.length, 0, 'the old zone never saw it');
 });

@@ -60,6 +60,7 @@ export class AccessLog {
       status,
       class: ex.cls,
       zone: ex.zone,
+      service: ex.service,
       cell: ex.route?.cell ?? null,
       upstream: ex.endpoint?.origin ?? null,
       durationMs: Math.round(seconds * 1e6) / 1e3,

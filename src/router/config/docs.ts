@@ -56,7 +56,7 @@ JSON lines on stderr (pino, written asynchronously): \`level\` (\`fatal\` … \`
 
 With \`accessLog: true\`, one line per request (\`component: access\`, level \`info\` whatever \`logLevel\`
 says) when its response closes: \`requestId\`, \`method\`, \`path\`, \`status\` (499: the client went
-away first; 101: a WebSocket), \`class\`, \`zone\` (\`none\` when not routed), \`cell\`, \`upstream\`
+away first; 101: a WebSocket), \`class\`, \`zone\` (\`none\` when not routed), \`service\` (the route's; \`none\` when no route matched), \`cell\`, \`upstream\`
 (the endpoint's origin), \`durationMs\`, \`user\`. The user id is never written: \`user\` is the first
 16 hex digits of HMAC-SHA256(\`accessLogUserKey\`, user id) — with no key, a random one per
 process (and per worker), so hashes match only within one process. The query string is left out

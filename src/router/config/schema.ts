@@ -129,7 +129,7 @@ export const GatewayConfigSchema = Type.Object({
     default: 'info', description: 'Least severe level written (JSON lines on stderr, pino). The access log does not depend on it.',
   }),
   accessLog: Type.Boolean({
-    default: false, description: 'One JSON line per request (method, path, status, zone, cell, duration, upstream, request id, keyed hash of the user).',
+    default: false, description: 'One JSON line per request (method, path, status, zone, service, cell, duration, upstream, request id, keyed hash of the user).',
   }),
   accessLogUserKey: Type.Union([Type.String({ minLength: 16 }), Type.Null()], {
     default: null, secret: true, expect: 'must be a string of at least 16 characters, or null',
