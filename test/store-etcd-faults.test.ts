@@ -281,3 +281,28 @@ test('etcd faults: with three members, killing the leader does not stop writes o
   await waitFor('the change', () => rec.last()?.version === v2, 15_000);
   assertIncreasing(t, rec.tables);
 });
+
+test('etcd faults: the registry watch survives etcd crashing and a compaction, and re-reads what changed meanwhile', async (t) => {
+  const etcd = await ownEtcd(t);
+  const admin = adminClient(t, etcd.endpoints);
+  const instance = open(t, etcd.endpoints);
+  const gateway = open(t, etcd.endpoints);
+  const ids: string[][] = [];
+  const errors: Error[] = [];
+  const watch = gateway.registry.watch({ onSnapshot: (s) => ids.push(s.endpoints.map((e) => e.id)), onError: (e) => errors.push(e) });
+  t.teardown(() => watch.close());
+  await instance.registry.register({ zone: 'sh-a', service: 'orders', id: 'a', url: 'http://127.0.0.1:9001', ttlMs: 10_000 });
+  await waitFor('a seen', () => ids.at(-1)?.join() === 'a');
+  await etcd.kill();
+  await waitFor('the watch reports the trouble', () => errors.length >= 1, 15_000);
+  await etcd.restart();
+  // Meanwhile another instance comes, and etcd compacts past every revision the watch knew.
+  await eventually('b registered after the restart', async () => {
+    await instance.registry.register({ zone: 'sh-a', service: 'orders', id: 'b', url: 'http://127.0.0.1:9002', ttlMs: 10_000 });
+    return true;
+  });
+  const rev = Number((await admin.get('/anything').exec()).header.revision);
+  await admin.kv.compact({ revision: rev, physical: true });
+  await waitFor('both seen after the restart and the compaction', () => ids.at(-1)?.join() === 'a,b', 15_000);
+  t.true(isCellgateError(errors[0], 'STORE_UNAVAILABLE'));
+});
