@@ -306,3 +306,20 @@ test('etcd faults: the registry watch survives etcd crashing and a compaction, a
   await waitFor('both seen after the restart and the compaction', () => ids.at(-1)?.join() === 'a,b', 15_000);
   t.true(isCellgateError(errors[0], 'STORE_UNAVAILABLE'));
 });
+
+test('etcd faults: an endpoint lease revoked from under the instance is granted again; close() still withdraws', async (t) => {
+  const etcd = await ownEtcd(t);
+  const admin = adminClient(t, etcd.endpoints);
+  const store = open(t, etcd.endpoints);
+  const reg = await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'i/1', url: 'http://127.0.0.1:9001', ttlMs: 3_000 });
+  const key = `${PREFIX}/endpoints/sh-a/orders/i%2F1`;
+  const before = (await admin.get(key).exec()).kvs[0]!.lease;
+  await admin.leaseClient.leaseRevoke({ ID: before });
+  await eventually('the record on a new lease', async () => {
+    const kv = (await admin.get(key).exec()).kvs[0];
+    return kv !== undefined && kv.lease !== before;
+  }, 10_000);
+  t.deepEqual((await store.registry.snapshot()).endpoints.map((e) => e.id), ['i/1']);
+  await reg.close();
+  t.is((await admin.get(key).exec()).kvs.length, 0, 'withdrawn at once');
+});
