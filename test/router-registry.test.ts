@@ -5,6 +5,7 @@ import test from 'ava';
 import { versioned } from '../src/cells/table';
 import { DEFAULT_SERVICE, type VersionedTable } from '../src/cells/types';
 import { registrySnapshotOf } from '../src/store/endpoint-record';
+import { decodePresence } from '../src/store/presence-record';
 import type { RegisteredEndpoint, RegistrySnapshot } from '../src/store/types';
 import { MAX_SERVICES_PER_ZONE, RegistryMerger } from '../src/router/registry-merge';
 import { MemoryStore } from './helpers/memory-store';
@@ -106,4 +107,15 @@ test('a gateway routes to registered instances as they come and go; the table ve
   }
   t.regex(text, /cellgate_registry_records_refused_total\{reason="invalid"\} 1\n/);
   t.is(await hit(), 'a');
+});
+
+test('a presence record with a malformed registry digest is malformed, never trusted', (t) => {
+  const now = new Date().toISOString();
+  const base = { id: 'gw', zone: null, appliedVersion: 1, checksum: 'x', inFlight: 0, startedAt: now, updatedAt: now, pid: 1, host: 'h' };
+  t.true(decodePresence({ ...base, registry: { count: 2, version: 7, checksum: 'sha256:ab' } }, 'gw').ok);
+  for (const registry of [null, { count: -1, version: 0, checksum: 'c' }, { count: 1, version: 0 }, { count: 1, version: 0, checksum: 'x'.repeat(200) }]) {
+    const d = decodePresence({ ...base, registry }, 'gw');
+    t.false(d.ok, JSON.stringify(registry));
+    if (!d.ok) t.regex(d.malformed.problem, /registry/);
+  }
 });

@@ -281,3 +281,45 @@ test('etcd faults: with three members, killing the leader does not stop writes o
   await waitFor('the change', () => rec.last()?.version === v2, 15_000);
   assertIncreasing(t, rec.tables);
 });
+
+test('etcd faults: the registry watch survives etcd crashing and a compaction, and re-reads what changed meanwhile', async (t) => {
+  const etcd = await ownEtcd(t);
+  const admin = adminClient(t, etcd.endpoints);
+  const instance = open(t, etcd.endpoints);
+  const gateway = open(t, etcd.endpoints);
+  const ids: string[][] = [];
+  const errors: Error[] = [];
+  const watch = gateway.registry.watch({ onSnapshot: (s) => ids.push(s.endpoints.map((e) => e.id)), onError: (e) => errors.push(e) });
+  t.teardown(() => watch.close());
+  await instance.registry.register({ zone: 'sh-a', service: 'orders', id: 'a', url: 'http://127.0.0.1:9001', ttlMs: 10_000 });
+  await waitFor('a seen', () => ids.at(-1)?.join() === 'a');
+  await etcd.kill();
+  await waitFor('the watch reports the trouble', () => errors.length >= 1, 15_000);
+  await etcd.restart();
+  // Meanwhile another instance comes, and etcd compacts past every revision the watch knew.
+  await eventually('b registered after the restart', async () => {
+    await instance.registry.register({ zone: 'sh-a', service: 'orders', id: 'b', url: 'http://127.0.0.1:9002', ttlMs: 10_000 });
+    return true;
+  });
+  const rev = Number((await admin.get('/anything').exec()).header.revision);
+  await admin.kv.compact({ revision: rev, physical: true });
+  await waitFor('both seen after the restart and the compaction', () => ids.at(-1)?.join() === 'a,b', 15_000);
+  t.true(isCellgateError(errors[0], 'STORE_UNAVAILABLE'));
+});
+
+test('etcd faults: an endpoint lease revoked from under the instance is granted again; close() still withdraws', async (t) => {
+  const etcd = await ownEtcd(t);
+  const admin = adminClient(t, etcd.endpoints);
+  const store = open(t, etcd.endpoints);
+  const reg = await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'i/1', url: 'http://127.0.0.1:9001', ttlMs: 3_000 });
+  const key = `${PREFIX}/endpoints/sh-a/orders/i%2F1`;
+  const before = (await admin.get(key).exec()).kvs[0]!.lease;
+  await admin.leaseClient.leaseRevoke({ ID: before });
+  await eventually('the record on a new lease', async () => {
+    const kv = (await admin.get(key).exec()).kvs[0];
+    return kv !== undefined && kv.lease !== before;
+  }, 10_000);
+  t.deepEqual((await store.registry.snapshot()).endpoints.map((e) => e.id), ['i/1']);
+  await reg.close();
+  t.is((await admin.get(key).exec()).kvs.length, 0, 'withdrawn at once');
+});

@@ -202,6 +202,29 @@ test('file: the heartbeat keeps a registration live past its TTL', async (t) => 
   t.is((await store.presence.list()).length, 0);
 });
 
+test('file: a registered endpoint is live while its heartbeat is fresh; a stale file (a dead instance) is not listed', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path);
+  const reg = await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001', ttlMs: 1_000 });
+  const file = join(`${path}.endpoints`, 'sh-a@orders@i-1.json');
+  t.deepEqual((await store.registry.snapshot()).endpoints.map((e) => e.id), ['i-1']);
+  // Age the file past its TTL: hidden, until the next heartbeat (every ttl/3) touches it.
+  const old = new Date(Date.now() - 60_000);
+  await utimes(file, old, old);
+  t.deepEqual((await store.registry.snapshot()).endpoints, [], 'a heartbeat older than the TTL is a dead instance');
+  const deadline = Date.now() + 5_000;
+  while ((await store.registry.snapshot()).endpoints.length === 0) {
+    if (Date.now() > deadline) throw new Error('the heartbeat did not bring the endpoint back');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  // A file nobody beats for: an instance that was killed.
+  await writeFileAtomic(join(`${path}.endpoints`, 'sh-a@orders@dead.json'), JSON.stringify({ url: 'http://127.0.0.1:9002', weight: 1, registeredAt: old.toISOString(), ttlMs: 1_000 }));
+  await utimes(join(`${path}.endpoints`, 'sh-a@orders@dead.json'), old, old);
+  t.deepEqual((await store.registry.snapshot()).endpoints.map((e) => e.id), ['i-1']);
+  await reg.close();
+  t.deepEqual((await store.registry.snapshot()).endpoints, [], 'close() deletes at once');
+});
+
 test('file: a history line torn by a crash is not an entry', async (t) => {
   const path = join(await tempDir(t), 'table.json');
   const store = open(t, path);

@@ -1,0 +1,62 @@
+// registerEndpoint() (`cellgate/registry`) over the memory store: registered while the
+// check passes, withdrawn while it fails and on close(); bad options are USAGE errors.
+import test from 'ava';
+import { isCellgateError } from '../src/errors';
+import { registerEndpoint } from '../src/registry';
+import { MemoryStore } from './helpers/memory-store';
+import { startUpstreams, stopAll } from './helpers/upstreams';
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('registerEndpoint: registered while GET url+checkPath passes, withdrawn while it fails, back when it passes, gone on close', async (t) => {
+  const [svc] = await startUpstreams('svc');
+  t.teardown(() => stopAll([svc!]));
+  let healthy = true;
+  svc!.behave = (req, res) => {
+    if (req.url !== '/healthz' || healthy) return false;
+    res.writeHead(500);
+    res.end();
+    return true;
+  };
+  const store = new MemoryStore();
+  t.teardown(() => store.close());
+  const events: string[] = [];
+  const ids = async () => (await store.registry.snapshot()).endpoints.map((e) => e.id);
+  const h = await registerEndpoint({ store, zone: 'sh-a', service: 'orders', url: svc!.url, id: 'svc-1', checkPath: '/healthz', checkIntervalMs: 100, log: (e) => events.push(e) });
+  t.teardown(() => h.close());
+  t.is(h.state, 'registered');
+  t.deepEqual(await ids(), ['svc-1']);
+  healthy = false;
+  await until('withdrawn', async () => (await ids()).length === 0);
+  t.is(h.state, 'withdrawn');
+  healthy = true;
+  await until('registered again', async () => (await ids()).length === 1);
+  await h.close();
+  t.deepEqual(await ids(), []);
+  t.is(h.state, 'closed');
+  t.true(events.includes('register.check_failed') && events.includes('register.withdrawn'));
+});
+
+test('registerEndpoint: without a check it registers at once or throws; bad options are USAGE', async (t) => {
+  const store = new MemoryStore();
+  t.teardown(() => store.close());
+  const h = await registerEndpoint({ store, zone: 'sh-a', service: 'default', url: 'http://127.0.0.1:9' });
+  t.regex(h.id, /-\d+$/, 'hostname-pid by default');
+  t.is((await store.registry.snapshot()).endpoints.length, 1);
+  await h.close();
+  store.setReachable(false);
+  const down = await t.throwsAsync(registerEndpoint({ store, zone: 'sh-a', service: 'default', url: 'http://127.0.0.1:9' }));
+  t.true(isCellgateError(down, 'STORE_UNAVAILABLE'));
+  store.setReachable(true);
+  for (const bad of [{ url: 'nope' }, { checkPath: 'healthz' }, { checkIntervalMs: 5 }, { weight: 500 }]) {
+    const err = await t.throwsAsync(registerEndpoint({ store, zone: 'sh-a', service: 'default', url: 'http://127.0.0.1:9', ...bad }));
+    t.true(isCellgateError(err, 'USAGE'), JSON.stringify(bad));
+  }
+  t.deepEqual((await store.registry.snapshot()).endpoints, []);
+});
