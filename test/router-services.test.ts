@@ -140,7 +140,9 @@ test('a zone without endpoints for a service answers 502 UPSTREAM_UNAVAILABLE na
 
 test('one service\'s endpoint ejected leaves the zone\'s other services alone', async (t) => {
   const { ups, table } = await estate(t);
-  const { gw, url, admin } = await startGateway(t, new MemoryStore(table), { config: { routes: ROUTES }, waitVersion: 1 });
+  // An ejection that outlasts the test however slow the machine (the default first one is 1 s).
+  const upstream = { ejectBaseMs: 600_000, ejectMaxMs: 600_000 };
+  const { gw, url, admin } = await startGateway(t, new MemoryStore(table), { config: { routes: ROUTES, upstream }, waitVersion: 1 });
   const user = userPerZone(gw).za!;
   await ups['za-orders']!.stop();
   const res = await httpCall(`${url}/orders/1`, { headers: { 'x-user-id': user } });
