@@ -20,7 +20,7 @@ test('probes: a zone whose endpoints fail (refused, 5xx) turns unhealthy; publis
   const [a1, a2, b1] = await startUpstreams('a1', 'a2', 'b1');
   t.teardown(() => stopAll([a1!, a2!, b1!]));
   let bFails = false;
-  b1!.behave = (req, res) => {
+  b1!.probeBehave = (req, res) => {
     if (req.url !== '/hz' || !bFails) return false;
     res.writeHead(503).end();
     return true;

@@ -38,7 +38,13 @@ export class Upstream {
   readonly probes: Received[] = [];
   /** WebSocket messages received: the x-user-id of the socket, the text, when. */
   readonly wsReceived: { user: string; text: string; at: number }[] = [];
+  /** How requests are answered, when a test fails them on purpose; never called for probes. */
   behave: Behave | null = null;
+  /**
+   * How the gateways' probes are answered. Apart from `behave` so that a test that fails or
+   * hangs its requests does not also fail the probes that happen to fall in (and eject the endpoint).
+   */
+  probeBehave: Behave | null = null;
   port = 0;
   private server: Server | null = null;
   private wss: WebSocketServer | null = null;
@@ -115,7 +121,8 @@ export class Upstream {
     const received: Received = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, bodyBytes: bytes, bodySha256: hash.digest('hex'), at: Date.now() };
     const list = req.headers['x-cellgate-probe'] === undefined ? this.received : this.probes;
     list.push(received);
-    if (this.behave && (await this.behave(req, res, received, list.length))) return;
+    const behave = list === this.probes ? this.probeBehave : this.behave;
+    if (behave && (await behave(req, res, received, list.length))) return;
     const answer: UpstreamAnswer = { upstream: this.name, ...received };
     const body = JSON.stringify(answer);
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
