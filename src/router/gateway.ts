@@ -9,7 +9,6 @@
 import type { Registry } from 'prom-client';
 import type { RoutingView } from '../cells/lookup';
 import type { VersionedTable } from '../cells/types';
-import { cgError } from '../errors';
 import type { RegistryDigest, TableStore } from '../store/types';
 import { AccessLog } from './access-log';
 import { buildAdminServer } from './admin';
@@ -26,7 +25,7 @@ import { MoveMetrics } from './move-metrics';
 import { PresencePublisher } from './presence';
 import { ZoneProber } from './probes';
 import { buildTrafficServer } from './proxy';
-import { routeServiceProblems } from './route-rules';
+import { RouteServiceCheck } from './route-services';
 import { RegistryFollower } from './registry-follower';
 import { RegistryMetrics } from './registry-metrics';
 import { RoutingStateHolder } from './routing-state';
@@ -140,8 +139,10 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
   });
 
+  const routeServices = new RouteServiceCheck(config.routes, metrics.routeServicesMissing, log.table);
+
   function apply(vt: VersionedTable, source: TableSource, receivedAtMs: number): void {
-    checkRouteServices(vt);
+    routeServices.check(vt, routing.current !== null);
     const view = routing.swap(vt, source, receivedAtMs);
     metrics.tableVersion.set(vt.version);
     if (source === 'store') metrics.tableUpdates.inc({ result: 'accepted' });
@@ -150,26 +151,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     // Held requests of cells this table unfroze go now (to the cell's new zone).
     buffer.reroute();
     log.table('table.applied', { version: vt.version, checksum: vt.checksum, source, ...(closed > 0 ? { webSocketsClosed: closed } : {}) });
-  }
-
-  /**
-   * Routes naming a service no zone of the table offers. The first table this gateway applies
-   * is refused for it (a configuration that does not fit the estate: INVALID_CONFIG naming
-   * `routes[i].service`; the gateway stays unready and takes the next table that fits, like
-   * Envoy refusing a static route to an unknown cluster). Once it routes, a table is never
-   * refused for it (cell moves must go on): applied, warned about once per change, counted
-   * in cellgate_route_services_missing; those routes' requests get 502 UPSTREAM_UNAVAILABLE.
-   */
-  let missingServices = '';
-  function checkRouteServices(vt: VersionedTable): void {
-    const problems = routeServiceProblems(config.routes, vt.table);
-    const summary = problems.map((p) => `${p.path}: ${p.message}`).join('; ');
-    if (problems.length > 0 && routing.current === null) {
-      throw cgError('INVALID_CONFIG', `invalid gateway configuration for table version ${vt.version}: ${summary}`, { detail: problems });
-    }
-    metrics.routeServicesMissing.set(problems.length);
-    if (summary !== missingServices && problems.length > 0) log.table('table.route_services_missing', { version: vt.version, problems });
-    missingServices = summary;
   }
 
   // The endpoint registry: merged into routing as it changes; never a table change.
