@@ -31,6 +31,8 @@ test('merge: registered endpoints join their zone and service after the static o
   const m = new RegistryMerger().merge(vt, snap(
     ep('z1', DEFAULT_SERVICE, 'a', 'http://10.0.1.1:80'),
     ep('z1', DEFAULT_SERVICE, 'dup', 'http://10.0.0.1:80'),
+    ep('z1', DEFAULT_SERVICE, 'dup-slash', 'http://10.0.0.1/'),
+    ep('z1', DEFAULT_SERVICE, 'a-again', 'http://10.0.1.1'),
     ep('z1', 'orders', 'o1', 'http://10.0.1.2:80'),
     ep('z1', 'orders', 'o2', 'http://10.0.1.3:80'),
   ));
@@ -40,7 +42,7 @@ test('merge: registered endpoints join their zone and service after the static o
   t.deepEqual(z1.upstreams, ['http://10.0.0.1:80', 'http://10.0.1.1:80']);
   t.deepEqual(z1.services?.orders?.upstreams, ['http://10.0.1.2:80', 'http://10.0.1.3:80']);
   t.is(m.effective.table.zones.find((z) => z.name === 'z2'), vt.table.zones.find((z) => z.name === 'z2'), 'an untouched zone is the stored object');
-  t.deepEqual([...m.applied.get('z1')!], [[DEFAULT_SERVICE, 2], ['orders', 2]]);
+  t.deepEqual([...m.applied.get('z1')!], [[DEFAULT_SERVICE, 4], ['orders', 2]]);
   t.deepEqual(m.ignored, { unknown_zone: 0, url_refused: 0, too_many_services: 0 });
   t.is(new RegistryMerger().merge(vt, snap()).effective, vt, 'an empty registry is the stored table itself');
 });
