@@ -140,5 +140,7 @@ test('churn does not turn into presence writes: the registry digest is published
   t.is(digests().length, before, 'six changes inside the interval: no presence write yet');
   clock.advance(5_000);
   await waitFor('the newest digest published', () => store.presence.records.get(id)?.registry?.count === 6);
-  t.is(digests().length, before + 1, 'one write, with the newest registry');
+  // Other presence writes (zone health from the probes the advance ran) carry the newest digest too;
+  // no intermediate churn state was ever published.
+  t.deepEqual([...new Set(digests().slice(before))], [6], 'only the newest registry is published');
 });
