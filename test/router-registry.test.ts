@@ -8,6 +8,7 @@ import { registrySnapshotOf } from '../src/store/endpoint-record';
 import { decodePresence } from '../src/store/presence-record';
 import type { RegisteredEndpoint, RegistrySnapshot } from '../src/store/types';
 import { MAX_SERVICES_PER_ZONE, RegistryMerger } from '../src/router/registry-merge';
+import { ManualClock } from './helpers/manual-clock';
 import { MemoryStore } from './helpers/memory-store';
 import { startGateway, tableFor } from './helpers/router-fixture';
 import { httpCall, startUpstreams, stopAll, type UpstreamAnswer } from './helpers/upstreams';
@@ -31,6 +32,8 @@ test('merge: registered endpoints join their zone and service after the static o
   const m = new RegistryMerger().merge(vt, snap(
     ep('z1', DEFAULT_SERVICE, 'a', 'http://10.0.1.1:80'),
     ep('z1', DEFAULT_SERVICE, 'dup', 'http://10.0.0.1:80'),
+    ep('z1', DEFAULT_SERVICE, 'dup-slash', 'http://10.0.0.1/'),
+    ep('z1', DEFAULT_SERVICE, 'a-again', 'http://10.0.1.1'),
     ep('z1', 'orders', 'o1', 'http://10.0.1.2:80'),
     ep('z1', 'orders', 'o2', 'http://10.0.1.3:80'),
   ));
@@ -40,7 +43,7 @@ test('merge: registered endpoints join their zone and service after the static o
   t.deepEqual(z1.upstreams, ['http://10.0.0.1:80', 'http://10.0.1.1:80']);
   t.deepEqual(z1.services?.orders?.upstreams, ['http://10.0.1.2:80', 'http://10.0.1.3:80']);
   t.is(m.effective.table.zones.find((z) => z.name === 'z2'), vt.table.zones.find((z) => z.name === 'z2'), 'an untouched zone is the stored object');
-  t.deepEqual([...m.applied.get('z1')!], [[DEFAULT_SERVICE, 2], ['orders', 2]]);
+  t.deepEqual([...m.applied.get('z1')!], [[DEFAULT_SERVICE, 4], ['orders', 2]]);
   t.deepEqual(m.ignored, { unknown_zone: 0, url_refused: 0, too_many_services: 0 });
   t.is(new RegistryMerger().merge(vt, snap()).effective, vt, 'an empty registry is the stored table itself');
 });
@@ -118,4 +121,26 @@ test('a presence record with a malformed registry digest is malformed, never tru
     t.false(d.ok, JSON.stringify(registry));
     if (!d.ok) t.regex(d.malformed.problem, /registry/);
   }
+});
+
+test('churn does not turn into presence writes: the registry digest is published at most every 5 s, the newest one', async (t) => {
+  const [a] = await startUpstreams('a');
+  t.teardown(() => stopAll([a!]));
+  const store = new MemoryStore(tableFor([{ name: 'z1', upstreams: [a!.url] }], { cells: 4 }));
+  const clock = new ManualClock(Date.now());
+  const g = await startGateway(t, store, { waitVersion: 1, clock });
+  const id = g.gw.config.id;
+  await waitFor('the first digest', () => store.presence.records.get(id)?.registry !== undefined);
+  const digests = () => store.presence.writes.filter((w) => w.id === id && w.registry).map((w) => w.registry!.count);
+  const before = digests().length;
+  for (let i = 0; i < 6; i++) {
+    await store.registry.register({ zone: 'z1', service: DEFAULT_SERVICE, id: `i${i}`, url: `http://127.0.0.1:${20000 + i}` });
+    await waitFor(`i${i} routed`, () => g.gw.view()?.zone('z1')?.upstreams.length === i + 2);
+  }
+  t.is(digests().length, before, 'six changes inside the interval: no presence write yet');
+  clock.advance(5_000);
+  await waitFor('the newest digest published', () => store.presence.records.get(id)?.registry?.count === 6);
+  // Other presence writes (zone health from the probes the advance ran) carry the newest digest too;
+  // no intermediate churn state was ever published.
+  t.deepEqual([...new Set(digests().slice(before))], [6], 'only the newest registry is published');
 });

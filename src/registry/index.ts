@@ -11,7 +11,7 @@
 import { hostname } from 'node:os';
 import { cgError } from '../errors';
 import { checkRegistration } from '../store/endpoint-record';
-import { openStore } from '../store/open';
+import { openStore, type OpenStoreOptions } from '../store/open';
 import type { EndpointRegistrationRequest, TableStore } from '../store/types';
 import { Registrar, type RegistrarState } from './registrar';
 
@@ -23,6 +23,8 @@ export interface RegisterEndpointOptions extends Omit<EndpointRegistrationReques
   readonly store: string | TableStore;
   /** etcd key prefix when `store` is a spec (default /cellgate). */
   readonly prefix?: string;
+  /** How a spec is opened (etcd TLS files and user, timeouts; see OpenStoreOptions). */
+  readonly storeOptions?: Omit<OpenStoreOptions, 'prefix'>;
   /** Default: hostname-pid. */
   readonly id?: string;
   readonly checkPath?: string;
@@ -58,7 +60,7 @@ export async function registerEndpoint(options: RegisterEndpointOptions): Promis
   const request = { zone, service, url, weight, ttlMs, id: options.id ?? defaultEndpointId() };
   checkRegistration(request, Date.now()); // bad input fails here, not at every check
   const owned = typeof options.store === 'string';
-  const store = typeof options.store === 'string' ? openStore(options.store, { prefix: options.prefix }) : options.store;
+  const store = typeof options.store === 'string' ? openStore(options.store, { ...options.storeOptions, prefix: options.prefix }) : options.store;
   const registrar = new Registrar({ registry: store.registry, request, checkPath: options.checkPath, checkIntervalMs, log: options.log ?? (() => undefined) });
   const closeStore = () => (owned ? store.close() : Promise.resolve());
   try {

@@ -30,6 +30,11 @@ export async function checkOnce(url: string, path: string, timeoutMs: number): P
   }
 }
 
+/** The check's bound: its interval, but at least 1 s (a loaded instance is not a dead one) and at most 2 s. */
+export function checkTimeoutMs(checkIntervalMs: number): number {
+  return Math.min(2_000, Math.max(1_000, checkIntervalMs));
+}
+
 export class Registrar {
   private registration: EndpointRegistration | null = null;
   private stateNow: RegistrarState = 'starting';
@@ -69,7 +74,7 @@ export class Registrar {
 
   private async runCheck(): Promise<void> {
     const { request, checkPath, checkIntervalMs } = this.o;
-    const failed = checkPath ? await checkOnce(request.url, checkPath, Math.min(checkIntervalMs, 2_000)) : null;
+    const failed = checkPath ? await checkOnce(request.url, checkPath, checkTimeoutMs(checkIntervalMs)) : null;
     if (this.stateNow === 'closed') return;
     if (failed !== null) {
       if (this.registration || this.stateNow === 'starting') this.o.log('register.check_failed', { url: request.url, checkPath, why: failed });

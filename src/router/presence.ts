@@ -25,7 +25,7 @@ export interface PresenceOptions {
 }
 
 /** The shortest time between two publications of the registry digest. */
-const DIGEST_INTERVAL_MS = 1_000;
+const DIGEST_INTERVAL_MS = 5_000;
 
 export class PresencePublisher {
   private readonly o: PresenceOptions;
@@ -69,7 +69,8 @@ export class PresencePublisher {
   /**
    * The gateway applied a new endpoint registry (registry-follower.ts). Instance churn can
    * change it many times a second on every gateway: the digest is published at most once per
-   * DIGEST_INTERVAL_MS (the newest one), so that churn does not turn into presence writes.
+   * DIGEST_INTERVAL_MS (the newest one), so that churn does not turn into presence writes
+   * (1,000 gateways under continuous churn: 200 puts/s, not 1,000).
    */
   registryApplied(digest: RegistryDigest): void {
     this.registryDigest = digest;

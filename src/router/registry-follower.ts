@@ -26,7 +26,7 @@ export class RegistryFollower {
     if (this.closed || this.watch) return;
     this.watch = this.registry.watch({
       onSnapshot: (s) => this.onSnapshot(s),
-      onError: (err) => this.events.log('registry.unreachable', { error: err.message }),
+      onError: (err) => this.events.log('registry.watch_failed', { error: err.message }),
     });
   }
 

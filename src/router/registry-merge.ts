@@ -5,7 +5,7 @@
 //
 // A registered endpoint of (zone, service) is appended to that zone's list for the service —
 // `upstreams` for `default`, `services[service].upstreams` otherwise (a service the table
-// does not list gets a list of its own) — after the static ones, de-duplicated by URL. It is
+// does not list gets a list of its own) — after the static ones, de-duplicated by origin (the endpoint a URL names). It is
 // ignored (and counted) when its zone is not in the table, when its URL fails the table's
 // URL checks (link-local refused unless the table allows it), or when its zone already has
 // MAX_SERVICES_PER_ZONE services (a bound on metric labels and pools).
@@ -101,12 +101,22 @@ function groupByZone(
   return byZone;
 }
 
+/** The endpoint a URL names (gateways pool by origin): "http://h:80/" and "http://h" are one. */
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
+  }
+}
+
 function union(statics: readonly string[], registered: readonly string[]): string[] {
-  const seen = new Set(statics);
+  const seen = new Set(statics.map(originOf));
   const out = [...statics];
   for (const url of registered) {
-    if (seen.has(url)) continue;
-    seen.add(url);
+    const origin = originOf(url);
+    if (seen.has(origin)) continue;
+    seen.add(origin);
     out.push(url);
   }
   return out;

@@ -45,7 +45,7 @@ export function endpointsReport(reg: RegistrySnapshot, presence: PresenceSnapsho
 
 function gatewayLines(r: EndpointsReport): string[] {
   const behind = r.gateways.filter((g) => !g.current);
-  const lines = [`${r.gateways.length} live gateway(s)${behind.length ? `, ${behind.length} not on this registry (a gateway publishes its view at most once a second)` : ''}:`];
+  const lines = [`${r.gateways.length} live gateway(s)${behind.length ? `, ${behind.length} not on this registry (a gateway publishes its view at most every 5 s)` : ''}:`];
   const row = (g: EndpointsReport['gateways'][number]) => [g.id, g.zone ?? '-', g.registry?.count ?? '-', g.registry?.checksum ?? 'none published', g.current ? '' : 'BEHIND'];
   const header = ['GATEWAY', 'ZONE', 'ENDPOINTS', 'REGISTRY CHECKSUM', ''];
   if (r.gateways.length <= GATEWAYS_LISTED) {
