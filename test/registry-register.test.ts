@@ -60,3 +60,36 @@ test('registerEndpoint: without a check it registers at once or throws; bad opti
   }
   t.deepEqual((await store.registry.snapshot()).endpoints, []);
 });
+
+test('registerEndpoint: close() during a failing check stops the loop for good', async (t) => {
+  const [svc] = await startUpstreams('svc');
+  t.teardown(() => stopAll([svc!]));
+  let checks = 0;
+  let release: (() => void) | null = null;
+  svc!.behave = (req, res) => {
+    if (req.url !== '/healthz') return false;
+    checks += 1;
+    if (checks === 1) return false; // the first check passes: registered
+    // The next one hangs until the test lets it fail, after close() began.
+    return new Promise<boolean>((resolve) => {
+      release = () => {
+        res.writeHead(500);
+        res.end();
+        resolve(true);
+      };
+    });
+  };
+  const store = new MemoryStore();
+  t.teardown(() => store.close());
+  const h = await registerEndpoint({ store, zone: 'sh-a', service: 'orders', url: svc!.url, id: 'svc-1', checkPath: '/healthz', checkIntervalMs: 100 });
+  await until('the second check in flight', async () => release !== null);
+  const closing = h.close();
+  release!();
+  await closing;
+  t.is(h.state, 'closed');
+  const after = checks;
+  // An absence is observed over a window: five check intervals, in which a live loop would check again.
+  await new Promise((r) => setTimeout(r, 500));
+  t.is(checks, after, 'no check after close()');
+  t.deepEqual((await store.registry.snapshot()).endpoints, []);
+});

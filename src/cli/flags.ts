@@ -14,7 +14,7 @@ export const FLAG_DOCS: Readonly<Record<string, FlagDoc>> = {
   // store (cellctl)
   file: { value: 'PATH', description: 'use the embedded file store at PATH' },
   etcd: { value: 'HOST:PORT[,…]', description: 'use etcd at these endpoints (https://HOST:PORT for TLS)', env: 'CELLGATE_ETCD' },
-  prefix: { value: 'P', description: 'etcd key prefix of the table, history and presence', default: '/cellgate' },
+  prefix: { value: 'P', description: 'etcd key prefix of the table, history, presence and endpoint registry', default: '/cellgate' },
   'etcd-cacert': { value: 'FILE', description: 'PEM CA that signed etcd\'s server certificate (turns TLS on)', default: 'the system\'s roots', env: 'CELLGATE_ETCD_CACERT' },
   'etcd-cert': { value: 'FILE', description: 'PEM client certificate, for an etcd with --client-cert-auth', env: 'CELLGATE_ETCD_CERT' },
   'etcd-key': { value: 'FILE', description: 'PEM key of --etcd-cert', env: 'CELLGATE_ETCD_KEY' },

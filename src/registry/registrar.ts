@@ -61,6 +61,7 @@ export class Registrar {
     this.stateNow = 'closed';
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    // A check under way finishes first (it sees 'closed' and schedules nothing more).
     await this.ticking;
     await this.withdraw('closed');
   }
@@ -79,7 +80,8 @@ export class Registrar {
     if (failed !== null) {
       if (this.registration || this.stateNow === 'starting') this.o.log('register.check_failed', { url: request.url, checkPath, why: failed });
       await this.withdraw('check failed');
-      this.stateNow = 'withdrawn';
+      // close() may have come while withdrawing: 'closed' stays, and no check is scheduled.
+      if ((this.stateNow as RegistrarState) !== 'closed') this.stateNow = 'withdrawn';
       return;
     }
     if (this.registration) return;
