@@ -29,6 +29,7 @@ import type { GatewayConfig } from './config';
 import type { AccessLog } from './access-log';
 import { Admission } from './admission';
 import { createDispatch } from './dispatch';
+import { createDirectProxy, takesDirectPath } from './direct-proxy';
 import type { EndpointHealth, ZonePool } from './endpoints';
 import { Exchange, kExchange, type OkRoute } from './exchange';
 import { EMPTY_BODY, declaredLength, readHeldBody } from './held-body';
@@ -88,7 +89,12 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   const maxBodyBytes = config.buffer.maxBodyBytes;
   const requestTimeoutMs = config.upstream.requestTimeoutMs;
   const admission = new Admission({ maxPendingPerZone: config.upstream.maxPendingPerZone, clock });
-  const { admit, headersArrived, releaseSlot } = createDispatch({ admission, clock, health, metrics, getUpstream });
+  // One agent for both paths (reply-from's and the direct one: direct-proxy.ts), so they share connections.
+  const upstreamAgent = createUpstreamAgent(config.upstream);
+  const { admit, headersArrived, releaseSlot } = createDispatch({
+    admission, clock, health, metrics, getUpstream, sendDirect: (reply, ex, endpoint, timeoutMs) => sendDirect(reply, ex, endpoint, timeoutMs),
+  });
+  const sendDirect = createDirectProxy({ agent: upstreamAgent, health, rewriteRequestHeaders, headersArrived, releaseSlot, onError });
   metrics.attach({ pendingByZone: () => admission.pendingByZone(), bufferCounters: () => buffer.counters, bufferedBytes: () => buffer.bytes.used });
 
   const app = fastify({
@@ -399,15 +405,17 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     destroyAgent: true,
     // The gateway's own agent: the options reply-from was given before, and every upstream
     // request abortable by its exchange (freeze grace, deadline, client gone: upstream-agent.ts).
-    undici: createUpstreamAgent(config.upstream) as never,
+    undici: upstreamAgent as never,
     replyOptions,
     preHandler: preHandler as never,
     handler: (request, reply, dest, options) => {
       const ex = request.cellgate as Exchange;
       ex.dest = dest;
       ex.fromOptions = options;
+      ex.direct = takesDirectPath(request, dest);
       admit(reply, ex);
-      return reply;
+      // A direct exchange writes to reply.raw itself: fastify need not wait on the reply (reply.then).
+      return ex.direct ? undefined : reply;
     },
     wsClientOptions: {
       handshakeTimeout: config.upstream.connectTimeoutMs,
