@@ -55,6 +55,30 @@ export function takesDirectPath(request: FastifyRequest, dest: string): boolean 
   return request.body === undefined && isPlainPath(dest);
 }
 
+/**
+ * The upstream path of a request the preHandler can send itself, without @fastify/http-proxy's
+ * handler (about 7 % of a request's CPU: its prefix rewrite and three URL parses): no body and
+ * a plain path, which is then what that handler computes (the path without its query; the
+ * gateway is registered at the root with no rewritePrefix) and passes its checks. Null: the
+ * request goes on to the handler.
+ */
+export function directDest(request: FastifyRequest): string | null {
+  if (request.body !== undefined) return null;
+  const url = request.raw.url as string;
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  if (!isPlainPath(path)) return null;
+  // A malformed escape is http-proxy's 400 to give.
+  if (path.includes('%')) {
+    try {
+      decodeURIComponent(path);
+    } catch {
+      return null;
+    }
+  }
+  return path;
+}
+
 /** Characters URL parsing keeps as they are in a path (no space, quote, #, <, >, ?, backtick, braces, backslash). */
 const PATH_CHARS = /^\/[\w\-.~!$&'()*+,;=:@/%]*$/;
 

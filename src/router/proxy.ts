@@ -3,7 +3,9 @@
 // Per request, in order:
 //   preHandler  — route class by path prefix, user id, RoutingView route, endpoint of the
 //                 zone (round robin over healthy ones); a frozen cell's request is held in
-//                 the HoldBuffer (its body kept in memory) until released.
+//                 the HoldBuffer (its body kept in memory) until released. A request with
+//                 no body and a plain path is admitted and sent from here, by the direct
+//                 path (direct-proxy.ts: undici dispatch, no handler, no reply-from).
 //   handler     — admission (admission.ts): the request goes to its endpoint if that has a
 //                 free connection, else waits in its zone's bounded queue until one frees or
 //                 its deadline (arrival + upstream.requestTimeoutMs) passes.
@@ -29,7 +31,7 @@ import type { GatewayConfig } from './config';
 import type { AccessLog } from './access-log';
 import { Admission } from './admission';
 import { createDispatch } from './dispatch';
-import { createDirectProxy, takesDirectPath } from './direct-proxy';
+import { createDirectProxy, directDest, takesDirectPath } from './direct-proxy';
 import type { EndpointHealth, ZonePool } from './endpoints';
 import { Exchange, kExchange, type OkRoute } from './exchange';
 import { EMPTY_BODY, declaredLength, readHeldBody } from './held-body';
@@ -207,7 +209,12 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     if (!route.ok) return void sendError(reply, route.error);
     if (route.frozenUntilMs !== null) return hold(request, reply, ex, route.frozenUntilMs, done);
     if (!assign(ex, route, now)) return void sendError(reply, 'UPSTREAM_UNAVAILABLE');
-    done();
+    // The common request (no body, a plain path) goes to its upstream from here (direct-proxy.ts).
+    const dest = ex.upgraded ? null : directDest(request);
+    if (dest === null) return done();
+    ex.dest = dest;
+    ex.direct = true;
+    admit(reply, ex);
   }
 
   /** A frozen cell: keep the request (and its body) until the buffer settles it. */
@@ -369,7 +376,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     metrics.upstreamError(ex.zone, failure.kind);
     if (ex.endpoint && failure.health !== null) health.record(ex.endpoint, failure.health);
     // Nothing reached the endpoint and the request is safe to send again: try the zone's next one.
-    if (failure.notSent && ex.pool && ex.fromOptions && ex.tries < ex.pool.endpoints.length && isRetryable(request.raw.method as string, request.raw.headers)) {
+    if (failure.notSent && ex.pool && (ex.direct || ex.fromOptions) && ex.tries < ex.pool.endpoints.length && isRetryable(request.raw.method as string, request.raw.headers)) {
       const next = ex.pool.pick(clock.now(), ex.endpoint ?? undefined);
       if (next) {
         ex.endpoint = next;
