@@ -419,7 +419,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
       const ex = request.cellgate as Exchange;
       ex.dest = dest;
       ex.fromOptions = options;
-      ex.direct = takesDirectPath(request, dest);
+      ex.direct = takesDirectPath(request, ex.dest);
       admit(reply, ex);
       // A direct exchange writes to reply.raw itself: fastify need not wait on the reply (reply.then).
       return ex.direct ? undefined : reply;
