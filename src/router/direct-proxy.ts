@@ -2,8 +2,9 @@
 // path. It goes to its upstream with undici's `dispatch()` and a handler of the gateway's
 // own, and the answer is written straight to the client's ServerResponse (one writeHead,
 // each chunk as it comes, end), without reply-from's request and retry wrappers, its
-// response Readable, fastify's stream send or a pipe — about a third of the CPU a request
-// cost (docs/notes in issue 13).
+// response Readable, fastify's stream send or a pipe. Sent from the preHandler, it also skips
+// @fastify/http-proxy's handler. Measured (bench gateway, alternated runs, shared 2 cores):
+// 124 -> 81 µs of CPU per request, against 112 for plain @fastify/http-proxy.
 //
 // It does what reply-from's path does (proxy.ts), step for step:
 //  - request: the client's headers, Connection and what it names removed, Host = the
