@@ -8,11 +8,13 @@
 //  - added latency at a fixed 2,000 req/s (open loop, this process's own paced client): p50/p99
 //    through each proxy minus p50/p99 of calling the upstream directly in the same round.
 // The upstream is nginx `return 200` when nginx is installed, else a node:http process.
+// `--code DIST` adds `cellgate serve` of another build (e.g. the code before a change) as one
+// more side of the same alternated rounds: a before/after comparison under the same load.
 // Every side runs ROUNDS times, taking turns (round 1: every target, round 2: every target
 // again, …); each figure is the MEDIAN of its runs, with the spread (lowest–highest) beside
 // it. Never the best run: on a shared machine the best run is the one nobody else was busy.
 import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { tableFromTopologyText } from '../src/cells/topology';
 import { openStore } from '../src/store/open';
 import { freePort } from '../test/helpers/ports';
@@ -52,9 +54,9 @@ async function startListening(children: BenchChild[], name: string, script: stri
 }
 
 /** `cellgate serve` on the file store; resolves once it proxies a request. */
-async function startGateway(children: BenchChild[], storePath: string, workers: number, users: readonly string[]): Promise<{ child: BenchChild; port: number }> {
+async function startGateway(children: BenchChild[], storePath: string, workers: number, users: readonly string[], script = CELLGATE_JS): Promise<{ child: BenchChild; port: number }> {
   const port = await freePort();
-  const child = startNode(`cellgate serve --workers ${workers}`, CELLGATE_JS, [
+  const child = startNode(`cellgate serve --workers ${workers}`, script, [
     'serve', '--store', `file:${storePath}`, '--port', String(port), '--admin-port', '0', '--zone', 'sh-a',
     '--id', `bench-gw-${workers}`, '--workers', String(workers),
   ], process.env.CELLGATE_BENCH_NODE_ARGS ? { NODE_OPTIONS: process.env.CELLGATE_BENCH_NODE_ARGS } : undefined);
@@ -73,6 +75,13 @@ interface Target {
   /** Process group of the proxy, for its CPU time. */
   readonly pgid: number | undefined;
   readonly runs: Run[];
+}
+
+/** `--code DIST`: the dist directory of another build to compare, or null. */
+function comparedCode(argv: readonly string[]): string | null {
+  const i = argv.indexOf('--code');
+  const dir = i >= 0 ? argv[i + 1] : undefined;
+  return dir ? resolve(dir) : null;
 }
 
 const median = (values: readonly number[]) => percentile(values, 50);
@@ -149,6 +158,14 @@ async function throughputSection(report: Report, gen: Generator, targets: readon
   if (nginx) {
     const r = nginx.runs.map((n, i) => (gw.runs[i] as Run).rps / n.rps);
     report.line('cellgate serve / nginx (one process each)', median(r), 'x', { bar: { min: NGINX_RATIO_BAR }, note: `per-round ${spread(r, 2)}` });
+  }
+  const other = targets.find((t) => t.name.startsWith('cellgate serve (code:'));
+  if (other) {
+    const r = other.runs.map((o, i) => o.rps / (base.runs[i] as Run).rps);
+    const otherCpu = cpuOf(other);
+    report.line(`${other.name} / baseline`, median(r), 'x', {
+      note: `per-round ${spread(r, 2)}${otherCpu !== null && gwCpu !== null ? `; CPU per request, this build / that one: ${(gwCpu / otherCpu).toFixed(2)}x` : ''}`,
+    });
   }
   const w2 = targets.find((t) => t.name.includes('--workers 2'));
   if (w2) {
@@ -236,6 +253,9 @@ export async function run(report: Report): Promise<void> {
     const gateway = await startGateway(children, storePath, 1, users);
     const raw = await startListening(children, 'raw proxy', benchScript('raw-proxy'), ['--upstream', upstreamUrl]);
     const gateway2 = await startGateway(children, storePath, 2, users);
+    const code = comparedCode(process.argv);
+    const compared = code ? await startGateway(children, storePath, 1, users, join(code, 'src', 'cli', 'cellgate.js')) : null;
+    const comparedName = `cellgate serve (code: ${code})`;
     const nginxName = nginxBinary ? 'nginx 1 worker, hash $http_x_user_id consistent' : null;
     const nginx = nginxBinary ? await startNginx(nginxBinary, { proxyTo: upstreamPort }, ready) : null;
     if (nginx) nginxes.push(nginx);
@@ -243,6 +263,7 @@ export async function run(report: Report): Promise<void> {
     const targets: Target[] = [
       { name: 'baseline: @fastify/http-proxy, static upstream', port: baseline.port, pgid: baseline.child.pid, runs: [] },
       { name: 'cellgate serve', port: gateway.port, pgid: gateway.child.pid, runs: [] },
+      ...(compared ? [{ name: comparedName, port: compared.port, pgid: compared.child.pid, runs: [] }] : []),
       { name: 'ceiling: node:http + undici Pool', port: raw.port, pgid: raw.child.pid, runs: [] },
       ...(nginx && nginxName ? [{ name: nginxName, port: nginx.port, pgid: nginx.pid, runs: [] }] : []),
       { name: 'cellgate serve --workers 2', port: gateway2.port, pgid: gateway2.child.pid, runs: [] },
@@ -252,6 +273,7 @@ export async function run(report: Report): Promise<void> {
     if (only !== 'throughput') {
       await latencySection(report, upstreamPort, [
         { name: 'cellgate serve', port: gateway.port, bars: true },
+        ...(compared ? [{ name: comparedName, port: compared.port, bars: false }] : []),
         { name: 'baseline proxy', port: baseline.port, bars: false },
         { name: 'ceiling node+undici', port: raw.port, bars: false },
         ...(nginx ? [{ name: 'nginx', port: nginx.port, bars: false }] : []),

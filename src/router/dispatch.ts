@@ -12,6 +12,7 @@ import type { Clock } from './clock';
 import type { Endpoint, EndpointHealth, ZonePool } from './endpoints';
 import { sendError, sendUnavailable } from './error-reply';
 import { sendContinue } from './expect-continue';
+import type { SendDirect } from './direct-proxy';
 import type { Exchange } from './exchange';
 import type { GatewayMetrics } from './metrics';
 
@@ -22,6 +23,8 @@ export interface DispatchDeps {
   readonly metrics: GatewayMetrics;
   /** reply-from's getUpstream: reads the exchange's endpoint when the request is sent. */
   readonly getUpstream: (request: FastifyRequest, base: string) => string;
+  /** The lean path (direct-proxy.ts), for exchanges marked `direct`. */
+  readonly sendDirect: SendDirect;
 }
 
 export interface Dispatch {
@@ -34,7 +37,7 @@ export interface Dispatch {
 }
 
 export function createDispatch(deps: DispatchDeps): Dispatch {
-  const { admission, clock, health, metrics, getUpstream } = deps;
+  const { admission, clock, health, metrics, getUpstream, sendDirect } = deps;
 
   function admit(reply: FastifyReply, ex: Exchange): void {
     // Room at once (the usual case): no SlotRequest and no closures made for this request.
@@ -76,7 +79,8 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
     ex.deadlineTimer = clock.setTimer(() => onDeadline(reply, ex), timeout);
     try {
       sendContinue(reply.request.raw, reply.raw);
-      reply.from(ex.dest, { ...ex.fromOptions, getUpstream, timeout } as FastifyReplyFromHooks);
+      if (ex.direct) sendDirect(reply, ex, endpoint, timeout);
+      else reply.from(ex.dest, { ...ex.fromOptions, getUpstream, timeout } as FastifyReplyFromHooks);
     } catch {
       headersArrived(ex);
       releaseSlot(ex);

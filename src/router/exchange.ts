@@ -30,6 +30,8 @@ export class Exchange {
   /** The upstream path http-proxy computed (kept for a failover re-send). */
   dest = '/';
   fromOptions: FastifyReplyFromHooks | null = null;
+  /** Sent by direct-proxy.ts rather than reply-from (no body, a plain path). */
+  direct = false;
   tries = 1;
   upgraded = false;
   ticket: HeldTicket | null = null;

@@ -5,6 +5,8 @@
 //                 RoutingView route, endpoint of the rule's service in the route's zone
 //                 (round robin over healthy ones); a frozen cell's request is held in the
 //                 HoldBuffer (its body kept in memory) until released.
+//                 A request with no body and a plain path is admitted and sent from here,
+//                 by the direct path (direct-proxy.ts: undici dispatch, no handler, no reply-from).
 //   handler     — admission (admission.ts): the request goes to its endpoint if that has a
 //                 free connection, else waits in its zone's and service's bounded queue until
 //                 one frees or its deadline (arrival + upstream.requestTimeoutMs) passes.
@@ -30,6 +32,7 @@ import type { GatewayConfig } from './config';
 import type { AccessLog } from './access-log';
 import { Admission } from './admission';
 import { createDispatch } from './dispatch';
+import { createDirectProxy, directDest, isPlainPath, takesDirectPath } from './direct-proxy';
 import type { EndpointHealth, Pools } from './endpoints';
 import { Exchange, kExchange, type OkRoute } from './exchange';
 import { EMPTY_BODY, declaredLength, readHeldBody } from './held-body';
@@ -91,7 +94,12 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   const requestTimeoutMs = config.upstream.requestTimeoutMs;
   // maxPendingPerZone bounds each service of each zone (the name predates services).
   const admission = new Admission({ maxPendingPerZone: config.upstream.maxPendingPerZone, clock });
-  const { admit, headersArrived, releaseSlot } = createDispatch({ admission, clock, health, metrics, getUpstream });
+  // One agent for both paths (reply-from's and the direct one: direct-proxy.ts), so they share connections.
+  const upstreamAgent = createUpstreamAgent(config.upstream);
+  const { admit, headersArrived, releaseSlot } = createDispatch({
+    admission, clock, health, metrics, getUpstream, sendDirect: (reply, ex, endpoint, timeoutMs) => sendDirect(reply, ex, endpoint, timeoutMs),
+  });
+  const sendDirect = createDirectProxy({ agent: upstreamAgent, health, rewriteRequestHeaders, headersArrived, releaseSlot, onError });
   metrics.attach({ pending: () => admission.pending(), bufferCounters: () => buffer.counters, bufferedBytes: () => buffer.bytes.used });
 
   const app = fastify({
@@ -217,7 +225,13 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     if (!route.ok) return void sendError(reply, route.error);
     if (route.frozenUntilMs !== null) return hold(request, reply, ex, route.frozenUntilMs, done);
     if (!assign(ex, route, now)) return void unavailable(reply, ex);
-    done();
+    // The common request (no body, a plain path) goes to its upstream from here (direct-proxy.ts).
+    const path = ex.upgraded ? null : directDest(request);
+    const dest = path === null || ex.strip === null ? path : strippedUrl(path, ex.strip);
+    if (dest === null || !isPlainPath(dest)) return done();
+    ex.dest = dest;
+    ex.direct = true;
+    admit(reply, ex);
   }
 
   /** A frozen cell: keep the request (and its body) until the buffer settles it. */
@@ -379,7 +393,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     metrics.upstreamError(ex.zone, ex.service, failure.kind);
     if (ex.endpoint && failure.health !== null) health.record(ex.endpoint, failure.health);
     // Nothing reached the endpoint and the request is safe to send again: try the service's next one in the zone.
-    if (failure.notSent && ex.pool && ex.fromOptions && ex.tries < ex.pool.endpoints.length && isRetryable(request.raw.method as string, request.raw.headers)) {
+    if (failure.notSent && ex.pool && (ex.direct || ex.fromOptions) && ex.tries < ex.pool.endpoints.length && isRetryable(request.raw.method as string, request.raw.headers)) {
       const next = ex.pool.pick(clock.now(), ex.endpoint ?? undefined);
       if (next) {
         ex.endpoint = next;
@@ -416,7 +430,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     destroyAgent: true,
     // The gateway's own agent: the options reply-from was given before, and every upstream
     // request abortable by its exchange (freeze grace, deadline, client gone: upstream-agent.ts).
-    undici: createUpstreamAgent(config.upstream) as never,
+    undici: upstreamAgent as never,
     replyOptions,
     preHandler: preHandler as never,
     handler: (request, reply, dest, options) => {
@@ -424,8 +438,10 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
       // dest is the path without its query (reply-from adds the request's query back).
       ex.dest = ex.strip === null ? dest : strippedUrl(dest, ex.strip);
       ex.fromOptions = options;
+      ex.direct = takesDirectPath(request, ex.dest);
       admit(reply, ex);
-      return reply;
+      // A direct exchange writes to reply.raw itself: fastify need not wait on the reply (reply.then).
+      return ex.direct ? undefined : reply;
     },
     wsClientOptions: {
       handshakeTimeout: config.upstream.connectTimeoutMs,
