@@ -6,6 +6,7 @@ import * as failover from './failover';
 import * as gateway from './gateway';
 import * as ring from './ring';
 import * as scale from './scale';
+import * as scaleFloor from './scale-floor';
 
 interface Section {
   readonly name: string;
@@ -20,6 +21,8 @@ const SECTIONS: readonly Section[] = [
   { name: 'failover', run: failover.run },
   // Not in the default run (it starts hundreds of simulated gateways): `npm run bench scale -- --gateways N`.
   { name: 'scale', run: (report) => scale.run(report), explicit: true },
+  // What the etcd client alone costs per gateway per version (the floor under `scale`).
+  { name: 'scale-floor', run: (report) => scaleFloor.run(report), explicit: true },
 ];
 
 async function main(argv: readonly string[]): Promise<number> {
