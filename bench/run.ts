@@ -7,6 +7,7 @@ import * as gateway from './gateway';
 import * as registry from './registry';
 import * as ring from './ring';
 import * as scale from './scale';
+import * as scaleFloor from './scale-floor';
 
 interface Section {
   readonly name: string;
@@ -23,6 +24,8 @@ const SECTIONS: readonly Section[] = [
   { name: 'scale', run: (report) => scale.run(report), explicit: true },
   // `npm run bench registry -- --gateways N --endpoints E --changes K` (issue 14).
   { name: 'registry', run: (report) => registry.run(report), explicit: true },
+  // What the etcd client alone costs per gateway per version (the floor under `scale`).
+  { name: 'scale-floor', run: (report) => scaleFloor.run(report), explicit: true },
 ];
 
 async function main(argv: readonly string[]): Promise<number> {

@@ -1,5 +1,5 @@
 // The control plane at scale: `npm run bench scale -- --gateways N [--changes K] [--out DIR]
-// [--processes P] [--code DIST] [--cells C] [--clients per-gateway|per-process]`. N simulated gateways (bench/scale-child.ts: each its own etcd
+// [--processes P] [--code DIST] [--cells C] [--clients per-gateway|per-process] [--shared-client] [--table-encoding deflate|json]`. N simulated gateways (bench/scale-child.ts: each its own etcd
 // client, table watch, lease, follower, routing state and presence publisher, no HTTP
 // listener) in P processes against a real 3-member etcd; K changes made with the real
 // executor (what `cellctl` runs), alternating `zone down sh-a` (unplanned: one version) and
@@ -9,7 +9,7 @@
 // gateways), etcd CPU (/proc of the members), bytes etcd sent to clients (its gRPC metric),
 // CPU of the gateway processes per gateway. `--code DIST` runs the simulated gateways and
 // the executor from another build (e.g. the code before a change) for comparison.
-// `--clients per-process` (current code only) shares one etcd client among a process's
+// `--clients per-process` (or `--shared-client`; current code only) shares one etcd client among a process's
 // gateways: etcd still sees one watcher, one lease with its keep-alive stream and one put
 // per gateway, but P connections instead of N — the simulator's own gRPC overhead, which on
 // real gateways is spread over N machines, then weighs less on this one.
@@ -42,6 +42,8 @@ export interface ScaleArgs {
   /** Cells of the table (64 by default, as in the issue; 10,000 shows the apply path's cost). */
   readonly cells: number;
   readonly clients: 'per-gateway' | 'per-process';
+  /** How the executor writes the table (the stores' default is json; the bench measures deflate, the scalable setting). */
+  readonly tableEncoding: 'deflate' | 'json';
 }
 
 export interface ScaleResult {
@@ -75,8 +77,14 @@ export function scaleArgs(argv: readonly string[]): ScaleArgs {
     processes: int('processes', Math.min(4, gateways), 1, 64),
     codeDir: resolve(flag(argv, 'code') ?? join(__dirname, '..')),
     cells: int('cells', 64, 1, 20_000),
-    clients: clientsFlag(flag(argv, 'clients')),
+    clients: argv.includes('--shared-client') ? 'per-process' : clientsFlag(flag(argv, 'clients')),
+    tableEncoding: encodingFlag(flag(argv, 'table-encoding')),
   };
+}
+
+function encodingFlag(raw: string | undefined): ScaleArgs['tableEncoding'] {
+  if (raw === undefined || raw === 'deflate' || raw === 'json') return raw ?? 'deflate';
+  throw new Error(`--table-encoding must be deflate or json, got ${raw}`);
 }
 
 function clientsFlag(raw: string | undefined): ScaleArgs['clients'] {
@@ -160,7 +168,7 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
   try {
     cluster = await startEtcdCluster(3);
     const endpoints = cluster.endpoints;
-    const store = openStore(`etcd:${endpoints.join(',')}`, { prefix: PREFIX });
+    const store = openStore(`etcd:${endpoints.join(',')}`, { prefix: PREFIX, etcd: { tableEncoding: args.tableEncoding } });
     try {
       // The bench topology (4 zones), with room for the cells asked for.
       const topology = benchTopology('scale', 'http://127.0.0.1:9').replace('cells: 64', `cells: ${args.cells}`).replace(/capacity: 100/g, `capacity: ${Math.max(100, args.cells)}`);
@@ -187,16 +195,21 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
       const idleS = (idle1.at - idle0.at) / 1000;
       const allApplied: number[] = [];
       const fanOut: number[] = [];
+      // Per version: its write (compare-and-swap sent) -> the executor saw every gateway on it.
+      const perPhase: Record<'change' | 'freeze' | 'flip' | 'between', number[]> = { change: [], freeze: [], flip: [], between: [] };
       const before = { etcd: etcdCpu(), bytes: await etcdSentBytes(endpoints), gw: await totals(children), at: performance.now() };
       let versions = 0;
       for (let i = 0; i < args.changes; i++) {
         let writeStart: number | null = null;
         let seenAll: number | null = null;
+        const casStarts: number[] = [];
+        const seenPerPhase: { phase: string; at: number }[] = [];
         const timed = new Proxy(store, {
           get(target, prop) {
             if (prop === 'compareAndSwap') {
               return (v: number, t: RoutingTable, note?: Parameters<typeof store.compareAndSwap>[2]) => {
                 writeStart ??= performance.now();
+                casStarts.push(performance.now());
                 return target.compareAndSwap(v, t, note);
               };
             }
@@ -209,9 +222,18 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
           makePlan: (t) => (i % 2 === 0 ? planZoneDown(t, 'sh-a') : planZoneUp(t, 'sh-a')),
           onEvent: (e) => {
             if (e.type === 'written') versions += 1;
-            if (e.type === 'converging' && e.status.converged) seenAll = performance.now();
+            if (e.type === 'converging' && e.status.converged) {
+              seenAll = performance.now();
+              if (seenPerPhase.at(-1)?.phase !== e.phase) seenPerPhase.push({ phase: e.phase, at: seenAll });
+            }
           },
         }).run();
+        if (casStarts.length === 1 && seenPerPhase.length === 1) perPhase.change.push(seenPerPhase[0]!.at - casStarts[0]!);
+        if (casStarts.length === 2 && seenPerPhase.length === 2) {
+          perPhase.freeze.push(seenPerPhase[0]!.at - casStarts[0]!);
+          perPhase.between.push(casStarts[1]! - seenPerPhase[0]!.at);
+          perPhase.flip.push(seenPerPhase[1]!.at - casStarts[1]!);
+        }
         if (writeStart === null || seenAll === null || !result.convergence?.converged) throw new Error(`change ${i + 1} did not converge`);
         // Where the time went: the last version reaching every gateway (fan-out + apply), then
         // their presence writes reaching the executor's watch.
@@ -242,6 +264,10 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
         applyCpuMsPerGateway: r(changeGwCpu / k / args.gateways),
         // More than the issue's keys, for the cost model (docs/scaling.md).
         cells: args.cells,
+        // One-version changes, and the two versions of a planned one (freeze, then flip):
+        // each from its write to the executor seeing every gateway on it.
+        ...Object.fromEntries((['change', 'freeze', 'flip'] as const).flatMap((ph) => (perPhase[ph].length ? [[`${ph}VersionP50Ms`, r(percentile(perPhase[ph], 50))], [`${ph}VersionMaxMs`, r(Math.max(...perPhase[ph]))]] : []))),
+        ...(perPhase.between.length ? { freezeSeenToFlipWriteP50Ms: r(percentile(perPhase.between, 50)) } : {}),
         lastGatewayAppliedP50Ms: r(percentile(fanOut, 50)),
         lastGatewayAppliedP99Ms: r(percentile(fanOut, 99)),
         versionsPerChange: r(versions / k),
@@ -270,7 +296,8 @@ export async function run(report: Report, argv: readonly string[] = process.argv
   const args = scaleArgs(argv);
   report.section(`control plane at scale: ${args.gateways} simulated gateways, ${args.cells} cells, ${args.changes} changes, 3-member etcd${args.codeDir === resolve(join(__dirname, '..')) ? '' : ` (code: ${args.codeDir})`}`);
   report.note(`${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)} at start; ${args.processes} simulator processes, ${args.clients === 'per-gateway' ? 'one etcd client per gateway' : 'one etcd client per process, shared by its gateways (each still its own watcher, lease and puts)'}.`);
-  const result = await simulate(args, (line) => report.note(line));
+  const loadAtStart = loadavg()[0]!;
+  const result: ScaleResult & Record<string, number> = { ...(await simulate(args, (line) => report.note(line))), loadAverageAtStart: Math.round(loadAtStart * 100) / 100, loadAverageAtEnd: Math.round(loadavg()[0]! * 100) / 100 };
   const bars: Partial<Record<string, { max: number }>> = {
     applyAllP99Ms: { max: 1_000 }, presenceWritesPerChange: { max: args.gateways * result.versionsPerChange }, applyCpuMsPerGateway: { max: 5 * result.versionsPerChange },
   };

@@ -5,6 +5,7 @@
 import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { tableChecksum } from '../src/cells/checksum';
 import { validateTable } from '../src/cells/table';
+import { parseTableValue } from '../src/store/table-encoding';
 import type { RoutingTable } from '../src/cells/types';
 
 export interface TableEvent {
@@ -121,7 +122,7 @@ export class Recorder {
       this.seenTable.add(version);
       let event: TableEvent;
       try {
-        const table = validateTable(JSON.parse(kv.value.toString('utf8')));
+        const table = validateTable(parseTableValue(kv.value, key, version));
         event = { t, version, table, checksum: tableChecksum(table) };
       } catch (err) {
         event = { t, version, table: null, checksum: null, error: (err as Error).message.slice(0, 300) };

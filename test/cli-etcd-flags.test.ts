@@ -4,7 +4,7 @@ import test from 'ava';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { etcdSecurityFromFlags } from '../src/cli/args';
+import { etcdSecurityFromFlags, tableEncodingFromEnv } from '../src/cli/args';
 import { SUBCOMMANDS } from '../src/cli/cellgate';
 import { FLAG_DOCS } from '../src/cli/flags';
 import { parseGatewayConfig } from '../src/router/config';
@@ -60,4 +60,12 @@ test('the gateway config\'s etcd block: checked key by key, the password\'s valu
 test('every flag of every cellgate command is documented', (t) => {
   const missing = SUBCOMMANDS.flatMap((c) => Object.keys(c.options).filter((f) => !FLAG_DOCS[f]).map((f) => `${c.name} --${f}`));
   t.deepEqual(missing, []);
+});
+
+test('CELLGATE_ETCD_TABLE_ENCODING: unset or empty leaves the store default (json), json or deflate are taken, anything else is a usage error', (t) => {
+  t.is(tableEncodingFromEnv({}), undefined);
+  t.is(tableEncodingFromEnv({ CELLGATE_ETCD_TABLE_ENCODING: '' }), undefined);
+  t.is(tableEncodingFromEnv({ CELLGATE_ETCD_TABLE_ENCODING: 'deflate' }), 'deflate');
+  t.is(tableEncodingFromEnv({ CELLGATE_ETCD_TABLE_ENCODING: 'json' }), 'json');
+  t.throws(() => tableEncodingFromEnv({ CELLGATE_ETCD_TABLE_ENCODING: 'gzip' }), { message: 'CELLGATE_ETCD_TABLE_ENCODING must be json or deflate, got "gzip"' });
 });

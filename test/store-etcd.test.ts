@@ -7,7 +7,11 @@ import { perCallPolicy, runAs } from '../src/store/etcd-policy';
 import { isCellgateError } from '../src/errors';
 import { createEtcdStore, type EtcdStoreOptions } from '../src/store/etcd-store';
 import { openStore } from '../src/store/open';
+import { encodeTableValue, parseTableValue, tableValueEncoding, tableValueText } from '../src/store/table-encoding';
 import type { TableStore } from '../src/store/types';
+import type { VersionedTable } from '../src/cells/types';
+import { deflateRawSync } from 'node:zlib';
+import { until } from './helpers/wait';
 import { startEtcd, type EtcdHandle } from './helpers/etcd';
 import { bumpedTable, demoTable } from './helpers/fixtures';
 import { registryContract } from './registry-contract';
@@ -65,14 +69,75 @@ registryContract('etcd', async (t) => {
   };
 });
 
-test('etcd: the version is the key mod revision, and the document is the table itself', async (t) => {
+test('etcd: the version is the key mod revision; the value is the table\'s JSON, or (tableEncoding deflate) compressed and tagged', async (t) => {
   const prefix = uniquePrefix();
   const store = open(t, prefix);
   const res = await store.compareAndSwap(0, demoTable());
   t.true(res.ok);
+  const plain = await admin.get(`${prefix}/table`).exec();
+  t.is(Number(plain.kvs[0]!.mod_revision), res.ok ? res.version : -1);
+  t.deepEqual(JSON.parse(plain.kvs[0]!.value.toString('utf8')), demoTable(), 'by default the document itself, readable by every gateway');
+  const deflating = open(t, prefix, { tableEncoding: 'deflate' });
+  if (!res.ok) throw new Error('create failed');
+  t.true((await deflating.compareAndSwap(res.version, demoTable())).ok);
   const raw = await admin.get(`${prefix}/table`).exec();
-  t.is(Number(raw.kvs[0]!.mod_revision), res.ok ? res.version : -1);
-  t.deepEqual(JSON.parse(raw.kvs[0]!.value.toString('utf8')), demoTable());
+  const value = raw.kvs[0]!.value;
+  t.is(value.subarray(0, 17).toString('latin1'), 'cellgate:deflate:', 'tagged, so `etcdctl get` says what it is');
+  t.is(tableValueEncoding(value), 'deflate');
+  t.deepEqual(parseTableValue(value, 'test', 1), demoTable());
+  const json = Buffer.byteLength(JSON.stringify(demoTable()));
+  t.true(value.length * 3 < json, `${value.length} bytes stored for ${json} bytes of JSON`);
+});
+
+test('etcd: either encoding is read by load and watch with the same checksum', async (t) => {
+  const prefix = uniquePrefix();
+  const plain = open(t, prefix);
+  const compressed = open(t, prefix, { tableEncoding: 'deflate' });
+  const seen: VersionedTable[] = [];
+  const w = compressed.watch({ onTable: (vt) => seen.push(vt), onRejected: () => undefined, onConnection: () => undefined });
+  t.teardown(() => w.close());
+  const first = await plain.compareAndSwap(0, demoTable());
+  if (!first.ok) throw new Error('create failed');
+  const raw = await admin.get(`${prefix}/table`).exec();
+  t.deepEqual(JSON.parse(raw.kvs[0]!.value.toString('utf8')), demoTable(), 'the document itself, as before');
+  const second = await compressed.compareAndSwap(first.version, bumpedTable(demoTable()));
+  if (!second.ok) throw new Error('update failed');
+  await until('both versions through the watch', () => seen.some((vt) => vt.version === second.version));
+  t.is(seen.find((vt) => vt.version === first.version)?.checksum, first.checksum);
+  t.is(seen.at(-1)?.checksum, second.checksum);
+  t.is((await plain.load())?.checksum, second.checksum, 'a store writing JSON reads the compressed value');
+  t.true(isCellgateError(t.throws(() => createEtcdStore({ endpoints: etcd.endpoints, tableEncoding: 'gzip' as never })), 'USAGE'));
+});
+
+test('etcd: a tagged value that does not inflate is INVALID_TABLE naming its version; the watcher keeps the last good table', async (t) => {
+  const prefix = uniquePrefix();
+  const store = open(t, prefix, { tableEncoding: 'deflate' });
+  const first = await store.compareAndSwap(0, demoTable());
+  if (!first.ok) throw new Error('create failed');
+  const tables: VersionedTable[] = [];
+  const rejected: { version: number; message: string }[] = [];
+  const w = store.watch({ onTable: (vt) => tables.push(vt), onRejected: (err, version) => rejected.push({ version, message: err.message }), onConnection: () => undefined });
+  t.teardown(() => w.close());
+  await until('the first table', () => tables.length === 1);
+  const put = await admin.put(`${prefix}/table`).value(Buffer.concat([Buffer.from('cellgate:deflate:'), Buffer.from('not deflate at all')])).exec();
+  const badVersion = Number(put.header.revision);
+  await until('the rejection', () => rejected.length === 1);
+  t.is(rejected[0]!.version, badVersion);
+  t.regex(rejected[0]!.message, /not a valid cellgate:deflate: value/);
+  t.is(tables.length, 1);
+  const loadErr = await t.throwsAsync(store.load());
+  t.true(isCellgateError(loadErr, 'INVALID_TABLE'));
+  t.is((loadErr as unknown as { detail: { version: number } }).detail.version, badVersion);
+});
+
+test('a compressed value is inflated within a bound: one that expands past it is refused, not allocated', (t) => {
+  const bomb = Buffer.concat([Buffer.from('cellgate:deflate:'), deflateRawSync(Buffer.alloc(4 * 1024 * 1024, 0x20))]);
+  t.true(bomb.length < 10_000);
+  const err = t.throws(() => tableValueText(bomb, 'etcd:x/table', 7, 1024 * 1024));
+  t.true(isCellgateError(err, 'INVALID_TABLE'));
+  t.regex(err?.message ?? '', /version 7: the compressed table expands to more than 1048576 bytes/);
+  t.is(tableValueText(encodeTableValue(demoTable(), 'deflate'), 'x', 1), JSON.stringify(demoTable()));
+  t.is(tableValueText(encodeTableValue(demoTable(), 'json'), 'x', 1), JSON.stringify(demoTable()));
 });
 
 test('etcd: a deleted table key can be created again with version 0', async (t) => {

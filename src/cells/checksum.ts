@@ -12,32 +12,40 @@ import type { RoutingTable } from './types';
 const canonicalOfFrozen = new WeakMap<object, string>();
 
 export function canonicalJson(value: unknown): string {
-  return canonical(value).text;
+  return canonical(value, { deep: true });
 }
 
-/** The canonical text, and whether `value` is frozen all the way down (only then is it remembered). */
-function canonical(value: unknown): { text: string; deep: boolean } {
-  if (value === null || typeof value !== 'object') return { text: JSON.stringify(value) ?? 'null', deep: true };
+/**
+ * The canonical text of `value`; clears `within.deep` unless `value` is frozen all the way
+ * down (only such values are remembered). Primitives cost no allocation: a version's changed
+ * cells are a few hundred of them, on every gateway, on every version.
+ */
+function canonical(value: unknown, within: { deep: boolean }): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
   const known = canonicalOfFrozen.get(value);
-  if (known !== undefined) return { text: known, deep: true };
-  let deep = Object.isFrozen(value);
-  const part = (v: unknown): string => {
-    const c = canonical(v);
-    deep &&= c.deep;
-    return c.text;
-  };
+  if (known !== undefined) return known;
+  const mine = { deep: Object.isFrozen(value) };
   let text: string;
-  if (Array.isArray(value)) text = `[${value.map(part).join(',')}]`;
-  else {
+  if (Array.isArray(value)) {
+    text = '[';
+    for (let i = 0; i < value.length; i++) text += (i === 0 ? '' : ',') + canonical(value[i], mine);
+    text += ']';
+  } else {
     const obj = value as Record<string, unknown>;
-    const entries = Object.keys(obj)
-      .filter((k) => obj[k] !== undefined)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${part(obj[k])}`);
-    text = `{${entries.join(',')}}`;
+    const keys = Object.keys(obj).sort();
+    text = '{';
+    let first = true;
+    for (const k of keys) {
+      const v = obj[k];
+      if (v === undefined) continue;
+      text += `${first ? '' : ','}${JSON.stringify(k)}:${canonical(v, mine)}`;
+      first = false;
+    }
+    text += '}';
   }
-  if (deep) canonicalOfFrozen.set(value, text);
-  return { text, deep };
+  if (mine.deep) canonicalOfFrozen.set(value, text);
+  else within.deep = false;
+  return text;
 }
 
 /** `sha256:` + the first 32 hex digits (128 bits) of the canonical JSON's SHA-256. */

@@ -3,6 +3,7 @@
 // by --file / --etcd (env CELLGATE_ETCD) with etcd's TLS and user flags (env CELLGATE_ETCD_*).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { cgError } from '../errors';
+import type { TableEncoding } from '../store/table-encoding';
 import type { EtcdSecurity } from '../store/etcd-security';
 import { openStore } from '../store/open';
 import type { TableStore } from '../store/types';
@@ -120,7 +121,7 @@ export function storeFromFlags(values: Parsed['values'], env: NodeJS.ProcessEnv 
     if (stray) throw cgError('USAGE', `--${stray} applies to an etcd store, not --file`);
     return openStore(`file:${file}`, { prefix });
   }
-  if (etcd) return openStore(`etcd:${etcd}`, { prefix, etcd: { security: etcdSecurityFromFlags(values, env) } });
+  if (etcd) return openStore(`etcd:${etcd}`, { prefix, etcd: { security: etcdSecurityFromFlags(values, env), tableEncoding: tableEncodingFromEnv(env) } });
   throw cgError('USAGE', 'no store: give --file PATH or --etcd HOST:PORT (or set CELLGATE_ETCD)');
 }
 
@@ -130,6 +131,17 @@ export function storeFromFlags(values: Parsed['values'], env: NodeJS.ProcessEnv 
  */
 export function decimal(raw: string): number {
   return /^-?\d+(\.\d+)?$/.test(raw) ? Number(raw) : Number.NaN;
+}
+
+/**
+ * How etcd stores write the table: CELLGATE_ETCD_TABLE_ENCODING=deflate compresses it
+ * (src/store/table-encoding.ts) once every gateway of the fleet reads that; json (the default) otherwise.
+ */
+export function tableEncodingFromEnv(env: NodeJS.ProcessEnv): TableEncoding | undefined {
+  const raw = env.CELLGATE_ETCD_TABLE_ENCODING;
+  if (raw === undefined || raw === '') return undefined;
+  if (raw !== 'json' && raw !== 'deflate') throw cgError('USAGE', `CELLGATE_ETCD_TABLE_ENCODING must be json or deflate, got "${raw}"`);
+  return raw;
 }
 
 /** An integer flag in [min, max], or undefined when not given. */
@@ -150,5 +162,5 @@ export function openWithSecurity(spec: string, prefix: string | undefined, value
     if (stray) throw cgError('USAGE', `--${stray} applies to an etcd store, not ${spec}`);
     return openStore(spec, { prefix });
   }
-  return openStore(spec, { prefix, etcd: { security: etcdSecurityFromFlags(values, process.env, config) } });
+  return openStore(spec, { prefix, etcd: { security: etcdSecurityFromFlags(values, process.env, config), tableEncoding: tableEncodingFromEnv(process.env) } });
 }

@@ -29,6 +29,8 @@ const DIGEST_INTERVAL_MS = 5_000;
 
 export class PresencePublisher {
   private readonly o: PresenceOptions;
+  /** Read once: os.hostname() is a system call, and the record is rebuilt on every applied version. */
+  private readonly host = hostname();
   private applied = { version: 0, checksum: '' };
   private zoneHealth: Record<string, ZoneHealthReport> | null = null;
   private registryDigest: RegistryDigest | null = null;
@@ -116,7 +118,7 @@ export class PresencePublisher {
       startedAt: this.o.facts.startedAt,
       updatedAt: new Date(this.o.clock.now()).toISOString(),
       pid: process.pid,
-      host: hostname(),
+      host: this.host,
       ...(this.zoneHealth ? { zoneHealth: this.zoneHealth } : {}),
       ...(this.registryDigest ? { registry: this.registryDigest } : {}),
     };

@@ -7,6 +7,7 @@ import { hostBreaker } from './etcd-breaker';
 import { classifyEtcdError, diagnoseTls, explainEtcdError, plainEndpointWantsTls } from './etcd-errors';
 import { perCallPolicy, runAs, type CallKind, type WritePolicyTestHooks } from './etcd-policy';
 import { resolveEtcdSecurity, type EtcdSecurity, type ResolvedEtcdSecurity } from './etcd-security';
+import { DEFAULT_TABLE_ENCODING, type TableEncoding } from './table-encoding';
 
 export type { EtcdSecurity } from './etcd-security';
 
@@ -36,6 +37,8 @@ export interface EtcdStoreOptions {
   readonly keepaliveTimeoutMs?: number;
   /** TLS files and user/password (etcd-security.ts). */
   readonly security?: EtcdSecurity;
+  /** How the table is written (table-encoding.ts): compressed by default; both are always read. */
+  readonly tableEncoding?: TableEncoding;
   readonly testHooks?: EtcdStoreTestHooks;
 }
 
@@ -50,6 +53,7 @@ export interface ResolvedEtcdOptions {
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
   readonly security: ResolvedEtcdSecurity;
+  readonly tableEncoding: TableEncoding;
   readonly testHooks: EtcdStoreTestHooks;
 }
 
@@ -75,7 +79,9 @@ export function resolveEtcdOptions(opts: EtcdStoreOptions): ResolvedEtcdOptions 
   const security = resolveEtcdSecurity(opts.security ?? {}, endpoints);
   const prefix = (opts.prefix ?? DEFAULTS.prefix).replace(/\/+$/, '');
   if (!prefix.startsWith('/')) throw cgError('USAGE', `etcd prefix must start with "/", got "${opts.prefix}"`);
-  const resolved = { ...DEFAULTS, ...stripUndefined(opts), endpoints, prefix, security, testHooks: opts.testHooks ?? {} };
+  const tableEncoding = opts.tableEncoding ?? DEFAULT_TABLE_ENCODING;
+  if (tableEncoding !== 'deflate' && tableEncoding !== 'json') throw cgError('USAGE', `etcd store option tableEncoding must be deflate or json, got ${String(tableEncoding)}`);
+  const resolved = { ...DEFAULTS, ...stripUndefined(opts), endpoints, prefix, security, tableEncoding, testHooks: opts.testHooks ?? {} };
   for (const key of DURATION_KEYS) {
     const v = resolved[key];
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw cgError('USAGE', `etcd store option ${key} must be a positive number of ms, got ${String(v)}`);

@@ -1,4 +1,5 @@
-// The production store: the routing table is one JSON document under `<prefix>/table`,
+// The production store: the routing table is one document under `<prefix>/table` (its JSON,
+// compressed: table-encoding.ts),
 // and its version is that key's mod revision, so compare-and-swap is one etcd transaction
 // comparing it, which also writes the history entry under `<prefix>/history/<versionBefore,
 // zero-padded>-<nonce>` (its mod revision is the version it recorded). Presence
@@ -14,7 +15,8 @@ import { EtcdPresence } from './etcd-presence';
 import { EtcdRegistry } from './etcd-registry';
 import { historyEntry } from './history';
 import { EtcdTableWatch } from './etcd-watch';
-import { casInput, decodeTable, parseJsonDocument } from './table-doc';
+import { casInput, decodeTable } from './table-doc';
+import { encodeTableValue, parseTableValue } from './table-encoding';
 import type { CasResult, ChangeNote, HistoryEntry, TableStore, TableWatch, TableWatchEvents } from './types';
 
 export type { EtcdStoreOptions, EtcdStoreTestHooks } from './etcd-client';
@@ -78,7 +80,7 @@ export class EtcdStore implements TableStore {
     let res: Awaited<ReturnType<ReturnType<typeof client.if>['commit']>>;
     try {
       res = await this.ctx.call('compare-and-swap table', 'write', () =>
-        guard.then(client.put(keys.table).value(JSON.stringify(valid)), client.put(historyKey).value(JSON.stringify(entry)))
+        guard.then(client.put(keys.table).value(encodeTableValue(valid, this.ctx.opts.tableEncoding)), client.put(historyKey).value(JSON.stringify(entry)))
           .else(client.get(keys.table)).commit(),
       );
     } catch (err) {
@@ -148,7 +150,7 @@ export class EtcdStore implements TableStore {
   private decode(kv: IKeyValue): VersionedTable {
     const version = Number(kv.mod_revision);
     const where = `${this.description}/table`;
-    return decodeTable(parseJsonDocument(kv.value.toString('utf8'), where, version), version, where);
+    return decodeTable(parseTableValue(kv.value, where, version), version, where);
   }
 }
 

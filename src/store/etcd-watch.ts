@@ -15,7 +15,8 @@ import type { IKeyValue, Watcher } from 'etcd3';
 import { TableDecoder } from '../cells/table-decoder';
 import { TableDelivery } from './delivery';
 import { bounded, type EtcdContext } from './etcd-client';
-import { decodeTable, parseJsonDocument } from './table-doc';
+import { decodeTable } from './table-doc';
+import { parseTableValue } from './table-encoding';
 import type { TableWatch, TableWatchEvents } from './types';
 
 type Wake = 'tick' | 'watcher-failed' | 'closed';
@@ -105,7 +106,7 @@ export class EtcdTableWatch implements TableWatch {
     if (this.closed) return false;
     const version = Number(kv.mod_revision);
     const where = `${this.ctx.description}${this.ctx.keys.table}`;
-    return this.delivery.offer(version, () => decodeTable(parseJsonDocument(kv.value.toString('utf8'), where, version), version, where, this.decoder));
+    return this.delivery.offer(version, () => decodeTable(parseTableValue(kv.value, where, version), version, where, this.decoder));
   }
 
   private async createWatcher(fromRevision: number): Promise<WatcherState> {
