@@ -5,6 +5,7 @@ import { Report } from './report';
 import * as failover from './failover';
 import * as gateway from './gateway';
 import * as registry from './registry';
+import * as registryLoad from './registry-load';
 import * as ring from './ring';
 import * as scale from './scale';
 
@@ -23,6 +24,7 @@ const SECTIONS: readonly Section[] = [
   { name: 'scale', run: (report) => scale.run(report), explicit: true },
   // `npm run bench registry -- --gateways N --endpoints E --changes K` (issue 14).
   { name: 'registry', run: (report) => registry.run(report), explicit: true },
+  { name: 'registry-load', run: (report) => registryLoad.run(report), explicit: true },
 ];
 
 async function main(argv: readonly string[]): Promise<number> {
