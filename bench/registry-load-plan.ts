@@ -76,10 +76,11 @@ export function loadTopology(ports: readonly number[]): string {
   return `name: registry-load-bench\ncells: 64\nglobal: sh-a\nzones:\n${zones.join('\n')}\n`;
 }
 
-/** The gateway's config file (store, prefix, ports and id come as flags). */
-export function gatewayConfig(): string {
+/** The gateway's config file (store, prefix, ports and id come as flags); probeIntervalMs null: the default (1 s). */
+export function gatewayConfig(probeIntervalMs: number | null = null): string {
   const routes = ROUTES.map((r) => `  - { prefix: ${r.prefix}, class: unit, service: ${r.service}, stripPrefix: ${r.stripPrefix} }`);
-  return `snapshotPath: false\nlogLevel: info\nroutes:\n${routes.join('\n')}\n`;
+  const probe = probeIntervalMs === null ? '' : `probe: { intervalMs: ${probeIntervalMs} }\n`;
+  return `snapshotPath: false\nlogLevel: info\n${probe}routes:\n${routes.join('\n')}\n`;
 }
 
 /** wrk Lua: `users` distinct ids (those of userPool), request i to the route prefixes in turn. */

@@ -45,7 +45,7 @@ const RATIO_BAR = { min: 0.97, max: 1.03 };
 
 interface Side { readonly name: string; readonly child: BenchChild; readonly port: number; readonly adminPort: number; readonly runs: { wrk: WrkResult; cpuUs: number | null }[] }
 
-function args(argv: readonly string[]): { rounds: number; endpoints: number } {
+function args(argv: readonly string[]): { rounds: number; endpoints: number; probeMs: number | null } {
   const int = (name: string, dflt: number, min: number, max: number): number => {
     const i = argv.indexOf(`--${name}`);
     if (i < 0) return dflt;
@@ -53,7 +53,8 @@ function args(argv: readonly string[]): { rounds: number; endpoints: number } {
     if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in [${min}, ${max}]`);
     return n;
   };
-  return { rounds: int('rounds', 3, 3, 10), endpoints: int('endpoints', DEFAULT_REGISTERED, 1, DEFAULT_REGISTERED) };
+  const probe = int('probe-ms', 0, 100, 600_000);
+  return { rounds: int('rounds', 3, 3, 10), endpoints: int('endpoints', DEFAULT_REGISTERED, 1, DEFAULT_REGISTERED), probeMs: argv.includes('--probe-ms') ? probe : null };
 }
 
 const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
@@ -72,7 +73,7 @@ async function startGateway(children: BenchChild[], name: string, configFile: st
   const child = startNode(name, CELLGATE_JS, [
     'serve', '--config', configFile, '--store', `etcd:${etcd.endpoints.join(',')}`, '--prefix', prefix,
     '--port', String(port), '--admin-port', String(adminPort), '--zone', 'sh-a', '--id', name,
-  ]);
+  ], process.env.CELLGATE_BENCH_NODE_ARGS ? { NODE_OPTIONS: process.env.CELLGATE_BENCH_NODE_ARGS } : undefined); // e.g. --cpu-prof, as in bench/gateway.ts
   children.push(child);
   await child.waitForLine((l) => l.includes('"event":"listening"'));
   await waitForOk(port, { 'x-user-id': user });
@@ -91,6 +92,21 @@ async function registerAll(store: TableStore, planned: readonly PlannedEndpoint[
 async function metricSum(adminPort: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
   return text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `)).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+}
+
+const IDLE_MS = 3_000;
+
+/** CPU ms per second of each side's process group over IDLE_MS with no traffic (null without /proc). */
+async function idleCpu(sides: readonly Side[]): Promise<(number | null)[]> {
+  const before = sides.map((s) => groupCpuMs(s.child.pid));
+  const t0 = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, IDLE_MS)); // a measuring window, not a synchronisation
+  const elapsedS = (performance.now() - t0) / 1000;
+  return sides.map((s, i) => {
+    const after = groupCpuMs(s.child.pid);
+    const b = before[i];
+    return after !== null && b !== null && b !== undefined ? (after - b) / elapsedS : null;
+  });
 }
 
 async function measure(wrk: string, script: string, side: Side): Promise<void> {
@@ -160,7 +176,7 @@ export async function run(report: Report, argv: readonly string[] = process.argv
       if (!(await store.compareAndSwap(0, table)).ok) throw new Error(`could not write the table under ${prefix}`);
     }
     const configFile = join(dir, 'gateway.yaml');
-    await writeFile(configFile, gatewayConfig());
+    await writeFile(configFile, gatewayConfig(o.probeMs));
     const users = userPool(USERS);
     const a = await startGateway(children, 'A (static only)', configFile, etcd, PREFIX_A, users[0]!);
     const b = await startGateway(children, `B (+${o.endpoints} registered)`, configFile, etcd, PREFIX_B, users[0]!);
@@ -175,6 +191,9 @@ export async function run(report: Report, argv: readonly string[] = process.argv
     report.note(`cellgate_registry_endpoints: A ${seen[0]}, B ${seen[1]} (read from /metrics before loading)`);
     if (seen[0] !== 0 || seen[1] !== planned.length) throw new Error('the gateways do not route with the expected registered endpoints');
 
+    // Idle CPU: what the gateways spend with no traffic (active probes of every endpoint, watches).
+    const idle = await idleCpu([a, b]);
+    report.note(`idle CPU (no traffic, ${IDLE_MS / 1000} s): A ${idle[0]?.toFixed(1) ?? '?'} ms/s, B ${idle[1]?.toFixed(1) ?? '?'} ms/s; probes: every endpoint every ${o.probeMs ?? 1000} ms${o.probeMs === null ? ' (the default)' : ''}`);
     const script = join(dir, 'load.lua');
     await writeFile(script, loadScript(USERS));
     for (let r = 0; r < o.rounds; r++) {
