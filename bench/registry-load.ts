@@ -1,6 +1,8 @@
 // Gateway throughput with and without the endpoint registry (issue 14: "unchanged (± 3 %) with
 // 500 registered endpoints across 8 zones × 4 services"):
-//   npm run bench registry-load -- [--rounds R] [--endpoints E]
+//   npm run bench registry-load -- [--rounds R] [--endpoints E] [--probe-ms MS]
+// (--probe-ms: the gateways' probe.intervalMs, to tell the probes' cost from the data path's;
+// CELLGATE_BENCH_NODE_ARGS: node options of the gateways, e.g. --cpu-prof.)
 // A real single-member etcd holds the table of bench/registry-load-plan.ts (8 zones × 4
 // services, one static endpoint each) under two prefixes; two `cellgate serve` processes
 // follow it, identical but for their prefix: under B's, E (default 500) endpoints are
