@@ -5,6 +5,7 @@ import { Report } from './report';
 import * as failover from './failover';
 import * as gateway from './gateway';
 import * as registry from './registry';
+import * as registryLoad from './registry-load';
 import * as ring from './ring';
 import * as scale from './scale';
 import * as scaleFloor from './scale-floor';
@@ -26,6 +27,7 @@ const SECTIONS: readonly Section[] = [
   { name: 'registry', run: (report) => registry.run(report), explicit: true },
   // What the etcd client alone costs per gateway per version (the floor under `scale`).
   { name: 'scale-floor', run: (report) => scaleFloor.run(report), explicit: true },
+  { name: 'registry-load', run: (report) => registryLoad.run(report), explicit: true },
 ];
 
 async function main(argv: readonly string[]): Promise<number> {
