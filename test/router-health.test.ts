@@ -136,3 +136,27 @@ test('an endpoint that keeps answering 503 is ejected after ejectAfterFailures; 
   t.is(none.status, 502);
   t.is(a!.received.length, 2, 'ejected endpoints are not tried while ejected');
 });
+
+test('a request never sent (connection refused) goes to the next endpoint whatever its method when it has no body; a POST with a body does not', async (t) => {
+  const [a, b] = await startUpstreams('a', 'b');
+  t.teardown(() => stopAll([a!, b!]));
+  // Ejection lasts the whole test: each round starts with `a` available again (reset below).
+  const store = new MemoryStore(tableFor([{ name: 'z1', upstreams: [a!.url, b!.url] }], { cells: 4 }));
+  const clock = new ManualClock(Date.now());
+  const g = await startGateway(t, store, { waitVersion: 1, clock, config: { upstream: { ejectBaseMs: 1000, ejectMaxMs: 1000 } } });
+  await a!.stop();
+  const send = (method: string, body?: string) => httpCall(`${g.url}/x`, { method, headers: { 'x-user-id': 'u1' }, ...(body === undefined ? {} : { body }) });
+  // Round robin: within two requests one meets the dead endpoint; bodiless ones all reach b.
+  for (const method of ['POST', 'DELETE', 'PATCH', 'POST']) {
+    clock.advance(1_000); // a is tried again
+    const answers = [await send(method), await send(method)];
+    t.deepEqual(answers.map((r) => r.status), [200, 200], `${method} without a body`);
+    t.true(answers.every((r) => r.json<UpstreamAnswer>().upstream === 'b'));
+  }
+  const metrics = (await httpCall(`${g.admin}/metrics`)).text();
+  t.regex(metrics, /cellgate_upstream_errors_total\{zone="z1",service="default",kind="refused"\} 4\n/, 'the dead endpoint was met once per round');
+  // With a body there is nothing to replay from: one 502, then a is ejected.
+  clock.advance(1_000);
+  const withBody = [await send('POST', 'x'), await send('POST', 'x')];
+  t.deepEqual(withBody.map((r) => r.status).sort(), [200, 502]);
+});

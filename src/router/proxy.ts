@@ -392,8 +392,11 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     const failure = classifyUpstreamError(error);
     metrics.upstreamError(ex.zone, ex.service, failure.kind);
     if (ex.endpoint && failure.health !== null) health.record(ex.endpoint, failure.health);
-    // Nothing reached the endpoint and the request is safe to send again: try the service's next one in the zone.
-    if (failure.notSent && ex.pool && (ex.direct || ex.fromOptions) && ex.tries < ex.pool.endpoints.length && isRetryable(request.raw.method as string, request.raw.headers)) {
+    // Nothing reached the endpoint: try the service's next one in the zone, as nginx's
+    // proxy_next_upstream does for a request never sent — any method when there is no body to
+    // replay (a direct exchange has none), else only a safe one.
+    const resendable = ex.direct || isRetryable(request.raw.method as string, request.raw.headers);
+    if (failure.notSent && ex.pool && (ex.direct || ex.fromOptions) && ex.tries < ex.pool.endpoints.length && resendable) {
       const next = ex.pool.pick(clock.now(), ex.endpoint ?? undefined);
       if (next) {
         ex.endpoint = next;
