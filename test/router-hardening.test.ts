@@ -242,3 +242,14 @@ test('every method Node parses is proxied (WebDAV, PURGE, QUERY…), with its bo
   t.is(trace.status, 404);
   t.false(up.received.some((r) => r.method === 'TRACE'));
 });
+
+test('two Host headers are 400 BAD_REQUEST, never proxied (the gateway and the upstream could each believe a different one)', async (t) => {
+  const { up, addr } = await oneEndpoint(t);
+  const port = addr.port;
+  const two = await rawCall(port, 'GET /x HTTP/1.1\r\nHost: a.example\r\nhost: b.example\r\nx-user-id: u1\r\nConnection: close\r\n\r\n');
+  t.is(two.status, 400);
+  t.is((JSON.parse(two.body) as { error: string }).error, 'BAD_REQUEST');
+  t.is(up.received.length, 0);
+  const one = await rawCall(port, 'GET /x HTTP/1.1\r\nHost: a.example\r\nx-user-id: u1\r\nConnection: close\r\n\r\n');
+  t.is(one.status, 200);
+});

@@ -107,3 +107,19 @@ export function wsForwardableHeaders(incoming: IncomingHttpHeaders): Record<stri
   }
   return out;
 }
+
+/**
+ * More than one Host header: the request names two servers, and the gateway and the upstream
+ * could each believe a different one (Node keeps the first). RFC 9112 §3.2 says answer 400, as
+ * nginx does ("client sent duplicate host header").
+ */
+export function hasDuplicateHost(rawHeaders: readonly string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
+    if (seen) return true;
+    seen = true;
+  }
+  return false;
+}

@@ -38,7 +38,7 @@ import { Exchange, kExchange, type OkRoute } from './exchange';
 import { EMPTY_BODY, declaredLength, readHeldBody } from './held-body';
 import { sendError, sendUnavailable } from './error-reply';
 import { deferContinue, sendContinue } from './expect-continue';
-import { stampRequestHeaders, stripHopByHop, stripResponseHopByHop, wsForwardableHeaders } from './headers';
+import { hasDuplicateHost, stampRequestHeaders, stripHopByHop, stripResponseHopByHop, wsForwardableHeaders } from './headers';
 import type { EvictReason, HoldBuffer } from './hold-buffer';
 import type { Logger } from './log';
 import type { GatewayMetrics } from './metrics';
@@ -201,6 +201,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     reply.raw.on('close', onResponseClose);
 
     const raw = request.raw;
+    if (hasDuplicateHost(raw.rawHeaders)) return void sendError(reply, 'BAD_REQUEST');
     const url = raw.url as string;
     const rule = matchRule(url);
     if (rule === null) return void sendError(reply, 'NOT_FOUND');
