@@ -3,7 +3,7 @@
 import test from 'ava';
 import type { Zone } from '../src/cells/types';
 import { parseGatewayConfig } from '../src/router/config';
-import { EndpointHealth } from '../src/router/endpoints';
+import { EndpointHealth, type Ejection } from '../src/router/endpoints';
 import { classifyUpstreamError } from '../src/router/upstream-policy';
 import { ManualClock } from './helpers/manual-clock';
 import { MemoryStore } from './helpers/memory-store';
@@ -33,7 +33,8 @@ test('only failures after a connection was attempted count against an endpoint; 
 test('EndpointHealth: refused ejects at once, failures after N in a row, back-off doubles up to the cap, success resets', (t) => {
   let now = 1_000_000;
   const upstream = parseGatewayConfig({ upstream: { ejectAfterFailures: 3, ejectBaseMs: 1000, ejectMaxMs: 5000 } }).upstream;
-  const health = new EndpointHealth(upstream, () => now);
+  const told: Ejection[] = [];
+  const health = new EndpointHealth(upstream, () => now, (e) => told.push(e));
   const zone: Zone = { name: 'z', region: 'r', city: 'c', capacity: 1, status: 'up', upstreams: ['http://10.0.0.1:80', 'http://10.0.0.2:80/base'] };
   const pools = health.poolsFor({ zones: [zone] } as never);
   const pool = pools.get('z')!.get('default')!;
@@ -53,6 +54,8 @@ test('EndpointHealth: refused ejects at once, failures after N in a row, back-of
     t.true(a!.isAvailable(now), 'retried once the back-off has passed');
   }
   t.deepEqual(ejections, [1000, 2000, 4000, 5000, 5000]);
+  t.deepEqual(told.map((e) => [e.origin, e.why, e.ejections, e.forMs]), [1000, 2000, 4000, 5000, 5000].map((ms, i) => ['http://10.0.0.1', 'refused', i + 1, ms]),
+    'every ejection is told (the gateway logs upstream.ejected), the in-flight failures are not');
   health.record(a!, 'success');
   health.record(a!, 'refused');
   t.is(a!.ejectedUntilMs - now, 1000, 'a success resets the back-off');
@@ -67,6 +70,7 @@ test('EndpointHealth: refused ejects at once, failures after N in a row, back-of
   t.true(a!.isAvailable(now), 'a success in between restarts the count');
   health.record(a!, 'failure');
   t.false(a!.isAvailable(now), 'the third consecutive failure ejects');
+  t.like(told.at(-1), { why: 'failure', failures: 3 });
 
   health.record(b!, 'refused');
   t.is(pool.pick(now), null, 'none left');

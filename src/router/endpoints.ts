@@ -137,6 +137,18 @@ export function* allPools(pools: Pools): Iterable<ZonePool> {
   for (const byService of pools.values()) yield* byService.values();
 }
 
+/** One ejection: the endpoint, why (a refused connection, or failures in a row), for how long. */
+export interface Ejection {
+  readonly origin: string;
+  readonly why: 'refused' | 'failure';
+  readonly failures: number;
+  /** Ejections since its last success (the back-off's exponent + 1). */
+  readonly ejections: number;
+  readonly forMs: number;
+}
+
+export type EjectionListener = (ejection: Ejection) => void;
+
 export class EndpointHealth {
   private readonly byOrigin = new Map<string, Endpoint>();
   private readonly config: UpstreamConfig;
@@ -144,9 +156,13 @@ export class EndpointHealth {
   /** The pools of the last table by poolKey, reused while their endpoint list and probe path stay. */
   private lastPools = new Map<string, ZonePool>();
 
-  constructor(config: UpstreamConfig, now: Now) {
+  /** Told of every ejection (the gateway logs it: an operator sees why an endpoint went quiet). */
+  private readonly onEjected: EjectionListener;
+
+  constructor(config: UpstreamConfig, now: Now, onEjected: EjectionListener = () => undefined) {
     this.config = config;
     this.now = now;
+    this.onEjected = onEjected;
   }
 
   /**
@@ -209,11 +225,11 @@ export class EndpointHealth {
         return;
       case 'refused':
         e.consecutiveFailures += 1;
-        this.eject(e);
+        this.eject(e, outcome);
         return;
       case 'failure':
         e.consecutiveFailures += 1;
-        if (e.consecutiveFailures >= this.config.ejectAfterFailures) this.eject(e);
+        if (e.consecutiveFailures >= this.config.ejectAfterFailures) this.eject(e, outcome);
         return;
       default: {
         const never: never = outcome;
@@ -228,7 +244,7 @@ export class EndpointHealth {
     return [...this.byOrigin.values()].filter((e) => !e.isAvailable(now));
   }
 
-  private eject(e: Endpoint): void {
+  private eject(e: Endpoint, why: 'refused' | 'failure'): void {
     const now = this.now();
     // Failures of requests that were already in flight when the endpoint was ejected do
     // not stretch the ejection: only a failure after it ended counts as a new one.
@@ -236,7 +252,9 @@ export class EndpointHealth {
     e.ejections += 1;
     const backoff = Math.min(this.config.ejectMaxMs, this.config.ejectBaseMs * 2 ** Math.min(e.ejections - 1, 30));
     e.ejectedUntilMs = now + backoff;
+    const failures = e.consecutiveFailures;
     e.consecutiveFailures = 0;
+    this.onEjected({ origin: e.origin, why, failures, ejections: e.ejections, forMs: backoff });
   }
 }
 

@@ -91,11 +91,13 @@ export function createGateway(options: GatewayOptions): Gateway {
   const logSink = createLogSink(config.logLevel, options.logDestination, config.accessLog);
   const logger = logSink.logger;
   const logOf = (component: Component): GatewayLog => options.log ?? eventLog(logger.child({ component }));
-  const log = { table: logOf('table'), store: logOf('store'), presence: logOf('presence'), lifecycle: logOf('lifecycle'), freeze: logOf('freeze') };
+  const log = {
+    table: logOf('table'), store: logOf('store'), presence: logOf('presence'), lifecycle: logOf('lifecycle'), freeze: logOf('freeze'), upstream: logOf('upstream'),
+  };
   // The access log is its own switch: written at info whatever logLevel says.
   const accessLog = config.accessLog ? new AccessLog(logger.child({ component: 'access' }, { level: 'info' }), config) : null;
   const tls = config.tls ? new TrafficTls(config.tls, logger.child({ component: 'tls' })) : null;
-  const health = new EndpointHealth(config.upstream, () => clock.now());
+  const health = new EndpointHealth(config.upstream, () => clock.now(), (ejection) => log.upstream('upstream.ejected', { ...ejection }));
   const routing = new RoutingStateHolder(health, clock);
   const buffer = new HoldBuffer({ windowMs: config.buffer.windowMs, maxRequests: config.buffer.maxRequests, maxTotalBytes: config.buffer.maxTotalBytes, clock });
   const load = { inFlight: 0, requests: new CellRequests() };

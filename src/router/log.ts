@@ -12,7 +12,7 @@ export type { DestinationStream, Logger } from 'pino';
 /** A control-plane event sink: never called per request. */
 export type GatewayLog = (event: string, fields?: Record<string, unknown>) => void;
 
-export type Component = 'table' | 'store' | 'presence' | 'lifecycle' | 'freeze' | 'proxy' | 'tls' | 'access';
+export type Component = 'table' | 'store' | 'presence' | 'lifecycle' | 'freeze' | 'proxy' | 'upstream' | 'tls' | 'access';
 
 /** Lines gathered before one write when the access log is on (one syscall per ~16 lines, not per line). */
 const BUFFERED_BYTES = 4096;
@@ -63,7 +63,7 @@ function flushQuietly(stream: { flush(cb?: (err?: Error) => void): void }): void
 
 /** Events at warn: something failed or was refused, the gateway carries on. */
 function levelOf(event: string, fields: Record<string, unknown> | undefined): Level {
-  if (/(_failed|_unusable|\.rejected|_cut)$/.test(event)) return 'warn';
+  if (/(_failed|_unusable|\.rejected|_cut|\.ejected)$/.test(event)) return 'warn';
   if (event === 'store.connection' && fields?.connected === false) return 'warn';
   return 'info';
 }

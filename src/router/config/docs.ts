@@ -51,7 +51,8 @@ const LOGS = `
 
 JSON lines on stderr (pino, written asynchronously): \`level\` (\`fatal\` … \`trace\`), \`time\` (ISO 8601),
 \`pid\`, \`hostname\`, \`component\` (\`table\`, \`store\`, \`presence\`, \`lifecycle\`, \`freeze\`, \`proxy\`,
-\`tls\`, \`access\`) and \`event\` (\`table.applied\`, \`store.connection\`, \`tls.reloaded\`…). Lines below
+\`upstream\`, \`tls\`, \`access\`) and \`event\` (\`table.applied\`, \`store.connection\`, \`upstream.ejected\`
+(warn: origin, why, failures, for how long), \`tls.reloaded\`…). Lines below
 \`logLevel\` are not written.
 
 With \`accessLog: true\`, one line per request (\`component: access\`, level \`info\` whatever \`logLevel\`
