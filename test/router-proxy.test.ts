@@ -151,6 +151,12 @@ test('route classes by longest path prefix: global and city traffic', async (t) 
   const notPrefix = await httpCall(`${url}/staticx`);
   t.is(notPrefix.status, 400, '/staticx is not under /static: a unit route without a user');
   t.is(ups[1]!.received.length, 1);
+  // Spelling the path with escapes of plain letters picks no other route: /%73tatic is /static.
+  const escaped = await httpCall(`${url}/%73t%61tic/logo.png?q=%73`);
+  t.is(escaped.json<UpstreamAnswer>().upstream, 'up-c', 'the global route, as the upstream will read the path');
+  t.is(escaped.json<UpstreamAnswer>().url, '/static/logo.png?q=%73', 'sent on decoded in the path only');
+  const reserved = await httpCall(`${url}/static%2Fnear/x`);
+  t.is(reserved.status, 400, 'an escaped / stays an escape: one segment "static%2Fnear", under no /static rule (a unit route without a user)');
 });
 
 test('user id sources: header, cookie, query, path; those present must agree', async (t) => {

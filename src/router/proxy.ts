@@ -43,7 +43,7 @@ import type { EvictReason, HoldBuffer } from './hold-buffer';
 import type { Logger } from './log';
 import type { GatewayMetrics } from './metrics';
 import type { CellRequests, TrackedRequest } from './cell-requests';
-import { compileRouteMatcher, strippedUrl } from './route-rules';
+import { compileRouteMatcher, normalizedUrl, strippedUrl } from './route-rules';
 import { applyServerLimits, trafficServerOptions } from './server-limits';
 import { classifyUpstreamError, isRetryable, retryDelay } from './upstream-policy';
 import { BadUserId, compileUserIdExtractor, sendBadUserId } from './user-id';
@@ -202,7 +202,9 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
 
     const raw = request.raw;
     if (hasDuplicateHost(raw.rawHeaders)) return void sendError(reply, 'BAD_REQUEST');
-    const url = raw.url as string;
+    // Routed, and sent on, as the upstream will read it (route-rules.ts normalizedUrl).
+    const url = normalizedUrl(raw.url as string);
+    if (url !== raw.url) raw.url = url;
     const rule = matchRule(url);
     if (rule === null) return void sendError(reply, 'NOT_FOUND');
     const cls = rule.class;

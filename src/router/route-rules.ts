@@ -66,3 +66,21 @@ export function routeServiceProblems(rules: readonly RouteRule[], table: Routing
   });
   return problems;
 }
+
+/** Unreserved characters (RFC 3986 §2.3): an escape of one of them means the character itself. */
+const ESCAPED_UNRESERVED = /%(4[1-9A-F]|5[0-9A]|6[1-9A-F]|7[0-9A]|3[0-9]|2[DE]|5F|7E)/gi;
+
+/**
+ * The url with escapes of unreserved characters in its path decoded (RFC 3986 §6.2.2.2: the
+ * same resource), so that `/%67lobal/x` meets the `/global/` rule as the upstream will read
+ * it: a client cannot pick another route, zone or service by spelling a path differently.
+ * Other escapes (`%2F`, `%20`…) and the query stay as sent. Most urls have no `%`: returned as is.
+ */
+export function normalizedUrl(url: string): string {
+  const q = url.indexOf('?');
+  const pathEnd = q < 0 ? url.length : q;
+  const pct = url.indexOf('%');
+  if (pct < 0 || pct > pathEnd) return url;
+  const path = url.slice(0, pathEnd).replace(ESCAPED_UNRESERVED, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  return path + url.slice(pathEnd);
+}
