@@ -138,3 +138,11 @@ test('refusals: remove a zone with cells or the global zone, add a duplicate or 
   t.regex(none.stderr, /no elastic zone is up/);
   t.is((await table(tg)).version, version, 'nothing was written');
 });
+
+test('zone add --service with a name that is also an Object property ("constructor", "toString") adds that service', async (t) => {
+  const tg = await target(t);
+  await run(t, ['zone', 'add', 'zz', '--region', 'east', '--city', 'shanghai', '--capacity', '1', '--upstream', 'http://127.0.0.1:1',
+    '--service', 'constructor=http://127.0.0.1:2', '--service', 'toString=http://127.0.0.1:3', '--service', 'toString=http://127.0.0.1:4', ...change('x'), ...tg.flags], 0);
+  const zz = (await table(tg)).table.zones.find((z) => z.name === 'zz');
+  t.deepEqual(zz?.services, { constructor: { upstreams: ['http://127.0.0.1:2'] }, toString: { upstreams: ['http://127.0.0.1:3', 'http://127.0.0.1:4'] } });
+});

@@ -35,7 +35,8 @@ function numberOrText(raw: string): number | string {
 export function zoneDocFromFlags(name: string, values: Parsed['values']): Record<string, unknown> {
   const missing = ['region', 'city', 'capacity'].filter((f) => stringOption(values, f) === undefined);
   if (missing.length) throw cgError('USAGE', `zone add needs ${missing.map((f) => `--${f}`).join(', ')}`);
-  const services: Record<string, { upstreams: string[] }> = {};
+  // A Map, not an object: a service may be named "constructor" or "toString" (both are NAMEs).
+  const services = new Map<string, { upstreams: string[] }>();
   const upstreams = list(values, 'upstream');
   for (const spec of list(values, 'service')) {
     const eq = spec.indexOf('=');
@@ -44,13 +45,14 @@ export function zoneDocFromFlags(name: string, values: Parsed['values']): Record
     const url = spec.slice(eq + 1);
     // The default service's endpoints are the zone's plain upstreams (today's tables).
     if (service === DEFAULT_SERVICE) upstreams.push(url);
-    else (services[service] ??= { upstreams: [] }).upstreams.push(url);
+    else if (services.has(service)) services.get(service)!.upstreams.push(url);
+    else services.set(service, { upstreams: [url] });
   }
   const healthPath = stringOption(values, 'health-path');
   return {
     name, region: stringOption(values, 'region'), city: stringOption(values, 'city'),
     capacity: numberOrText(stringOption(values, 'capacity') as string), upstreams,
-    ...(Object.keys(services).length ? { services } : {}),
+    ...(services.size ? { services: Object.fromEntries(services) } : {}),
     ...(healthPath !== undefined ? { healthPath } : {}),
     ...(values.elastic === true ? { elastic: true } : {}),
   };
