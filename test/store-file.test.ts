@@ -225,6 +225,22 @@ test('file: a registered endpoint is live while its heartbeat is fresh; a stale 
   t.deepEqual((await store.registry.snapshot()).endpoints, [], 'close() deletes at once');
 });
 
+test('file: an id whose heartbeat file name the file system cannot hold is USAGE (not STORE_UNAVAILABLE); one that fits registers', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path);
+  const longest = { zone: 'z'.repeat(63), service: 's'.repeat(63), url: 'http://127.0.0.1:9001' };
+  // 63 + 1 + 63 + 1 + 100 + ".json": 233 bytes, and the atomic write's temporary name adds 22 (255 in all).
+  const reg = await store.registry.register({ ...longest, id: 'x'.repeat(100) });
+  t.teardown(() => reg.close());
+  t.deepEqual((await store.registry.snapshot()).endpoints.map((e) => e.id.length), [100]);
+  for (const id of ['x'.repeat(101), 'x'.repeat(200), '\u00e9'.repeat(40)]) {
+    const err = await t.throwsAsync(store.registry.register({ ...longest, id }));
+    t.true(isCellgateError(err, 'USAGE'), `${id.length}: ${String(err)}`);
+    t.regex((err as Error).message, /too long for the file store/);
+  }
+  t.is((await store.registry.snapshot()).endpoints.length, 1, 'nothing else was written');
+});
+
 test('file: a history line torn by a crash is not an entry', async (t) => {
   const path = join(await tempDir(t), 'table.json');
   const store = open(t, path);

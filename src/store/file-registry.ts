@@ -10,6 +10,7 @@ import {
   checkRegistration, DEFAULT_ENDPOINT_TTL_MS, decodeEndpoint, documentOf, MAX_ENDPOINT_TTL_MS, MAX_RECORD_BYTES, MAX_REGISTERED_ENDPOINTS,
   MIN_ENDPOINT_TTL_MS, registrySnapshotKey, registrySnapshotOf, type DecodedEndpoint,
 } from './endpoint-record';
+import { cgError } from '../errors';
 import { errnoCode, readTextOrNull, storeUnavailable, writeFileAtomic } from './file-io';
 import { FilePollWatch, type FilePresenceWatchOptions } from './file-presence-watch';
 import type {
@@ -17,6 +18,11 @@ import type {
 } from './types';
 
 const SEPARATOR = '@'; // never in a zone or service name (NAME), always encoded in an id
+/**
+ * A file name's bytes (255 on every common file system) less writeFileAtomic's temporary
+ * suffix (`.<name>.<pid ≤ 7>.<8 hex>.tmp`: 22): longer ids cannot be written at all.
+ */
+const MAX_FILE_NAME_BYTES = 255 - 22;
 
 function fileNameOf(e: RegisteredEndpoint): string {
   return `${e.zone}${SEPARATOR}${e.service}${SEPARATOR}${encodeURIComponent(e.id)}.json`;
@@ -86,7 +92,12 @@ export class FileRegistry implements EndpointRegistry {
   async register(request: EndpointRegistrationRequest): Promise<EndpointRegistration> {
     this.assertOpen();
     const { endpoint, ttlMs } = checkRegistration(request, Date.now());
-    const file = join(this.dir, fileNameOf(endpoint));
+    const name = fileNameOf(endpoint);
+    const bytes = Buffer.byteLength(name);
+    if (bytes > MAX_FILE_NAME_BYTES) {
+      throw cgError('USAGE', `bad endpoint registration: id is too long for the file store (its heartbeat file name, zone@service@id URI-encoded, would be ${bytes} bytes; at most ${MAX_FILE_NAME_BYTES})`);
+    }
+    const file = join(this.dir, name);
     const registration = new FileEndpointRegistration(this.dir, file, endpoint, ttlMs, (r) => this.registrations.delete(r));
     this.registrations.add(registration);
     try {
