@@ -138,3 +138,28 @@ test('refusals: remove a zone with cells or the global zone, add a duplicate or 
   t.regex(none.stderr, /no elastic zone is up/);
   t.is((await table(tg)).version, version, 'nothing was written');
 });
+
+test('zone add --service with a name that is also an Object property ("constructor", "toString") adds that service', async (t) => {
+  const tg = await target(t);
+  await run(t, ['zone', 'add', 'zz', '--region', 'east', '--city', 'shanghai', '--capacity', '1', '--upstream', 'http://127.0.0.1:1',
+    '--service', 'constructor=http://127.0.0.1:2', '--service', 'toString=http://127.0.0.1:3', '--service', 'toString=http://127.0.0.1:4', ...change('x'), ...tg.flags], 0);
+  const zz = (await table(tg)).table.zones.find((z) => z.name === 'zz');
+  t.deepEqual(zz?.services, { constructor: { upstreams: ['http://127.0.0.1:2'] }, toString: { upstreams: ['http://127.0.0.1:3', 'http://127.0.0.1:4'] } });
+});
+
+test('zone remove is refused (exit 3) while a live gateway runs in that zone; once it is gone the zone is removed', async (t) => {
+  const tg = await target(t);
+  await run(t, ['zone', 'add', 'zz', '--region', 'east', '--city', 'shanghai', '--capacity', '1', '--upstream', 'http://127.0.0.1:1', ...change('x'), ...tg.flags], 0);
+  const { version } = await table(tg);
+  const now = new Date().toISOString();
+  const gw = await tg.store.presence.register({ id: 'gw-in-zz', zone: 'zz', appliedVersion: version, checksum: 'x', inFlight: 0, startedAt: now, updatedAt: now, pid: 1, host: 'h' }, 30);
+  let closed = false;
+  t.teardown(() => (closed ? undefined : gw.close()));
+  const refused = await run(t, ['zone', 'remove', 'zz', ...change('x'), ...tg.flags], 3);
+  t.regex(refused.stderr, /1 live gateway\(s\) run in it \(--zone zz\): gw-in-zz/);
+  t.is((await table(tg)).version, version, 'nothing was written');
+  await gw.close();
+  closed = true;
+  await run(t, ['zone', 'remove', 'zz', ...change('x'), ...tg.flags], 0);
+  t.false((await table(tg)).table.zones.some((z) => z.name === 'zz'));
+});

@@ -90,14 +90,17 @@ export function registryContract(name: string, make: MakeRegistryStore): void {
     await writeRawEndpoint('sh-a/orders/nourl', JSON.stringify({ weight: 1, registeredAt: new Date().toISOString() }));
     await writeRawEndpoint('sh-a/orders/cred', JSON.stringify({ url: 'http://u:p@h:1', weight: 1, registeredAt: new Date().toISOString() }));
     await writeRawEndpoint('sh-a/orders/big', JSON.stringify({ url: 'http://h:1', weight: 1, registeredAt: new Date().toISOString(), pad: 'x'.repeat(MAX_RECORD_BYTES) }));
+    // Fewer characters than the bound, more bytes (2 each in UTF-8): the bound is in bytes.
+    await writeRawEndpoint('sh-a/orders/wide', JSON.stringify({ url: 'http://h:1', weight: 1, registeredAt: new Date().toISOString(), pad: '\u00e9'.repeat(MAX_RECORD_BYTES / 2 + 10) }));
     const snap = await store.registry.snapshot();
     t.deepEqual(ids(snap), ['sh-a/orders/good']);
-    t.is(snap.refusedCount, 4);
-    t.deepEqual(snap.refused.map((r) => r.key), ['sh-a/orders/big', 'sh-a/orders/cred', 'sh-a/orders/junk', 'sh-a/orders/nourl']);
+    t.is(snap.refusedCount, 5);
+    t.deepEqual(snap.refused.map((r) => r.key), ['sh-a/orders/big', 'sh-a/orders/cred', 'sh-a/orders/junk', 'sh-a/orders/nourl', 'sh-a/orders/wide']);
+    t.regex(snap.refused.find((r) => r.key.endsWith('wide'))!.problem, /larger than/);
     t.regex(snap.refused.find((r) => r.key.endsWith('nourl'))!.problem, /url/);
     const watched = watchRegistry(t, store);
     await waitFor('a snapshot', () => watched.snapshots.length >= 1);
-    t.is(watched.last()?.refusedCount, 4);
+    t.is(watched.last()?.refusedCount, 5);
     t.deepEqual(ids(watched.last()), ['sh-a/orders/good']);
   });
 }

@@ -93,3 +93,23 @@ test('registerEndpoint: close() during a failing check stops the loop for good',
   t.is(checks, after, 'no check after close()');
   t.deepEqual((await store.registry.snapshot()).endpoints, []);
 });
+
+test('registerEndpoint: a checkPath that names another host (//host/…, /\\host/…) is USAGE, never a check of that host', async (t) => {
+  const [svc, decoy] = await startUpstreams('svc', 'decoy');
+  t.teardown(() => stopAll([svc!, decoy!]));
+  // The instance itself is unhealthy; the decoy answers 200 to everything.
+  svc!.probeBehave = svc!.behave = (_req, res) => {
+    res.writeHead(500);
+    res.end();
+    return true;
+  };
+  const store = new MemoryStore();
+  t.teardown(() => store.close());
+  const host = new URL(decoy!.url).host;
+  for (const checkPath of [`//${host}/healthz`, `/\\${host}/healthz`, `/\t/${host}/healthz`]) {
+    const err = await t.throwsAsync(registerEndpoint({ store, zone: 'sh-a', service: 'default', url: svc!.url, id: 'svc-1', checkPath, checkIntervalMs: 100 }));
+    t.true(isCellgateError(err, 'USAGE'), checkPath);
+    t.regex((err as Error).message, /checkPath/);
+  }
+  t.deepEqual((await store.registry.snapshot()).endpoints, [], 'the unhealthy instance is not registered on the decoy\'s health');
+});

@@ -115,7 +115,10 @@ test('a route rule names a service (default "default") and may strip its prefix'
 test('stripPrefix sends the rest of the path, at least "/", query kept (as nginx\'s proxy_pass with a URI)', (t) => {
   t.is(strippedUrl('/orders/42?x=1', '/orders/'), '/42?x=1');
   t.is(strippedUrl('/orders/', '/orders/'), '/');
-  t.is(strippedUrl('/orders//x', '/orders/'), '//x', 'the path is not normalised');
+  t.is(strippedUrl('/orders//x', '/orders/'), '/x', 'the slashes it would start with are one (never "//host", another host to a URL parser)');
+  t.is(strippedUrl('/pay/\\evil/x', '/pay'), '/evil/x', 'a backslash is a slash to a URL parser');
+  t.is(strippedUrl('/pay//', '/pay'), '/');
+  t.is(strippedUrl('/orders/x//y', '/orders/'), '/x//y', 'the rest of the path is not normalised');
   t.is(strippedUrl('/pay', '/pay'), '/');
   t.is(strippedUrl('/pay?q', '/pay'), '/?q');
   t.is(strippedUrl('/pay/x', '/pay'), '/x');

@@ -127,6 +127,24 @@ test('a WebSocket goes to its route\'s service in the user\'s zone, prefix strip
   t.is(hello.headers['x-cell-zone'], 'zb');
 });
 
+test('stripPrefix never sends a path that starts "//" or "/\\" (another host to a URL parser): one slash, over HTTP and WebSocket', async (t) => {
+  const { table } = await estate(t);
+  const { gw, url } = await startGateway(t, new MemoryStore(table), { config: { routes: ROUTES }, waitVersion: 1 });
+  const user = userPerZone(gw).zb!;
+  for (const path of ['/pay//evil.example/x', '/pay/\\evil.example/x', '/pay/\\/evil.example/x']) {
+    const got = await who(url, path, user);
+    t.deepEqual([got.upstream, got.url], ['zb-payments', '/evil.example/x'], path);
+  }
+  const hello = await new Promise<Who>((resolve, reject) => {
+    const ws = new WebSocket(`${url.replace('http', 'ws')}/pay//evil.example/stream`, { headers: { 'x-user-id': user } });
+    t.teardown(() => ws.terminate());
+    ws.once('message', (data) => resolve(JSON.parse(data.toString()) as Who));
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`WebSocket refused: ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+  t.deepEqual([hello.upstream, hello.url], ['zb-payments', '/evil.example/stream']);
+});
+
 test('a zone without endpoints for a service answers 502 UPSTREAM_UNAVAILABLE naming the zone and the service', async (t) => {
   const { table } = await estate(t, { zbPayments: false });
   const { gw, url } = await startGateway(t, new MemoryStore(table), { config: { routes: ROUTES }, waitVersion: 1 });

@@ -2,10 +2,11 @@
 // separate OS processes racing on the lock, stale locks, polling without fs.watch,
 // heartbeat files that go stale, a torn history line.
 import test, { type ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { constants as fsConstants } from 'node:fs';
+import { appendFile, mkdir, mkdtemp, open as fsOpen, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { tableChecksum } from '../src/cells/checksum';
 import { isCellgateError } from '../src/errors';
 import { createFileStore, type FileStoreOptions } from '../src/store/file-store';
@@ -223,6 +224,49 @@ test('file: a registered endpoint is live while its heartbeat is fresh; a stale 
   t.deepEqual((await store.registry.snapshot()).endpoints.map((e) => e.id), ['i-1']);
   await reg.close();
   t.deepEqual((await store.registry.snapshot()).endpoints, [], 'close() deletes at once');
+});
+
+test('file: an id whose heartbeat file name the file system cannot hold is USAGE (not STORE_UNAVAILABLE); one that fits registers', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path);
+  const longest = { zone: 'z'.repeat(63), service: 's'.repeat(63), url: 'http://127.0.0.1:9001' };
+  // 63 + 1 + 63 + 1 + 100 + ".json": 233 bytes, and the atomic write's temporary name adds 22 (255 in all).
+  const reg = await store.registry.register({ ...longest, id: 'x'.repeat(100) });
+  t.teardown(() => reg.close());
+  t.deepEqual((await store.registry.snapshot()).endpoints.map((e) => e.id.length), [100]);
+  for (const id of ['x'.repeat(101), 'x'.repeat(200), '\u00e9'.repeat(40)]) {
+    const err = await t.throwsAsync(store.registry.register({ ...longest, id }));
+    t.true(isCellgateError(err, 'USAGE'), `${id.length}: ${String(err)}`);
+    t.regex((err as Error).message, /too long for the file store/);
+  }
+  t.is((await store.registry.snapshot()).endpoints.length, 1, 'nothing else was written');
+});
+
+test('file: a FIFO or a symlink in the endpoints directory is refused, never read through (a FIFO hung every snapshot)', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path);
+  const dir = `${path}.endpoints`;
+  const reg = await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001' });
+  t.teardown(() => reg.close());
+  const fifo = join(dir, 'sh-a@orders@fifo.json');
+  execFileSync('mkfifo', [fifo]);
+  // Whatever is still blocked opening the FIFO (the bug) is let go when the test ends.
+  t.teardown(async () => {
+    const w = await fsOpen(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK).catch(() => null);
+    await w?.close();
+  });
+  const elsewhere = join(dirname(path), 'record.json');
+  await writeFile(elsewhere, JSON.stringify({ url: 'http://127.0.0.1:9002', weight: 1, registeredAt: new Date().toISOString(), ttlMs: 60_000 }));
+  await symlink(elsewhere, join(dir, 'sh-a@orders@link.json'));
+  const snapshot = await Promise.race([
+    store.registry.snapshot(),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('snapshot did not answer within 5 s')), 5_000).unref()),
+  ]);
+  t.deepEqual(snapshot.endpoints.map((e) => e.id), ['i-1']);
+  t.deepEqual(snapshot.refused.map((r) => [r.key, r.problem]), [
+    ['sh-a/orders/fifo', 'not a regular file'],
+    ['sh-a/orders/link', 'a symbolic link, not a heartbeat file'],
+  ]);
 });
 
 test('file: a history line torn by a crash is not an entry', async (t) => {

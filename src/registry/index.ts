@@ -43,6 +43,18 @@ export interface EndpointHandle {
 
 export const DEFAULT_CHECK_INTERVAL_MS = 1_000;
 
+/**
+ * The check is GET url + checkPath on the instance itself: a path (starting with "/"), never a
+ * reference that resolves to another host ("//host/x"; "/\host/x", as the URL parser reads "\"
+ * as "/"; or with control characters, which it drops), whose 200 would keep a dead instance registered.
+ */
+function checkCheckPath(checkPath: string, url: string): void {
+  const bad = (why: string) => cgError('USAGE', `checkPath must be a path on the instance (${why}), got ${JSON.stringify(checkPath)}`);
+  if (!checkPath.startsWith('/')) throw cgError('USAGE', `checkPath must start with "/", got ${JSON.stringify(checkPath)}`);
+  if (/[\u0000-\u0020\u007f\\]/.test(checkPath)) throw bad('no spaces, control characters or "\\"');
+  if (checkPath.startsWith('//') || new URL(checkPath, url).origin !== new URL(url).origin) throw bad('the instance\'s own host and port');
+}
+
 export function defaultEndpointId(): string {
   return `${hostname()}-${process.pid}`;
 }
@@ -55,10 +67,10 @@ export function defaultEndpointId(): string {
 export async function registerEndpoint(options: RegisterEndpointOptions): Promise<EndpointHandle> {
   const checkIntervalMs = options.checkIntervalMs ?? DEFAULT_CHECK_INTERVAL_MS;
   if (!Number.isInteger(checkIntervalMs) || checkIntervalMs < 100) throw cgError('USAGE', `checkIntervalMs must be an integer >= 100, got ${String(checkIntervalMs)}`);
-  if (options.checkPath !== undefined && !options.checkPath.startsWith('/')) throw cgError('USAGE', `checkPath must start with "/", got ${JSON.stringify(options.checkPath)}`);
   const { zone, service, url, weight, ttlMs } = options;
   const request = { zone, service, url, weight, ttlMs, id: options.id ?? defaultEndpointId() };
   checkRegistration(request, Date.now()); // bad input fails here, not at every check
+  if (options.checkPath !== undefined) checkCheckPath(options.checkPath, url);
   const owned = typeof options.store === 'string';
   const store = typeof options.store === 'string' ? openStore(options.store, { ...options.storeOptions, prefix: options.prefix }) : options.store;
   const registrar = new Registrar({ registry: store.registry, request, checkPath: options.checkPath, checkIntervalMs, log: options.log ?? (() => undefined) });

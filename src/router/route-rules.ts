@@ -40,14 +40,17 @@ function matches(url: string, prefix: string): boolean {
   return next === 0x2f /* / */ || next === 0x3f /* ? */;
 }
 
+const LEADING_SLASHES = /^[/\\]+/;
+
 /**
  * `url` (which `rule` matched) without the rule's prefix, as nginx's `proxy_pass http://up/`
  * in `location /prefix/` sends it: "/orders/x?q" → "/x?q", "/orders" → "/", "/orders?q" → "/?q".
+ * The slashes (and backslashes, which URL parsers read as slashes) it would start with are one
+ * "/", as nginx's merge_slashes makes them: "/orders//h/x" → "/h/x", never "//h/x", which a
+ * URL parser reads as another host (reply-from refused it with a 500, a WebSocket with a 400).
  */
 export function strippedUrl(url: string, prefix: string): string {
-  const rest = url.slice(prefix.length);
-  if (prefix.endsWith('/')) return `/${rest}`;
-  return rest.startsWith('/') ? rest : `/${rest}`;
+  return `/${url.slice(prefix.length).replace(LEADING_SLASHES, '')}`;
 }
 
 /**

@@ -66,7 +66,8 @@ export type DecodedEndpoint = { readonly ok: true; readonly endpoint: Registered
 /** Validates one stored record; `key` is its key below `endpoints/`. */
 export function decodeEndpoint(key: string, text: string): DecodedEndpoint {
   const bad = (problem: string): DecodedEndpoint => ({ ok: false, refused: { key, problem } });
-  if (text.length > MAX_RECORD_BYTES) return bad(`record is larger than ${MAX_RECORD_BYTES} bytes`);
+  // Bytes, not UTF-16 units (a unit is up to 3 UTF-8 bytes); more units than the bound are more bytes too.
+  if (text.length > MAX_RECORD_BYTES || Buffer.byteLength(text) > MAX_RECORD_BYTES) return bad(`record is larger than ${MAX_RECORD_BYTES} bytes`);
   const parts = key.split('/');
   if (parts.length !== 3) return bad('key is not <zone>/<service>/<id>');
   let id: string;

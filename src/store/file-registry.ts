@@ -4,19 +4,26 @@
 // its mtime. An endpoint is live while its mtime is within its TTL, so a killed instance
 // disappears by itself; close() deletes the file at once. Watches reuse presence's
 // fs.watch + poll (file-presence-watch.ts).
-import { mkdir, readdir, stat, unlink, utimes } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, readdir, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   checkRegistration, DEFAULT_ENDPOINT_TTL_MS, decodeEndpoint, documentOf, MAX_ENDPOINT_TTL_MS, MAX_RECORD_BYTES, MAX_REGISTERED_ENDPOINTS,
   MIN_ENDPOINT_TTL_MS, registrySnapshotKey, registrySnapshotOf, type DecodedEndpoint,
 } from './endpoint-record';
-import { errnoCode, readTextOrNull, storeUnavailable, writeFileAtomic } from './file-io';
+import { cgError } from '../errors';
+import { errnoCode, storeUnavailable, writeFileAtomic } from './file-io';
 import { FilePollWatch, type FilePresenceWatchOptions } from './file-presence-watch';
 import type {
   EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RegisteredEndpoint, RegistrySnapshot, RegistryWatch, RegistryWatchEvents,
 } from './types';
 
 const SEPARATOR = '@'; // never in a zone or service name (NAME), always encoded in an id
+/**
+ * A file name's bytes (255 on every common file system) less writeFileAtomic's temporary
+ * suffix (`.<name>.<pid ≤ 7>.<8 hex>.tmp`: 22): longer ids cannot be written at all.
+ */
+const MAX_FILE_NAME_BYTES = 255 - 22;
 
 function fileNameOf(e: RegisteredEndpoint): string {
   return `${e.zone}${SEPARATOR}${e.service}${SEPARATOR}${encodeURIComponent(e.id)}.json`;
@@ -86,7 +93,12 @@ export class FileRegistry implements EndpointRegistry {
   async register(request: EndpointRegistrationRequest): Promise<EndpointRegistration> {
     this.assertOpen();
     const { endpoint, ttlMs } = checkRegistration(request, Date.now());
-    const file = join(this.dir, fileNameOf(endpoint));
+    const name = fileNameOf(endpoint);
+    const bytes = Buffer.byteLength(name);
+    if (bytes > MAX_FILE_NAME_BYTES) {
+      throw cgError('USAGE', `bad endpoint registration: id is too long for the file store (its heartbeat file name, zone@service@id URI-encoded, would be ${bytes} bytes; at most ${MAX_FILE_NAME_BYTES})`);
+    }
+    const file = join(this.dir, name);
     const registration = new FileEndpointRegistration(this.dir, file, endpoint, ttlMs, (r) => this.registrations.delete(r));
     this.registrations.add(registration);
     try {
@@ -131,17 +143,14 @@ export class FileRegistry implements EndpointRegistry {
   /** The decoded record of a live file; null when it expired or vanished meanwhile. */
   private async readLive(name: string, key: string, now: number): Promise<DecodedEndpoint | null> {
     const file = join(this.dir, name);
-    let size: number;
-    let mtimeMs: number;
-    try {
-      ({ size, mtimeMs } = await stat(file));
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return null;
-      throw storeUnavailable(`cannot read ${file}`, err);
+    const read = await readBoundedRegularFile(file, MAX_RECORD_BYTES);
+    if (read === null) return null;
+    const { mtimeMs } = read;
+    if (read.text === null) {
+      // Not a regular file, or too large: refused while it looks alive (a dead one is not even named).
+      return now - mtimeMs > DEFAULT_ENDPOINT_TTL_MS ? null : { ok: false, refused: { key, problem: read.problem } };
     }
-    if (size > MAX_RECORD_BYTES) return now - mtimeMs > DEFAULT_ENDPOINT_TTL_MS ? null : { ok: false, refused: { key, problem: `record is larger than ${MAX_RECORD_BYTES} bytes` } };
-    const text = await readTextOrNull(file);
-    if (text === null) return null;
+    const text = read.text;
     let ttlMs = DEFAULT_ENDPOINT_TTL_MS;
     try {
       const t = (JSON.parse(text) as { ttlMs?: unknown }).ttlMs;
@@ -150,5 +159,37 @@ export class FileRegistry implements EndpointRegistry {
     // A heartbeat older than its TTL is an instance that is gone, whatever the file says.
     if (now - mtimeMs > ttlMs) return null;
     return decodeEndpoint(key, text);
+  }
+}
+
+type BoundedRead = { readonly mtimeMs: number } & ({ readonly text: string } | { readonly text: null; readonly problem: string });
+
+/**
+ * At most `maxBytes` of a regular file, with its mtime; null when it is gone. Opened without
+ * following a symlink and without blocking (a FIFO dropped in the directory would otherwise
+ * hang every snapshot until someone writes to it), and read from the open descriptor (a file
+ * growing after a stat cannot make the read unbounded).
+ */
+async function readBoundedRegularFile(file: string, maxBytes: number): Promise<BoundedRead | null> {
+  let fh;
+  try {
+    fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT') return null;
+    if (code === 'ELOOP') return { mtimeMs: (await lstat(file).catch(() => null))?.mtimeMs ?? 0, text: null, problem: 'a symbolic link, not a heartbeat file' };
+    throw storeUnavailable(`cannot read ${file}`, err);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) return { mtimeMs: st.mtimeMs, text: null, problem: 'not a regular file' };
+    const buf = Buffer.alloc(maxBytes + 1);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    if (bytesRead > maxBytes) return { mtimeMs: st.mtimeMs, text: null, problem: `record is larger than ${maxBytes} bytes` };
+    return { mtimeMs: st.mtimeMs, text: buf.toString('utf8', 0, bytesRead) };
+  } catch (err) {
+    throw storeUnavailable(`cannot read ${file}`, err);
+  } finally {
+    await fh.close().catch(() => undefined);
   }
 }

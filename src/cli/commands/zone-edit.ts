@@ -35,7 +35,8 @@ function numberOrText(raw: string): number | string {
 export function zoneDocFromFlags(name: string, values: Parsed['values']): Record<string, unknown> {
   const missing = ['region', 'city', 'capacity'].filter((f) => stringOption(values, f) === undefined);
   if (missing.length) throw cgError('USAGE', `zone add needs ${missing.map((f) => `--${f}`).join(', ')}`);
-  const services: Record<string, { upstreams: string[] }> = {};
+  // A Map, not an object: a service may be named "constructor" or "toString" (both are NAMEs).
+  const services = new Map<string, { upstreams: string[] }>();
   const upstreams = list(values, 'upstream');
   for (const spec of list(values, 'service')) {
     const eq = spec.indexOf('=');
@@ -44,13 +45,14 @@ export function zoneDocFromFlags(name: string, values: Parsed['values']): Record
     const url = spec.slice(eq + 1);
     // The default service's endpoints are the zone's plain upstreams (today's tables).
     if (service === DEFAULT_SERVICE) upstreams.push(url);
-    else (services[service] ??= { upstreams: [] }).upstreams.push(url);
+    else if (services.has(service)) services.get(service)!.upstreams.push(url);
+    else services.set(service, { upstreams: [url] });
   }
   const healthPath = stringOption(values, 'health-path');
   return {
     name, region: stringOption(values, 'region'), city: stringOption(values, 'city'),
     capacity: numberOrText(stringOption(values, 'capacity') as string), upstreams,
-    ...(Object.keys(services).length ? { services } : {}),
+    ...(services.size ? { services: Object.fromEntries(services) } : {}),
     ...(healthPath !== undefined ? { healthPath } : {}),
     ...(values.elastic === true ? { elastic: true } : {}),
   };
@@ -82,15 +84,30 @@ export const zoneAddCommand: Command = {
   },
 };
 
+/**
+ * Gateways started with `--zone NAME` route their city-class traffic to their own zone (or the
+ * nearest up one, found by its city and region): with NAME gone from the table they have no
+ * zone at all, and every city request fails ZONE_DOWN. Refused while one is live, unless --force.
+ */
+async function refuseWhileGatewaysLive(ctx: CommandContext, name: string): Promise<void> {
+  if (ctx.args.values.force === true) return;
+  const live = (await ctx.store().presence.snapshot()).records.filter((g) => g.zone === name).map((g) => g.id).sort();
+  if (live.length === 0) return;
+  const named = `${live.slice(0, 8).join(', ')}${live.length > 8 ? `, … (${live.length})` : ''}`;
+  throw cgError('PLAN_REFUSED', `zone ${name} cannot be removed: ${live.length} live gateway(s) run in it (--zone ${name}): ${named}; `
+    + 'without their zone in the table every city-class request they get fails ZONE_DOWN (move them to another --zone first, or --force)', { detail: live });
+}
+
 export const zoneRemoveCommand: Command = {
   words: ['zone', 'remove'],
   usage: `cellctl zone remove NAME ${STORE} ${CHANGE_FLAGS}`,
-  summary: 'remove a zone that holds no cells, is no cell\'s home and is not the global zone',
+  summary: 'remove a zone that holds no cells, is no cell\'s home, is not the global zone and runs no live gateway (--force: even so)',
   examples: ['cellctl zone remove peak-a --reason "peak over" --yes --etcd etcd-1.internal:2379'],
   options: CHANGE_OPTIONS,
-  run: (ctx) => {
+  run: async (ctx) => {
     const name = zoneName(ctx);
     const o = plannerOptions(ctx);
+    await refuseWhileGatewaysLive(ctx, name);
     return runChange(ctx, (t: RoutingTable) => planZoneListChange(t, removeZone(t, name), `zone remove ${name}`, [`zone ${name} removed`], o));
   },
 };
