@@ -265,7 +265,7 @@ test('file: a FIFO or a symlink in the endpoints directory is refused, never rea
   t.deepEqual(snapshot.endpoints.map((e) => e.id), ['i-1']);
   t.deepEqual(snapshot.refused.map((r) => [r.key, r.problem]), [
     ['sh-a/orders/fifo', 'not a regular file'],
-    ['sh-a/orders/link', 'a symbolic link, not a heartbeat file'],
+    ['sh-a/orders/link', 'a symbolic link, not a record file'],
   ]);
 });
 
@@ -365,4 +365,28 @@ test('openStore opens a file store', async (t) => {
   const res = await store.compareAndSwap(0, demoTable()); // creates the directory
   t.true(res.ok);
   t.is((await store.load())?.version, 1);
+});
+
+test('file: a FIFO or a symlink in the presence directory is reported malformed, never read through', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path);
+  const now = new Date().toISOString();
+  const reg = await store.presence.register({ id: 'gw-1', zone: 'sh-a', appliedVersion: 1, checksum: 'sha256:x', inFlight: 0, startedAt: now, updatedAt: now, pid: process.pid, host: 'test' }, 10);
+  t.teardown(() => reg.close());
+  const dir = `${path}.gateways`;
+  const fifo = join(dir, 'gw-fifo.json');
+  execFileSync('mkfifo', [fifo]);
+  t.teardown(async () => {
+    const w = await fsOpen(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK).catch(() => null);
+    await w?.close();
+  });
+  const elsewhere = join(dirname(path), 'gw.json');
+  await writeFile(elsewhere, '{}');
+  await symlink(elsewhere, join(dir, 'gw-link.json'));
+  const snapshot = await Promise.race([
+    store.presence.snapshot(),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('snapshot did not answer within 5 s')), 5_000).unref()),
+  ]);
+  t.deepEqual(snapshot.records.map((r) => r.id), ['gw-1']);
+  t.deepEqual(snapshot.malformed.map((m) => [m.id, m.problem]), [['gw-fifo', 'not a regular file'], ['gw-link', 'a symbolic link, not a record file']]);
 });

@@ -1,7 +1,8 @@
 // Small file-system steps the file store is built from: crash-safe replacement of a file
 // and reads that tell "absent" from "broken". Failures become STORE_UNAVAILABLE here.
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { cgError } from '../errors';
 
@@ -73,5 +74,37 @@ export async function readTextOrNull(path: string): Promise<string | null> {
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return null;
     throw storeUnavailable(`cannot read ${path}`, err);
+  }
+}
+
+export type BoundedRead = { readonly mtimeMs: number } & ({ readonly text: string } | { readonly text: null; readonly problem: string });
+
+/**
+ * At most `maxBytes` of a regular file, with its mtime; null when it is gone. Opened without
+ * following a symlink and without blocking (a FIFO dropped in the directory would otherwise
+ * hang every snapshot until someone writes to it), and read from the open descriptor (a file
+ * growing after a stat cannot make the read unbounded).
+ */
+export async function readBoundedRegularFile(file: string, maxBytes: number): Promise<BoundedRead | null> {
+  let fh;
+  try {
+    fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT') return null;
+    if (code === 'ELOOP') return { mtimeMs: (await lstat(file).catch(() => null))?.mtimeMs ?? 0, text: null, problem: 'a symbolic link, not a record file' };
+    throw storeUnavailable(`cannot read ${file}`, err);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) return { mtimeMs: st.mtimeMs, text: null, problem: 'not a regular file' };
+    const buf = Buffer.alloc(maxBytes + 1);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    if (bytesRead > maxBytes) return { mtimeMs: st.mtimeMs, text: null, problem: `record is larger than ${maxBytes} bytes` };
+    return { mtimeMs: st.mtimeMs, text: buf.toString('utf8', 0, bytesRead) };
+  } catch (err) {
+    throw storeUnavailable(`cannot read ${file}`, err);
+  } finally {
+    await fh.close().catch(() => undefined);
   }
 }

@@ -1,14 +1,17 @@
 // Presence for the file store: one JSON file per gateway in `<table>.gateways/`, rewritten
 // every ttl/3 as a heartbeat. A gateway is live while its file's mtime is within its TTL,
 // so a crashed gateway disappears by itself; close() deletes the file at once.
-import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cgError } from '../errors';
-import { errnoCode, readTextOrNull, storeUnavailable, writeFileAtomic } from './file-io';
+import { errnoCode, readBoundedRegularFile, storeUnavailable, writeFileAtomic } from './file-io';
 import { FilePresenceWatch, type FilePresenceWatchOptions } from './file-presence-watch';
 import { checkPresenceArgs, DEFAULT_PRESENCE_TTL_SECONDS } from './presence-args';
 import { decodePresence, snapshotOf, type DecodedPresence } from './presence-record';
 import type { PresenceRecord, PresenceRegistration, PresenceSnapshot, PresenceStore, PresenceWatch, PresenceWatchEvents } from './types';
+
+/** Largest presence file read (a record is well under 2 KiB; the rest is room, not a limit anyone meets). */
+const MAX_PRESENCE_FILE_BYTES = 64 * 1024;
 
 interface PresenceFile {
   readonly ttlSeconds: number;
@@ -129,15 +132,11 @@ export class FilePresence implements PresenceStore {
     try {
       keyId = decodeURIComponent(keyId);
     } catch { /* not an encoded id: the raw file name names it */ }
-    let text: string | null;
-    let mtimeMs: number;
-    try {
-      [text, { mtimeMs }] = await Promise.all([readTextOrNull(file), stat(file)]);
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return null;
-      throw err;
-    }
-    if (text === null) return null;
+    // Bounded, regular files only: a FIFO or a symlink dropped in the directory is reported, never waited on.
+    const read = await readBoundedRegularFile(file, MAX_PRESENCE_FILE_BYTES);
+    if (read === null) return null;
+    const { mtimeMs, text } = read;
+    if (text === null) return now - mtimeMs > DEFAULT_PRESENCE_TTL_SECONDS * 1000 ? null : { ok: false, malformed: { id: keyId, problem: read.problem } };
     let content: Partial<PresenceFile> | null = null;
     try {
       content = JSON.parse(text) as Partial<PresenceFile>;

@@ -4,15 +4,14 @@
 // its mtime. An endpoint is live while its mtime is within its TTL, so a killed instance
 // disappears by itself; close() deletes the file at once. Watches reuse presence's
 // fs.watch + poll (file-presence-watch.ts).
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, unlink, utimes } from 'node:fs/promises';
+import { mkdir, readdir, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   checkRegistration, DEFAULT_ENDPOINT_TTL_MS, decodeEndpoint, documentOf, MAX_ENDPOINT_TTL_MS, MAX_RECORD_BYTES, MAX_REGISTERED_ENDPOINTS,
   MIN_ENDPOINT_TTL_MS, registrySnapshotKey, registrySnapshotOf, type DecodedEndpoint,
 } from './endpoint-record';
 import { cgError } from '../errors';
-import { errnoCode, storeUnavailable, writeFileAtomic } from './file-io';
+import { errnoCode, readBoundedRegularFile, storeUnavailable, writeFileAtomic } from './file-io';
 import { FilePollWatch, type FilePresenceWatchOptions } from './file-presence-watch';
 import type {
   EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RegisteredEndpoint, RegistrySnapshot, RegistryWatch, RegistryWatchEvents,
@@ -162,34 +161,3 @@ export class FileRegistry implements EndpointRegistry {
   }
 }
 
-type BoundedRead = { readonly mtimeMs: number } & ({ readonly text: string } | { readonly text: null; readonly problem: string });
-
-/**
- * At most `maxBytes` of a regular file, with its mtime; null when it is gone. Opened without
- * following a symlink and without blocking (a FIFO dropped in the directory would otherwise
- * hang every snapshot until someone writes to it), and read from the open descriptor (a file
- * growing after a stat cannot make the read unbounded).
- */
-async function readBoundedRegularFile(file: string, maxBytes: number): Promise<BoundedRead | null> {
-  let fh;
-  try {
-    fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (err) {
-    const code = errnoCode(err);
-    if (code === 'ENOENT') return null;
-    if (code === 'ELOOP') return { mtimeMs: (await lstat(file).catch(() => null))?.mtimeMs ?? 0, text: null, problem: 'a symbolic link, not a heartbeat file' };
-    throw storeUnavailable(`cannot read ${file}`, err);
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) return { mtimeMs: st.mtimeMs, text: null, problem: 'not a regular file' };
-    const buf = Buffer.alloc(maxBytes + 1);
-    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    if (bytesRead > maxBytes) return { mtimeMs: st.mtimeMs, text: null, problem: `record is larger than ${maxBytes} bytes` };
-    return { mtimeMs: st.mtimeMs, text: buf.toString('utf8', 0, bytesRead) };
-  } catch (err) {
-    throw storeUnavailable(`cannot read ${file}`, err);
-  } finally {
-    await fh.close().catch(() => undefined);
-  }
-}
