@@ -101,6 +101,7 @@ export const GatewayConfigSchema = Type.Object({
     ejectBaseMs: int(1, MAX_MS, 1_000, 'First ejection; each further one doubles, up to ejectMaxMs.'),
     ejectMaxMs: int(1, MAX_MS, 30_000, 'Longest ejection.'),
     connectionsPerEndpoint: int(1, 100_000, 128, 'Requests one endpoint has at once.'),
+    keepAliveTimeoutMs: int(1, MAX_MS, 60_000, 'Idle upstream connections are kept this long for the next request (nginx\'s upstream keepalive_timeout); a shorter Keep-Alive timeout hint of the upstream wins.'),
     maxPendingPerZone: int(0, 1_000_000, 1024, 'Requests of one service of one zone waiting for a connection; one more: 503 ZONE_OVERLOADED at once.'),
   }, 'Upstream endpoints: timeouts, passive health, bounds.'),
   server: section({
