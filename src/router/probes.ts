@@ -34,7 +34,8 @@ type ProbeResult = 'ok' | 'failed';
 interface EndpointProbe {
   readonly zone: string;
   readonly service: string;
-  readonly url: string;
+  /** Parsed once: a probe is made every interval for every endpoint. */
+  readonly url: URL;
   inFlight: boolean;
   /** The last probe's outcome; null before the first one ends (no evidence either way). */
   last: ProbeResult | null;
@@ -118,7 +119,7 @@ export class ZoneProber {
         const key = probeKey(pool.key, ep.origin);
         live.add(key);
         if (!this.endpoints.has(key) && this.endpoints.size < MAX_PROBES) {
-          this.endpoints.set(key, { zone: pool.zone, service: pool.service, url: ep.origin + pool.healthPath, inFlight: false, last: null, lastOkMs: null });
+          this.endpoints.set(key, { zone: pool.zone, service: pool.service, url: new URL(ep.origin + pool.healthPath), inFlight: false, last: null, lastOkMs: null });
         }
       }
     }
@@ -133,7 +134,7 @@ export class ZoneProber {
 
   private probe(e: EndpointProbe): void {
     e.inFlight = true;
-    const url = new URL(e.url);
+    const url = e.url;
     const mod = url.protocol === 'https:' ? https : http;
     const agent = url.protocol === 'https:' ? this.agents.https : this.agents.http;
     let settled = false;
@@ -141,10 +142,14 @@ export class ZoneProber {
       if (settled) return;
       settled = true;
       e.inFlight = false;
+      const changed = e.last !== result;
       e.last = result;
       if (result === 'ok') e.lastOkMs = this.o.clock.now();
       this.probes.inc({ zone: e.zone, service: e.service, result });
-      if (!this.closed) this.evaluate();
+      // Only a changed outcome can change a zone's summary: evaluate() walks every endpoint,
+      // so running it after every probe cost O(endpoints²) per interval. Passive ejections
+      // are picked up by the evaluate() of every tick.
+      if (changed && !this.closed) this.evaluate();
     };
     let req: http.ClientRequest;
     try {
