@@ -93,3 +93,46 @@ test('probes carry the gateway id as a header even when the id is not ASCII (per
   const probe = a1!.probes.find((r) => r.headers['x-cellgate-probe'] !== undefined)!;
   t.is(probe.headers['x-cellgate-probe'], 'gw-%E7%94%A8%E6%88%B7%201%25');
 });
+
+test('an endpoint answering traffic is probed only every 10th interval; a failing health path is still seen under traffic', async (t) => {
+  const [a1] = await startUpstreams('a1');
+  t.teardown(() => stopAll([a1!]));
+  let probeFails = false;
+  a1!.probeBehave = (_req, res) => {
+    if (!probeFails) return false;
+    res.writeHead(503).end();
+    return true;
+  };
+  const store = new MemoryStore();
+  await store.compareAndSwap(0, tableFor([{ name: 'a', upstreams: [a1!.url] }]));
+  const intervalMs = 100;
+  const { gw, url } = await startGateway(t, store, { config: { probe: { intervalMs, timeoutMs: 500 } }, waitVersion: 1 });
+  const health = (): PresenceRecord['zoneHealth'] => store.presence.records.get(gw.config.id)?.zoneHealth;
+  await until('zone a published healthy', () => health()?.a?.healthy === true);
+
+  // Requests back to back for 30 intervals: one answered within every interval.
+  const probesBefore = a1!.probes.length;
+  const start = Date.now();
+  let answered = 0;
+  while (Date.now() - start < 30 * intervalMs) {
+    const r = await fetch(`${url}/traffic`, { headers: { 'x-user-id': 'user-1' } });
+    await r.arrayBuffer();
+    if (r.status === 200) answered += 1;
+  }
+  const probed = a1!.probes.length - probesBefore;
+  t.true(answered > 30, `traffic flowed (${answered} answered)`);
+  // Every interval would be ~30 probes; every 10th interval ~3 (more when a request took longer than an interval).
+  t.true(probed < 15, `${probed} probes in 30 intervals of traffic`);
+  t.true(probed >= 1, 'still probed now and then');
+  t.true(health()!.a!.healthy);
+
+  // The health path fails while traffic still succeeds: seen within TRAFFIC_PROBE_EVERY intervals.
+  probeFails = true;
+  const stopAt = Date.now() + 20_000;
+  while (health()?.a?.healthy !== false && Date.now() < stopAt) {
+    const r = await fetch(`${url}/traffic`, { headers: { 'x-user-id': 'user-1' } });
+    await r.arrayBuffer();
+  }
+  t.is(health()?.a?.healthy, false, 'a failing probe is not masked by traffic');
+  t.is(health()!.a!.endpointsUp, 0);
+});

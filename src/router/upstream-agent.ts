@@ -109,6 +109,7 @@ export interface UpstreamAgentOptions {
   readonly connectionsPerEndpoint: number;
   readonly requestTimeoutMs: number;
   readonly connectTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
 }
 
 /** What reply-from built from its `undici` options before, with every linked request abortable. */
@@ -116,6 +117,15 @@ export function createUpstreamAgent(o: UpstreamAgentOptions): Dispatcher {
   return new UpstreamAgent({
     connections: o.connectionsPerEndpoint,
     pipelining: 1,
+    // undici's default keeps an idle connection 4 s: with traffic spread over many endpoints
+    // each one sees a request less often than that, and a pause of 4 s closed them all (undici
+    // then also drops the origin's pool): with 500 endpoints, one reconnect per endpoint after
+    // every lull (bench registry-load).
+    // nginx keeps upstream connections 60 s, Envoy 1 h. An upstream's Keep-Alive: timeout=N hint
+    // shortens it (less undici's 2 s threshold): a server that closes sooner says so; a longer
+    // hint is capped at ours.
+    keepAliveTimeout: o.keepAliveTimeoutMs,
+    keepAliveMaxTimeout: o.keepAliveTimeoutMs,
     headersTimeout: o.requestTimeoutMs,
     bodyTimeout: o.requestTimeoutMs,
     // reply-from turns TLS verification off by default; a router must not.

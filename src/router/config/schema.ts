@@ -101,6 +101,7 @@ export const GatewayConfigSchema = Type.Object({
     ejectBaseMs: int(1, MAX_MS, 1_000, 'First ejection; each further one doubles, up to ejectMaxMs.'),
     ejectMaxMs: int(1, MAX_MS, 30_000, 'Longest ejection.'),
     connectionsPerEndpoint: int(1, 100_000, 128, 'Requests one endpoint has at once.'),
+    keepAliveTimeoutMs: int(1, MAX_MS, 60_000, 'Idle upstream connections are kept this long for the next request (nginx\'s upstream keepalive_timeout); a shorter Keep-Alive timeout hint of the upstream wins.'),
     maxPendingPerZone: int(0, 1_000_000, 1024, 'Requests of one service of one zone waiting for a connection; one more: 503 ZONE_OVERLOADED at once.'),
   }, 'Upstream endpoints: timeouts, passive health, bounds.'),
   server: section({
@@ -116,7 +117,7 @@ export const GatewayConfigSchema = Type.Object({
     }),
   }, 'Planned moves of a cell.'),
   probe: section({
-    intervalMs: int(100, MAX_MS, 1_000, 'Every zone endpoint is probed this often (GET of its service\'s healthPath, else the zone\'s; a connect error, a timeout or a 5xx fails); at most one probe in flight per endpoint.'),
+    intervalMs: int(100, MAX_MS, 1_000, 'Every zone endpoint is probed this often (GET of its service\'s healthPath, else the zone\'s; a connect error, a timeout or a 5xx fails); at most one probe in flight per endpoint. One that passed its last probe and answered traffic within the interval: every 10th interval.'),
     timeoutMs: int(1, MAX_MS, 1_000, 'One probe\'s deadline (connect to end of headers).'),
   }, 'Active health of zones (the evidence `cellgate autopilot` decides on).'),
   trustProxy: Type.Boolean({ default: false, description: 'Keep and extend client-sent x-forwarded-* (only behind a proxy you run).' }),
