@@ -39,8 +39,6 @@ export class Endpoint {
   ejectedUntilMs = 0;
   /** Requests with this endpoint right now (see admission.ts). */
   active = 0;
-  /** When it last answered a proxied request (not 502/503/504): the prober skips a probe then (probes.ts). */
-  answeredAtMs = -Infinity;
 
   constructor(origin: string) {
     this.origin = origin;
@@ -224,7 +222,6 @@ export class EndpointHealth {
       case 'success':
         e.consecutiveFailures = 0;
         e.ejections = 0;
-        e.answeredAtMs = this.now();
         return;
       case 'refused':
         e.consecutiveFailures += 1;

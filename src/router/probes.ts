@@ -8,19 +8,12 @@
 // there is no evidence either way. The per-zone summary is what the gateway
 // publishes for `cellgate autopilot` — only when it changes (not per probe), so presence
 // writes stay rare. One probe in flight per endpoint: a slow one is never stacked on.
-//
-// Traffic is evidence too: an endpoint whose last probe passed and that answered a proxied
-// request (not 502/503/504) within the last interval is not probed again then, up to
-// TRAFFIC_PROBE_EVERY intervals — in the spirit of Envoy's no_traffic_interval (probe rates
-// follow traffic) and HAProxy's `observe layer7`. A probe costs the gateway ~100-170 µs of
-// CPU: with 532 endpoints, ~90-125 ms of CPU per second, under load too (bench registry-load).
-// An endpoint whose probe failed is probed every interval.
 import http from 'node:http';
 import https from 'node:https';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ZoneHealthReport } from '../store/types';
 import type { Clock, TimerHandle } from './clock';
-import { allPools, type Endpoint, type Pools } from './endpoints';
+import { allPools, type Pools } from './endpoints';
 
 export interface ProbeOptions {
   readonly intervalMs: number;
@@ -43,11 +36,7 @@ interface EndpointProbe {
   readonly service: string;
   /** Parsed once: a probe is made every interval for every endpoint. */
   readonly url: URL;
-  /** Its passive health (the pools' Endpoint of its origin; refreshed on every sync). */
-  endpoint: Endpoint;
   inFlight: boolean;
-  /** When its last probe was sent (-Infinity before the first). */
-  probedAtMs: number;
   /** The last probe's outcome; null before the first one ends (no evidence either way). */
   last: ProbeResult | null;
   lastOkMs: number | null;
@@ -59,9 +48,6 @@ interface ZoneState {
   up: number;
   total: number;
 }
-
-/** An endpoint answering traffic (and passing) is still probed once every this many intervals. */
-const TRAFFIC_PROBE_EVERY = 10;
 
 /** Most endpoints probed (far above any real estate): the probe state is bounded. */
 const MAX_PROBES = 10_000;
@@ -118,20 +104,9 @@ export class ZoneProber {
     this.timer = null;
     if (this.closed) return;
     this.sync();
-    const now = this.o.clock.now();
-    for (const e of this.endpoints.values()) {
-      if (e.inFlight) continue;
-      if (this.answeredTraffic(e, now)) e.lastOkMs = e.endpoint.answeredAtMs;
-      else this.probe(e);
-    }
+    for (const e of this.endpoints.values()) if (!e.inFlight) this.probe(e);
     this.evaluate();
     this.timer = this.o.clock.setTimer(() => this.tick(), this.o.intervalMs);
-  }
-
-  /** Passed its last probe, answered a request within the interval, and was probed within TRAFFIC_PROBE_EVERY intervals. */
-  private answeredTraffic(e: EndpointProbe, now: number): boolean {
-    const interval = this.o.intervalMs;
-    return e.last === 'ok' && now - e.endpoint.answeredAtMs < interval && now - e.probedAtMs < TRAFFIC_PROBE_EVERY * interval;
   }
 
   /** Follows the applied table: new endpoints are added, gone ones forgotten (bounded by MAX_PROBES). */
@@ -143,10 +118,8 @@ export class ZoneProber {
       for (const ep of pool.endpoints) {
         const key = probeKey(pool.key, ep.origin);
         live.add(key);
-        const known = this.endpoints.get(key);
-        if (known) known.endpoint = ep;
-        else if (this.endpoints.size < MAX_PROBES) {
-          this.endpoints.set(key, { zone: pool.zone, service: pool.service, url: new URL(ep.origin + pool.healthPath), endpoint: ep, inFlight: false, probedAtMs: -Infinity, last: null, lastOkMs: null });
+        if (!this.endpoints.has(key) && this.endpoints.size < MAX_PROBES) {
+          this.endpoints.set(key, { zone: pool.zone, service: pool.service, url: new URL(ep.origin + pool.healthPath), inFlight: false, last: null, lastOkMs: null });
         }
       }
     }
@@ -161,7 +134,6 @@ export class ZoneProber {
 
   private probe(e: EndpointProbe): void {
     e.inFlight = true;
-    e.probedAtMs = this.o.clock.now();
     const url = e.url;
     const mod = url.protocol === 'https:' ? https : http;
     const agent = url.protocol === 'https:' ? this.agents.https : this.agents.http;

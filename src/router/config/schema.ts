@@ -117,7 +117,7 @@ export const GatewayConfigSchema = Type.Object({
     }),
   }, 'Planned moves of a cell.'),
   probe: section({
-    intervalMs: int(100, MAX_MS, 1_000, 'Every zone endpoint is probed this often (GET of its service\'s healthPath, else the zone\'s; a connect error, a timeout or a 5xx fails); at most one probe in flight per endpoint. One that passed its last probe and answered traffic within the interval: every 10th interval.'),
+    intervalMs: int(100, MAX_MS, 1_000, 'Every zone endpoint is probed this often (GET of its service\'s healthPath, else the zone\'s; a connect error, a timeout or a 5xx fails); at most one probe in flight per endpoint.'),
     timeoutMs: int(1, MAX_MS, 1_000, 'One probe\'s deadline (connect to end of headers).'),
   }, 'Active health of zones (the evidence `cellgate autopilot` decides on).'),
   trustProxy: Type.Boolean({ default: false, description: 'Keep and extend client-sent x-forwarded-* (only behind a proxy you run).' }),
