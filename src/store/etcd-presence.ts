@@ -1,127 +1,34 @@
-// Presence in etcd: `<prefix>/gateways/<id>` attached to a lease kept alive by etcd3. When
-// the lease is lost (etcd was away for longer than the TTL, or the lease was revoked), a
-// new one is granted and the record put again, with back-off until etcd answers.
-import type { Lease } from 'etcd3';
+// Presence in etcd: `<prefix>/gateways/<id>`, a leased record (etcd-leased-record.ts): gone
+// when the gateway dies or closes, put again when its lease is lost while it lives.
 import { cgError } from '../errors';
 import type { EtcdContext } from './etcd-client';
+import { EtcdLeasedRecord } from './etcd-leased-record';
 import { checkPresenceArgs, DEFAULT_PRESENCE_TTL_SECONDS } from './presence-args';
 import { decodeAll, EtcdPresenceWatch } from './etcd-presence-watch';
 import type { PresenceRecord, PresenceRegistration, PresenceSnapshot, PresenceStore, PresenceWatch, PresenceWatchEvents } from './types';
 
 class EtcdPresenceRegistration implements PresenceRegistration {
-  private lease: Lease | null = null;
-  private closed = false;
-  private reattaching: Promise<void> | null = null;
-  private stopWaiting: (() => void) | null = null;
-  private puts: Promise<void> = Promise.resolve();
-  /** The record last written to etcd. */
-  private published: PresenceRecord | null = null;
+  private readonly leased: EtcdLeasedRecord;
 
-  constructor(
-    private readonly ctx: EtcdContext,
-    private readonly key: string,
-    private record: PresenceRecord,
-    private readonly ttlSeconds: number,
-    private readonly onClosed: (r: EtcdPresenceRegistration) => void,
-  ) {}
+  constructor(ctx: EtcdContext, key: string, private record: PresenceRecord, ttlSeconds: number, private readonly onClosed: (r: EtcdPresenceRegistration) => void) {
+    this.leased = new EtcdLeasedRecord(ctx, key, JSON.stringify(record), ttlSeconds, 'presence');
+  }
 
-  /** First publication: fails (STORE_UNAVAILABLE) rather than retrying, so the caller knows. */
-  async start(): Promise<void> {
-    await this.attach();
+  start(): Promise<void> {
+    return this.leased.start();
   }
 
   async update(record: PresenceRecord): Promise<void> {
-    if (this.closed) throw cgError('STORE_UNAVAILABLE', `presence registration ${this.record.id} is closed`);
+    if (this.leased.isClosed) throw cgError('STORE_UNAVAILABLE', `presence registration ${this.record.id} is closed`);
     if (record.id !== this.record.id) throw cgError('USAGE', `cannot change a registration's id (${this.record.id} -> ${record.id})`);
     this.record = record;
-    // While a lost lease is being replaced, the re-attach publishes the latest record.
-    const lease = this.lease;
-    if (lease && !this.reattaching) await this.put(lease);
+    await this.leased.set(JSON.stringify(record));
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.leased.isClosed) return;
     this.onClosed(this);
-    this.stopWaiting?.();
-    await this.reattaching;
-    const lease = this.lease;
-    this.lease = null;
-    if (!lease) return;
-    try {
-      // Revoking deletes the key at once; if etcd is away, the lease expires by itself.
-      await this.ctx.call('revoke presence lease', 'write', () => lease.revoke());
-    } catch {
-      lease.release();
-    }
-  }
-
-  private async attach(): Promise<void> {
-    const lease = this.ctx.client.lease(this.ttlSeconds, { autoKeepAlive: true });
-    this.lease = lease;
-    try {
-      await this.ctx.call('grant presence lease', 'write', () => lease.grant());
-      await this.put(lease);
-      // Only a published lease is re-granted when lost; a failed attach is the caller's to retry.
-      if (lease.revoked()) throw cgError('STORE_UNAVAILABLE', 'presence lease lost while publishing');
-      lease.on('lost', () => this.onLost(lease));
-    } catch (err) {
-      if (this.lease === lease) this.lease = null;
-      lease.release();
-      throw err;
-    }
-  }
-
-  /** Puts are serialized, so that an older record never lands after a newer one. */
-  private put(lease: Lease): Promise<void> {
-    const next = this.puts.then(async () => {
-      const record = this.record;
-      await this.ctx.call('publish presence', 'write', () => lease.put(this.key).value(JSON.stringify(record)).exec());
-      this.published = record;
-    });
-    this.puts = next.catch(() => undefined);
-    return next;
-  }
-
-  private onLost(lease: Lease): void {
-    if (this.closed || this.lease !== lease || this.reattaching) return;
-    this.lease = null;
-    lease.release();
-    this.reattaching = this.reattach().finally(() => {
-      this.reattaching = null;
-    });
-  }
-
-  private async reattach(): Promise<void> {
-    const { retryMinMs, retryMaxMs } = this.ctx.opts;
-    let backoffMs = retryMinMs;
-    while (!this.closed) {
-      try {
-        await this.attach();
-        // update() calls made meanwhile only changed this.record.
-        while (this.published !== this.record && this.lease && !this.closed) await this.put(this.lease);
-        return;
-      } catch {
-        const halfAttached = this.lease; // granted, but the record could not be published on it
-        this.lease = null;
-        halfAttached?.release();
-        await this.wait(backoffMs);
-        backoffMs = Math.min(backoffMs * 2, retryMaxMs);
-      }
-    }
-  }
-
-  /** A back-off pause that close() cuts short. */
-  private wait(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.stopWaiting = null;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.stopWaiting = done;
-    });
+    await this.leased.close();
   }
 }
 

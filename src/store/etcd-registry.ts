@@ -2,11 +2,10 @@
 // registeredAt}, each on its own lease kept alive by etcd3 (TTL = the record's ttl, whole
 // seconds). An instance that dies stops the keep-alives and its record goes when the lease
 // expires; close() revokes the lease, which deletes the record at once. When the lease is
-// lost while the process lives (etcd was away longer than the TTL), a new one is granted and
-// the record put again, with back-off until etcd answers — as presence does.
-import type { Lease } from 'etcd3';
-import { cgError } from '../errors';
+// lost while the process lives, it is put again on a new one: a leased record
+// (etcd-leased-record.ts), as presence is.
 import type { EtcdContext } from './etcd-client';
+import { EtcdLeasedRecord } from './etcd-leased-record';
 import { checkRegistration, decodeEndpoint, documentOf, endpointKey, registrySnapshotKey, registrySnapshotOf, type DecodedEndpoint } from './endpoint-record';
 import { EtcdPrefixWatch } from './etcd-presence-watch';
 import type {
@@ -14,90 +13,21 @@ import type {
 } from './types';
 
 class EtcdEndpointRegistration implements EndpointRegistration {
-  private lease: Lease | null = null;
-  private closed = false;
-  private reattaching: Promise<void> | null = null;
-  private stopWaiting: (() => void) | null = null;
+  private readonly leased: EtcdLeasedRecord;
 
-  constructor(
-    private readonly ctx: EtcdContext,
-    private readonly key: string,
-    readonly endpoint: RegisteredEndpoint,
-    private readonly ttlSeconds: number,
-    private readonly onClosed: (r: EtcdEndpointRegistration) => void,
-  ) {}
+  constructor(ctx: EtcdContext, key: string, readonly endpoint: RegisteredEndpoint, ttlSeconds: number, private readonly onClosed: (r: EtcdEndpointRegistration) => void) {
+    this.leased = new EtcdLeasedRecord(ctx, key, JSON.stringify(documentOf(endpoint)), ttlSeconds, 'endpoint');
+  }
 
   /** The first registration fails (STORE_UNAVAILABLE) rather than retrying, so the caller knows. */
-  async start(): Promise<void> {
-    await this.attach();
+  start(): Promise<void> {
+    return this.leased.start();
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.leased.isClosed) return;
     this.onClosed(this);
-    this.stopWaiting?.();
-    await this.reattaching;
-    const lease = this.lease;
-    this.lease = null;
-    if (!lease) return;
-    try {
-      await this.ctx.call('revoke endpoint lease', 'write', () => lease.revoke());
-    } catch {
-      lease.release(); // etcd is away: the lease expires by itself within its TTL
-    }
-  }
-
-  private async attach(): Promise<void> {
-    const lease = this.ctx.client.lease(this.ttlSeconds, { autoKeepAlive: true });
-    this.lease = lease;
-    try {
-      await this.ctx.call('grant endpoint lease', 'write', () => lease.grant());
-      const value = JSON.stringify(documentOf(this.endpoint));
-      await this.ctx.call('register endpoint', 'write', () => lease.put(this.key).value(value).exec());
-      if (lease.revoked()) throw cgError('STORE_UNAVAILABLE', 'endpoint lease lost while registering');
-      lease.on('lost', () => this.onLost(lease));
-    } catch (err) {
-      if (this.lease === lease) this.lease = null;
-      lease.release();
-      throw err;
-    }
-  }
-
-  private onLost(lease: Lease): void {
-    if (this.closed || this.lease !== lease || this.reattaching) return;
-    this.lease = null;
-    lease.release();
-    this.reattaching = this.reattach().finally(() => {
-      this.reattaching = null;
-    });
-  }
-
-  private async reattach(): Promise<void> {
-    const { retryMinMs, retryMaxMs } = this.ctx.opts;
-    let backoffMs = retryMinMs;
-    while (!this.closed) {
-      try {
-        await this.attach();
-        return;
-      } catch {
-        await this.wait(backoffMs);
-        backoffMs = Math.min(backoffMs * 2, retryMaxMs);
-      }
-    }
-  }
-
-  /** A back-off pause that close() cuts short. */
-  private wait(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.stopWaiting = null;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.stopWaiting = done;
-    });
+    await this.leased.close();
   }
 }
 
