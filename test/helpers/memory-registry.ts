@@ -1,9 +1,9 @@
 // The endpoint registry of the in-memory store: records are kept as stored text (so that a
 // test can write a malformed one, as a foreign writer would) and validated on read like the
 // real stores do. There is no TTL: a registration lives until close() or expire().
-import { cgError } from '../../src/errors';
 import { checkRegistration, decodeEndpoint, documentOf, endpointKey, registrySnapshotKey, registrySnapshotOf } from '../../src/store/endpoint-record';
 import type { EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RegistrySnapshot, RegistryWatch, RegistryWatchEvents } from '../../src/store/types';
+import { snapshotWatch } from './memory-watch';
 
 /** What every MemoryStore opened over the same data shares. */
 export class MemoryRegistryData {
@@ -56,28 +56,7 @@ export class MemoryRegistry implements EndpointRegistry {
   }
 
   watch(events: RegistryWatchEvents): RegistryWatch {
-    let lastKey: string | null = null;
-    let failing = false;
-    const notify = () => {
-      if (!this.data.watchers.has(notify)) return;
-      if (!this.reachable()) {
-        if (!failing) events.onError?.(cgError('STORE_UNAVAILABLE', 'memory store is unreachable'));
-        failing = true;
-        lastKey = null;
-        return;
-      }
-      failing = false;
-      const s = this.read();
-      const key = registrySnapshotKey(s);
-      if (key === lastKey) return;
-      lastKey = key;
-      events.onSnapshot(s);
-    };
-    this.data.watchers.add(notify);
-    setImmediate(notify);
-    const watch = { close: async () => void this.data.watchers.delete(notify) };
-    this.closers.add(watch.close);
-    return watch;
+    return snapshotWatch(this.data.watchers, () => this.reachable(), () => this.read(), registrySnapshotKey, events, this.closers);
   }
 
   async closeAll(): Promise<void> {

@@ -11,6 +11,7 @@ import { historyEntry } from '../../src/store/history';
 import { decodePresence, snapshotKey, snapshotOf } from '../../src/store/presence-record';
 import { casInput, rejectedDocument } from '../../src/store/table-doc';
 import { MemoryRegistry, MemoryRegistryData } from './memory-registry';
+import { snapshotWatch } from './memory-watch';
 import type {
   CasResult, ChangeNote, HistoryEntry, PresenceRecord, PresenceRegistration, PresenceSnapshot, PresenceStore, PresenceWatch,
   PresenceWatchEvents, TableStore, TableWatch, TableWatchEvents,
@@ -93,28 +94,7 @@ class MemoryPresence implements PresenceStore {
   }
 
   watch(events: PresenceWatchEvents): PresenceWatch {
-    let lastKey: string | null = null;
-    let failing = false;
-    const notify = () => {
-      if (!this.data.presenceWatchers.has(notify)) return;
-      if (!this.data.reachable) {
-        if (!failing) events.onError?.(cgError('STORE_UNAVAILABLE', 'memory store is unreachable'));
-        failing = true;
-        lastKey = null;
-        return;
-      }
-      failing = false;
-      const s = this.read();
-      const key = snapshotKey(s);
-      if (key === lastKey) return;
-      lastKey = key;
-      events.onSnapshot(s);
-    };
-    this.data.presenceWatchers.add(notify);
-    setImmediate(notify);
-    const watch = { close: async () => void this.data.presenceWatchers.delete(notify) };
-    this.closers.add(watch.close);
-    return watch;
+    return snapshotWatch(this.data.presenceWatchers, () => this.data.reachable, () => this.read(), snapshotKey, events, this.closers);
   }
 
   async closeAll(): Promise<void> {
