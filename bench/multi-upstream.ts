@@ -6,6 +6,7 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { benchScript, makeTempDir, removeTempDir, startChild, startNode, type BenchChild } from './children';
+import { nginxPreamble } from './nginx';
 
 const READY_TIMEOUT_MS = 20_000;
 /** The same bytes as bench/nginx.ts and bench/upstream-server.ts send. */
@@ -22,20 +23,7 @@ function checkLoopback(listens: readonly string[]): void {
 }
 
 function nginxConfig(dir: string, listens: readonly string[]): string {
-  return `daemon off;
-master_process on;
-worker_processes 1;
-error_log ${dir}/error.log warn;
-pid ${dir}/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  server {
+  return `${nginxPreamble(dir)}  server {
 ${listens.map((l) => `    listen ${l};`).join('\n')}
     keepalive_requests 1000000;
     keepalive_timeout 60s;

@@ -41,7 +41,8 @@ function location(role: NginxRole): string {
     }`;
 }
 
-function config(dir: string, port: number, role: NginxRole): string {
+/** One worker, no daemon, every file under `dir`, no access log: the head of every bench nginx config, up to inside `http {`. */
+export function nginxPreamble(dir: string): string {
   return `daemon off;
 master_process on;
 worker_processes 1;
@@ -55,7 +56,11 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  ${'proxyTo' in role ? `upstream cells {
+`;
+}
+
+function config(dir: string, port: number, role: NginxRole): string {
+  return `${nginxPreamble(dir)}  ${'proxyTo' in role ? `upstream cells {
     hash $http_x_user_id consistent;
     server 127.0.0.1:${role.proxyTo};
     keepalive 128;

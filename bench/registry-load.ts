@@ -31,6 +31,7 @@ import {
 } from './registry-load-plan';
 import type { Report } from './report';
 import { findWrk, runWrk, type WrkResult } from './wrk';
+import { intFlag } from './args';
 
 const PREFIX_A = '/cellgate-load-a';
 const PREFIX_B = '/cellgate-load-b';
@@ -48,13 +49,7 @@ const RATIO_BAR = { min: 0.97, max: 1.03 };
 interface Side { readonly name: string; readonly child: BenchChild; readonly port: number; readonly adminPort: number; readonly runs: { wrk: WrkResult; cpuUs: number | null }[] }
 
 function args(argv: readonly string[]): { rounds: number; endpoints: number; probeMs: number | null } {
-  const int = (name: string, dflt: number, min: number, max: number): number => {
-    const i = argv.indexOf(`--${name}`);
-    if (i < 0) return dflt;
-    const n = Number(argv[i + 1]);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in [${min}, ${max}]`);
-    return n;
-  };
+  const int = (name: string, dflt: number, min: number, max: number): number => intFlag(argv, name, dflt, min, max);
   const probe = int('probe-ms', 0, 100, 600_000);
   return { rounds: int('rounds', 3, 3, 10), endpoints: int('endpoints', DEFAULT_REGISTERED, 1, DEFAULT_REGISTERED), probeMs: argv.includes('--probe-ms') ? probe : null };
 }

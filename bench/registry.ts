@@ -18,6 +18,7 @@ import { percentile } from './load';
 import type { FromChild, ToChild } from './registry-child';
 import { epochMs, type Expectation } from './registry-sim';
 import type { Report } from './report';
+import { intFlag } from './args';
 
 const PREFIX = '/cellgate-registry-bench';
 const ZONES = ['sh-a', 'sh-b', 'hz-a', 'hz-b', 'sz-a', 'sz-b', 'bj-a', 'bj-b'];
@@ -27,13 +28,7 @@ const CHILD_TIMEOUT_MS = 120_000;
 interface Args { readonly gateways: number; readonly processes: number; readonly changes: number; readonly endpoints: number }
 
 function registryArgs(argv: readonly string[]): Args {
-  const int = (name: string, dflt: number, min: number, max: number): number => {
-    const i = argv.indexOf(`--${name}`);
-    if (i < 0) return dflt;
-    const n = Number(argv[i + 1]);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in [${min}, ${max}]`);
-    return n;
-  };
+  const int = (name: string, dflt: number, min: number, max: number): number => intFlag(argv, name, dflt, min, max);
   const gateways = int('gateways', 20, 1, 1000);
   return { gateways, processes: Math.min(gateways, int('processes', 4, 1, 64)), changes: int('changes', 40, 2, 1000), endpoints: int('endpoints', 500, 0, 5000) };
 }

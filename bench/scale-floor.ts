@@ -19,14 +19,10 @@ import { encodeTableValue } from '../src/store/table-encoding';
 import { startEtcdCluster } from '../test/helpers/etcd';
 import type { Report } from './report';
 import { benchTopology } from './topology';
+import { flagValue as flag } from './args';
 
 const PREFIX = '/cellgate-floor';
 const VERSION_TIMEOUT_MS = 30_000;
-
-function flag(argv: readonly string[], name: string): string | undefined {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
 
 function procCpuMs(pid: number | undefined): number {
   if (pid === undefined) return 0;

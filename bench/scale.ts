@@ -26,6 +26,7 @@ import { percentile } from './load';
 import type { Report } from './report';
 import type { ChildMessage, ChildStart } from './scale-child';
 import { benchTopology } from './topology';
+import { flagValue as flag, intFlag } from './args';
 
 const PREFIX = '/cellgate-scale';
 const CONVERGE_TIMEOUT_MS = 30_000;
@@ -57,18 +58,8 @@ export interface ScaleResult {
   readonly applyCpuMsPerGateway: number;
 }
 
-function flag(argv: readonly string[], name: string): string | undefined {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
-
 export function scaleArgs(argv: readonly string[]): ScaleArgs {
-  const int = (name: string, dflt: number, min: number, max: number): number => {
-    const raw = flag(argv, name);
-    const v = raw === undefined ? dflt : Number(raw);
-    if (!Number.isInteger(v) || v < min || v > max) throw new Error(`--${name} must be an integer in [${min}, ${max}], got ${raw}`);
-    return v;
-  };
+  const int = (name: string, dflt: number, min: number, max: number): number => intFlag(argv, name, dflt, min, max);
   const gateways = int('gateways', 50, 1, 5_000);
   return {
     gateways,
