@@ -23,8 +23,11 @@ export function findNginx(): string | null {
   return null;
 }
 
-/** What the nginx started does: proxy to an upstream by the user's hash, or be the upstream itself. */
-export type NginxRole = { readonly proxyTo: number } | { readonly upstream: true };
+/**
+ * What the nginx started does: proxy to an upstream by the user's hash, proxy round robin over
+ * many upstream servers (`address:port` each; bench/endpoint-spread.ts), or be the upstream itself.
+ */
+export type NginxRole = { readonly proxyTo: number } | { readonly roundRobin: readonly string[] } | { readonly upstream: true };
 
 /** The upstream's fixed answer (the same bytes the node upstream sends). */
 const FIXED_BODY = '{"ok":true,"service":"bench-upstream"}';
@@ -59,12 +62,23 @@ http {
 `;
 }
 
-function config(dir: string, port: number, role: NginxRole): string {
-  return `${nginxPreamble(dir)}  ${'proxyTo' in role ? `upstream cells {
+function upstreamBlock(role: NginxRole): string {
+  if ('proxyTo' in role) return `upstream cells {
     hash $http_x_user_id consistent;
     server 127.0.0.1:${role.proxyTo};
     keepalive 128;
-  }` : ''}
+  }`;
+  // Idle connections kept: enough for every server to keep a few (nginx's cache is per worker).
+  if ('roundRobin' in role) return `upstream cells {
+${role.roundRobin.map((server) => `    server ${server};`).join('\n')}
+    keepalive ${Math.max(128, role.roundRobin.length * 4)};
+    keepalive_requests 1000000;
+  }`;
+  return '';
+}
+
+function config(dir: string, port: number, role: NginxRole): string {
+  return `${nginxPreamble(dir)}  ${upstreamBlock(role)}
   server {
     listen 127.0.0.1:${port};
     keepalive_requests 1000000;

@@ -1,7 +1,8 @@
 // The Node ceiling of the gateway benchmark: raw node:http in front of one static upstream
 // through an undici Pool (128 connections, no pipelining), no framework, no routing. It
 // forwards method, path, headers (hop-by-hop ones dropped) and body, and streams the answer.
-//   node dist/bench/raw-proxy.js --upstream http://127.0.0.1:PORT
+//   node dist/bench/raw-proxy.js --upstream http://127.0.0.1:PORT[,http://…]
+// Several upstreams (bench/endpoint-spread.ts) get a Pool each and the requests in turn.
 // Prints {"event":"listening","port":N} on stdout once listening on 127.0.0.1 (a free port).
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -20,11 +21,14 @@ function forwardable(headers: IncomingHttpHeaders | Record<string, string | stri
 
 function main(): void {
   const i = process.argv.indexOf('--upstream');
-  const upstream = i >= 0 ? process.argv[i + 1] : undefined;
-  if (!upstream) throw new Error('usage: raw-proxy --upstream http://HOST:PORT');
-  const pool = new Pool(upstream, { connections: 128, pipelining: 1 });
+  const upstreams = i >= 0 ? process.argv[i + 1]?.split(',') : undefined;
+  if (!upstreams) throw new Error('usage: raw-proxy --upstream http://HOST:PORT[,http://…]');
+  // keepAliveTimeout: as the gateway's (upstream.keepAliveTimeoutMs), so idle pools keep their connections.
+  const pools = upstreams.map((u) => new Pool(u, { connections: 128, pipelining: 1, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 60_000 }));
+  let turn = 0;
   const server = createServer((req, res) => {
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+    const pool = pools[turn++ % pools.length]!;
     pool.request({
       method: req.method as 'GET', path: req.url as string, headers: forwardable(req.headers), body: hasBody ? req : null,
     }).then(({ statusCode, headers, body }) => {
@@ -42,7 +46,7 @@ function main(): void {
   process.on('SIGTERM', () => {
     server.close(() => process.exit(0));
     server.closeAllConnections();
-    void pool.close();
+    for (const pool of pools) void pool.close();
   });
 }
 

@@ -67,11 +67,19 @@ export function upstreamListens(ports: readonly number[]): string[] {
   return hosts.flatMap((h) => ports.map((p) => `${h}:${p}`));
 }
 
-/** The table: 8 zones in 4 cities, 64 cells, each zone's 4 services with one static endpoint each. */
-export function loadTopology(ports: readonly number[]): string {
+/**
+ * The table: 8 zones in 4 cities, 64 cells, each zone's 4 services with one static endpoint
+ * each, plus `extra` endpoints listed statically (the bench's `--baseline static`: the same
+ * endpoints as B's registered ones, written into the table instead).
+ */
+export function loadTopology(ports: readonly number[], extra: readonly PlannedEndpoint[] = []): string {
+  const urls = (zone: string, serviceIndex: number, zoneIndex: number): string => [
+    staticUrl(zoneIndex, serviceIndex, ports),
+    ...extra.filter((e) => e.zone === zone && e.service === SERVICES[serviceIndex]).map((e) => e.url),
+  ].map((u) => `"${u}"`).join(', ');
   const zones = ZONES.map((zone, i) => {
-    const services = SERVICES.slice(1).map((s, j) => `${s}: { upstreams: ["${staticUrl(i, j + 1, ports)}"] }`).join(', ');
-    return `  - { name: ${zone}, region: r${Math.floor(i / 4)}, city: c${Math.floor(i / 2)}, capacity: 100, upstreams: ["${staticUrl(i, 0, ports)}"], services: { ${services} } }`;
+    const services = SERVICES.slice(1).map((s, j) => `${s}: { upstreams: [${urls(zone, j + 1, i)}] }`).join(', ');
+    return `  - { name: ${zone}, region: r${Math.floor(i / 4)}, city: c${Math.floor(i / 2)}, capacity: 100, upstreams: [${urls(zone, 0, i)}], services: { ${services} } }`;
   });
   return `name: registry-load-bench\ncells: 64\nglobal: sh-a\nzones:\n${zones.join('\n')}\n`;
 }

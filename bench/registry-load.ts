@@ -1,7 +1,9 @@
 // Gateway throughput with and without the endpoint registry (issue 14: "unchanged (± 3 %) with
 // 500 registered endpoints across 8 zones × 4 services"):
-//   npm run bench registry-load -- [--rounds R] [--endpoints E] [--probe-ms MS]
+//   npm run bench registry-load -- [--rounds R] [--endpoints E] [--probe-ms MS] [--baseline static]
 // (--probe-ms: the gateways' probe.intervalMs, to tell the probes' cost from the data path's;
+// --baseline static: A's table lists the same E endpoints statically, so A/B is the registry's
+// own cost, apart from the cost of routing over E more endpoints;
 // CELLGATE_BENCH_NODE_ARGS: node options of the gateways, e.g. --cpu-prof.)
 // A real single-member etcd holds the table of bench/registry-load-plan.ts (8 zones × 4
 // services, one static endpoint each) under two prefixes; two `cellgate serve` processes
@@ -31,7 +33,7 @@ import {
 } from './registry-load-plan';
 import type { Report } from './report';
 import { findWrk, runWrk, type WrkResult } from './wrk';
-import { intFlag } from './args';
+import { flagValue, intFlag } from './args';
 
 const PREFIX_A = '/cellgate-load-a';
 const PREFIX_B = '/cellgate-load-b';
@@ -48,10 +50,14 @@ const RATIO_BAR = { min: 0.97, max: 1.03 };
 
 interface Side { readonly name: string; readonly child: BenchChild; readonly port: number; readonly adminPort: number; readonly runs: { wrk: WrkResult; cpuUs: number | null }[] }
 
-function args(argv: readonly string[]): { rounds: number; endpoints: number; probeMs: number | null } {
+interface Options { readonly rounds: number; readonly endpoints: number; readonly probeMs: number | null; readonly staticBaseline: boolean }
+
+function args(argv: readonly string[]): Options {
   const int = (name: string, dflt: number, min: number, max: number): number => intFlag(argv, name, dflt, min, max);
-  const probe = int('probe-ms', 0, 100, 600_000);
-  return { rounds: int('rounds', 3, 3, 10), endpoints: int('endpoints', DEFAULT_REGISTERED, 1, DEFAULT_REGISTERED), probeMs: argv.includes('--probe-ms') ? probe : null };
+  const probeMs = argv.includes('--probe-ms') ? int('probe-ms', 1000, 100, 600_000) : null;
+  const baseline = flagValue(argv, 'baseline') ?? 'none';
+  if (baseline !== 'none' && baseline !== 'static') throw new Error(`--baseline must be none or static, got ${baseline}`);
+  return { rounds: int('rounds', 3, 3, 10), endpoints: int('endpoints', DEFAULT_REGISTERED, 1, DEFAULT_REGISTERED), probeMs, staticBaseline: baseline === 'static' };
 }
 
 const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
@@ -150,7 +156,7 @@ async function changeLatency(report: Report, store: TableStore, b: Side, handles
 export async function run(report: Report, argv: readonly string[] = process.argv.slice(2)): Promise<void> {
   const o = args(argv);
   const wrk = findWrk();
-  report.section(`gateway throughput with ${o.endpoints} registered endpoints (8 zones × 4 services) vs none: wrk -t1 -c${CONNECTIONS}, ${DURATION_S} s after ${WARMUP_S} s warm-up, ${o.rounds} rounds per side alternated, medians`);
+  report.section(`gateway throughput with ${o.endpoints} registered endpoints (8 zones × 4 services) vs ${o.staticBaseline ? `the same ${o.endpoints} listed statically` : 'none'}: wrk -t1 -c${CONNECTIONS}, ${DURATION_S} s after ${WARMUP_S} s warm-up, ${o.rounds} rounds per side alternated, medians`);
   if (!wrk) {
     report.note('wrk not installed: skipped (apt-get install wrk).');
     return;
@@ -166,18 +172,18 @@ export async function run(report: Report, argv: readonly string[] = process.argv
     const ports = await freePorts(PORTS_PER_HOST);
     upstream = await startMultiUpstream(findNginx(), upstreamListens(ports));
     etcd = await startEtcd();
-    const table = tableFromTopologyText(loadTopology(ports));
-    for (const prefix of [PREFIX_A, PREFIX_B]) {
+    const planned = registeredEndpoints(o.endpoints, ports);
+    const tables = [loadTopology(ports, o.staticBaseline ? planned : []), loadTopology(ports)].map(tableFromTopologyText);
+    for (const [i, prefix] of [PREFIX_A, PREFIX_B].entries()) {
       const store = createEtcdStore({ endpoints: etcd.endpoints, prefix });
       stores.push(store);
-      if (!(await store.compareAndSwap(0, table)).ok) throw new Error(`could not write the table under ${prefix}`);
+      if (!(await store.compareAndSwap(0, tables[i]!)).ok) throw new Error(`could not write the table under ${prefix}`);
     }
     const configFile = join(dir, 'gateway.yaml');
     await writeFile(configFile, gatewayConfig(o.probeMs));
     const users = userPool(USERS);
-    const a = await startGateway(children, 'A (static only)', configFile, etcd, PREFIX_A, users[0]!);
+    const a = await startGateway(children, o.staticBaseline ? `A (+${o.endpoints} static)` : 'A (static only)', configFile, etcd, PREFIX_A, users[0]!);
     const b = await startGateway(children, `B (+${o.endpoints} registered)`, configFile, etcd, PREFIX_B, users[0]!);
-    const planned = registeredEndpoints(o.endpoints, ports);
     const applied = appliedLine(b.child, planned.length, APPLY_TIMEOUT_MS);
     const t0 = performance.now();
     await registerAll(stores[1]!, planned, handles);
