@@ -13,6 +13,7 @@ import type { RegistrySnapshot, TableStore } from '../src/store/types';
 import { cellctl, CELLGATE, runCli } from './helpers/cli';
 import { RecordingZone, send, startGatewayProcess, topologyYaml } from './helpers/e2e';
 import { startEtcd, type EtcdHandle } from './helpers/etcd';
+import { freePort } from './helpers/ports';
 import { startRegistrar, type RegistrarProcess } from './helpers/registrar';
 import { startUpstreams, stopAll, type Upstream } from './helpers/upstreams';
 
@@ -180,4 +181,16 @@ test('cellgate register: bad flags exit 2 with one clear line, and register noth
     t.regex(r.stderr, message);
     t.is(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
   }
+});
+
+test('cellgate register against an etcd that is not there: one line naming its own flag (--store), exit 1', async (t) => {
+  const port = await freePort();
+  const r = await runCli(CELLGATE, ['register', '--store', `etcd:127.0.0.1:${port}`, '--zone', 'za', '--service', 's', '--url', 'http://127.0.0.1:1'], { timeoutMs: 30_000 });
+  t.is(r.code, 1, r.stderr);
+  t.regex(r.stderr, new RegExp(`cannot reach etcd at 127\\.0\\.0\\.1:${port} .*check --store\\)`));
+  t.false(r.stderr.includes('--etcd'), 'cellgate register has no --etcd flag');
+  // Beside its JSON log, one line for the operator.
+  const said = r.stderr.trim().split('\n').filter((l) => !l.startsWith('{'));
+  t.is(said.length, 1, `one line: ${r.stderr}`);
+  t.regex(said[0]!, /^cellgate: cannot reach etcd/);
 });

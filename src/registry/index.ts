@@ -72,7 +72,7 @@ export async function registerEndpoint(options: RegisterEndpointOptions): Promis
   checkRegistration(request, Date.now()); // bad input fails here, not at every check
   if (options.checkPath !== undefined) checkCheckPath(options.checkPath, url);
   const owned = typeof options.store === 'string';
-  const store = typeof options.store === 'string' ? openStore(options.store, { ...options.storeOptions, prefix: options.prefix }) : options.store;
+  const store = typeof options.store === 'string' ? openStore(options.store, { ...options.storeOptions, etcd: { flagHint: 'the store option', ...options.storeOptions?.etcd }, prefix: options.prefix }) : options.store;
   const registrar = new Registrar({ registry: store.registry, request, checkPath: options.checkPath, checkIntervalMs, log: options.log ?? (() => undefined) });
   const closeStore = () => (owned ? store.close() : Promise.resolve());
   try {
