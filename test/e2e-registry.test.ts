@@ -194,3 +194,39 @@ test('cellgate register against an etcd that is not there: one line naming its o
   t.is(said.length, 1, `one line: ${r.stderr}`);
   t.regex(said[0]!, /^cellgate: cannot reach etcd/);
 });
+
+test.serial('one id, two sidecars: another URL is refused (exit 3, one line naming the holder) and the holder keeps its traffic; the same URL restarted takes the record at once', async (t) => {
+  const s = await setup(t);
+  const [i1, i2] = s.instances;
+  const r1 = sidecar(s, 'i1', i1!.url);
+  t.teardown(() => r1.kill());
+  await r1.registered();
+  await until(async () => (await routed(s.gw.admin)) === 1, 'i1 routed');
+
+  const r2 = sidecar(s, 'i1', i2!.url);
+  t.teardown(() => r2.kill());
+  t.is(await r2.exited, 3, r2.stderr());
+  const said = r2.stderr().trim().split('\n').filter((l) => !l.startsWith('{'));
+  t.is(said.length, 1, r2.stderr());
+  t.is(said[0], `cellgate: endpoint za/default/"i1" is registered by another live instance at ${i1!.url}; not registering ${i2!.url} (give this instance another --id, or stop that one)`);
+  const listed = (await s.store.registry.snapshot()).endpoints.map((e) => e.url);
+  t.deepEqual(listed, [i1!.url], 'the first instance still holds the id');
+  // The zone's static endpoint and i1 share za's traffic (round robin); i2 gets none.
+  for (let k = 0; k < 6; k++) t.is((await send(s.gw.traffic, '/after', { headers: { 'x-user-id': `someone-${k}` } })).status, 200);
+  t.true(i1!.received.some((r) => r.url === '/after'), 'and gets its traffic');
+  t.false(i2!.received.some((r) => r.url === '/after'));
+
+  // kill -9 of the first sidecar, restarted at once: same id and URL, the old lease still live.
+  r1.kill();
+  await r1.exited;
+  const restartedAt = Date.now();
+  const r1b = sidecar(s, 'i1', i1!.url);
+  t.teardown(() => r1b.kill());
+  await r1b.registered();
+  const took = Date.now() - restartedAt;
+  t.log(`restart -> registered again: ${took} ms (TTL ${TTL_S} s)`);
+  t.false(/register\.(taken|register_failed)/.test(r1b.stderr()), r1b.stderr());
+  // Its withdrawal is at once: the record is its own, not the dead sidecar's lease's.
+  t.is(await r1b.stop(), 0);
+  await until(async () => (await s.store.registry.snapshot()).endpoints.length === 0, 'withdrawn at once', TTL_S * 1000 - 200);
+});

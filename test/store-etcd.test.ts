@@ -66,6 +66,12 @@ registryContract('etcd', async (t) => {
       t.teardown(() => lease.revoke().catch(() => undefined));
       await lease.put(`${prefix}/endpoints/${key}`).value(text);
     },
+    leaseOf: async (key) => {
+      const id = (await admin.get(`${prefix}/endpoints/${key}`).exec()).kvs[0]?.lease;
+      return async () => {
+        if (id !== undefined && String(id) !== '0') await admin.leaseClient.leaseRevoke({ ID: id });
+      };
+    },
   };
 });
 

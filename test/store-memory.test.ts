@@ -32,5 +32,6 @@ registryContract('memory', async (t) => {
       return other;
     },
     writeRawEndpoint: async (key, text) => store.registry.putRaw(key, text),
+    leaseOf: async (key) => store.registry.leaseOf(key),
   };
 });

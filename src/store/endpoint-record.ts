@@ -4,7 +4,7 @@
 // process, so a bad record is refused (named and counted), never used and never fatal.
 // A gateway accepts at most MAX_REGISTERED_ENDPOINTS records of at most MAX_RECORD_BYTES
 // each; the rest are refused too, so a runaway registrar cannot grow a gateway's memory.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { checkHttpUrl, checkInteger, checkString, NAME, Problems } from '../cells/check';
 import { cgError } from '../errors';
 import type { EndpointRegistrationRequest, RefusedEndpoint, RegisteredEndpoint, RegistrySnapshot } from './types';
@@ -28,6 +28,8 @@ export interface EndpointDocument {
   readonly url: string;
   readonly weight: number;
   readonly registeredAt: string;
+  /** Random per registration: tells a registrar its own record from another's (absent from older records). */
+  readonly instance?: string;
 }
 
 export interface CheckedRequest {
@@ -52,8 +54,59 @@ export function checkRegistration(req: EndpointRegistrationRequest, now: number)
   return { endpoint, ttlMs };
 }
 
-export function documentOf(e: RegisteredEndpoint): EndpointDocument {
-  return { url: e.url, weight: e.weight, registeredAt: e.registeredAt };
+export function documentOf(e: RegisteredEndpoint, instance?: string): EndpointDocument {
+  return { url: e.url, weight: e.weight, registeredAt: e.registeredAt, ...(instance === undefined ? {} : { instance }) };
+}
+
+/** A registration's token (16 hex digits): its records carry it. */
+export function newInstanceToken(): string {
+  return randomBytes(8).toString('hex');
+}
+
+/** The endpoint a URL names (gateways pool by origin): "http://h:80/" and "http://h" are one. */
+export function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
+  }
+}
+
+/**
+ * `register`: a new registration, which may take over the record of the same instance
+ * restarted (the same URL: Nacos's ip:port identity — whoever holds it, traffic for that URL
+ * goes to that instance) but not another instance's. `reclaim`: the registration putting
+ * its own record again after its lease was lost, which only its own record (its token) or
+ * none may be in the way of: anything else is someone who took the id meanwhile.
+ */
+export type ClaimMode = 'register' | 'reclaim';
+
+/**
+ * May `mine` be written over the stored record `existing` (its text)? null if so, else the
+ * ENDPOINT_TAKEN error naming the holder. A record that fails validation routes nowhere
+ * and may be replaced.
+ */
+export function claimRefusal(
+  key: string, existing: string, mine: { readonly endpoint: RegisteredEndpoint; readonly instance: string }, mode: ClaimMode,
+): Error | null {
+  const decoded = decodeEndpoint(key, existing);
+  if (!decoded.ok) return null;
+  let instance: unknown;
+  try {
+    instance = (JSON.parse(existing) as { instance?: unknown }).instance;
+  } catch { /* decoded, so JSON */ }
+  if (instance === mine.instance) return null;
+  const holder = decoded.endpoint;
+  if (mode === 'register' && originOf(holder.url) === originOf(mine.endpoint.url)) return null;
+  return endpointTaken(mine.endpoint, holder.url, mode);
+}
+
+export function endpointTaken(e: RegisteredEndpoint, holderUrl: string, mode: ClaimMode): Error {
+  const name = `${e.zone}/${e.service}/${JSON.stringify(e.id)}`;
+  const message = mode === 'register'
+    ? `endpoint ${name} is registered by another live instance at ${holderUrl}; not registering ${e.url} (give this instance another --id, or stop that one)`
+    : `endpoint ${name} was taken by another instance at ${holderUrl} while this one (${e.url}) had lost its lease; no longer registered`;
+  return cgError('ENDPOINT_TAKEN', message, { detail: { zone: e.zone, service: e.service, id: e.id, url: e.url, holder: holderUrl } });
 }
 
 /** `<zone>/<service>/<id, URI-encoded>`: the key under the store's `endpoints/`. */

@@ -6,7 +6,9 @@
 // (etcd-leased-record.ts), as presence is.
 import type { EtcdContext } from './etcd-client';
 import { EtcdLeasedRecord } from './etcd-leased-record';
-import { checkRegistration, decodeEndpoint, documentOf, endpointKey, registrySnapshotKey, registrySnapshotOf, type DecodedEndpoint } from './endpoint-record';
+import {
+  checkRegistration, claimRefusal, decodeEndpoint, documentOf, endpointKey, newInstanceToken, registrySnapshotKey, registrySnapshotOf, type DecodedEndpoint,
+} from './endpoint-record';
 import { EtcdPrefixWatch } from './etcd-presence-watch';
 import type {
   EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RegisteredEndpoint, RegistrySnapshot, RegistryWatch, RegistryWatchEvents,
@@ -14,9 +16,22 @@ import type {
 
 class EtcdEndpointRegistration implements EndpointRegistration {
   private readonly leased: EtcdLeasedRecord;
+  readonly taken: Promise<Error>;
 
   constructor(ctx: EtcdContext, key: string, readonly endpoint: RegisteredEndpoint, ttlSeconds: number, private readonly onClosed: (r: EtcdEndpointRegistration) => void) {
-    this.leased = new EtcdLeasedRecord(ctx, key, JSON.stringify(documentOf(endpoint)), ttlSeconds, 'endpoint');
+    const mine = { endpoint, instance: newInstanceToken() };
+    const recordKey = endpointKey(endpoint);
+    let settle: (err: Error) => void = () => undefined;
+    this.taken = new Promise<Error>((resolve) => { settle = resolve; });
+    // Its own record, or the same instance restarted, may be written over; another instance's may not.
+    const guard = {
+      refusal: (existing: string, again: boolean) => claimRefusal(recordKey, existing, mine, again ? 'reclaim' : 'register'),
+      taken: (err: Error) => {
+        this.onClosed(this);
+        settle(err);
+      },
+    };
+    this.leased = new EtcdLeasedRecord(ctx, key, JSON.stringify(documentOf(endpoint, mine.instance)), ttlSeconds, 'endpoint', guard);
   }
 
   /** The first registration fails (STORE_UNAVAILABLE) rather than retrying, so the caller knows. */

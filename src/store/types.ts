@@ -196,7 +196,13 @@ export interface RegistrySnapshot {
 
 export interface EndpointRegistration {
   readonly endpoint: RegisteredEndpoint;
-  /** Withdraws the record at once (etcd: revokes the lease; file store: deletes the heartbeat). */
+  /**
+   * Settles (never rejects) with ENDPOINT_TAKEN if another instance took the id while this
+   * one had lost its lease (etcd) or its heartbeat file (file store): this registration no
+   * longer claims it and puts nothing more; pending while it holds its record.
+   */
+  readonly taken: Promise<Error>;
+  /** Withdraws the record at once (etcd: revokes the lease; file store: deletes the heartbeat), never another instance's. */
   close(): Promise<void>;
 }
 
@@ -213,7 +219,11 @@ export interface RegistryWatch {
 }
 
 export interface EndpointRegistry {
-  /** Publishes the endpoint while the process lives (etcd lease or heartbeat file); USAGE for bad input. */
+  /**
+   * Publishes the endpoint while the process lives (etcd lease or heartbeat file); USAGE for
+   * bad input; ENDPOINT_TAKEN when another live instance (another URL) holds the id. The
+   * same URL under the same id is the same instance restarted: it takes the record over.
+   */
   register(request: EndpointRegistrationRequest): Promise<EndpointRegistration>;
   /** The live registry now. */
   snapshot(): Promise<RegistrySnapshot>;
