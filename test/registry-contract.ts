@@ -4,8 +4,8 @@
 // with real processes in e2e-registry.test.ts.
 import test, { type ExecutionContext } from 'ava';
 import { isCellgateError } from '../src/errors';
-import { MAX_RECORD_BYTES, registryChecksum } from '../src/store/endpoint-record';
-import type { RegistrySnapshot, TableStore } from '../src/store/types';
+import { MAX_RECORD_BYTES, MAX_REGISTERED_ENDPOINTS, registryChecksum } from '../src/store/endpoint-record';
+import type { RegistryPriority, RegistrySnapshot, TableStore } from '../src/store/types';
 import { demoTable } from './helpers/fixtures';
 import { waitFor } from './store-contract';
 
@@ -15,6 +15,8 @@ export interface RegistryUnderTest {
   reopen(): TableStore;
   /** Writes `text` as the live record at `key` (`<zone>/<service>/<id>`), around validation. */
   writeRawEndpoint(key: string, text: string): Promise<void>;
+  /** The same for many records at once (live for the whole test). */
+  writeRawEndpoints(records: readonly (readonly [key: string, text: string])[]): Promise<void>;
   /**
    * The registration holding `key` now: call the result to make it lose its lease (etcd: the
    * lease is revoked; memory: it puts its record again; file store: nothing to do, every
@@ -160,5 +162,37 @@ export function registryContract(name: string, make: MakeRegistryStore): void {
     t.deepEqual(await urls(store), ['i-1 http://127.0.0.1:9002 w1'], 'the other instance keeps it');
     await a.close();
     t.deepEqual(await urls(store), ['i-1 http://127.0.0.1:9002 w1'], 'close() does not withdraw the other instance');
+  });
+
+  test(`${name}: over the bound, the records the reader routes to go first (its priority); a watch ranks them again on refresh()`, async (t) => {
+    const { store, writeRawEndpoints } = await make(t);
+    const doc = JSON.stringify({ url: 'http://127.0.0.1:9001', weight: 1, registeredAt: new Date().toISOString() });
+    // A flood under a zone no table has ("aaa" sorts before every real zone), filling the bound.
+    await writeRawEndpoints(Array.from({ length: MAX_REGISTERED_ENDPOINTS }, (_, i) => [`aaa/default/x${String(i).padStart(5, '0')}`, doc] as const));
+    await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'real', url: 'http://127.0.0.1:9002' });
+    const knowsShA: RegistryPriority = (zone) => (zone === 'sh-a' ? 0 : 2);
+    const has = (s: RegistrySnapshot | undefined) => s?.endpoints.some((e) => e.id === 'real') === true;
+
+    const ranked = await store.registry.snapshot(knowsShA);
+    t.is(ranked.endpoints.length, MAX_REGISTERED_ENDPOINTS);
+    t.true(has(ranked), 'the record of a known zone is kept');
+    t.is(ranked.overLimitCount, 1);
+    t.is(ranked.refusedCount, 1);
+    t.deepEqual(ranked.refused, [{ key: 'aaa/default/x09999', problem: `over the limit of ${MAX_REGISTERED_ENDPOINTS} registered endpoints` }]);
+    // Without a priority, by key: the same on every reader.
+    const plain = await store.registry.snapshot();
+    t.false(has(plain));
+    t.is(plain.overLimitCount, 1);
+
+    let priority: RegistryPriority = () => 0;
+    const seen: RegistrySnapshot[] = [];
+    const w = store.registry.watch({ onSnapshot: (s) => seen.push(s), priority: (zone, service) => priority(zone, service) });
+    t.teardown(() => w.close());
+    await waitFor('a first snapshot', () => seen.length >= 1, 15_000);
+    t.false(has(seen.at(-1)));
+    priority = knowsShA;
+    w.refresh();
+    await waitFor('the known zone\'s record after refresh()', () => has(seen.at(-1)), 15_000);
+    t.is(seen.at(-1)!.overLimitCount, 1);
   });
 }

@@ -6,8 +6,9 @@
 // each; the rest are refused too, so a runaway registrar cannot grow a gateway's memory.
 import { createHash, randomBytes } from 'node:crypto';
 import { checkHttpUrl, checkInteger, checkString, NAME, Problems } from '../cells/check';
+import { DEFAULT_SERVICE, type RoutingTable } from '../cells/types';
 import { cgError } from '../errors';
-import type { EndpointRegistrationRequest, RefusedEndpoint, RegisteredEndpoint, RegistrySnapshot } from './types';
+import type { EndpointRegistrationRequest, RefusedEndpoint, RegisteredEndpoint, RegistryPriority, RegistrySnapshot } from './types';
 
 export const DEFAULT_ENDPOINT_TTL_MS = 5_000;
 export const MIN_ENDPOINT_TTL_MS = 1_000;
@@ -151,9 +152,13 @@ export function decodeEndpoint(key: string, text: string): DecodedEndpoint {
   };
 }
 
-/** The snapshot of decoded records: sorted, bounded, refused ones counted. */
-export function registrySnapshotOf(decoded: Iterable<DecodedEndpoint>, version: number): RegistrySnapshot {
-  const endpoints: RegisteredEndpoint[] = [];
+/**
+ * The snapshot of decoded records: sorted, bounded, refused ones counted. Over the bound,
+ * the records kept are the first by `priority` (then by key, the same on every gateway): a
+ * flood under zones or services the reader does not route to cannot push out those it does.
+ */
+export function registrySnapshotOf(decoded: Iterable<DecodedEndpoint>, version: number, priority?: RegistryPriority): RegistrySnapshot {
+  let endpoints: RegisteredEndpoint[] = [];
   const refused: RefusedEndpoint[] = [];
   let refusedCount = 0;
   const refuse = (r: RefusedEndpoint) => {
@@ -162,12 +167,39 @@ export function registrySnapshotOf(decoded: Iterable<DecodedEndpoint>, version: 
   };
   for (const d of decoded) {
     if (!d.ok) refuse(d.refused);
-    else if (endpoints.length >= MAX_REGISTERED_ENDPOINTS) refuse({ key: endpointKey(d.endpoint), problem: `over the limit of ${MAX_REGISTERED_ENDPOINTS} registered endpoints` });
     else endpoints.push(d.endpoint);
+  }
+  let overLimitCount = 0;
+  if (endpoints.length > MAX_REGISTERED_ENDPOINTS) {
+    const rank = priority ?? (() => 0);
+    const ranked = endpoints.map((e) => ({ e, r: rank(e.zone, e.service) }));
+    ranked.sort((a, b) => a.r - b.r || compareEndpoints(a.e, b.e));
+    endpoints = ranked.slice(0, MAX_REGISTERED_ENDPOINTS).map((x) => x.e);
+    for (const { e } of ranked.slice(MAX_REGISTERED_ENDPOINTS)) refuse({ key: endpointKey(e), problem: overLimitProblem() });
+    overLimitCount = ranked.length - MAX_REGISTERED_ENDPOINTS;
   }
   endpoints.sort(compareEndpoints);
   refused.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  return { endpoints, refused, refusedCount, version };
+  return { endpoints, refused, refusedCount, overLimitCount, version };
+}
+
+/**
+ * A reader's priority from the table it routes with: 0 for a zone and service of the table
+ * (default included), 1 for another service of one of its zones, 2 for any other zone; and
+ * a key that changes only when those names do.
+ */
+export function registryPriorityOf(table: RoutingTable): { key: string; priority: RegistryPriority } {
+  const zones = new Map(table.zones.map((z) => [z.name, new Set([DEFAULT_SERVICE, ...Object.keys(z.services ?? {})])]));
+  const key = JSON.stringify([...zones].map(([zone, services]) => [zone, [...services].sort()]).sort());
+  const priority: RegistryPriority = (zone, service) => {
+    const services = zones.get(zone);
+    return services === undefined ? 2 : services.has(service) ? 0 : 1;
+  };
+  return { key, priority };
+}
+
+export function overLimitProblem(): string {
+  return `over the limit of ${MAX_REGISTERED_ENDPOINTS} registered endpoints`;
 }
 
 const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

@@ -11,7 +11,7 @@ import {
 } from './endpoint-record';
 import { EtcdPrefixWatch } from './etcd-presence-watch';
 import type {
-  EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RegisteredEndpoint, RegistrySnapshot, RegistryWatch, RegistryWatchEvents,
+  EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RegisteredEndpoint, RegistryPriority, RegistrySnapshot, RegistryWatch, RegistryWatchEvents,
 } from './types';
 
 class EtcdEndpointRegistration implements EndpointRegistration {
@@ -65,11 +65,11 @@ export class EtcdRegistry implements EndpointRegistry {
     return registration;
   }
 
-  async snapshot(): Promise<RegistrySnapshot> {
+  async snapshot(priority?: RegistryPriority): Promise<RegistrySnapshot> {
     this.assertOpen();
     const prefix = this.ctx.keys.endpointsPrefix;
     const res = await this.ctx.call('list endpoints', 'read', () => this.ctx.client.getAll().prefix(prefix).exec());
-    return registrySnapshotOf(res.kvs.map((kv) => decodeEndpoint(kv.key.toString('utf8').slice(prefix.length), kv.value.toString('utf8'))), Number(res.header.revision));
+    return registrySnapshotOf(res.kvs.map((kv) => decodeEndpoint(kv.key.toString('utf8').slice(prefix.length), kv.value.toString('utf8'))), Number(res.header.revision), priority);
   }
 
   watch(events: RegistryWatchEvents): RegistryWatch {
@@ -79,7 +79,7 @@ export class EtcdRegistry implements EndpointRegistry {
       prefix,
       noun: 'endpoints',
       decode: (kv) => decodeEndpoint(kv.key.toString('utf8').slice(prefix.length), kv.value.toString('utf8')),
-      snapshot: registrySnapshotOf,
+      snapshot: (decoded, revision) => registrySnapshotOf(decoded, revision, events.priority),
       key: registrySnapshotKey,
     }, events, (closed) => this.watches.delete(closed));
     this.watches.add(w);

@@ -14,14 +14,15 @@ import { mkdir, readdir, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   checkRegistration, claimRefusal, DEFAULT_ENDPOINT_TTL_MS, decodeEndpoint, documentOf, endpointKey, MAX_ENDPOINT_TTL_MS, MAX_RECORD_BYTES, MAX_REGISTERED_ENDPOINTS,
-  MIN_ENDPOINT_TTL_MS, newInstanceToken, registrySnapshotKey, registrySnapshotOf, type ClaimMode, type DecodedEndpoint,
+  MIN_ENDPOINT_TTL_MS, MAX_REFUSED_LISTED, newInstanceToken, overLimitProblem, registrySnapshotKey, registrySnapshotOf, type ClaimMode, type DecodedEndpoint,
 } from './endpoint-record';
 import { cgError, isCellgateError } from '../errors';
 import { errnoCode, readBoundedRegularFile, storeUnavailable, writeFileAtomic } from './file-io';
 import { withFileLock } from './file-lock';
 import { FilePollWatch, type FilePresenceWatchOptions } from './file-presence-watch';
 import type {
-  EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RegisteredEndpoint, RegistrySnapshot, RegistryWatch, RegistryWatchEvents,
+  EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RefusedEndpoint, RegisteredEndpoint, RegistryPriority, RegistrySnapshot, RegistryWatch,
+  RegistryWatchEvents,
 } from './types';
 
 const SEPARATOR = '@'; // never in a zone or service name (NAME), always encoded in an id
@@ -67,6 +68,22 @@ function keyOfFileName(name: string): string | null {
   if (!name.endsWith('.json') || name.startsWith('.')) return null;
   const parts = name.slice(0, -'.json'.length).split(SEPARATOR);
   return parts.length === 3 ? parts.join('/') : `${name} (not <zone>@<service>@<id>.json)`;
+}
+
+/** Names by the reader's priority of their zone and service (a name that is not ours last), then by name. */
+function sortByPriority(keyed: (readonly [string, string])[], priority: RegistryPriority | undefined): void {
+  const rank = (key: string): number => {
+    const [zone, service, id] = key.split('/');
+    return id === undefined || priority === undefined ? (id === undefined ? Number.MAX_SAFE_INTEGER : 0) : priority(zone!, service!);
+  };
+  const ranks = new Map(keyed.map(([n, key]) => [n, rank(key)]));
+  keyed.sort((a, b) => ranks.get(a[0])! - ranks.get(b[0])! || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+}
+
+/** `snapshot` with the files left unread over the bound refused and counted too. */
+function withOverLimit(snapshot: RegistrySnapshot, over: RefusedEndpoint[]): RegistrySnapshot {
+  const refused = [...snapshot.refused, ...over].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).slice(0, MAX_REFUSED_LISTED);
+  return { ...snapshot, refused, refusedCount: snapshot.refusedCount + over.length, overLimitCount: snapshot.overLimitCount + over.length };
 }
 
 class FileEndpointRegistration implements EndpointRegistration {
@@ -166,7 +183,7 @@ export class FileRegistry implements EndpointRegistry {
     return registration;
   }
 
-  async snapshot(): Promise<RegistrySnapshot> {
+  async snapshot(priority?: RegistryPriority): Promise<RegistrySnapshot> {
     this.assertOpen();
     let names: string[];
     try {
@@ -176,17 +193,20 @@ export class FileRegistry implements EndpointRegistry {
       throw storeUnavailable(`cannot list ${this.dir}`, err);
     }
     const now = Date.now();
-    // Files beyond the bound are not even read: each is one refused record.
+    // Files beyond the bound are not even read: each is one refused record. Which ones is
+    // decided by the name (zone@service@id): those the reader routes to first.
     const keyed = names.map((n) => [n, keyOfFileName(n)] as const).filter((e): e is readonly [string, string] => e[1] !== null);
+    if (keyed.length > MAX_REGISTERED_ENDPOINTS) sortByPriority(keyed, priority);
     const read = keyed.slice(0, MAX_REGISTERED_ENDPOINTS);
     const found = await Promise.all(read.map(([name, key]) => this.readLive(name, key, now)));
-    const over: DecodedEndpoint[] = keyed.slice(MAX_REGISTERED_ENDPOINTS).map(([, key]) => ({ ok: false, refused: { key, problem: `over the limit of ${MAX_REGISTERED_ENDPOINTS} registered endpoints` } }));
-    return registrySnapshotOf([...found.filter((d): d is DecodedEndpoint => d !== null), ...over], 0);
+    const over = keyed.slice(MAX_REGISTERED_ENDPOINTS).map(([, key]) => ({ key, problem: overLimitProblem() }));
+    const snapshot = registrySnapshotOf(found.filter((d): d is DecodedEndpoint => d !== null), 0, priority);
+    return over.length === 0 ? snapshot : withOverLimit(snapshot, over);
   }
 
   watch(events: RegistryWatchEvents): RegistryWatch {
     this.assertOpen();
-    const w = new FilePollWatch<RegistrySnapshot>(this.dir, this.watchOpts, () => this.snapshot(), registrySnapshotKey, events, (closed) => this.watches.delete(closed));
+    const w = new FilePollWatch<RegistrySnapshot>(this.dir, this.watchOpts, () => this.snapshot(events.priority), registrySnapshotKey, events, (closed) => this.watches.delete(closed));
     this.watches.add(w);
     return w;
   }

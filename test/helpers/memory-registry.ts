@@ -6,7 +6,9 @@
 import {
   checkRegistration, claimRefusal, decodeEndpoint, documentOf, endpointKey, newInstanceToken, registrySnapshotKey, registrySnapshotOf, type ClaimMode,
 } from '../../src/store/endpoint-record';
-import type { EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RegistrySnapshot, RegistryWatch, RegistryWatchEvents } from '../../src/store/types';
+import type {
+  EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RegistryPriority, RegistrySnapshot, RegistryWatch, RegistryWatchEvents,
+} from '../../src/store/types';
 import { snapshotWatch } from './memory-watch';
 
 /** What every MemoryStore opened over the same data shares. */
@@ -90,20 +92,20 @@ export class MemoryRegistry implements EndpointRegistry {
     return { endpoint, taken, close };
   }
 
-  async snapshot(): Promise<RegistrySnapshot> {
+  async snapshot(priority?: RegistryPriority): Promise<RegistrySnapshot> {
     this.assertReachable();
-    return this.read();
+    return this.read(priority);
   }
 
   watch(events: RegistryWatchEvents): RegistryWatch {
-    return snapshotWatch(this.data.watchers, () => this.reachable(), () => this.read(), registrySnapshotKey, events, this.closers);
+    return snapshotWatch(this.data.watchers, () => this.reachable(), () => this.read(events.priority), registrySnapshotKey, events, this.closers);
   }
 
   async closeAll(): Promise<void> {
     await Promise.all([...this.closers].map((c) => c()));
   }
 
-  private read(): RegistrySnapshot {
-    return registrySnapshotOf([...this.data.records].map(([key, text]) => decodeEndpoint(key, text)), this.data.revision);
+  private read(priority?: RegistryPriority): RegistrySnapshot {
+    return registrySnapshotOf([...this.data.records].map(([key, text]) => decodeEndpoint(key, text)), this.data.revision, priority);
   }
 }
