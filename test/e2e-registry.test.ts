@@ -8,6 +8,7 @@ import test, { type ExecutionContext } from 'ava';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
 import { openStore } from '../src/store/open';
 import type { RegistrySnapshot, TableStore } from '../src/store/types';
 import { cellctl, CELLGATE, runCli } from './helpers/cli';
@@ -229,4 +230,26 @@ test.serial('one id, two sidecars: another URL is refused (exit 3, one line nami
   // Its withdrawal is at once: the record is its own, not the dead sidecar's lease's.
   t.is(await r1b.stop(), 0);
   await until(async () => (await s.store.registry.snapshot()).endpoints.length === 0, 'withdrawn at once', TTL_S * 1000 - 200);
+});
+
+test.serial('a sidecar whose id was taken while its lease was lost stops claiming it: register.taken, one line, exit 3; the other instance keeps it', async (t) => {
+  const s = await setup(t);
+  const [i1, i2] = s.instances;
+  const admin = new Etcd3({ hosts: s.etcd.endpoints.map((e) => `http://${e}`) });
+  t.teardown(() => admin.close());
+  const r1 = sidecar(s, 'i1', i1!.url);
+  t.teardown(() => r1.kill());
+  await r1.registered();
+  const key = `${s.prefix}/endpoints/za/default/i1`;
+  const own = (await admin.get(key).exec()).kvs[0]!;
+  // Another instance takes the id (its record on its own lease), then the sidecar's lease is lost.
+  const other = admin.lease(60);
+  t.teardown(() => other.revoke().catch(() => undefined));
+  await other.put(key).value(JSON.stringify({ url: i2!.url, weight: 1, registeredAt: new Date().toISOString(), instance: 'other' }));
+  await admin.leaseClient.leaseRevoke({ ID: own.lease });
+  t.is(await r1.exited, 3, r1.stderr());
+  t.regex(r1.stderr(), /"event":"register.taken"/);
+  const said = r1.stderr().trim().split('\n').filter((l) => !l.startsWith('{'));
+  t.deepEqual(said, [`cellgate: endpoint za/default/"i1" was taken by another instance at ${i2!.url} while this one (${i1!.url}) had lost its lease; no longer registered`]);
+  t.deepEqual((await s.store.registry.snapshot()).endpoints.map((e) => e.url), [i2!.url], 'not fought over');
 });
