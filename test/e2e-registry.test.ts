@@ -82,6 +82,13 @@ function sidecar(s: Setup, id: string, url: string): RegistrarProcess {
     '--ttl', String(TTL_S), '--check-path', '/healthz', '--check-interval', '0.2']);
 }
 
+/** The sidecar's exit code; fails the test if it has not exited within `ms`. */
+async function exitCode(r: RegistrarProcess, ms = 15_000): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`the sidecar did not exit within ${ms} ms: ${r.stderr()}`)), ms); });
+  return Promise.race([r.exited, late]).finally(() => clearTimeout(timer));
+}
+
 /** When the test's own watch first saw the registry with `n` endpoints. */
 function seenAt(s: Setup, n: number): number | undefined {
   return s.seen.find((x) => x.snapshot.endpoints.length === n)?.at;
@@ -206,7 +213,7 @@ test.serial('one id, two sidecars: another URL is refused (exit 3, one line nami
 
   const r2 = sidecar(s, 'i1', i2!.url);
   t.teardown(() => r2.kill());
-  t.is(await r2.exited, 3, r2.stderr());
+  t.is(await exitCode(r2), 3, r2.stderr());
   const said = r2.stderr().trim().split('\n').filter((l) => !l.startsWith('{'));
   t.is(said.length, 1, r2.stderr());
   t.is(said[0], `cellgate: endpoint za/default/"i1" is registered by another live instance at ${i1!.url}; not registering ${i2!.url} (give this instance another --id, or stop that one)`);
@@ -219,7 +226,7 @@ test.serial('one id, two sidecars: another URL is refused (exit 3, one line nami
 
   // kill -9 of the first sidecar, restarted at once: same id and URL, the old lease still live.
   r1.kill();
-  await r1.exited;
+  await exitCode(r1);
   const restartedAt = Date.now();
   const r1b = sidecar(s, 'i1', i1!.url);
   t.teardown(() => r1b.kill());
@@ -247,7 +254,7 @@ test.serial('a sidecar whose id was taken while its lease was lost stops claimin
   t.teardown(() => other.revoke().catch(() => undefined));
   await other.put(key).value(JSON.stringify({ url: i2!.url, weight: 1, registeredAt: new Date().toISOString(), instance: 'other' }));
   await admin.leaseClient.leaseRevoke({ ID: own.lease });
-  t.is(await r1.exited, 3, r1.stderr());
+  t.is(await exitCode(r1), 3, r1.stderr());
   t.regex(r1.stderr(), /"event":"register.taken"/);
   const said = r1.stderr().trim().split('\n').filter((l) => !l.startsWith('{'));
   t.deepEqual(said, [`cellgate: endpoint za/default/"i1" was taken by another instance at ${i2!.url} while this one (${i1!.url}) had lost its lease; no longer registered`]);
