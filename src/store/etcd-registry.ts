@@ -1,9 +1,10 @@
-// The endpoint registry in etcd: `<prefix>/endpoints/<zone>/<service>/<id>` → {url, weight,
+// The endpoint registry in etcd: `<prefix>/endpoints/<zone>/<service>/<id>` → {url, weight, instance,
 // registeredAt}, each on its own lease kept alive by etcd3 (TTL = the record's ttl, whole
 // seconds). An instance that dies stops the keep-alives and its record goes when the lease
 // expires; close() revokes the lease, which deletes the record at once. When the lease is
 // lost while the process lives, it is put again on a new one: a leased record
-// (etcd-leased-record.ts), as presence is.
+// (etcd-leased-record.ts), as presence is, but guarded: written by a transaction that
+// never writes over another live instance's record (claimRefusal in endpoint-record.ts).
 import type { EtcdContext } from './etcd-client';
 import { EtcdLeasedRecord } from './etcd-leased-record';
 import {
