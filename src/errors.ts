@@ -42,6 +42,7 @@ const SPECS = {
   NOT_INITIALIZED: { status: 404, exit: EXIT.ERROR, retryable: false, message: 'the store holds no routing table (run cellctl init)' },
   STORE_UNAVAILABLE: { status: 503, exit: EXIT.ERROR, retryable: true, message: 'the routing-table store is unreachable' },
   PLAN_REFUSED: { status: 409, exit: EXIT.REFUSED, retryable: false, message: 'the change was refused' },
+  ENDPOINT_TAKEN: { status: 409, exit: EXIT.REFUSED, retryable: false, message: 'the endpoint id is registered by another live instance' },
   NOT_CONVERGED: { status: 504, exit: EXIT.NOT_CONVERGED, retryable: true, message: 'not every gateway applied the change in time' },
 } as const satisfies Record<string, ErrorSpec>;
 

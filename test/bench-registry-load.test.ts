@@ -38,7 +38,7 @@ test('the table loads, and merging the 500 registrations into it ignores none an
   t.is(table.zones.length, 8);
   const now = Date.now();
   const endpoints = registeredEndpoints(DEFAULT_REGISTERED, PORTS).map((e) => checkRegistration(e, now).endpoint);
-  const merge = new RegistryMerger().merge(versioned(table, 1), { endpoints, refused: [], refusedCount: 0, version: 1 });
+  const merge = new RegistryMerger().merge(versioned(table, 1), { endpoints, refused: [], refusedCount: 0, overLimitCount: 0, version: 1 });
   t.deepEqual(merge.ignored, { unknown_zone: 0, url_refused: 0, too_many_services: 0 });
   let applied = 0;
   for (const services of merge.applied.values()) for (const n of services.values()) applied += n;

@@ -85,6 +85,19 @@ test('onto-elastic 0.25 then off-elastic returns every cell home; then the elast
   const peak = (await table(tg)).table;
   t.is(perZone(peak, 'zone')['pk-a'], 16, 'a quarter of 64 cells');
   t.deepEqual(perZone(peak, 'home'), perZone(before, 'home'), 'homes stay');
+  // cellctl status marks the elastic zone and says its cells are lent, not away after a failure.
+  const status = await run(t, ['status', ...tg.flags], 0);
+  t.regex(status.stdout, /^pk-a +east +shanghai +up +40 +16 +0 +elastic$/m);
+  t.regex(status.stdout, /^sh-a +.* +up +100 +\d+ +16$/m, 'a regular zone is not marked');
+  t.regex(status.stdout, /^16 cell\(s\) lent to elastic zones \(rebalance --off-elastic returns them\):$/m);
+  t.notRegex(status.stdout, /away from home/);
+  t.regex(status.stdout, /^CELL +HOME +ELASTIC ZONE +EPOCH$/m);
+  const statusJson = JSON.parse((await run(t, ['status', '--json', ...tg.flags], 0)).stdout) as {
+    zones: { name: string; elastic: boolean }[]; cellsAwayFromHome: { zone: string; lentToElastic: boolean }[];
+  };
+  t.deepEqual(statusJson.zones.filter((z) => z.elastic).map((z) => z.name), ['pk-a']);
+  t.is(statusJson.cellsAwayFromHome.length, 16);
+  t.true(statusJson.cellsAwayFromHome.every((c) => c.zone === 'pk-a' && c.lentToElastic));
   // A zone that serves cells cannot be removed.
   const busy = await run(t, ['zone', 'remove', 'pk-a', ...change('too early'), ...tg.flags], 3);
   t.regex(busy.stderr, /zone pk-a cannot be removed: 16 cell\(s\) are served by it/);

@@ -8,11 +8,13 @@ import test, { type ExecutionContext } from 'ava';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
 import { openStore } from '../src/store/open';
 import type { RegistrySnapshot, TableStore } from '../src/store/types';
 import { cellctl, CELLGATE, runCli } from './helpers/cli';
 import { RecordingZone, send, startGatewayProcess, topologyYaml } from './helpers/e2e';
 import { startEtcd, type EtcdHandle } from './helpers/etcd';
+import { freePort } from './helpers/ports';
 import { startRegistrar, type RegistrarProcess } from './helpers/registrar';
 import { startUpstreams, stopAll, type Upstream } from './helpers/upstreams';
 
@@ -78,6 +80,13 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 15
 function sidecar(s: Setup, id: string, url: string): RegistrarProcess {
   return startRegistrar(['--store', s.etcdSpec, '--prefix', s.prefix, '--zone', 'za', '--service', 'default', '--url', url, '--id', id,
     '--ttl', String(TTL_S), '--check-path', '/healthz', '--check-interval', '0.2']);
+}
+
+/** The sidecar's exit code; fails the test if it has not exited within `ms`. */
+async function exitCode(r: RegistrarProcess, ms = 15_000): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`the sidecar did not exit within ${ms} ms: ${r.stderr()}`)), ms); });
+  return Promise.race([r.exited, late]).finally(() => clearTimeout(timer));
 }
 
 /** When the test's own watch first saw the registry with `n` endpoints. */
@@ -180,4 +189,74 @@ test('cellgate register: bad flags exit 2 with one clear line, and register noth
     t.regex(r.stderr, message);
     t.is(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
   }
+});
+
+test('cellgate register against an etcd that is not there: one line naming its own flag (--store), exit 1', async (t) => {
+  const port = await freePort();
+  const r = await runCli(CELLGATE, ['register', '--store', `etcd:127.0.0.1:${port}`, '--zone', 'za', '--service', 's', '--url', 'http://127.0.0.1:1'], { timeoutMs: 30_000 });
+  t.is(r.code, 1, r.stderr);
+  t.regex(r.stderr, new RegExp(`cannot reach etcd at 127\\.0\\.0\\.1:${port} .*check --store\\)`));
+  t.false(r.stderr.includes('--etcd'), 'cellgate register has no --etcd flag');
+  // Beside its JSON log, one line for the operator.
+  const said = r.stderr.trim().split('\n').filter((l) => !l.startsWith('{'));
+  t.is(said.length, 1, `one line: ${r.stderr}`);
+  t.regex(said[0]!, /^cellgate: cannot reach etcd/);
+});
+
+test.serial('one id, two sidecars: another URL is refused (exit 3, one line naming the holder) and the holder keeps its traffic; the same URL restarted takes the record at once', async (t) => {
+  const s = await setup(t);
+  const [i1, i2] = s.instances;
+  const r1 = sidecar(s, 'i1', i1!.url);
+  t.teardown(() => r1.kill());
+  await r1.registered();
+  await until(async () => (await routed(s.gw.admin)) === 1, 'i1 routed');
+
+  const r2 = sidecar(s, 'i1', i2!.url);
+  t.teardown(() => r2.kill());
+  t.is(await exitCode(r2), 3, r2.stderr());
+  const said = r2.stderr().trim().split('\n').filter((l) => !l.startsWith('{'));
+  t.is(said.length, 1, r2.stderr());
+  t.is(said[0], `cellgate: endpoint za/default/"i1" is registered by another live instance at ${i1!.url}; not registering ${i2!.url} (give this instance another --id, or stop that one)`);
+  const listed = (await s.store.registry.snapshot()).endpoints.map((e) => e.url);
+  t.deepEqual(listed, [i1!.url], 'the first instance still holds the id');
+  // The zone's static endpoint and i1 share za's traffic (round robin); i2 gets none.
+  for (let k = 0; k < 6; k++) t.is((await send(s.gw.traffic, '/after', { headers: { 'x-user-id': `someone-${k}` } })).status, 200);
+  t.true(i1!.received.some((r) => r.url === '/after'), 'and gets its traffic');
+  t.false(i2!.received.some((r) => r.url === '/after'));
+
+  // kill -9 of the first sidecar, restarted at once: same id and URL, the old lease still live.
+  r1.kill();
+  await exitCode(r1);
+  const restartedAt = Date.now();
+  const r1b = sidecar(s, 'i1', i1!.url);
+  t.teardown(() => r1b.kill());
+  await r1b.registered();
+  const took = Date.now() - restartedAt;
+  t.log(`restart -> registered again: ${took} ms (TTL ${TTL_S} s)`);
+  t.false(/register\.(taken|register_failed)/.test(r1b.stderr()), r1b.stderr());
+  // Its withdrawal is at once: the record is its own, not the dead sidecar's lease's.
+  t.is(await r1b.stop(), 0);
+  await until(async () => (await s.store.registry.snapshot()).endpoints.length === 0, 'withdrawn at once', TTL_S * 1000 - 200);
+});
+
+test.serial('a sidecar whose id was taken while its lease was lost stops claiming it: register.taken, one line, exit 3; the other instance keeps it', async (t) => {
+  const s = await setup(t);
+  const [i1, i2] = s.instances;
+  const admin = new Etcd3({ hosts: s.etcd.endpoints.map((e) => `http://${e}`) });
+  t.teardown(() => admin.close());
+  const r1 = sidecar(s, 'i1', i1!.url);
+  t.teardown(() => r1.kill());
+  await r1.registered();
+  const key = `${s.prefix}/endpoints/za/default/i1`;
+  const own = (await admin.get(key).exec()).kvs[0]!;
+  // Another instance takes the id (its record on its own lease), then the sidecar's lease is lost.
+  const other = admin.lease(60);
+  t.teardown(() => other.revoke().catch(() => undefined));
+  await other.put(key).value(JSON.stringify({ url: i2!.url, weight: 1, registeredAt: new Date().toISOString(), instance: 'other' }));
+  await admin.leaseClient.leaseRevoke({ ID: own.lease });
+  t.is(await exitCode(r1), 3, r1.stderr());
+  t.regex(r1.stderr(), /"event":"register.taken"/);
+  const said = r1.stderr().trim().split('\n').filter((l) => !l.startsWith('{'));
+  t.deepEqual(said, [`cellgate: endpoint za/default/"i1" was taken by another instance at ${i2!.url} while this one (${i1!.url}) had lost its lease; no longer registered`]);
+  t.deepEqual((await s.store.registry.snapshot()).endpoints.map((e) => e.url), [i2!.url], 'not fought over');
 });

@@ -4,8 +4,8 @@
 // with real processes in e2e-registry.test.ts.
 import test, { type ExecutionContext } from 'ava';
 import { isCellgateError } from '../src/errors';
-import { MAX_RECORD_BYTES, registryChecksum } from '../src/store/endpoint-record';
-import type { RegistrySnapshot, TableStore } from '../src/store/types';
+import { MAX_RECORD_BYTES, MAX_REGISTERED_ENDPOINTS, registryChecksum } from '../src/store/endpoint-record';
+import type { RegistryPriority, RegistrySnapshot, TableStore } from '../src/store/types';
 import { demoTable } from './helpers/fixtures';
 import { waitFor } from './store-contract';
 
@@ -15,6 +15,14 @@ export interface RegistryUnderTest {
   reopen(): TableStore;
   /** Writes `text` as the live record at `key` (`<zone>/<service>/<id>`), around validation. */
   writeRawEndpoint(key: string, text: string): Promise<void>;
+  /** The same for many records at once (live for the whole test). */
+  writeRawEndpoints(records: readonly (readonly [key: string, text: string])[]): Promise<void>;
+  /**
+   * The registration holding `key` now: call the result to make it lose its lease (etcd: the
+   * lease is revoked; memory: it puts its record again; file store: nothing to do, every
+   * heartbeat checks the file).
+   */
+  leaseOf(key: string): Promise<() => Promise<void>>;
 }
 
 export type MakeRegistryStore = (t: ExecutionContext) => Promise<RegistryUnderTest>;
@@ -27,6 +35,14 @@ function watchRegistry(t: ExecutionContext, store: TableStore): { snapshots: Reg
 }
 
 const ids = (s: RegistrySnapshot | undefined) => s?.endpoints.map((e) => `${e.zone}/${e.service}/${e.id}`) ?? [];
+const urls = async (store: TableStore) => (await store.registry.snapshot()).endpoints.map((e) => `${e.id} ${e.url} w${e.weight}`);
+
+/** `promise`'s value, or a failure after `ms`. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms); });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 export function registryContract(name: string, make: MakeRegistryStore): void {
   test(`${name}: registry register, watch, withdraw at once on close; the table version never moves`, async (t) => {
@@ -102,5 +118,82 @@ export function registryContract(name: string, make: MakeRegistryStore): void {
     await waitFor('a snapshot', () => watched.snapshots.length >= 1);
     t.is(watched.last()?.refusedCount, 5);
     t.deepEqual(ids(watched.last()), ['sh-a/orders/good']);
+  });
+
+  test(`${name}: an id held by another live instance (another URL) is refused, naming it and the holder's URL; the holder keeps it`, async (t) => {
+    const { store, reopen } = await make(t);
+    const other = reopen();
+    const req = { zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001' };
+    const a = await store.registry.register(req);
+    const err = await t.throwsAsync(other.registry.register({ ...req, url: 'http://127.0.0.1:9002' }));
+    t.true(isCellgateError(err, 'ENDPOINT_TAKEN'), String(err));
+    t.regex(err!.message, /endpoint sh-a\/orders\/"i-1" is registered by another live instance at http:\/\/127\.0\.0\.1:9001/);
+    t.deepEqual(await urls(other), ['i-1 http://127.0.0.1:9001 w1'], 'the first registration still holds it');
+    // Once the holder withdraws, the id is free.
+    await a.close();
+    const b = await other.registry.register({ ...req, url: 'http://127.0.0.1:9002' });
+    t.deepEqual(await urls(store), ['i-1 http://127.0.0.1:9002 w1']);
+    await b.close();
+  });
+
+  test(`${name}: the same instance restarted (same id and URL, old record live) takes its record over at once; the old registration's close() leaves it`, async (t) => {
+    const { store, reopen } = await make(t);
+    const restarted = reopen();
+    const req = { zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001' };
+    const old = await store.registry.register(req);
+    // The same endpoint ("http://h:p/" and "http://h:p" are one origin), registered anew with another weight.
+    const now = await restarted.registry.register({ ...req, url: 'http://127.0.0.1:9001/', weight: 7 });
+    t.deepEqual(await urls(store), ['i-1 http://127.0.0.1:9001/ w7']);
+    await old.close();
+    t.deepEqual(await urls(store), ['i-1 http://127.0.0.1:9001/ w7'], 'the old registration withdrew only its own record');
+    await now.close();
+    t.deepEqual(await urls(store), []);
+  });
+
+  test(`${name}: an id taken by another instance while the lease was lost is reported (ENDPOINT_TAKEN), not fought over`, async (t) => {
+    const { store, writeRawEndpoint, leaseOf } = await make(t);
+    const a = await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001' });
+    const loseLease = await leaseOf('sh-a/orders/i-1');
+    await writeRawEndpoint('sh-a/orders/i-1', JSON.stringify({ url: 'http://127.0.0.1:9002', weight: 1, registeredAt: new Date().toISOString(), instance: 'another' }));
+    await loseLease();
+    const taken = await within(a.taken, 15_000, 'the registration to report the id taken');
+    t.true(isCellgateError(taken, 'ENDPOINT_TAKEN'), String(taken));
+    t.regex(taken.message, /sh-a\/orders\/"i-1" was taken by another instance at http:\/\/127\.0\.0\.1:9002/);
+    t.deepEqual(await urls(store), ['i-1 http://127.0.0.1:9002 w1'], 'the other instance keeps it');
+    await a.close();
+    t.deepEqual(await urls(store), ['i-1 http://127.0.0.1:9002 w1'], 'close() does not withdraw the other instance');
+  });
+
+  // Serial: 10,000 records (files, for the file store) read at every poll would starve the timers of the tests beside it.
+  test.serial(`${name}: over the bound, the records the reader routes to go first (its priority); a watch ranks them again on refresh()`, async (t) => {
+    const { store, writeRawEndpoints } = await make(t);
+    const doc = JSON.stringify({ url: 'http://127.0.0.1:9001', weight: 1, registeredAt: new Date().toISOString() });
+    // A flood under a zone no table has ("aaa" sorts before every real zone), filling the bound.
+    await writeRawEndpoints(Array.from({ length: MAX_REGISTERED_ENDPOINTS }, (_, i) => [`aaa/default/x${String(i).padStart(5, '0')}`, doc] as const));
+    await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'real', url: 'http://127.0.0.1:9002' });
+    const knowsShA: RegistryPriority = (zone) => (zone === 'sh-a' ? 0 : 2);
+    const has = (s: RegistrySnapshot | undefined) => s?.endpoints.some((e) => e.id === 'real') === true;
+
+    const ranked = await store.registry.snapshot(knowsShA);
+    t.is(ranked.endpoints.length, MAX_REGISTERED_ENDPOINTS);
+    t.true(has(ranked), 'the record of a known zone is kept');
+    t.is(ranked.overLimitCount, 1);
+    t.is(ranked.refusedCount, 1);
+    t.deepEqual(ranked.refused, [{ key: 'aaa/default/x09999', problem: `over the limit of ${MAX_REGISTERED_ENDPOINTS} registered endpoints` }]);
+    // Without a priority, by key: the same on every reader.
+    const plain = await store.registry.snapshot();
+    t.false(has(plain));
+    t.is(plain.overLimitCount, 1);
+
+    let priority: RegistryPriority = () => 0;
+    const seen: RegistrySnapshot[] = [];
+    const w = store.registry.watch({ onSnapshot: (s) => seen.push(s), priority: (zone, service) => priority(zone, service) });
+    t.teardown(() => w.close());
+    await waitFor('a first snapshot', () => seen.length >= 1, 15_000);
+    t.false(has(seen.at(-1)));
+    priority = knowsShA;
+    w.refresh();
+    await waitFor('the known zone\'s record after refresh()', () => has(seen.at(-1)), 15_000);
+    t.is(seen.at(-1)!.overLimitCount, 1);
   });
 }

@@ -113,3 +113,31 @@ test('registerEndpoint: a checkPath that names another host (//host/…, /\\host
   }
   t.deepEqual((await store.registry.snapshot()).endpoints, [], 'the unhealthy instance is not registered on the decoy\'s health');
 });
+
+test('registerEndpoint: an id held by another instance is ENDPOINT_TAKEN, with a check too; taken later (lost lease) it stops for good and says so', async (t) => {
+  const [svc] = await startUpstreams('svc');
+  t.teardown(() => stopAll([svc!]));
+  const store = new MemoryStore();
+  t.teardown(() => store.close());
+  const holder = await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'svc-1', url: 'http://127.0.0.1:9001' });
+  for (const checkPath of [undefined, '/healthz']) {
+    // The check passes; the registration is refused all the same, and not retried at every check.
+    const err = await t.throwsAsync(registerEndpoint({ store, zone: 'sh-a', service: 'orders', url: svc!.url, id: 'svc-1', checkPath, checkIntervalMs: 100 }));
+    t.true(isCellgateError(err, 'ENDPOINT_TAKEN'), String(err));
+  }
+  await holder.close();
+
+  const takenBy: Error[] = [];
+  const events: string[] = [];
+  const h = await registerEndpoint({ store, zone: 'sh-a', service: 'orders', url: 'http://127.0.0.1:9001', id: 'svc-1', log: (e) => events.push(e), onTaken: (err) => takenBy.push(err) });
+  t.teardown(() => h.close());
+  const lose = store.registry.leaseOf('sh-a/orders/svc-1');
+  store.registry.putRaw('sh-a/orders/svc-1', JSON.stringify({ url: 'http://127.0.0.1:9002', weight: 1, registeredAt: new Date().toISOString(), instance: 'other' }));
+  await lose();
+  await until('taken reported', async () => takenBy.length === 1);
+  t.is(h.state, 'taken');
+  t.true(isCellgateError(takenBy[0], 'ENDPOINT_TAKEN'));
+  t.true(events.includes('register.taken'));
+  await h.close();
+  t.deepEqual((await store.registry.snapshot()).endpoints.map((e) => e.url), ['http://127.0.0.1:9002'], 'the other instance keeps it');
+});

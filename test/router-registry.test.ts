@@ -4,7 +4,7 @@
 import test from 'ava';
 import { versioned } from '../src/cells/table';
 import { DEFAULT_SERVICE, type VersionedTable } from '../src/cells/types';
-import { registrySnapshotOf } from '../src/store/endpoint-record';
+import { MAX_REGISTERED_ENDPOINTS, registrySnapshotOf } from '../src/store/endpoint-record';
 import { decodePresence } from '../src/store/presence-record';
 import type { RegisteredEndpoint, RegistrySnapshot } from '../src/store/types';
 import { MAX_SERVICES_PER_ZONE, RegistryMerger } from '../src/router/registry-merge';
@@ -143,4 +143,29 @@ test('churn does not turn into presence writes: the registry digest is published
   // Other presence writes (zone health from the probes the advance ran) carry the newest digest too;
   // no intermediate churn state was ever published.
   t.deepEqual([...new Set(digests().slice(before))], [6], 'only the newest registry is published');
+});
+
+test('over the registry bound, records of zones the gateway does not have never push out those it routes to; a table that adds a zone ranks them again', async (t) => {
+  const [a, b, c] = await startUpstreams('a', 'b', 'c');
+  t.teardown(() => stopAll([a!, b!, c!]));
+  const base = tableFor([{ name: 'z1', upstreams: [a!.url] }], { cells: 4 });
+  const store = new MemoryStore(base);
+  // A flood under a zone no table has ("aaa" sorts before every real one), filling the bound.
+  const doc = JSON.stringify({ url: 'http://10.9.9.9:80', weight: 1, registeredAt: new Date().toISOString() });
+  for (let i = 0; i < MAX_REGISTERED_ENDPOINTS; i++) store.registry.putRaw(`aaa/default/x${String(i).padStart(5, '0')}`, doc);
+  store.registry.putRaw('zz/default/c', JSON.stringify({ url: c!.url, weight: 1, registeredAt: new Date().toISOString() }));
+  await store.registry.register({ zone: 'z1', service: DEFAULT_SERVICE, id: 'b', url: b!.url });
+  const g = await startGateway(t, store, { waitVersion: 1 });
+  await waitFor('b in z1', () => g.gw.view()?.zone('z1')?.upstreams.includes(b!.url) === true, 10_000);
+  const metrics = async () => (await httpCall(`${g.admin}/metrics`)).text();
+  // 10,002 records: b first, then 9,999 of the flood by key; the two left over (one of the flood, and
+  // zz's: a zone this gateway does not have yet) are counted.
+  t.regex(await metrics(), /cellgate_registry_records_refused_total\{reason="invalid"\} 2\n/);
+  t.regex(await metrics(), /cellgate_registry_records_refused_total\{reason="unknown_zone"\} 9999\n/);
+
+  // A table that adds zone zz: its record now goes before the flood's.
+  const withZz = { ...base, zones: [...base.zones, { ...base.zones[0]!, name: 'zz', city: 'zz', upstreams: [] }] };
+  store.publish(withZz);
+  await waitFor('zz\'s registered endpoint routed', () => g.gw.view()?.zone('zz')?.upstreams.includes(c!.url) === true, 10_000);
+  t.true(g.gw.view()?.zone('z1')?.upstreams.includes(b!.url));
 });

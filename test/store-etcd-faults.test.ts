@@ -323,3 +323,28 @@ test('etcd faults: an endpoint lease revoked from under the instance is granted 
   await reg.close();
   t.is((await admin.get(key).exec()).kvs.length, 0, 'withdrawn at once');
 });
+
+test('etcd faults: a lost endpoint lease is granted again over the instance\'s own record still in etcd (never refused by itself)', async (t) => {
+  const etcd = await ownEtcd(t);
+  const admin = adminClient(t, etcd.endpoints);
+  const store = open(t, etcd.endpoints);
+  const reg = await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001', ttlMs: 3_000 });
+  const key = `${PREFIX}/endpoints/sh-a/orders/i-1`;
+  const own = (await admin.get(key).exec()).kvs[0]!;
+  // Its own record, on a lease that outlives the instance's (as after an etcd restart, which
+  // renews leases the client has already given up as lost).
+  const elsewhere = admin.lease(60, { autoKeepAlive: false });
+  t.teardown(() => elsewhere.revoke().catch(() => undefined));
+  await elsewhere.put(key).value(own.value);
+  const elsewhereId = await elsewhere.grant();
+  await admin.leaseClient.leaseRevoke({ ID: own.lease });
+  await eventually('the record on the instance\'s new lease', async () => {
+    const kv = (await admin.get(key).exec()).kvs[0];
+    return kv !== undefined && kv.lease !== own.lease && kv.lease !== elsewhereId;
+  }, 10_000);
+  t.is(await Promise.race([reg.taken.then(() => 'taken'), Promise.resolve('held')]), 'held');
+  await elsewhere.revoke();
+  t.deepEqual((await store.registry.snapshot()).endpoints.map((e) => e.url), ['http://127.0.0.1:9001'], 'still registered on its own lease');
+  await reg.close();
+  t.is((await admin.get(key).exec()).kvs.length, 0, 'withdrawn at once');
+});

@@ -66,6 +66,22 @@ registryContract('etcd', async (t) => {
       t.teardown(() => lease.revoke().catch(() => undefined));
       await lease.put(`${prefix}/endpoints/${key}`).value(text);
     },
+    writeRawEndpoints: async (records) => {
+      const lease = admin.lease(60);
+      t.teardown(() => lease.revoke().catch(() => undefined));
+      const id = await lease.grant();
+      for (let i = 0; i < records.length; i += 100) {
+        await admin.if(`${prefix}/table`, 'Version', '>', -1) // always true: a batch of puts in one transaction
+          .then(...records.slice(i, i + 100).map(([key, text]) => admin.put(`${prefix}/endpoints/${key}`).value(text).lease(id)))
+          .commit();
+      }
+    },
+    leaseOf: async (key) => {
+      const id = (await admin.get(`${prefix}/endpoints/${key}`).exec()).kvs[0]?.lease;
+      return async () => {
+        if (id !== undefined && String(id) !== '0') await admin.leaseClient.leaseRevoke({ ID: id });
+      };
+    },
   };
 });
 

@@ -32,5 +32,9 @@ registryContract('memory', async (t) => {
       return other;
     },
     writeRawEndpoint: async (key, text) => store.registry.putRaw(key, text),
+    writeRawEndpoints: async (records) => {
+      for (const [key, text] of records) store.registry.putRaw(key, text);
+    },
+    leaseOf: async (key) => store.registry.leaseOf(key),
   };
 });

@@ -162,5 +162,6 @@ export function openWithSecurity(spec: string, prefix: string | undefined, value
     if (stray) throw cgError('USAGE', `--${stray} applies to an etcd store, not ${spec}`);
     return openStore(spec, { prefix });
   }
-  return openStore(spec, { prefix, etcd: { security: etcdSecurityFromFlags(values, process.env, config), tableEncoding: tableEncodingFromEnv(process.env) } });
+  // cellgate's commands name etcd with --store: unreachable-etcd hints must say so.
+  return openStore(spec, { prefix, etcd: { security: etcdSecurityFromFlags(values, process.env, config), tableEncoding: tableEncodingFromEnv(process.env), flagHint: '--store' } });
 }

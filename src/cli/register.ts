@@ -1,12 +1,15 @@
 // `cellgate register`: the endpoint registry sidecar. It registers one instance (zone,
 // service, URL) under a lease kept alive while the instance's local check passes, withdraws
 // it when the check fails (and registers it again when it passes), and withdraws it at once
-// on SIGTERM/SIGINT. Logs JSON lines with pino, like serve.
+// on SIGTERM/SIGINT. Logs JSON lines with pino, like serve. An id held by another live
+// instance fails the start (ENDPOINT_TAKEN, exit 3); an id taken later (while the lease was
+// lost) stops the sidecar the same way, so that its supervisor sees it.
 import { cgError } from '../errors';
-import { DEFAULT_CHECK_INTERVAL_MS, registerEndpoint } from '../registry';
+import { DEFAULT_CHECK_INTERVAL_MS, registerEndpoint, type EndpointHandle } from '../registry';
 import { createLogSink, eventLog } from '../router/log';
 import { MAX_ENDPOINT_TTL_MS, MIN_ENDPOINT_TTL_MS } from '../store/endpoint-record';
 import { NO_STORE, intFlag, openWithSecurity, stringOption, type Parsed } from './args';
+import { reportError } from './output';
 
 function required(values: Parsed['values'], name: string): string {
   const v = stringOption(values, name);
@@ -40,9 +43,17 @@ export async function register(values: Parsed['values'], positionals: readonly s
   const store = openWithSecurity(spec, stringOption(values, 'prefix'), values);
   const sink = createLogSink('info', undefined, false);
   const log = eventLog(sink.logger.child({ component: 'register' }));
-  let handle;
+  let handle: EndpointHandle | undefined;
+  let stopping: Promise<void> | null = null;
+  const onTaken = (err: Error) => {
+    if (!handle) return; // refused at the start: registerEndpoint throws it
+    // Not fought over: say so in one line and exit non-zero (3, refused).
+    const code = reportError(err, false, 'cellgate');
+    stopping ??= stop();
+    void stopping.finally(() => process.exit(code));
+  };
   try {
-    handle = await registerEndpoint({ store, zone, service, url, id, weight, ttlMs, checkPath, checkIntervalMs, log });
+    handle = await registerEndpoint({ store, zone, service, url, id, weight, ttlMs, checkPath, checkIntervalMs, log, onTaken });
   } catch (err) {
     await store.close().catch(() => undefined);
     await sink.close();
@@ -50,10 +61,11 @@ export async function register(values: Parsed['values'], positionals: readonly s
   }
   log('register.started', { store: store.description, zone, service, url, id: handle.id, state: handle.state, checkPath: checkPath ?? null, checkIntervalMs });
   const h = handle;
-  return async () => {
+  async function stop(): Promise<void> {
     await h.close();
     log('register.stopped', { id: h.id });
     await store.close();
     await sink.close();
-  };
+  }
+  return () => (stopping ??= stop());
 }

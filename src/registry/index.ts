@@ -31,11 +31,16 @@ export interface RegisterEndpointOptions extends Omit<EndpointRegistrationReques
   /** Default 1000 ms. */
   readonly checkIntervalMs?: number;
   readonly log?: (event: string, fields?: Record<string, unknown>) => void;
+  /**
+   * Another instance took the id after this one had lost its lease (ENDPOINT_TAKEN): this
+   * endpoint is no longer registered and will not be again (state `taken`).
+   */
+  readonly onTaken?: (err: Error) => void;
 }
 
 export interface EndpointHandle {
   readonly id: string;
-  /** registered, or withdrawn while the check fails. */
+  /** registered, withdrawn while the check fails, or taken (the id went to another instance). */
   readonly state: RegistrarState;
   /** Withdraws the endpoint at once (and closes the store when it was given as a spec). */
   close(): Promise<void>;
@@ -61,8 +66,9 @@ export function defaultEndpointId(): string {
 
 /**
  * Registers the endpoint; resolves once the first check and registration are done. Throws
- * USAGE for bad options; STORE_UNAVAILABLE when there is no check and the store cannot be
- * reached (with a check, a failed registration is retried at every check instead).
+ * USAGE for bad options; ENDPOINT_TAKEN when another live instance (another URL) holds the
+ * id; STORE_UNAVAILABLE when there is no check and the store cannot be reached (with a
+ * check, a failed registration is retried at every check instead).
  */
 export async function registerEndpoint(options: RegisterEndpointOptions): Promise<EndpointHandle> {
   const checkIntervalMs = options.checkIntervalMs ?? DEFAULT_CHECK_INTERVAL_MS;
@@ -72,11 +78,15 @@ export async function registerEndpoint(options: RegisterEndpointOptions): Promis
   checkRegistration(request, Date.now()); // bad input fails here, not at every check
   if (options.checkPath !== undefined) checkCheckPath(options.checkPath, url);
   const owned = typeof options.store === 'string';
-  const store = typeof options.store === 'string' ? openStore(options.store, { ...options.storeOptions, prefix: options.prefix }) : options.store;
-  const registrar = new Registrar({ registry: store.registry, request, checkPath: options.checkPath, checkIntervalMs, log: options.log ?? (() => undefined) });
+  const store = typeof options.store === 'string' ? openStore(options.store, { ...options.storeOptions, etcd: { flagHint: 'the store option', ...options.storeOptions?.etcd }, prefix: options.prefix }) : options.store;
+  const registrar = new Registrar({
+    registry: store.registry, request, checkPath: options.checkPath, checkIntervalMs, log: options.log ?? (() => undefined), onTaken: options.onTaken,
+  });
   const closeStore = () => (owned ? store.close() : Promise.resolve());
   try {
     const state = await registrar.start();
+    // Another instance's id is the caller's to see, check or not.
+    if (state === 'taken') throw registrar.lastError ?? cgError('ENDPOINT_TAKEN', `endpoint ${request.zone}/${request.service}/${request.id} is taken`);
     // No check: the first registration's failure is the caller's to see.
     if (options.checkPath === undefined && state !== 'registered') throw registrar.lastError ?? cgError('STORE_UNAVAILABLE', 'endpoint not registered');
   } catch (err) {

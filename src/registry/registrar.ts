@@ -5,9 +5,14 @@
 // once. Without a checkPath the instance is taken as healthy. A registration that fails
 // (the store is unreachable) is tried again at the next tick; a lease lost while registered
 // is re-granted by the store itself. close() withdraws at once and stops the loop.
+//
+// An id held by another live instance (ENDPOINT_TAKEN: at a registration, or reported by the
+// store when the id was taken while the lease was lost) ends the loop in state `taken`: two
+// instances under one id is a configuration error, not something to retry or fight over.
+import { isCellgateError } from '../errors';
 import type { EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry } from '../store/types';
 
-export type RegistrarState = 'starting' | 'registered' | 'withdrawn' | 'closed';
+export type RegistrarState = 'starting' | 'registered' | 'withdrawn' | 'taken' | 'closed';
 
 export interface RegistrarOptions {
   readonly registry: EndpointRegistry;
@@ -16,6 +21,8 @@ export interface RegistrarOptions {
   readonly checkPath?: string;
   readonly checkIntervalMs: number;
   readonly log: (event: string, fields?: Record<string, unknown>) => void;
+  /** The id went to another instance (state `taken`): nothing more is registered. */
+  readonly onTaken?: (err: Error) => void;
 }
 
 /** One health check: GET url+path, bounded by `timeoutMs`; 2xx/3xx passes. Returns null or why it failed. */
@@ -68,31 +75,48 @@ export class Registrar {
 
   private tick(): Promise<void> {
     this.ticking = this.runCheck().finally(() => {
-      if (this.stateNow !== 'closed') this.timer = setTimeout(() => void this.tick(), this.o.checkIntervalMs);
+      if (this.stateNow !== 'closed' && this.stateNow !== 'taken') this.timer = setTimeout(() => void this.tick(), this.o.checkIntervalMs);
     });
     return this.ticking;
+  }
+
+  /** Someone else holds the id: stop for good, say so once. */
+  private giveUp(err: Error): void {
+    if (this.stateNow === 'closed' || this.stateNow === 'taken') return;
+    this.stateNow = 'taken';
+    this.registration = null;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.lastError = err;
+    this.o.log('register.taken', { zone: this.o.request.zone, service: this.o.request.service, id: this.o.request.id, error: err.message });
+    this.o.onTaken?.(err);
   }
 
   private async runCheck(): Promise<void> {
     const { request, checkPath, checkIntervalMs } = this.o;
     const failed = checkPath ? await checkOnce(request.url, checkPath, checkTimeoutMs(checkIntervalMs)) : null;
-    if (this.stateNow === 'closed') return;
+    if (this.stateNow === 'closed' || this.stateNow === 'taken') return;
     if (failed !== null) {
       if (this.registration || this.stateNow === 'starting') this.o.log('register.check_failed', { url: request.url, checkPath, why: failed });
       await this.withdraw('check failed');
       // close() may have come while withdrawing: 'closed' stays, and no check is scheduled.
-      if ((this.stateNow as RegistrarState) !== 'closed') this.stateNow = 'withdrawn';
+      if ((this.stateNow as RegistrarState) !== 'closed' && (this.stateNow as RegistrarState) !== 'taken') this.stateNow = 'withdrawn';
       return;
     }
     if (this.registration) return;
     try {
-      this.registration = await this.o.registry.register(request);
+      const registration = await this.o.registry.register(request);
+      this.registration = registration;
       // close() may have come while registering: withdraw what it could not see.
       if ((this.stateNow as RegistrarState) === 'closed') return void (await this.withdraw('closed'));
+      void registration.taken.then((err) => {
+        if (this.registration === registration) this.giveUp(err);
+      });
       this.stateNow = 'registered';
       this.lastError = null;
       this.o.log('register.registered', { zone: request.zone, service: request.service, id: request.id, url: request.url });
     } catch (err) {
+      if (isCellgateError(err, 'ENDPOINT_TAKEN')) return this.giveUp(err);
       this.lastError = err as Error;
       this.o.log('register.register_failed', { error: (err as Error).message });
     }

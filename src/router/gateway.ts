@@ -146,6 +146,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   function apply(vt: VersionedTable, source: TableSource, receivedAtMs: number): void {
     routeServices.check(vt, routing.current !== null);
     const view = routing.swap(vt, source, receivedAtMs);
+    registryFollower.tableApplied(vt.table); // over the registry's bound, this table's zones go first
     metrics.tableVersion.set(vt.version);
     if (source === 'store') metrics.tableUpdates.inc({ result: 'accepted' });
     const closed = websockets.closeMoved(view, clock.now());

@@ -3,8 +3,14 @@
 // metrics and published in the gateway's presence record as a digest (count, version,
 // checksum), so that `cellctl endpoints` can show what each gateway sees. A store that
 // cannot be read leaves the last registry in place (fail-static, like the table).
-import { registryChecksum } from '../store/endpoint-record';
-import type { EndpointRegistry, RegistryDigest, RegistrySnapshot, RegistryWatch } from '../store/types';
+//
+// Over the registry's bound (MAX_REGISTERED_ENDPOINTS) the watch keeps the records this
+// gateway routes to first: the zones and services of the table it applied, then other
+// services of its zones, then the rest (registryPriorityOf). When a table with other zones
+// or services is applied, the watch makes its snapshot again with the new priority.
+import type { RoutingTable } from '../cells/types';
+import { registryChecksum, registryPriorityOf } from '../store/endpoint-record';
+import type { EndpointRegistry, RegistryDigest, RegistryPriority, RegistrySnapshot, RegistryWatch } from '../store/types';
 import type { MergeResult } from './registry-merge';
 
 export interface RegistryFollowerEvents {
@@ -17,6 +23,9 @@ export interface RegistryFollowerEvents {
 export class RegistryFollower {
   private watch: RegistryWatch | null = null;
   private closed = false;
+  /** Before any table: every record alike (key order). */
+  private scope: { key: string; priority: RegistryPriority } = { key: '', priority: () => 0 };
+  private overLimit = 0;
   /** Snapshots applied (for tests and the benchmark). */
   applies = 0;
 
@@ -27,7 +36,16 @@ export class RegistryFollower {
     this.watch = this.registry.watch({
       onSnapshot: (s) => this.onSnapshot(s),
       onError: (err) => this.events.log('registry.watch_failed', { error: err.message }),
+      priority: (zone, service) => this.scope.priority(zone, service),
     });
+  }
+
+  /** The gateway applied `table`: if its zones or services changed, the registry is ranked again. */
+  tableApplied(table: RoutingTable): void {
+    const next = registryPriorityOf(table);
+    if (next.key === this.scope.key) return;
+    this.scope = next;
+    this.watch?.refresh();
   }
 
   async close(): Promise<void> {
@@ -44,6 +62,10 @@ export class RegistryFollower {
     const digest: RegistryDigest = { count: snapshot.endpoints.length, version: snapshot.version, checksum: registryChecksum(snapshot) };
     this.events.applied(snapshot, merge, digest);
     const ignored = merge ? Object.values(merge.ignored).reduce((a, b) => a + b, 0) : 0;
-    this.events.log('registry.applied', { ...digest, refused: snapshot.refusedCount, ignored });
+    this.events.log('registry.applied', { ...digest, refused: snapshot.refusedCount, overLimit: snapshot.overLimitCount, ignored });
+    if (snapshot.overLimitCount !== this.overLimit) {
+      this.overLimit = snapshot.overLimitCount;
+      if (this.overLimit > 0) this.events.log('registry.over_limit', { dropped: this.overLimit, kept: snapshot.endpoints.length });
+    }
   }
 }

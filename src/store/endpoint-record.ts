@@ -4,10 +4,11 @@
 // process, so a bad record is refused (named and counted), never used and never fatal.
 // A gateway accepts at most MAX_REGISTERED_ENDPOINTS records of at most MAX_RECORD_BYTES
 // each; the rest are refused too, so a runaway registrar cannot grow a gateway's memory.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { checkHttpUrl, checkInteger, checkString, NAME, Problems } from '../cells/check';
+import { DEFAULT_SERVICE, type RoutingTable } from '../cells/types';
 import { cgError } from '../errors';
-import type { EndpointRegistrationRequest, RefusedEndpoint, RegisteredEndpoint, RegistrySnapshot } from './types';
+import type { EndpointRegistrationRequest, RefusedEndpoint, RegisteredEndpoint, RegistryPriority, RegistrySnapshot } from './types';
 
 export const DEFAULT_ENDPOINT_TTL_MS = 5_000;
 export const MIN_ENDPOINT_TTL_MS = 1_000;
@@ -28,6 +29,8 @@ export interface EndpointDocument {
   readonly url: string;
   readonly weight: number;
   readonly registeredAt: string;
+  /** Random per registration: tells a registrar its own record from another's (absent from older records). */
+  readonly instance?: string;
 }
 
 export interface CheckedRequest {
@@ -52,8 +55,59 @@ export function checkRegistration(req: EndpointRegistrationRequest, now: number)
   return { endpoint, ttlMs };
 }
 
-export function documentOf(e: RegisteredEndpoint): EndpointDocument {
-  return { url: e.url, weight: e.weight, registeredAt: e.registeredAt };
+export function documentOf(e: RegisteredEndpoint, instance?: string): EndpointDocument {
+  return { url: e.url, weight: e.weight, registeredAt: e.registeredAt, ...(instance === undefined ? {} : { instance }) };
+}
+
+/** A registration's token (16 hex digits): its records carry it. */
+export function newInstanceToken(): string {
+  return randomBytes(8).toString('hex');
+}
+
+/** The endpoint a URL names (gateways pool by origin): "http://h:80/" and "http://h" are one. */
+export function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
+  }
+}
+
+/**
+ * `register`: a new registration, which may take over the record of the same instance
+ * restarted (the same URL: Nacos's ip:port identity — whoever holds it, traffic for that URL
+ * goes to that instance) but not another instance's. `reclaim`: the registration putting
+ * its own record again after its lease was lost, which only its own record (its token) or
+ * none may be in the way of: anything else is someone who took the id meanwhile.
+ */
+export type ClaimMode = 'register' | 'reclaim';
+
+/**
+ * May `mine` be written over the stored record `existing` (its text)? null if so, else the
+ * ENDPOINT_TAKEN error naming the holder. A record that fails validation routes nowhere
+ * and may be replaced.
+ */
+export function claimRefusal(
+  key: string, existing: string, mine: { readonly endpoint: RegisteredEndpoint; readonly instance: string }, mode: ClaimMode,
+): Error | null {
+  const decoded = decodeEndpoint(key, existing);
+  if (!decoded.ok) return null;
+  let instance: unknown;
+  try {
+    instance = (JSON.parse(existing) as { instance?: unknown }).instance;
+  } catch { /* decoded, so JSON */ }
+  if (instance === mine.instance) return null;
+  const holder = decoded.endpoint;
+  if (mode === 'register' && originOf(holder.url) === originOf(mine.endpoint.url)) return null;
+  return endpointTaken(mine.endpoint, holder.url, mode);
+}
+
+export function endpointTaken(e: RegisteredEndpoint, holderUrl: string, mode: ClaimMode): Error {
+  const name = `${e.zone}/${e.service}/${JSON.stringify(e.id)}`;
+  const message = mode === 'register'
+    ? `endpoint ${name} is registered by another live instance at ${holderUrl}; not registering ${e.url} (give this instance another --id, or stop that one)`
+    : `endpoint ${name} was taken by another instance at ${holderUrl} while this one (${e.url}) had lost its lease; no longer registered`;
+  return cgError('ENDPOINT_TAKEN', message, { detail: { zone: e.zone, service: e.service, id: e.id, url: e.url, holder: holderUrl } });
 }
 
 /** `<zone>/<service>/<id, URI-encoded>`: the key under the store's `endpoints/`. */
@@ -98,9 +152,13 @@ export function decodeEndpoint(key: string, text: string): DecodedEndpoint {
   };
 }
 
-/** The snapshot of decoded records: sorted, bounded, refused ones counted. */
-export function registrySnapshotOf(decoded: Iterable<DecodedEndpoint>, version: number): RegistrySnapshot {
-  const endpoints: RegisteredEndpoint[] = [];
+/**
+ * The snapshot of decoded records: sorted, bounded, refused ones counted. Over the bound,
+ * the records kept are the first by `priority` (then by key, the same on every gateway): a
+ * flood under zones or services the reader does not route to cannot push out those it does.
+ */
+export function registrySnapshotOf(decoded: Iterable<DecodedEndpoint>, version: number, priority?: RegistryPriority): RegistrySnapshot {
+  let endpoints: RegisteredEndpoint[] = [];
   const refused: RefusedEndpoint[] = [];
   let refusedCount = 0;
   const refuse = (r: RefusedEndpoint) => {
@@ -109,12 +167,39 @@ export function registrySnapshotOf(decoded: Iterable<DecodedEndpoint>, version: 
   };
   for (const d of decoded) {
     if (!d.ok) refuse(d.refused);
-    else if (endpoints.length >= MAX_REGISTERED_ENDPOINTS) refuse({ key: endpointKey(d.endpoint), problem: `over the limit of ${MAX_REGISTERED_ENDPOINTS} registered endpoints` });
     else endpoints.push(d.endpoint);
+  }
+  let overLimitCount = 0;
+  if (endpoints.length > MAX_REGISTERED_ENDPOINTS) {
+    const rank = priority ?? (() => 0);
+    const ranked = endpoints.map((e) => ({ e, r: rank(e.zone, e.service) }));
+    ranked.sort((a, b) => a.r - b.r || compareEndpoints(a.e, b.e));
+    endpoints = ranked.slice(0, MAX_REGISTERED_ENDPOINTS).map((x) => x.e);
+    for (const { e } of ranked.slice(MAX_REGISTERED_ENDPOINTS)) refuse({ key: endpointKey(e), problem: overLimitProblem() });
+    overLimitCount = ranked.length - MAX_REGISTERED_ENDPOINTS;
   }
   endpoints.sort(compareEndpoints);
   refused.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  return { endpoints, refused, refusedCount, version };
+  return { endpoints, refused, refusedCount, overLimitCount, version };
+}
+
+/**
+ * A reader's priority from the table it routes with: 0 for a zone and service of the table
+ * (default included), 1 for another service of one of its zones, 2 for any other zone; and
+ * a key that changes only when those names do.
+ */
+export function registryPriorityOf(table: RoutingTable): { key: string; priority: RegistryPriority } {
+  const zones = new Map(table.zones.map((z) => [z.name, new Set([DEFAULT_SERVICE, ...Object.keys(z.services ?? {})])]));
+  const key = JSON.stringify([...zones].map(([zone, services]) => [zone, [...services].sort()]).sort());
+  const priority: RegistryPriority = (zone, service) => {
+    const services = zones.get(zone);
+    return services === undefined ? 2 : services.has(service) ? 0 : 1;
+  };
+  return { key, priority };
+}
+
+export function overLimitProblem(): string {
+  return `over the limit of ${MAX_REGISTERED_ENDPOINTS} registered endpoints`;
 }
 
 const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

@@ -40,6 +40,11 @@ export interface EtcdStoreOptions {
   /** How the table is written (table-encoding.ts): compressed by default; both are always read. */
   readonly tableEncoding?: TableEncoding;
   readonly testHooks?: EtcdStoreTestHooks;
+  /**
+   * The flag that names the etcd endpoints in the running command, for "check FLAG" hints:
+   * `--etcd` (cellctl, the default), `--store` (cellgate serve, register, autopilot).
+   */
+  readonly flagHint?: string;
 }
 
 export interface ResolvedEtcdOptions {
@@ -55,10 +60,12 @@ export interface ResolvedEtcdOptions {
   readonly security: ResolvedEtcdSecurity;
   readonly tableEncoding: TableEncoding;
   readonly testHooks: EtcdStoreTestHooks;
+  readonly flagHint: string;
 }
 
 const DEFAULTS = {
   prefix: '/cellgate',
+  flagHint: '--etcd',
   callTimeoutMs: 5_000,
   watchdogIntervalMs: 5_000,
   watchCreateTimeoutMs: 5_000,
@@ -128,7 +135,7 @@ export function createEtcdClient(opts: ResolvedEtcdOptions): Etcd3 {
 export function toStoreError(err: unknown, what: string, opts?: ResolvedEtcdOptions, probe: { tlsProblem?: string | null; wantsTls?: boolean } = {}): CellgateError {
   if (isCellgateError(err)) return err;
   const explained = explainEtcdError(err, {
-    what, endpoints: opts?.endpoints ?? [], prefix: opts?.prefix ?? '', user: opts?.security.auth?.user, ...probe,
+    what, endpoints: opts?.endpoints ?? [], prefix: opts?.prefix ?? '', user: opts?.security.auth?.user, flagHint: opts?.flagHint, ...probe,
   });
   return cgError('STORE_UNAVAILABLE', explained.message, { cause: err, detail: { reason: explained.reason } });
 }
@@ -148,12 +155,15 @@ export async function toStoreErrorDiagnosed(err: unknown, what: string, opts: Re
   return toStoreError(err, what, opts);
 }
 
-/** Resolves like `promise`, or rejects with STORE_UNAVAILABLE after `ms` ("cannot reach etcd at …" when `endpoints` are given). */
-export function bounded<T>(promise: Promise<T>, ms: number, what: string, endpoints?: readonly string[]): Promise<T> {
+/**
+ * Resolves like `promise`, or rejects with STORE_UNAVAILABLE after `ms` ("cannot reach etcd at
+ * …, check FLAG" when `endpoints` are given; FLAG is the command's flag for them).
+ */
+export function bounded<T>(promise: Promise<T>, ms: number, what: string, endpoints?: readonly string[], flagHint: string = DEFAULTS.flagHint): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     const message = endpoints?.length
-      ? `cannot reach etcd at ${endpoints.join(',')}: ${what} got no answer within ${ms} ms (is it running? check --etcd)`
+      ? `cannot reach etcd at ${endpoints.join(',')}: ${what} got no answer within ${ms} ms (is it running? check ${flagHint})`
       : `etcd ${what}: no answer within ${ms} ms`;
     timer = setTimeout(() => reject(cgError('STORE_UNAVAILABLE', message, { detail: { reason: 'unreachable' } })), ms);
   });
@@ -191,6 +201,6 @@ export class EtcdContext {
         throw await toStoreErrorDiagnosed(err, what, this.opts).catch(() => toStoreError(err, what, this.opts));
       },
     );
-    return bounded(attempt, this.opts.callTimeoutMs, what, this.opts.endpoints);
+    return bounded(attempt, this.opts.callTimeoutMs, what, this.opts.endpoints, this.opts.flagHint);
   }
 }

@@ -19,6 +19,8 @@ export interface EtcdFailureContext {
   readonly tlsProblem?: string | null;
   /** A plain endpoint whose server wants TLS. */
   readonly wantsTls?: boolean;
+  /** The command's flag for the etcd endpoints (default --etcd, cellctl's). */
+  readonly flagHint?: string;
 }
 
 /** The error and its causes (the breaker's cooling-down error carries the member's last failure). */
@@ -80,7 +82,7 @@ export function explainEtcdError(err: unknown, ctx: EtcdFailureContext): { reaso
       if (ctx.wantsTls) {
         return { reason: 'certificate', message: `etcd at ${at} requires TLS: use https://${ctx.endpoints[0]?.replace(/^https?:\/\//, '') ?? 'HOST:PORT'} with --etcd-cacert FILE (and --etcd-cert/--etcd-key for client certificates)` };
       }
-      return { reason, message: `cannot reach etcd at ${at} (is it running? check --etcd): ${ctx.what} failed` };
+      return { reason, message: `cannot reach etcd at ${at} (is it running? check ${ctx.flagHint ?? '--etcd'}): ${ctx.what} failed` };
     case 'other': {
       const e = err instanceof Error ? err : new Error(String(err));
       return { reason, message: `etcd ${ctx.what} failed at ${at}: ${e.message}` };

@@ -4,9 +4,25 @@
 // once. When the lease is lost while the owner lives (etcd was away longer than the TTL, or the
 // lease was revoked), a new one is granted and the latest value put again, with back-off until
 // etcd answers. Puts are serialized, so an older value never lands after a newer one.
-import type { Lease } from 'etcd3';
+//
+// A guarded record (a registered endpoint) is written by a transaction instead of a plain
+// put: created if absent, or written over the stored record only when the guard allows it
+// (an endpoint's own record, or the same instance restarted); otherwise the first write
+// fails with the guard's error, and a re-put after a lost lease stops claiming the key for
+// good and tells the guard (someone else took it meanwhile: reported, not fought over).
+import type { IKeyValue, Lease } from 'etcd3';
 import { cgError } from '../errors';
 import type { EtcdContext } from './etcd-client';
+
+export interface LeasedRecordGuard {
+  /** null if the record may replace the stored text `existing`, else why not. `again`: a re-put after a lost lease. */
+  refusal(existing: string, again: boolean): Error | null;
+  /** A re-put was refused: the record no longer claims its key. */
+  taken(err: Error): void;
+}
+
+/** Compare-and-put rounds before giving up on a key that keeps changing under us. */
+const MAX_CLAIM_ROUNDS = 5;
 
 export class EtcdLeasedRecord {
   private lease: Lease | null = null;
@@ -16,6 +32,8 @@ export class EtcdLeasedRecord {
   private puts: Promise<void> = Promise.resolve();
   /** The value last written to etcd. */
   private published: string | null = null;
+  /** A guarded re-put was refused: the key is someone else's now. */
+  private taken = false;
 
   /** `noun` names the record in error messages ("presence", "endpoint"). */
   constructor(
@@ -24,6 +42,7 @@ export class EtcdLeasedRecord {
     private value: string,
     private readonly ttlSeconds: number,
     private readonly noun: string,
+    private readonly guard: LeasedRecordGuard | null = null,
   ) {}
 
   get isClosed(): boolean {
@@ -32,7 +51,7 @@ export class EtcdLeasedRecord {
 
   /** The first put: fails (STORE_UNAVAILABLE) rather than retrying, so the caller knows. */
   start(): Promise<void> {
-    return this.attach();
+    return this.attach(false);
   }
 
   /** Writes `value`; while a lost lease is being replaced, the re-attach publishes the latest one. */
@@ -58,12 +77,12 @@ export class EtcdLeasedRecord {
     }
   }
 
-  private async attach(): Promise<void> {
+  private async attach(again: boolean): Promise<void> {
     const lease = this.ctx.client.lease(this.ttlSeconds, { autoKeepAlive: true });
     this.lease = lease;
     try {
-      await this.ctx.call(`grant ${this.noun} lease`, 'write', () => lease.grant());
-      await this.put(lease);
+      const leaseId = await this.ctx.call(`grant ${this.noun} lease`, 'write', () => lease.grant());
+      await (this.guard ? this.claim(this.guard, leaseId, again) : this.put(lease));
       // Only a published lease is re-granted when lost; a failed attach is the caller's to retry.
       if (lease.revoked()) throw cgError('STORE_UNAVAILABLE', `${this.noun} lease lost while publishing`);
       lease.on('lost', () => this.onLost(lease));
@@ -84,6 +103,43 @@ export class EtcdLeasedRecord {
     return next;
   }
 
+  /**
+   * The guarded first write: create the key, or replace what is there if the guard allows,
+   * each a transaction on what was read (a write in between is read again, a few times).
+   */
+  private claim(guard: LeasedRecordGuard, leaseId: string, again: boolean): Promise<void> {
+    const { client } = this.ctx;
+    const next = this.puts.then(async () => {
+      const value = this.value;
+      let seen: number | null = null; // mod revision of the record in the way; null: none
+      for (let round = 0; round < MAX_CLAIM_ROUNDS; round++) {
+        const guarded = seen === null ? client.if(this.key, 'Create', '==', 0) : client.if(this.key, 'Mod', '==', seen);
+        const res: { succeeded: boolean; kv: IKeyValue | undefined } = await this.ctx.call(`publish ${this.noun}`, 'write', async () => {
+          const r = await guarded.then(client.put(this.key).value(value).lease(leaseId)).else(client.get(this.key)).commit();
+          return { succeeded: r.succeeded, kv: r.responses[0]?.response_range?.kvs[0] };
+        });
+        if (res.succeeded) {
+          this.published = value;
+          return;
+        }
+        const kv = res.kv;
+        if (!kv) {
+          seen = null; // deleted meanwhile
+          continue;
+        }
+        const refused = guard.refusal(kv.value.toString('utf8'), again);
+        if (refused) {
+          this.taken = again;
+          throw refused;
+        }
+        seen = Number(kv.mod_revision);
+      }
+      throw cgError('STORE_UNAVAILABLE', `${this.noun} ${this.key} kept changing while it was being written (${MAX_CLAIM_ROUNDS} tries)`);
+    });
+    this.puts = next.catch(() => undefined);
+    return next;
+  }
+
   private onLost(lease: Lease): void {
     if (this.closed || this.lease !== lease || this.reattaching) return;
     this.lease = null;
@@ -98,14 +154,15 @@ export class EtcdLeasedRecord {
     let backoffMs = retryMinMs;
     while (!this.closed) {
       try {
-        await this.attach();
+        await this.attach(true);
         // set() calls made meanwhile only changed this.value.
         while (this.published !== this.value && this.lease && !this.closed) await this.put(this.lease);
         return;
-      } catch {
+      } catch (err) {
         const halfAttached = this.lease; // granted, but the value could not be published on it
         this.lease = null;
         halfAttached?.release();
+        if (this.taken) return this.guard?.taken(err as Error);
         await this.wait(backoffMs);
         backoffMs = Math.min(backoffMs * 2, retryMaxMs);
       }

@@ -71,6 +71,11 @@ export class EtcdPrefixWatch<D, S> {
     await this.loop;
   }
 
+  /** Makes the snapshot again from what is held (what it is made of changed, e.g. a reader's priority); delivered if it differs. */
+  refresh(): void {
+    this.deliver();
+  }
+
   private async run(): Promise<void> {
     const { retryMinMs, retryMaxMs, watchdogIntervalMs } = this.ctx.opts;
     let backoffMs = retryMinMs;

@@ -68,6 +68,11 @@ export class FilePollWatch<S> {
     }
   }
 
+  /** Reads again now (what the snapshot is made of changed, e.g. a reader's priority). */
+  refresh(): void {
+    this.poke();
+  }
+
   private poke(): void {
     if (this.closed) return;
     if (this.running) {

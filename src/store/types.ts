@@ -190,13 +190,29 @@ export interface RegistrySnapshot {
   readonly endpoints: readonly RegisteredEndpoint[];
   readonly refused: readonly RefusedEndpoint[];
   readonly refusedCount: number;
+  /** Of refusedCount: valid records left out because the registry was over its bound (MAX_REGISTERED_ENDPOINTS). */
+  readonly overLimitCount: number;
   /** etcd: the newest registry revision reflected; file store: 0. */
   readonly version: number;
 }
 
+/**
+ * How much a reader wants the records of (zone, service) when the registry is over its bound:
+ * lower is kept first (a gateway: 0 for a zone and service of its table, 1 for another
+ * service of a zone of its table, 2 for a zone it does not have), so that records it cannot
+ * route to never push out records it can. Ties, and no priority at all, go by key.
+ */
+export type RegistryPriority = (zone: string, service: string) => number;
+
 export interface EndpointRegistration {
   readonly endpoint: RegisteredEndpoint;
-  /** Withdraws the record at once (etcd: revokes the lease; file store: deletes the heartbeat). */
+  /**
+   * Settles (never rejects) with ENDPOINT_TAKEN if another instance took the id while this
+   * one had lost its lease (etcd) or its heartbeat file (file store): this registration no
+   * longer claims it and puts nothing more; pending while it holds its record.
+   */
+  readonly taken: Promise<Error>;
+  /** Withdraws the record at once (etcd: revokes the lease; file store: deletes the heartbeat), never another instance's. */
   close(): Promise<void>;
 }
 
@@ -205,18 +221,26 @@ export interface RegistryWatchEvents {
   onSnapshot(snapshot: RegistrySnapshot): void;
   /** The store could not be read; the watch keeps trying and re-reads when it can. */
   onError?(err: Error): void;
+  /** Which records go first when over the bound; read at every snapshot (see refresh()). */
+  priority?: RegistryPriority;
 }
 
 export interface RegistryWatch {
+  /** The priority changed (a gateway applied a table with other zones): the snapshot is made again, and delivered if it differs. */
+  refresh(): void;
   /** Stops watching; resolves when every timer and stream of the watch is gone. */
   close(): Promise<void>;
 }
 
 export interface EndpointRegistry {
-  /** Publishes the endpoint while the process lives (etcd lease or heartbeat file); USAGE for bad input. */
+  /**
+   * Publishes the endpoint while the process lives (etcd lease or heartbeat file); USAGE for
+   * bad input; ENDPOINT_TAKEN when another live instance (another URL) holds the id. The
+   * same URL under the same id is the same instance restarted: it takes the record over.
+   */
   register(request: EndpointRegistrationRequest): Promise<EndpointRegistration>;
-  /** The live registry now. */
-  snapshot(): Promise<RegistrySnapshot>;
+  /** The live registry now (over the bound, `priority` says which records go first). */
+  snapshot(priority?: RegistryPriority): Promise<RegistrySnapshot>;
   /** Delivers the live registry now and after every change. */
   watch(events: RegistryWatchEvents): RegistryWatch;
 }

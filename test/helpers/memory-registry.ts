@@ -1,8 +1,14 @@
 // The endpoint registry of the in-memory store: records are kept as stored text (so that a
 // test can write a malformed one, as a foreign writer would) and validated on read like the
-// real stores do. There is no TTL: a registration lives until close() or expire().
-import { checkRegistration, decodeEndpoint, documentOf, endpointKey, registrySnapshotKey, registrySnapshotOf } from '../../src/store/endpoint-record';
-import type { EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RegistrySnapshot, RegistryWatch, RegistryWatchEvents } from '../../src/store/types';
+// real stores do. There is no TTL: a registration lives until close() or expire(). Records
+// carry their registration's token and are claimed as the real stores claim them
+// (claimRefusal); loseLease() plays a lost lease: the registration puts its record again.
+import {
+  checkRegistration, claimRefusal, decodeEndpoint, documentOf, endpointKey, newInstanceToken, registrySnapshotKey, registrySnapshotOf, type ClaimMode,
+} from '../../src/store/endpoint-record';
+import type {
+  EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RegistryPriority, RegistrySnapshot, RegistryWatch, RegistryWatchEvents,
+} from '../../src/store/types';
 import { snapshotWatch } from './memory-watch';
 
 /** What every MemoryStore opened over the same data shares. */
@@ -20,6 +26,8 @@ export class MemoryRegistryData {
 
 export class MemoryRegistry implements EndpointRegistry {
   private readonly closers = new Set<() => Promise<void>>();
+  /** Live registrations by token: what loseLease() finds. */
+  private readonly reclaims = new Map<string, { key: string; reclaim: () => void }>();
 
   constructor(private readonly data: MemoryRegistryData, private readonly assertReachable: () => void, private readonly reachable: () => boolean) {}
 
@@ -34,36 +42,70 @@ export class MemoryRegistry implements EndpointRegistry {
     if (this.data.records.delete(key)) this.data.changed();
   }
 
+  /** The registration whose record is at `key` now: its lease is lost (call the result to have it put its record again). */
+  leaseOf(key: string): () => Promise<void> {
+    const text = this.data.records.get(key);
+    let token: unknown;
+    try {
+      token = text === undefined ? undefined : (JSON.parse(text) as { instance?: unknown }).instance;
+    } catch { /* not ours */ }
+    const found = typeof token === 'string' ? this.reclaims.get(token) : undefined;
+    return async () => found?.reclaim();
+  }
+
   async register(request: EndpointRegistrationRequest): Promise<EndpointRegistration> {
     this.assertReachable();
     const { endpoint } = checkRegistration(request, Date.now());
     const key = endpointKey(endpoint);
-    this.putRaw(key, JSON.stringify(documentOf(endpoint)));
+    const instance = newInstanceToken();
+    const claim = (mode: ClaimMode) => {
+      const existing = this.data.records.get(key);
+      const refused = existing === undefined ? null : claimRefusal(key, existing, { endpoint, instance }, mode);
+      if (refused) throw refused;
+      this.putRaw(key, JSON.stringify(documentOf(endpoint, instance)));
+    };
+    claim('register');
     let open = true;
+    let settleTaken: (err: Error) => void = () => undefined;
+    const taken = new Promise<Error>((resolve) => { settleTaken = resolve; });
     const close = async () => {
       if (!open) return;
       open = false;
       this.closers.delete(close);
-      this.expire(key);
+      this.reclaims.delete(instance);
+      // Only its own record (a restarted instance may hold the key now).
+      const text = this.data.records.get(key);
+      if (text !== undefined && text.includes(`"instance":"${instance}"`)) this.expire(key);
     };
+    this.reclaims.set(instance, {
+      key,
+      reclaim: () => {
+        try {
+          claim('reclaim');
+        } catch (err) {
+          void close();
+          settleTaken(err as Error);
+        }
+      },
+    });
     this.closers.add(close);
-    return { endpoint, close };
+    return { endpoint, taken, close };
   }
 
-  async snapshot(): Promise<RegistrySnapshot> {
+  async snapshot(priority?: RegistryPriority): Promise<RegistrySnapshot> {
     this.assertReachable();
-    return this.read();
+    return this.read(priority);
   }
 
   watch(events: RegistryWatchEvents): RegistryWatch {
-    return snapshotWatch(this.data.watchers, () => this.reachable(), () => this.read(), registrySnapshotKey, events, this.closers);
+    return snapshotWatch(this.data.watchers, () => this.reachable(), () => this.read(events.priority), registrySnapshotKey, events, this.closers);
   }
 
   async closeAll(): Promise<void> {
     await Promise.all([...this.closers].map((c) => c()));
   }
 
-  private read(): RegistrySnapshot {
-    return registrySnapshotOf([...this.data.records].map(([key, text]) => decodeEndpoint(key, text)), this.data.revision);
+  private read(priority?: RegistryPriority): RegistrySnapshot {
+    return registrySnapshotOf([...this.data.records].map(([key, text]) => decodeEndpoint(key, text)), this.data.revision, priority);
   }
 }

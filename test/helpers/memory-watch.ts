@@ -14,7 +14,7 @@ export function snapshotWatch<S>(
   keyOf: (snapshot: S) => string,
   events: SnapshotEvents<S>,
   closers: Set<() => Promise<void>>,
-): { close(): Promise<void> } {
+): { refresh(): void; close(): Promise<void> } {
   let lastKey: string | null = null;
   let failing = false;
   const notify = () => {
@@ -34,7 +34,7 @@ export function snapshotWatch<S>(
   };
   watchers.add(notify);
   setImmediate(notify);
-  const watch = { close: async () => void watchers.delete(notify) };
+  const watch = { refresh: () => void setImmediate(notify), close: async () => void watchers.delete(notify) };
   closers.add(watch.close);
   return watch;
 }

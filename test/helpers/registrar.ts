@@ -8,7 +8,7 @@ export interface RegistrarProcess {
   readonly child: ChildProcess;
   readonly exited: Promise<number | null>;
   stderr(): string;
-  /** Resolves when the sidecar logs that the endpoint is registered (rejects after timeoutMs or on exit). */
+  /** Resolves when the sidecar logs that the endpoint is registered and it has started (rejects after timeoutMs or on exit). */
   registered(timeoutMs?: number): Promise<void>;
   /** SIGTERM; resolves with the exit code. */
   stop(): Promise<number | null>;
@@ -40,7 +40,8 @@ export function startRegistrar(args: readonly string[]): RegistrarProcess {
     stderr: () => stderr,
     registered: (timeoutMs = 15_000) => new Promise<void>((resolve, reject) => {
       const check = () => {
-        if (stderr.includes('"event":"register.registered"')) return finish(null);
+        // Started too: its signal handlers are in place (a SIGTERM before would kill it outright).
+        if (stderr.includes('"event":"register.registered"') && stderr.includes('"event":"register.started"')) return finish(null);
         if (child.exitCode !== null || child.signalCode !== null) return finish(new Error(`cellgate register exited (${child.exitCode}) before registering: ${stderr}`));
       };
       const timer = setTimeout(() => finish(new Error(`cellgate register did not register within ${timeoutMs} ms: ${stderr}`)), timeoutMs);

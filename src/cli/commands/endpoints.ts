@@ -3,7 +3,7 @@
 // checksum of the registry it applied). Past GATEWAYS_LISTED gateways, they are counted per
 // digest and only those not on the current one are named, like `cellctl status`. Everything
 // shown was written by other processes: formatTable escapes every cell.
-import { registryChecksum } from '../../store/endpoint-record';
+import { registryChecksum, registryPriorityOf } from '../../store/endpoint-record';
 import type { PresenceSnapshot, RefusedEndpoint, RegistryDigest, RegistrySnapshot } from '../../store/types';
 import { cgError } from '../../errors';
 import { NAME } from '../../cells/check';
@@ -88,7 +88,9 @@ export const endpointsCommand: Command = {
     const filter = { zone: nameFlag(args.values.zone, 'zone'), service: nameFlag(args.values.service, 'service') };
     if (args.positionals.length > 0) throw cgError('USAGE', `cellctl endpoints takes no arguments, got "${args.positionals.join(' ')}"`);
     const s = store();
-    const [reg, presence] = await Promise.all([s.registry.snapshot(), s.presence.snapshot()]);
+    // Over the registry's bound, ranked as the gateways rank it (by the table's zones), so that their digests compare.
+    const table = await s.load().catch(() => null); // no table, or a bad one: by key
+    const [reg, presence] = await Promise.all([s.registry.snapshot(table ? registryPriorityOf(table.table).priority : undefined), s.presence.snapshot()]);
     const report = endpointsReport(reg, presence, filter, Date.now());
     if (out.json) out.data(report);
     else out.text(endpointsText(report));

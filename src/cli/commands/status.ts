@@ -2,7 +2,7 @@ import type { RoutingView } from '../../cells/lookup';
 import type { Cell, RoutingTable } from '../../cells/types';
 import type { MalformedPresence, PresenceRecord, PresenceSnapshot } from '../../store/types';
 import type { Command } from '../command';
-import { formatTable } from '../output';
+import { escapeForTerminal, formatTable } from '../output';
 import { loadView } from './route';
 import { autopilotStatusOf, autopilotStatusText } from '../autopilot-ctl';
 
@@ -10,8 +10,9 @@ export interface StatusReport {
   readonly name: string;
   readonly revision: number;
   readonly checksum: string;
-  readonly zones: { name: string; region: string; city: string; status: string; capacity: number; cells: number; homeCells: number }[];
-  readonly cellsAwayFromHome: { cell: string; home: string; zone: string; epoch: number }[];
+  readonly zones: { name: string; region: string; city: string; status: string; capacity: number; cells: number; homeCells: number; elastic: boolean }[];
+  /** `lentToElastic`: on an elastic zone for a peak (`rebalance --onto-elastic`), not failed over. */
+  readonly cellsAwayFromHome: { cell: string; home: string; zone: string; epoch: number; lentToElastic: boolean }[];
   readonly frozenCells: { cell: string; zone: string; movingTo: string | null; frozenUntil: string }[];
   readonly global: { home: string; zone: string; epoch: number };
   readonly gateways: (PresenceRecord & { readonly current: boolean })[];
@@ -62,15 +63,16 @@ export function statusReport(view: RoutingView, presence: PresenceSnapshot, with
   const t = view.table;
   const gateways = presence.records;
   const all = [...t.cells, t.global];
+  const elastic = new Set(t.zones.filter((z) => z.elastic === true).map((z) => z.name));
   return {
     name: t.name,
     revision: view.version,
     checksum: view.checksum,
     zones: t.zones.map((z) => ({
       name: z.name, region: z.region, city: z.city, status: z.status, capacity: z.capacity,
-      cells: t.cells.filter((c) => c.zone === z.name).length, homeCells: t.cells.filter((c) => c.home === z.name).length,
+      cells: t.cells.filter((c) => c.zone === z.name).length, homeCells: t.cells.filter((c) => c.home === z.name).length, elastic: elastic.has(z.name),
     })),
-    cellsAwayFromHome: all.filter((c) => c.zone !== c.home).map((c) => ({ cell: c.name, home: c.home, zone: c.zone, epoch: c.epoch })),
+    cellsAwayFromHome: all.filter((c) => c.zone !== c.home).map((c) => ({ cell: c.name, home: c.home, zone: c.zone, epoch: c.epoch, lentToElastic: elastic.has(c.zone) })),
     frozenCells: all.filter((c) => c.state === 'frozen').map((c) => ({
       cell: c.name, zone: c.zone, movingTo: c.movingTo ?? null, frozenUntil: new Date(c.frozenUntilMs ?? 0).toISOString(),
     })),
@@ -119,15 +121,24 @@ function gatewayLines(r: StatusReport, all: boolean): string[] {
 
 function statusText(r: StatusReport, allGateways: boolean): string {
   const lines = [`table "${r.name}" revision ${r.revision} ${r.checksum}`, ''];
+  // Every cell goes through formatTable, which escapes it for the terminal.
   lines.push(formatTable([
-    ['ZONE', 'REGION', 'CITY', 'STATUS', 'CAPACITY', 'CELLS', 'HOME CELLS'],
-    ...r.zones.map((z) => [z.name, z.region, z.city, z.status, z.capacity, z.cells, z.homeCells]),
+    ['ZONE', 'REGION', 'CITY', 'STATUS', 'CAPACITY', 'CELLS', 'HOME CELLS', ''],
+    ...r.zones.map((z) => [z.name, z.region, z.city, z.status, z.capacity, z.cells, z.homeCells, z.elastic ? 'elastic' : '']),
   ]));
-  lines.push('', `global zone: ${r.global.zone}${r.global.zone !== r.global.home ? ` (home ${r.global.home})` : ''}, epoch ${r.global.epoch}`);
-  if (r.cellsAwayFromHome.length) {
-    lines.push('', `${r.cellsAwayFromHome.length} cell(s) away from home:`);
-    lines.push(formatTable([['CELL', 'HOME', 'ZONE', 'EPOCH'], ...r.cellsAwayFromHome.map((c) => [c.cell, c.home, c.zone, c.epoch])]));
-  } else lines.push('', 'every cell is at home');
+  lines.push('', `global zone: ${escapeForTerminal(r.global.zone)}${r.global.zone !== r.global.home ? ` (home ${escapeForTerminal(r.global.home)})` : ''}, epoch ${r.global.epoch}`);
+  // Lent for a peak is not away after a failure: said apart, so that neither is mistaken for the other.
+  const lent = r.cellsAwayFromHome.filter((c) => c.lentToElastic);
+  const away = r.cellsAwayFromHome.filter((c) => !c.lentToElastic);
+  if (away.length) {
+    lines.push('', `${away.length} cell(s) away from home:`);
+    lines.push(formatTable([['CELL', 'HOME', 'ZONE', 'EPOCH'], ...away.map((c) => [c.cell, c.home, c.zone, c.epoch])]));
+  }
+  if (lent.length) {
+    lines.push('', `${lent.length} cell(s) lent to elastic zones (rebalance --off-elastic returns them):`);
+    lines.push(formatTable([['CELL', 'HOME', 'ELASTIC ZONE', 'EPOCH'], ...lent.map((c) => [c.cell, c.home, c.zone, c.epoch])]));
+  }
+  if (r.cellsAwayFromHome.length === 0) lines.push('', 'every cell is at home');
   if (r.frozenCells.length) {
     lines.push('', `${r.frozenCells.length} frozen cell(s):`);
     lines.push(formatTable([['CELL', 'ZONE', 'MOVING TO', 'FROZEN UNTIL'], ...r.frozenCells.map((c) => [c.cell, c.zone, c.movingTo ?? '-', c.frozenUntil])]));
