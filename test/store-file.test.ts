@@ -4,13 +4,14 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, open as fsOpen, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, lstat, lutimes, mkdir, mkdtemp, open as fsOpen, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { tableChecksum } from '../src/cells/checksum';
 import { isCellgateError } from '../src/errors';
 import { createFileStore, type FileStoreOptions } from '../src/store/file-store';
 import { writeFileAtomic } from '../src/store/file-io';
+import { withFileLock } from '../src/store/file-lock';
 import { openStore, parseStoreSpec } from '../src/store/open';
 import type { TableStore } from '../src/store/types';
 import { bumpedTable, demoTable } from './helpers/fixtures';
@@ -185,6 +186,85 @@ test('file: a lock left by a dead process is broken, a live one is waited for', 
   const impatient = open(t, path, { lockTimeoutMs: 2_000, staleLockMs: 200 });
   const later = await impatient.compareAndSwap(1, bumpedTable(demoTable()));
   t.true(later.ok);
+});
+
+/** `promise`, or a failure naming `what` after `ms` (a hang is the bug these tests look for). */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms); });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Lets go of whatever is still blocked opening the FIFO (the bug) when the test ends. */
+function unblockFifoAtEnd(t: ExecutionContext, fifo: string): void {
+  t.teardown(async () => {
+    const w = await fsOpen(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK).catch(() => null);
+    await w?.close();
+  });
+}
+
+// The registry's lock sits in a directory every sidecar writes to. What is found at the lock
+// path was read with readFile: a FIFO hung the lock (and the registration, and close()) for
+// good; a dangling symlink was never judged stale; a lock dated in the future never either;
+// a symlink to /dev/zero was read without end.
+test('file lock: a FIFO, a dangling symlink, a symlink to a device, a lock from the future: bounded failure while fresh, broken once stale, never hung or stuck', async (t) => {
+  const dir = await tempDir(t);
+  const lock = join(dir, 'x.lock');
+  const opts = { acquireTimeoutMs: 300, staleLockMs: 5_000 };
+  const lockRun = () => within(withFileLock(lock, opts, async () => 'ran'), 5_000, 'withFileLock');
+  const longAgo = new Date(Date.now() - 60_000);
+
+  execFileSync('mkfifo', [lock]);
+  unblockFifoAtEnd(t, lock);
+  const fresh = await t.throwsAsync(lockRun());
+  t.true(isCellgateError(fresh, 'STORE_UNAVAILABLE'), String(fresh));
+  await utimes(lock, longAgo, longAgo);
+  t.is(await lockRun(), 'ran', 'a stale FIFO is broken');
+  await t.throwsAsync(lstat(lock), { code: 'ENOENT' });
+
+  await symlink(join(dir, 'nowhere'), lock);
+  t.true(isCellgateError(await t.throwsAsync(lockRun()), 'STORE_UNAVAILABLE'));
+  await lutimes(lock, longAgo, longAgo);
+  t.is(await lockRun(), 'ran', 'a stale dangling symlink is broken');
+
+  await symlink('/dev/zero', lock);
+  await lutimes(lock, longAgo, longAgo);
+  t.is(await lockRun(), 'ran', 'a symlink is judged by itself, never read through');
+
+  await writeFile(lock, JSON.stringify({ pid: 1, host: hostname(), acquiredAtMs: Date.now() + 3_600_000, nonce: 'future' }));
+  t.is(await lockRun(), 'ran', 'a lock dated an hour ahead is no holder\'s');
+  t.deepEqual((await readdir(dir)).filter((n) => n.startsWith('x.lock')), [], 'nothing left behind');
+});
+
+test('file: a stale FIFO left as the registry lock is broken: registration and close() answer (they hung for good)', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path);
+  const dir = `${path}.endpoints`;
+  await mkdir(dir, { recursive: true });
+  const lock = join(dir, '.register.lock');
+  execFileSync('mkfifo', [lock]);
+  unblockFifoAtEnd(t, lock);
+  const longAgo = new Date(Date.now() - 60_000);
+  await utimes(lock, longAgo, longAgo);
+  const reg = await within(store.registry.register({ zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001' }), 8_000, 'register');
+  t.deepEqual((await store.registry.snapshot()).endpoints.map((e) => e.id), ['i-1']);
+  await within(reg.close(), 8_000, 'close');
+  t.deepEqual((await store.registry.snapshot()).endpoints, []);
+});
+
+test('file: a registration refused at the lock does not wait for the lock a second time to close', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const store = open(t, path);
+  const dir = `${path}.endpoints`;
+  await mkdir(dir, { recursive: true });
+  // A live holder (this process, now): the registration gives up after the lock's deadline (5 s).
+  await writeFile(join(dir, '.register.lock'), JSON.stringify({ pid: process.pid, host: hostname(), acquiredAtMs: Date.now(), nonce: 'held' }));
+  const startedAtMs = Date.now();
+  const err = await t.throwsAsync(store.registry.register({ zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001' }));
+  t.true(isCellgateError(err, 'STORE_UNAVAILABLE'), String(err));
+  const tookMs = Date.now() - startedAtMs;
+  t.log(`refused after ${tookMs} ms`);
+  t.true(tookMs < 9_000, `one lock deadline, not two (took ${tookMs} ms)`);
 });
 
 test('file: a gateway whose heartbeat file went stale is not listed', async (t) => {

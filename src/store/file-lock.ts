@@ -2,11 +2,18 @@
 // lock file created with O_EXCL. The file holds who took it and when, so that a lock left
 // behind by a crashed process can be broken: its pid is dead (same host) or it is older
 // than `staleLockMs` (no holder keeps the lock for more than a few milliseconds).
+//
+// The lock path sits in a directory others write to (the endpoint registry's is written by
+// every sidecar): what is found there is read like a record file, without following a
+// symlink, without blocking (a FIFO would hang the read, and the lock, for good), and bounded.
+// Whatever is not a regular lock file is garbage, judged stale by its own mtime (lstat). A
+// time more than `staleLockMs` in the future is no holder's either (a broken clock, or a
+// forged lock), so a lock can never be made unbreakable.
 import { randomBytes } from 'node:crypto';
-import { link, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, lstat, rename, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { cgError } from '../errors';
-import { errnoCode } from './file-io';
+import { cgError, isCellgateError } from '../errors';
+import { errnoCode, readBoundedRegularFile } from './file-io';
 
 export interface FileLockOptions {
   /** Give up (STORE_UNAVAILABLE) when the lock is still busy after this long. */
@@ -23,7 +30,8 @@ interface LockInfo {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
+/** A lock file holds one small JSON object; anything larger is garbage. */
+const MAX_LOCK_BYTES = 4096;
 
 function parseLock(text: string): LockInfo | null {
   try {
@@ -81,17 +89,23 @@ async function acquire(lockPath: string, opts: FileLockOptions): Promise<string>
 }
 
 interface Holder {
-  readonly text: string;
+  /** null: not a regular file of at most MAX_LOCK_BYTES (a symlink, a FIFO, a directory, garbage). */
+  readonly text: string | null;
   readonly info: LockInfo | null;
   readonly mtimeMs: number;
 }
 
+/** What holds the lock now; null when nothing does (released meanwhile). */
 async function inspect(lockPath: string): Promise<Holder | null> {
   try {
-    const [text, st] = await Promise.all([readFile(lockPath, 'utf8'), stat(lockPath)]);
-    return { text, info: parseLock(text), mtimeMs: st.mtimeMs };
+    const read = await readBoundedRegularFile(lockPath, MAX_LOCK_BYTES);
+    if (read !== null) return { text: read.text, info: read.text === null ? null : parseLock(read.text), mtimeMs: read.mtimeMs };
+    // Gone, or a symlink whose target is gone (O_EXCL still finds it in the way): judged by the link itself.
+    const st = await lstat(lockPath);
+    return { text: null, info: null, mtimeMs: st.mtimeMs };
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return null; // released meanwhile: try again at once
+    if (isCellgateError(err)) throw err;
     throw cgError('STORE_UNAVAILABLE', `cannot read lock ${lockPath}: ${(err as Error).message}`, { cause: err });
   }
 }
@@ -101,14 +115,14 @@ function isStale(holder: Holder, opts: FileLockOptions): boolean {
   if (info && info.host === hostname() && !pidAlive(info.pid)) return true;
   // An unreadable lock is one being written right now, unless it has been so for long.
   const since = info?.acquiredAtMs ?? holder.mtimeMs;
-  return Date.now() - since > opts.staleLockMs;
+  return Math.abs(Date.now() - since) > opts.staleLockMs;
 }
 
 /**
  * Moves the stale lock aside. Two breakers may race: if what we moved is not the lock we
  * judged stale (someone broke it and took a fresh one in between), we put it back.
  */
-async function breakStale(lockPath: string, staleText: string): Promise<void> {
+async function breakStale(lockPath: string, staleText: string | null): Promise<void> {
   const aside = `${lockPath}.broken.${randomBytes(6).toString('hex')}`;
   try {
     await rename(lockPath, aside);
@@ -116,7 +130,7 @@ async function breakStale(lockPath: string, staleText: string): Promise<void> {
     if (errnoCode(err) === 'ENOENT') return;
     throw cgError('STORE_UNAVAILABLE', `cannot break stale lock ${lockPath}: ${(err as Error).message}`, { cause: err });
   }
-  const moved = await readFile(aside, 'utf8').catch(() => staleText);
+  const moved = await readBoundedRegularFile(aside, MAX_LOCK_BYTES).then((r) => r?.text ?? null, () => staleText);
   if (moved !== staleText) await link(aside, lockPath).catch(() => undefined);
   await unlink(aside).catch(() => undefined);
 }
@@ -124,8 +138,8 @@ async function breakStale(lockPath: string, staleText: string): Promise<void> {
 /** Removes the lock only if it is still ours (it may have been broken as stale). */
 async function release(lockPath: string, nonce: string): Promise<void> {
   try {
-    const info = parseLock(await readFile(lockPath, 'utf8'));
-    if (info?.nonce === nonce) await unlink(lockPath);
+    const read = await readBoundedRegularFile(lockPath, MAX_LOCK_BYTES);
+    if (read !== null && read.text !== null && parseLock(read.text)?.nonce === nonce) await unlink(lockPath);
   } catch (err) {
     if (errnoCode(err) !== 'ENOENT') throw cgError('STORE_UNAVAILABLE', `cannot release lock ${lockPath}: ${(err as Error).message}`, { cause: err });
   }

@@ -90,6 +90,8 @@ class FileEndpointRegistration implements EndpointRegistration {
   private readonly heartbeat: NodeJS.Timeout;
   private beats: Promise<void> = Promise.resolve();
   private closed = false;
+  /** A record of this registration may be on disk (a write got as far as the file). */
+  private wrote = false;
   private readonly instance = newInstanceToken();
   private settleTaken: (err: Error) => void = () => undefined;
   readonly taken = new Promise<Error>((resolve) => { this.settleTaken = resolve; });
@@ -115,6 +117,7 @@ class FileEndpointRegistration implements EndpointRegistration {
       const existing = await liveRecordText(this.file, Date.now());
       const refused = existing === null ? null : claimRefusal(endpointKey(this.endpoint), existing, { endpoint: this.endpoint, instance: this.instance }, mode);
       if (refused) throw refused;
+      this.wrote = true;
       await writeFileAtomic(this.file, JSON.stringify({ ...documentOf(this.endpoint, this.instance), ttlMs: this.ttlMs }));
     });
   }
@@ -124,6 +127,9 @@ class FileEndpointRegistration implements EndpointRegistration {
     this.stop();
     await this.beats;
     this.onClosed(this);
+    // Never written (refused, or the lock could not be had): nothing of ours to delete, and no
+    // second wait for a lock that just failed.
+    if (!this.wrote) return;
     // Only its own record: a restarted instance may have taken the file over.
     await withFileLock(join(this.dir, LOCK_NAME), LOCK_OPTIONS, async () => {
       const read = await readBoundedRegularFile(this.file, MAX_RECORD_BYTES);
