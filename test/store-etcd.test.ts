@@ -8,10 +8,11 @@ import { isCellgateError } from '../src/errors';
 import { createEtcdStore, type EtcdStoreOptions } from '../src/store/etcd-store';
 import { openStore } from '../src/store/open';
 import { encodeTableValue, parseTableValue, tableValueEncoding, tableValueText } from '../src/store/table-encoding';
-import type { TableStore } from '../src/store/types';
+import type { RegistrySnapshot, TableStore } from '../src/store/types';
 import type { VersionedTable } from '../src/cells/types';
 import { deflateRawSync } from 'node:zlib';
 import { until } from './helpers/wait';
+import { freePorts } from './helpers/ports';
 import { startEtcd, type EtcdHandle } from './helpers/etcd';
 import { bumpedTable, demoTable } from './helpers/fixtures';
 import { registryContract } from './registry-contract';
@@ -295,4 +296,40 @@ test('etcd: the same table again against a replaced version is a conflict (no ch
   t.true(committed.ok);
   t.false(again.ok);
   if (!again.ok && committed.ok) t.is(again.current?.version, committed.version);
+});
+
+// A gateway calls refresh() whenever it applies a table with other zones, which can come
+// before the registry watch has read anything (etcd unreachable at start, a table from the
+// cache). It delivered a snapshot of nothing: an empty registry at revision 0 that no one
+// read, applied and published in presence as the registry this gateway sees.
+test('etcd: a registry watch that has read nothing delivers nothing on refresh()', async (t) => {
+  const [deadPort] = await freePorts(1);
+  const store = open(t, uniquePrefix(), { endpoints: [`127.0.0.1:${deadPort}`], callTimeoutMs: 1_000 });
+  const seen: RegistrySnapshot[] = [];
+  let errors = 0;
+  const w = store.registry.watch({ onSnapshot: (s) => seen.push(s), onError: () => { errors += 1; } });
+  t.teardown(() => w.close());
+  await until('the watch to fail its first read', () => errors > 0, 10_000);
+  w.refresh();
+  // deliver() runs at setImmediate: two turns later, whatever refresh() scheduled has run.
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  t.deepEqual(seen, [], 'no snapshot of a registry never read');
+});
+
+test('etcd: refresh() after the first read delivers the ranking anew from what was read', async (t) => {
+  const prefix = uniquePrefix();
+  const store = open(t, prefix);
+  const reg = await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001' });
+  t.teardown(() => reg.close());
+  const seen: RegistrySnapshot[] = [];
+  const w = store.registry.watch({ onSnapshot: (s) => seen.push(s) });
+  t.teardown(() => w.close());
+  await until('the first snapshot', () => seen.length > 0, 10_000);
+  w.refresh(); // the same ranking: nothing new to deliver
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  t.is(seen.length, 1);
+  t.deepEqual(seen[0]!.endpoints.map((e) => e.id), ['i-1']);
+  t.true(seen[0]!.version > 0);
 });

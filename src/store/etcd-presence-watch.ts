@@ -71,9 +71,13 @@ export class EtcdPrefixWatch<D, S> {
     await this.loop;
   }
 
-  /** Makes the snapshot again from what is held (what it is made of changed, e.g. a reader's priority); delivered if it differs. */
+  /**
+   * Makes the snapshot again from what is held (what it is made of changed, e.g. a reader's
+   * priority); delivered if it differs. Before the first read nothing is held, and nothing is
+   * delivered: an empty snapshot at revision 0 was never observed (the first read delivers).
+   */
   refresh(): void {
-    this.deliver();
+    if (this.fullReads > 0) this.deliver();
   }
 
   private async run(): Promise<void> {
