@@ -164,6 +164,22 @@ export function registryContract(name: string, make: MakeRegistryStore): void {
     t.deepEqual(await urls(store), ['i-1 http://127.0.0.1:9002 w1'], 'close() does not withdraw the other instance');
   });
 
+  // The guard reads one key, `<zone>/<service>/<id as encodeURIComponent spells it>`; a record
+  // under another spelling of the same id (`%61` for `a`, `%2f` for `%2F`) was accepted as that
+  // id, a second live record of it that no registration is ever refused by.
+  test(`${name}: a record under another spelling of an id's key is refused, never a second record of that id`, async (t) => {
+    const { store, writeRawEndpoint } = await make(t);
+    const doc = (port: number) => JSON.stringify({ url: `http://127.0.0.1:${port}`, weight: 1, registeredAt: new Date().toISOString(), instance: 'foreign' });
+    await writeRawEndpoint('sh-a/orders/%61', doc(9002));
+    await writeRawEndpoint('sh-a/orders/x%2fy', doc(9003));
+    const a = await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'a', url: 'http://127.0.0.1:9001' });
+    t.teardown(() => a.close());
+    const s = await store.registry.snapshot();
+    t.deepEqual(s.endpoints.map((e) => `${e.id} ${e.url}`), ['a http://127.0.0.1:9001']);
+    t.deepEqual(s.refused.map((r) => r.key), ['sh-a/orders/%61', 'sh-a/orders/x%2fy']);
+    t.true(s.refused.every((r) => /not the id's own key/.test(r.problem)), JSON.stringify(s.refused));
+  });
+
   // Serial: 10,000 records (files, for the file store) read at every poll would starve the timers of the tests beside it.
   test.serial(`${name}: over the bound, the records the reader routes to go first (its priority); a watch ranks them again on refresh()`, async (t) => {
     const { store, writeRawEndpoints } = await make(t);

@@ -130,6 +130,9 @@ export function decodeEndpoint(key: string, text: string): DecodedEndpoint {
   } catch {
     return bad('id is not URI-encoded');
   }
+  // One spelling per id (registrations write encodeURIComponent's): another (`%61` for `a`)
+  // would be a second record of the id, beside the key the registration guard reads.
+  if (encodeURIComponent(id) !== parts[2]) return bad("not the id's own key (the id is spelled as encodeURIComponent spells it)");
   let doc: unknown;
   try {
     doc = JSON.parse(text);
