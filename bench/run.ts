@@ -4,6 +4,7 @@
 import { Report } from './report';
 import * as failover from './failover';
 import * as gateway from './gateway';
+import * as probeCost from './probe-cost';
 import * as registry from './registry';
 import * as registryLoad from './registry-load';
 import * as ring from './ring';
@@ -28,6 +29,8 @@ const SECTIONS: readonly Section[] = [
   // What the etcd client alone costs per gateway per version (the floor under `scale`).
   { name: 'scale-floor', run: (report) => scaleFloor.run(report), explicit: true },
   { name: 'registry-load', run: (report) => registryLoad.run(report), explicit: true },
+  // What active probes cost per endpoint, idle (the prober alone, 532 endpoints on one nginx).
+  { name: 'probe-cost', run: (report) => probeCost.run(report), explicit: true },
 ];
 
 async function main(argv: readonly string[]): Promise<number> {
