@@ -5,9 +5,12 @@
 // plan (8 zones × 4 services, 32 static endpoints + E registered, each its own loopback
 // origin) against one real upstream (nginx `return 200`, else node:http) listening on every
 // address. Once every endpoint has passed a first probe and after a warm-up interval, R
-// windows of S seconds each: this process's CPU (process.cpuUsage: the prober is all it
-// runs), probes finished (cellgate_probes_total), the event loop's delay (p99, max: what a
-// request on this loop would wait behind the probes). Medians over the windows.
+// rounds of two windows of S seconds: this process's CPU (process.cpuUsage: the prober is all
+// it runs) and probes finished (cellgate_probes_total); then the event loop's delay (p99, max:
+// what a request on this loop would wait behind the probes). Medians over the rounds.
+// CELLGATE_BENCH_PROFILE=FILE: a CPU profile of the windows (.cpuprofile) is written there.
+import { writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { cpus, loadavg } from 'node:os';
 import { Registry } from 'prom-client';
@@ -62,27 +65,49 @@ async function probesDone(registry: Registry): Promise<number> {
   return metric ? metric.values.reduce((n, v) => n + v.value, 0) : 0;
 }
 
-interface Window { readonly cpuMsPerS: number; readonly usPerProbe: number; readonly probesPerS: number; readonly loopP99Ms: number; readonly loopMaxMs: number }
+interface Window { readonly cpuMsPerS: number; readonly systemShare: number; readonly usPerProbe: number; readonly probesPerS: number; readonly loopP99Ms: number; readonly loopMaxMs: number }
 
+const pause = (ms: number): Promise<unknown> => new Promise((resolve) => setTimeout(resolve, ms)); // a measuring window, not a synchronisation
+
+/**
+ * One CPU window, then one event-loop window of as long: the loop-delay histogram samples every
+ * millisecond, which alone costs ~20 ms/s of CPU, so it never runs while CPU is measured.
+ */
 async function window(registry: Registry, seconds: number): Promise<Window> {
-  const loop = monitorEventLoopDelay({ resolution: 1 });
-  loop.enable();
   const probes0 = await probesDone(registry);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  await new Promise((resolve) => setTimeout(resolve, seconds * 1000)); // a measuring window, not a synchronisation
+  await pause(seconds * 1000);
   const cpu = process.cpuUsage(cpu0);
   const elapsedS = (performance.now() - t0) / 1000;
   const probes = (await probesDone(registry)) - probes0;
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  await pause(seconds * 1000);
   loop.disable();
   const cpuMs = (cpu.user + cpu.system) / 1000;
-  return { cpuMsPerS: cpuMs / elapsedS, usPerProbe: probes > 0 ? (cpuMs * 1000) / probes : NaN, probesPerS: probes / elapsedS, loopP99Ms: loop.percentile(99) / 1e6, loopMaxMs: loop.max / 1e6 };
+  return { cpuMsPerS: cpuMs / elapsedS, systemShare: cpu.system / (cpu.user + cpu.system), usPerProbe: probes > 0 ? (cpuMs * 1000) / probes : NaN, probesPerS: probes / elapsedS, loopP99Ms: loop.percentile(99) / 1e6, loopMaxMs: loop.max / 1e6 };
+}
+
+/** With CELLGATE_BENCH_PROFILE=FILE, a CPU profile of the measuring windows only (not the start-up) is written to FILE. */
+async function startProfile(): Promise<(() => Promise<void>) | null> {
+  const file = process.env.CELLGATE_BENCH_PROFILE;
+  if (!file) return null;
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    await writeFile(file, JSON.stringify(profile));
+    session.disconnect();
+  };
 }
 
 export async function run(report: Report, argv: readonly string[] = process.argv.slice(2)): Promise<void> {
   const o = args(argv);
   const total = 32 + o.endpoints;
-  report.section(`active probes of ${total} endpoints (8 zones × 4 services), every ${o.intervalMs} ms, idle: ${o.rounds} windows of ${o.seconds} s, medians`);
+  report.section(`active probes of ${total} endpoints (8 zones × 4 services), every ${o.intervalMs} ms, idle: ${o.rounds} rounds of ${o.seconds} s windows, medians`);
   report.note(`${cpus().length} cores; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} at start`);
   let upstream: MultiUpstream | null = null;
   let prober: ZoneProber | null = null;
@@ -101,12 +126,14 @@ export async function run(report: Report, argv: readonly string[] = process.argv
     prober.start();
     await everyEndpointUp(() => latest, total);
     await new Promise((resolve) => setTimeout(resolve, o.intervalMs)); // warm-up: one more interval before measuring
+    const profile = await startProfile();
     const windows: Window[] = [];
     for (let r = 0; r < o.rounds; r++) windows.push(await window(registry, o.seconds));
+    await profile?.();
     const med = (pick: (w: Window) => number): number => percentile(windows.map(pick), 50);
     const range = (pick: (w: Window) => number, digits: number): string => `${Math.min(...windows.map(pick)).toFixed(digits)}–${Math.max(...windows.map(pick)).toFixed(digits)}`;
     report.note(`upstream: ${upstream.name}; this process idle without a prober: ${idle.cpuMsPerS.toFixed(1)} ms/s`);
-    report.line('prober CPU, idle', med((w) => w.cpuMsPerS), 'ms/s', { note: `windows ${range((w) => w.cpuMsPerS, 1)}` });
+    report.line('prober CPU, idle', med((w) => w.cpuMsPerS), 'ms/s', { note: `windows ${range((w) => w.cpuMsPerS, 1)}; system ${(100 * med((w) => w.systemShare)).toFixed(0)} %` });
     report.line('CPU per probe', med((w) => w.usPerProbe), 'µs', { note: `windows ${range((w) => w.usPerProbe, 0)}; ${med((w) => w.probesPerS).toFixed(0)} probes/s` });
     report.line('event-loop delay p99', med((w) => w.loopP99Ms), 'ms', { note: `max ${range((w) => w.loopMaxMs, 1)} ms` });
     if (Object.values(latest).reduce((n, z) => n + z.endpointsUp, 0) !== total) report.note(`NOT every endpoint up at the end: ${JSON.stringify(latest)}`);
