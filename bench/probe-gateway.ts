@@ -114,6 +114,8 @@ export async function run(report: Report, argv: readonly string[] = process.argv
     report.line('P (probes every 1 s), idle', med((r) => r.p), 'ms/s', { note: `windows ${range((r) => r.p)}` });
     report.line('Q (probes every 600 s), idle', med((r) => r.q), 'ms/s', { note: `windows ${range((r) => r.q)}` });
     report.line('P − Q per probe', med((r) => r.perProbeUs), 'µs', { note: `windows ${range((r) => r.perProbeUs)}; P − Q ${med((r) => r.p - r.q).toFixed(1)} ms/s` });
+    const failed = (await metricsText(p)).split('\n').filter((l) => l.startsWith('cellgate_probes_total{') && l.includes('result="failed"')).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+    report.note(`P's failed probes over the run: ${failed}`);
     report.note(`load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} at the end`);
   } finally {
     await store?.close().catch(() => undefined);

@@ -56,7 +56,7 @@ export class ProbeTarget {
     this.request = { method: 'GET', path: healthPath, headers, headersTimeout: 0, bodyTimeout: 0 };
   }
 
-  /** Sends one probe now; `owner` hears its result. False when none could be sent (no evidence either way). */
+  /** Sends one probe now; `owner` hears its result. Null when undici refused it before sending (no evidence either way). */
   send(owner: ProbeOwner, timeoutMs: number): ProbeExchange | null {
     const exchange = new ProbeExchange(owner, this);
     this.exchange = exchange;

@@ -7,7 +7,9 @@
 // `cellgate autopilot` moves whole zones). A zone with no endpoint at all is not reported:
 // there is no evidence either way. The per-zone summary is what the gateway
 // publishes for `cellgate autopilot` — only when it changes (not per probe), so presence
-// writes stay rare. One probe in flight per endpoint: a slow one is never stacked on.
+// writes stay rare. One probe in flight per endpoint: a slow one is never stacked on. Each
+// endpoint is probed in its own slot of the interval (SLOTS), over a connection of its own
+// (probe-exchange.ts); pools listing the same origin with the same health path share its probe.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ZoneHealthReport } from '../store/types';
 import type { Clock, TimerHandle } from './clock';
@@ -64,6 +66,12 @@ export class ZoneProber implements ProbeOwner {
   /** One timer per slot's probes (their common deadline), real time like the I/O it bounds. */
   private readonly deadlines = new Set<NodeJS.Timeout>();
   private closed = false;
+  /** The evaluation due after this turn of the event loop (some probe's outcome changed), if any. */
+  private pendingEvaluation: NodeJS.Immediate | null = null;
+  private readonly onChanged = (): void => {
+    this.pendingEvaluation = null;
+    if (!this.closed) this.evaluate();
+  };
 
   constructor(options: ProbeOptions) {
     this.o = options;
@@ -83,6 +91,8 @@ export class ZoneProber implements ProbeOwner {
     this.closed = true;
     if (this.timer) this.o.clock.clearTimer(this.timer);
     this.timer = null;
+    if (this.pendingEvaluation) clearImmediate(this.pendingEvaluation);
+    this.pendingEvaluation = null;
     for (const handle of this.deadlines) clearTimeout(handle);
     this.deadlines.clear();
     for (const t of this.targets.values()) t.dropConnection();
@@ -116,9 +126,10 @@ export class ZoneProber implements ProbeOwner {
     if (result === 'ok') t.lastOkMs = this.o.clock.now();
     for (const use of t.uses) this.probes.inc({ zone: use.zone, service: use.service, result });
     // Only a changed outcome can change a zone's summary: evaluate() walks every endpoint,
-    // so running it after every probe cost O(endpoints²) per interval. Passive ejections
-    // are picked up by the evaluate() of every interval.
-    if (changed) this.evaluate();
+    // so running it after every probe cost O(endpoints²) per interval. The changes read in
+    // one turn of the event loop (the first results of 532 new endpoints, a zone going dark)
+    // are evaluated once, right after it. Passive ejections are picked up every interval.
+    if (changed && this.pendingEvaluation === null) this.pendingEvaluation = setImmediate(this.onChanged);
   }
 
   /** One slot: once an interval (slot 0) the pools are followed and zones evaluated; the slot's targets are probed. */
