@@ -5,6 +5,8 @@ import { Report } from './report';
 import * as endpointSpread from './endpoint-spread';
 import * as failover from './failover';
 import * as gateway from './gateway';
+import * as probeCost from './probe-cost';
+import * as probeGateway from './probe-gateway';
 import * as registry from './registry';
 import * as registryLoad from './registry-load';
 import * as ring from './ring';
@@ -31,6 +33,10 @@ const SECTIONS: readonly Section[] = [
   { name: 'registry-load', run: (report) => registryLoad.run(report), explicit: true },
   // The reference for registry-load: what 532 origins instead of 32 cost nginx and raw node+undici.
   { name: 'endpoint-spread', run: (report) => endpointSpread.run(report), explicit: true },
+  // What active probes cost per endpoint, idle (the prober alone, 532 endpoints on one nginx).
+  { name: 'probe-cost', run: (report) => probeCost.run(report), explicit: true },
+  // The same in a real gateway: one probing every second against one that does not (P − Q).
+  { name: 'probe-gateway', run: (report) => probeGateway.run(report), explicit: true },
 ];
 
 async function main(argv: readonly string[]): Promise<number> {

@@ -92,4 +92,70 @@ test('probes carry the gateway id as a header even when the id is not ASCII (per
   await until('a probe of zone a', () => a1!.probes.some((r) => r.headers['x-cellgate-probe'] !== undefined));
   const probe = a1!.probes.find((r) => r.headers['x-cellgate-probe'] !== undefined)!;
   t.is(probe.headers['x-cellgate-probe'], 'gw-%E7%94%A8%E6%88%B7%201%25');
+  t.is(probe.headers['user-agent'], 'cellgate-probe');
+  t.is(probe.method, 'GET');
+});
+
+test('a probe the endpoint stops answering fails at its deadline (a new connection for the next one); answered again, the zone recovers', async (t) => {
+  const [a1] = await startUpstreams('a1');
+  t.teardown(() => stopAll([a1!]));
+  let hang = false;
+  const hungSockets = new Set<unknown>();
+  a1!.probeBehave = (req) => {
+    if (!hang) return false;
+    hungSockets.add(req.socket); // never answered: only the prober's deadline ends it
+    return true;
+  };
+  const store = new MemoryStore();
+  await store.compareAndSwap(0, tableFor([{ name: 'a', upstreams: [a1!.url] }]));
+  const { gw, admin } = await startGateway(t, store, { config: { probe: { intervalMs: 100, timeoutMs: 300 } }, waitVersion: 1 });
+  const health = (): PresenceRecord['zoneHealth'] => store.presence.records.get(gw.config.id)?.zoneHealth;
+  await until('zone a healthy', () => health()?.a?.healthy === true);
+  hang = true;
+  await until('zone a unhealthy: its probe timed out', () => health()?.a?.healthy === false);
+  const metrics = await (await fetch(`${admin}/metrics`)).text();
+  t.true((metricValue(metrics, 'cellgate_probes_total{zone="a",service="default",result="failed"}') ?? 0) >= 1);
+  await until('a second hung probe, on a connection of its own (the timed-out one was closed)', () => hungSockets.size >= 2);
+  t.true([...hungSockets].some((s) => (s as { destroyed: boolean }).destroyed), 'the prober closed a timed-out probe\'s connection');
+  hang = false;
+  await until('zone a healthy again', () => health()?.a?.healthy === true);
+});
+
+test('probes are spread over the interval, not sent in one burst; each endpoint is still probed every interval', async (t) => {
+  const names = Array.from({ length: 10 }, (_, i) => `a${i}`);
+  const ups = await startUpstreams(...names);
+  t.teardown(() => stopAll(ups));
+  const store = new MemoryStore();
+  await store.compareAndSwap(0, tableFor([{ name: 'a', upstreams: ups.map((u) => u.url) }]));
+  const intervalMs = 1_000;
+  await startGateway(t, store, { config: { probe: { intervalMs, timeoutMs: 500 } }, waitVersion: 1 });
+  // The first probe of each is sent at once (no wait for evidence); from the second on, each has its slot.
+  await until('three probes of every endpoint', () => ups.every((u) => u.probes.length >= 3), 20_000);
+  const second = ups.map((u) => u.probes[1]!.at);
+  const spreadMs = Math.max(...second) - Math.min(...second);
+  t.true(spreadMs >= intervalMs / 4, `second probes of 10 endpoints spread over ${spreadMs} ms`);
+  for (const u of ups) {
+    const gap = u.probes[2]!.at - u.probes[1]!.at;
+    t.true(gap >= intervalMs / 2 && gap < 3 * intervalMs, `${u.name}: ${gap} ms between two probes`);
+  }
+});
+
+test('one probe per origin and health path answers for every service listing it; metrics count it for each', async (t) => {
+  const [shared, own] = await startUpstreams('shared', 'own');
+  t.teardown(() => stopAll([shared!, own!]));
+  const base = tableFor([{ name: 'a', upstreams: [shared!.url] }]);
+  const copy = structuredClone(base) as unknown as { zones: { services?: Record<string, { upstreams: string[]; healthPath?: string }> }[] };
+  copy.zones[0]!.services = { orders: { upstreams: [shared!.url, own!.url] }, payments: { upstreams: [shared!.url], healthPath: '/pay' } };
+  const store = new MemoryStore();
+  await store.compareAndSwap(0, copy as unknown as RoutingTable);
+  const { admin } = await startGateway(t, store, { config: { probe: { intervalMs: 100, timeoutMs: 500 } }, waitVersion: 1 });
+  await until('several probes of the shared origin', () => shared!.probes.filter((p) => p.url === '/').length >= 12);
+  const metrics = await (await fetch(`${admin}/metrics`)).text();
+  const count = (service: string): number => metricValue(metrics, `cellgate_probes_total{zone="a",service="${service}",result="ok"}`) ?? 0;
+  const sentToRoot = shared!.probes.filter((p) => p.url === '/').length;
+  // default and orders list the same origin with the same path: one probe counted for both.
+  // (Probes sent twice, once per service, would count half of those received for default.)
+  t.true(count('default') >= sentToRoot - 2 && count('default') <= sentToRoot, `default ${count('default')}, probes of / ${sentToRoot}`);
+  t.true(count('orders') > count('default'), 'orders counts the shared probes and its own endpoint\'s');
+  t.true(shared!.probes.some((p) => p.url === '/pay'), 'another health path is a probe of its own');
 });

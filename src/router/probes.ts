@@ -7,13 +7,14 @@
 // `cellgate autopilot` moves whole zones). A zone with no endpoint at all is not reported:
 // there is no evidence either way. The per-zone summary is what the gateway
 // publishes for `cellgate autopilot` — only when it changes (not per probe), so presence
-// writes stay rare. One probe in flight per endpoint: a slow one is never stacked on.
-import http from 'node:http';
-import https from 'node:https';
+// writes stay rare. One probe in flight per endpoint: a slow one is never stacked on. Each
+// endpoint is probed in its own slot of the interval (SLOTS), over a connection of its own
+// (probe-exchange.ts); pools listing the same origin with the same health path share its probe.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ZoneHealthReport } from '../store/types';
 import type { Clock, TimerHandle } from './clock';
-import { allPools, type Pools } from './endpoints';
+import { allPools, type Pools, type ZonePool } from './endpoints';
+import { ProbeTarget, type ProbeExchange, type ProbeOwner, type ProbeResult, type ProbeUse } from './probe-exchange';
 
 export interface ProbeOptions {
   readonly intervalMs: number;
@@ -28,20 +29,6 @@ export interface ProbeOptions {
   readonly gatewayId: string;
 }
 
-/** Outcome of one probe (a reply body is drained and dropped, never kept). */
-type ProbeResult = 'ok' | 'failed';
-
-interface EndpointProbe {
-  readonly zone: string;
-  readonly service: string;
-  /** Parsed once: a probe is made every interval for every endpoint. */
-  readonly url: URL;
-  inFlight: boolean;
-  /** The last probe's outcome; null before the first one ends (no evidence either way). */
-  last: ProbeResult | null;
-  lastOkMs: number | null;
-}
-
 interface ZoneState {
   healthy: boolean;
   failingSinceMs: number | null;
@@ -49,50 +36,81 @@ interface ZoneState {
   total: number;
 }
 
-/** Most endpoints probed (far above any real estate): the probe state is bounded. */
+/** Most URLs probed (far above any real estate): the probe state is bounded. */
 const MAX_PROBES = 10_000;
+/**
+ * The interval is cut into this many slots and each target is probed in its own one, every
+ * interval: 532 endpoints are ~27 probes every 50 ms instead of one burst of 532 each second
+ * that held the event loop (and the requests on it) for tens of ms. Envoy spreads its checks
+ * the same way (interval_jitter); here the phase is fixed, so each target's interval is exact.
+ */
+const SLOTS = 20;
 
-export class ZoneProber {
+export class ZoneProber implements ProbeOwner {
   private readonly o: ProbeOptions;
-  private readonly endpoints = new Map<string, EndpointProbe>();
+  /** Probed URLs by href (origin + health path). */
+  private readonly targets = new Map<string, ProbeTarget>();
+  private readonly slots: Set<ProbeTarget>[] = Array.from({ length: SLOTS }, () => new Set<ProbeTarget>());
+  private readonly slotMs: number;
   private readonly zones = new Map<string, ZoneState>();
-  private readonly agents = { http: new http.Agent({ keepAlive: true, maxSockets: 1 }), https: new https.Agent({ keepAlive: true, maxSockets: 1 }) };
   private readonly probes: Counter<'zone' | 'service' | 'result'>;
   private readonly zoneHealthy: Gauge<'zone'>;
+  /** What every probe sends: the gateway id as a header value (any id may be configured, a header carries printable ASCII only). */
+  private readonly headers: Readonly<Record<string, string>>;
   private timer: TimerHandle | null = null;
+  private readonly onSlot = (): void => this.slotTick();
+  private slot = 0;
+  private nextSlotAtMs = 0;
+  /** The pools the targets were last made from (pools are swapped whole, never changed in place). */
+  private syncedPools: Pools | null = null;
+  /** One timer per slot's probes (their common deadline), real time like the I/O it bounds. */
+  private readonly deadlines = new Set<NodeJS.Timeout>();
   private closed = false;
-  /** The gateway id as a header value: any id may be configured, a header carries printable ASCII only. */
-  private readonly probeHeader: string;
+  /** The evaluation due after this turn of the event loop (some probe's outcome changed), if any. */
+  private pendingEvaluation: NodeJS.Immediate | null = null;
+  private readonly onChanged = (): void => {
+    this.pendingEvaluation = null;
+    if (!this.closed) this.evaluate();
+  };
 
   constructor(options: ProbeOptions) {
     this.o = options;
-    this.probeHeader = headerSafe(options.gatewayId);
+    this.slotMs = options.intervalMs / SLOTS;
+    this.headers = Object.freeze({ 'user-agent': 'cellgate-probe', 'x-cellgate-probe': headerSafe(options.gatewayId) });
     this.probes = new Counter({ name: 'cellgate_probes_total', help: 'Active health probes of zone endpoints, by zone, service and result (ok, failed).', labelNames: ['zone', 'service', 'result'], registers: [options.registry] });
     this.zoneHealthy = new Gauge({ name: 'cellgate_probe_zone_healthy', help: '1 when this gateway sees the zone healthy (an endpoint of one of its services passes its probe and is not ejected).', labelNames: ['zone'], registers: [options.registry] });
   }
 
   start(): void {
     if (this.closed || this.timer) return;
-    this.tick();
+    this.nextSlotAtMs = this.o.clock.now();
+    this.slotTick();
   }
 
   close(): void {
     this.closed = true;
     if (this.timer) this.o.clock.clearTimer(this.timer);
     this.timer = null;
-    this.agents.http.destroy();
-    this.agents.https.destroy();
+    if (this.pendingEvaluation) clearImmediate(this.pendingEvaluation);
+    this.pendingEvaluation = null;
+    for (const handle of this.deadlines) clearTimeout(handle);
+    this.deadlines.clear();
+    for (const t of this.targets.values()) t.dropConnection();
   }
 
   /** The current summary (what was last published, or would be). */
   report(): Record<string, ZoneHealthReport> {
     const out: Record<string, ZoneHealthReport> = {};
+    const pools = this.o.pools();
     for (const [zone, s] of this.zones) {
-      const oks = [...this.endpoints.values()].filter((e) => e.zone === zone && e.lastOkMs !== null).map((e) => e.lastOkMs as number);
+      let lastOkMs: number | null = null;
+      for (const pool of pools?.get(zone)?.values() ?? []) {
+        for (const t of this.targetsOf(pool)) if (t?.lastOkMs != null && (lastOkMs === null || t.lastOkMs > lastOkMs)) lastOkMs = t.lastOkMs;
+      }
       out[zone] = {
         healthy: s.healthy,
         failingSince: s.failingSinceMs === null ? null : new Date(s.failingSinceMs).toISOString(),
-        lastOk: oks.length ? new Date(Math.max(...oks)).toISOString() : null,
+        lastOk: lastOkMs === null ? null : new Date(lastOkMs).toISOString(),
         endpointsUp: s.up,
         endpointsTotal: s.total,
       };
@@ -100,30 +118,87 @@ export class ZoneProber {
     return out;
   }
 
-  private tick(): void {
-    this.timer = null;
-    if (this.closed) return;
-    this.sync();
-    for (const e of this.endpoints.values()) if (!e.inFlight) this.probe(e);
-    this.evaluate();
-    this.timer = this.o.clock.setTimer(() => this.tick(), this.o.intervalMs);
+  /** A probe's outcome (ProbeOwner); one of a target no pool lists any more counts for nothing. */
+  probeDecided(t: ProbeTarget, result: ProbeResult): void {
+    if (this.closed || this.targets.get(t.href) !== t) return;
+    const changed = t.last !== result;
+    t.last = result;
+    if (result === 'ok') t.lastOkMs = this.o.clock.now();
+    for (const use of t.uses) this.probes.inc({ zone: use.zone, service: use.service, result });
+    // Only a changed outcome can change a zone's summary: evaluate() walks every endpoint,
+    // so running it after every probe cost O(endpoints²) per interval. The changes read in
+    // one turn of the event loop (the first results of 532 new endpoints, a zone going dark)
+    // are evaluated once, right after it. Passive ejections are picked up every interval.
+    if (changed && this.pendingEvaluation === null) this.pendingEvaluation = setImmediate(this.onChanged);
   }
 
-  /** Follows the applied table: new endpoints are added, gone ones forgotten (bounded by MAX_PROBES). */
-  private sync(): void {
+  /** One slot: once an interval (slot 0) the pools are followed and zones evaluated; the slot's targets are probed. */
+  private slotTick(): void {
+    this.timer = null;
+    if (this.closed) return;
+    const now = this.o.clock.now();
+    const sent: ProbeExchange[] = [];
+    if (this.slot === 0) this.sync(now, sent);
+    for (const t of this.slots[this.slot]!) {
+      // A target first probed when it appeared waits for its slot at least half an interval.
+      if (t.exchange === null && now - t.startedAtMs >= this.o.intervalMs / 2) this.send(t, now, sent);
+    }
+    if (this.slot === 0) this.evaluate();
+    this.armDeadline(sent);
+    this.slot = (this.slot + 1) % SLOTS;
+    this.nextSlotAtMs += this.slotMs;
+    // Far behind (a stalled loop, a clock step): go on from now rather than run the missed slots at once.
+    if (this.nextSlotAtMs < now || this.nextSlotAtMs > now + this.o.intervalMs) this.nextSlotAtMs = now + this.slotMs;
+    this.timer = this.o.clock.setTimer(this.onSlot, this.nextSlotAtMs - now);
+  }
+
+  private send(t: ProbeTarget, now: number, sent: ProbeExchange[]): void {
+    t.startedAtMs = now;
+    const exchange = t.send(this, this.o.timeoutMs);
+    if (exchange) sent.push(exchange);
+  }
+
+  /** One deadline for the probes sent together: each fails unless answered by then, and stops. */
+  private armDeadline(sent: readonly ProbeExchange[]): void {
+    if (sent.length === 0) return;
+    const handle = setTimeout(() => {
+      this.deadlines.delete(handle);
+      for (const exchange of sent) exchange.expire();
+    }, this.o.timeoutMs);
+    this.deadlines.add(handle);
+  }
+
+  /**
+   * Follows the applied pools when they changed: new URLs get a target (probed at once, then in
+   * the least used slot), gone ones are forgotten (bounded by MAX_PROBES).
+   */
+  private sync(now: number, sent: ProbeExchange[]): void {
     const pools = this.o.pools();
-    if (!pools) return;
-    const live = new Set<string>();
+    if (!pools || pools === this.syncedPools) return;
+    this.syncedPools = pools;
+    const wanted = new Map<string, { readonly origin: string; readonly healthPath: string; readonly uses: ProbeUse[] }>();
     for (const pool of allPools(pools)) {
       for (const ep of pool.endpoints) {
-        const key = probeKey(pool.key, ep.origin);
-        live.add(key);
-        if (!this.endpoints.has(key) && this.endpoints.size < MAX_PROBES) {
-          this.endpoints.set(key, { zone: pool.zone, service: pool.service, url: new URL(ep.origin + pool.healthPath), inFlight: false, last: null, lastOkMs: null });
-        }
+        const href = ep.origin + pool.healthPath;
+        const use = { zone: pool.zone, service: pool.service };
+        const w = wanted.get(href);
+        if (w) w.uses.push(use);
+        else if (wanted.size < MAX_PROBES) wanted.set(href, { origin: ep.origin, healthPath: pool.healthPath, uses: [use] });
       }
     }
-    for (const key of this.endpoints.keys()) if (!live.has(key)) this.endpoints.delete(key);
+    for (const [href, t] of this.targets) {
+      const w = wanted.get(href);
+      if (w) t.uses = w.uses;
+      else this.forget(t);
+    }
+    for (const [href, w] of wanted) {
+      if (this.targets.has(href)) continue;
+      const t = new ProbeTarget(w.origin, w.healthPath, w.uses, this.headers);
+      this.targets.set(href, t);
+      t.slot = this.leastUsedSlot();
+      this.slots[t.slot]!.add(t);
+      this.send(t, now, sent);
+    }
     for (const zone of this.zones.keys()) {
       if (!pools.has(zone)) {
         this.zones.delete(zone);
@@ -132,46 +207,20 @@ export class ZoneProber {
     }
   }
 
-  private probe(e: EndpointProbe): void {
-    e.inFlight = true;
-    const url = e.url;
-    const mod = url.protocol === 'https:' ? https : http;
-    const agent = url.protocol === 'https:' ? this.agents.https : this.agents.http;
-    let settled = false;
-    const done = (result: ProbeResult): void => {
-      if (settled) return;
-      settled = true;
-      e.inFlight = false;
-      const changed = e.last !== result;
-      e.last = result;
-      if (result === 'ok') e.lastOkMs = this.o.clock.now();
-      this.probes.inc({ zone: e.zone, service: e.service, result });
-      // Only a changed outcome can change a zone's summary: evaluate() walks every endpoint,
-      // so running it after every probe cost O(endpoints²) per interval. Passive ejections
-      // are picked up by the evaluate() of every tick.
-      if (changed && !this.closed) this.evaluate();
-    };
-    let req: http.ClientRequest;
-    try {
-      req = mod.get(url, { agent, timeout: this.o.timeoutMs, headers: { 'user-agent': 'cellgate-probe', 'x-cellgate-probe': this.probeHeader } }, (res) => {
-        const ok = (res.statusCode ?? 500) < 500;
-        res.resume();
-        res.on('error', () => done('failed'));
-        done(ok ? 'ok' : 'failed');
-      });
-    } catch {
-      // Nothing was sent (a request node refuses to make): no evidence either way, try again next tick.
-      e.inFlight = false;
-      return;
-    }
-    // Whole-probe deadline (the socket timeout only covers idleness).
-    const deadline = setTimeout(() => req.destroy(new Error('probe timeout')), this.o.timeoutMs);
-    req.on('timeout', () => req.destroy(new Error('probe timeout')));
-    req.on('error', () => done('failed'));
-    req.on('close', () => {
-      clearTimeout(deadline);
-      done('failed');
-    });
+  private forget(t: ProbeTarget): void {
+    this.targets.delete(t.href);
+    this.slots[t.slot]!.delete(t);
+    t.dropConnection();
+  }
+
+  private leastUsedSlot(): number {
+    let best = 0;
+    for (let i = 1; i < SLOTS; i++) if (this.slots[i]!.size < this.slots[best]!.size) best = i;
+    return best;
+  }
+
+  private targetsOf(pool: ZonePool): (ProbeTarget | undefined)[] {
+    return pool.endpoints.map((ep) => this.targets.get(ep.origin + pool.healthPath));
   }
 
   /** Recomputes every zone; publishes when a zone's summary changed. */
@@ -186,7 +235,7 @@ export class ZoneProber {
       let evidence = true;
       for (const pool of byService.values()) {
         for (const ep of pool.endpoints) {
-          const probe = this.endpoints.get(probeKey(pool.key, ep.origin));
+          const probe = this.targets.get(ep.origin + pool.healthPath);
           // A zone is reported only once every endpoint has a first probe result: no verdict
           // without evidence (no false alarm at start, no "healthy" that nothing observed).
           if (!probe || probe.last === null) evidence = false;
@@ -205,10 +254,6 @@ export class ZoneProber {
     }
     if (changed) this.o.onChange(this.report());
   }
-}
-
-function probeKey(poolKey: string, origin: string): string {
-  return `${poolKey}\u0000${origin}`;
 }
 
 /** `text` with every byte outside printable ASCII (and %) percent-encoded from its UTF-8. */
