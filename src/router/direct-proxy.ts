@@ -134,6 +134,8 @@ class DirectHandler implements Dispatcher.DispatchHandler {
   /** The answer's head, kept until its first body byte or its end (nothing is sent before). */
   private status = 0;
   private head: IncomingHttpHeaders | null = null;
+  /** The whole body, received with nothing sent yet: written with the head at the end. */
+  private last: Buffer | null = null;
   /** writeHead done: from here on a failure can only cut the client's connection. */
   private started = false;
   /** A 503 being drained before the retry: nothing of it reaches the client. */
@@ -181,7 +183,18 @@ class DirectHandler implements Dispatcher.DispatchHandler {
   onResponseData(controller: Controller, chunk: Buffer): void {
     if (this.retrying) return;
     const res = this.reply.raw;
-    if (!this.started) this.writeHead(res);
+    if (!this.started) {
+      // The whole body in its first chunk (the usual small answer): kept for onResponseEnd,
+      // which undici calls next, to go out with the head in one res.end(), as node does for
+      // res.end(body). Any other body is written as it comes.
+      if (this.last === null && this.head !== null && this.head['content-length'] === String(chunk.length)) {
+        this.last = chunk;
+        return;
+      }
+      this.writeHead(res);
+      if (this.last !== null) res.write(this.last);
+      this.last = null;
+    }
     if (!res.write(chunk)) {
       controller.pause();
       res.once('drain', (this.resumeOnDrain ??= () => controller.resume()));
@@ -192,7 +205,10 @@ class DirectHandler implements Dispatcher.DispatchHandler {
     if (this.retrying) return this.finish();
     const res = this.reply.raw;
     if (!this.started) this.writeHead(res);
-    res.end();
+    const last = this.last;
+    this.last = null;
+    if (last !== null) res.end(last);
+    else res.end();
     this.finish();
     this.deps.releaseSlot(this.ex);
   }
