@@ -1,10 +1,13 @@
 // The lean path of the common request (issue 13): one with no body to forward and a plain
 // path. It goes to its upstream with undici's `dispatch()` and a handler of the gateway's
 // own, and the answer is written straight to the client's ServerResponse (one writeHead,
-// each chunk as it comes, end), without reply-from's request and retry wrappers, its
-// response Readable, fastify's stream send or a pipe. Sent from the preHandler, it also skips
+// each chunk as it comes, end; a body that comes whole in one chunk goes out with the head in
+// one res.end), without reply-from's request and retry wrappers, its response Readable,
+// fastify's stream send or a pipe. Sent from the preHandler, it also skips
 // @fastify/http-proxy's handler. Measured (bench gateway, alternated runs, shared 2 cores):
-// 124 -> 81 µs of CPU per request, against 112 for plain @fastify/http-proxy.
+// 124 -> 81 µs of CPU per request, against 112 for plain @fastify/http-proxy; then headers
+// copied in one pass without `delete` (V8 kept dictionary objects for every later step):
+// 75 -> 62 µs (median of 3 runs, the old build in the same rounds).
 //
 // It does what reply-from's path does (proxy.ts), step for step:
 //  - request: the client's headers without hop-by-hop ones and what Connection names, Host =
