@@ -192,8 +192,9 @@ async function measureLatency(port: number, users: readonly string[], into: Late
 /** p50/p99 at a fixed rate: the upstream directly and through each proxy, round by round. */
 async function latencySection(report: Report, upstreamPort: number, proxies: readonly { name: string; port: number; bars: boolean }[], users: readonly string[]): Promise<void> {
   report.section(`gateway added latency: open loop at a fixed ${FIXED_RATE.toLocaleString('en-US')} req/s, ${LATENCY_DURATION_MS / 1000} s after ${LATENCY_WARMUP_MS / 1000} s warm-up, ${LATENCY_ROUNDS} rounds, median (spread)`);
-  report.note('generator: this process\'s own paced client (bench/load.ts PacedLoad; wrk cannot pace, wrk2 is not in Debian): evenly');
-  report.note(`spaced requests on up to 64 keep-alive connections, latency from send to the end of the answer; added = proxy − direct in the same round.`);
+  report.note('generator: this process\'s own paced client (bench/load.ts PacedLoad; wrk cannot pace, wrk2 is not in Debian): the requests');
+  report.note('due are sent on each ~1 ms timer tick (at 2,000 req/s mostly two back to back: the second waits for the first at every side),');
+  report.note(`on up to 64 keep-alive connections, latency from send to the end of the answer; added = proxy − direct in the same round.`);
   report.note(`load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} at start`);
   const fresh = (): LatencyRuns => ({ p50: [], p99: [], late: [], count: 0, failed: 0 });
   const direct = fresh();

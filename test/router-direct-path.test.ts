@@ -89,6 +89,37 @@ test('a 204 and a HEAD answer: the same through both paths', async (t) => {
   }
 });
 
+test('a body whole in one piece, a declared length in two pieces, a chunked one: the same bytes and headers through both paths', async (t) => {
+  const { url, up } = await oneEndpoint(t);
+  up.behave = (req, res) => {
+    // The pieces go out 20 ms apart so that the gateway reads them as separate chunks.
+    const later = (fn: () => void) => setTimeout(fn, 20);
+    if (req.url?.endsWith('one')) {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '5' });
+      res.end('hello');
+    } else if (req.url?.endsWith('pieces')) {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '10' });
+      res.write('hello');
+      later(() => res.end('world'));
+    } else {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('chunk-1 ');
+      later(() => res.end('chunk-2'));
+    }
+    return true;
+  };
+  const h = { 'x-user-id': 'alice' };
+  const without = (r: { headers: Record<string, unknown> }) => Object.fromEntries(Object.entries(r.headers).filter(([k]) => k !== 'date'));
+  for (const [path, body] of [['one', 'hello'], ['pieces', 'helloworld'], ['chunked', 'chunk-1 chunk-2']] as const) {
+    const viaReplyFrom = await httpCall(`${url}/r/.${path}`, { headers: h });
+    const direct = await httpCall(`${url}/r/${path}`, { headers: h });
+    t.is(direct.status, 200, path);
+    t.is(direct.text(), body, path);
+    t.is(viaReplyFrom.text(), body, path);
+    t.deepEqual(without(direct), without(viaReplyFrom), path);
+  }
+});
+
 test('a 64 MB download to a client that stops reading: the upstream is held back, the body arrives intact, the slot is given back', async (t) => {
   const { url, up } = await oneEndpoint(t, { upstream: { connectionsPerEndpoint: 1 } });
   // More than the kernel buffers of both hops can hold, so only backpressure can hold the upstream back.

@@ -83,6 +83,29 @@ export function stripHopByHop(headers: IncomingHttpHeaders | OutgoingHttpHeaders
   }
 }
 
+/**
+ * The client's headers an upstream may get, copied in one pass into a fresh object: what a
+ * copy, stripHopByHop() and Host = `host` leave, made without `delete` (which turns the object
+ * into a slow dictionary for everything after it: the stamps, undici's header checks and its
+ * serialisation). The routing stamp (stampRequestHeaders) is still to be applied.
+ */
+export function forwardableRequestHeaders(incoming: IncomingHttpHeaders, host: string): IncomingHttpHeaders {
+  const connection = incoming.connection;
+  const named = connection === undefined ? null : connectionTokens(connection);
+  const out: IncomingHttpHeaders = {};
+  let hostSet = false;
+  for (const name in incoming) {
+    if (name === 'host') {
+      out.host = host;
+      hostSet = true;
+    } else if (!HOP_BY_HOP.has(name) && (named === null || !named.includes(name))) {
+      out[name] = incoming[name];
+    }
+  }
+  if (!hostSet) out.host = host;
+  return out;
+}
+
 /** An upstream response's headers without its hop-by-hop ones (the client's connection is the gateway's). */
 export function stripResponseHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeaders {
   const connection = headers.connection;

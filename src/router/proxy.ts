@@ -99,7 +99,7 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   const { admit, headersArrived, releaseSlot } = createDispatch({
     admission, clock, health, metrics, getUpstream, sendDirect: (reply, ex, endpoint, timeoutMs) => sendDirect(reply, ex, endpoint, timeoutMs),
   });
-  const sendDirect = createDirectProxy({ agent: upstreamAgent, health, rewriteRequestHeaders, headersArrived, releaseSlot, onError });
+  const sendDirect = createDirectProxy({ agent: upstreamAgent, health, stampRequestHeaders: stampRouted, headersArrived, releaseSlot, onError });
   metrics.attach({ pending: () => admission.pending(), bufferCounters: () => buffer.counters, bufferedBytes: () => buffer.bytes.used });
 
   const app = fastify({
@@ -231,7 +231,8 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
     // The common request (no body, a plain path) goes to its upstream from here (direct-proxy.ts).
     const path = ex.upgraded ? null : directDest(request);
     const dest = path === null || ex.strip === null ? path : strippedUrl(path, ex.strip);
-    if (dest === null || !isPlainPath(dest)) return done();
+    // directDest() checked the path already; a stripped one is checked again.
+    if (dest === null || (ex.strip !== null && !isPlainPath(dest))) return done();
     ex.dest = dest;
     ex.direct = true;
     admit(reply, ex);
@@ -344,10 +345,15 @@ export function buildTrafficServer(deps: ProxyDeps): FastifyInstance {
   }
 
   function rewriteRequestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
+    stripHopByHop(headers, request.raw.headers.connection);
+    return stampRouted(request, headers);
+  }
+
+  /** The routed request's own headers on a copy without hop-by-hop ones: the user id as routed, the request id, the routing stamp. */
+  function stampRouted(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
     const ex = request.cellgate as Exchange;
     const route = ex.route as OkRoute;
     const raw = request.raw;
-    stripHopByHop(headers, raw.headers.connection);
     // A repeated header ("alice, alice") or one named in Connection must not give the upstream
     // another user than the routed one: it gets the routed id, once, as it came on the wire.
     if (ex.user !== null) for (const name of userIdHeaders) if (raw.headers[name] !== undefined) headers[name] = wireForm(ex.user);
