@@ -257,6 +257,6 @@ test.serial('a sidecar whose id was taken while its lease was lost stops claimin
   t.is(await exitCode(r1), 3, r1.stderr());
   t.regex(r1.stderr(), /"event":"register.taken"/);
   const said = r1.stderr().trim().split('\n').filter((l) => !l.startsWith('{'));
-  t.deepEqual(said, [`cellgate: endpoint za/default/"i1" was taken by another instance at ${i2!.url} while this one (${i1!.url}) had lost its lease; no longer registered`]);
+  t.deepEqual(said, [`cellgate: endpoint za/default/"i1" was taken by another instance at ${i2!.url} while this one (${i1!.url}) did not hold its record (lease lost, or its record withdrawn by another registration of its URL); no longer registered`]);
   t.deepEqual((await s.store.registry.snapshot()).endpoints.map((e) => e.url), [i2!.url], 'not fought over');
 });

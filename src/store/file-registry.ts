@@ -8,13 +8,15 @@
 // The record carries its registration's token. Writing it (the first time, or again when
 // the file went away) and deleting it happen under the directory's lock, after reading
 // what is there: another live instance's record (another URL) is never written over, and a
-// registration only ever deletes its own. A beat that finds another token in the file
-// (someone took the id) stops claiming it.
+// registration only ever deletes its own. A beat that finds another instance's record (another
+// URL: someone took the id) stops claiming it; one that finds another registration of its own
+// URL (a restart whose old process still runs) leaves it alone and writes its record again
+// once that one's file is gone or expired.
 import { mkdir, readdir, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   checkRegistration, claimRefusal, DEFAULT_ENDPOINT_TTL_MS, decodeEndpoint, documentOf, endpointKey, MAX_ENDPOINT_TTL_MS, MAX_RECORD_BYTES, MAX_REGISTERED_ENDPOINTS,
-  MIN_ENDPOINT_TTL_MS, MAX_REFUSED_LISTED, newInstanceToken, overLimitProblem, registrySnapshotKey, registrySnapshotOf, type ClaimMode, type DecodedEndpoint,
+  MIN_ENDPOINT_TTL_MS, MAX_REFUSED_LISTED, newInstanceToken, YIELD, overLimitProblem, registrySnapshotKey, registrySnapshotOf, type ClaimMode, type DecodedEndpoint,
 } from './endpoint-record';
 import { cgError, isCellgateError } from '../errors';
 import { errnoCode, readBoundedRegularFile, storeUnavailable, writeFileAtomic } from './file-io';
@@ -116,6 +118,9 @@ class FileEndpointRegistration implements EndpointRegistration {
     await withFileLock(join(this.dir, LOCK_NAME), LOCK_OPTIONS, async () => {
       const existing = await liveRecordText(this.file, Date.now());
       const refused = existing === null ? null : claimRefusal(endpointKey(this.endpoint), existing, { endpoint: this.endpoint, instance: this.instance }, mode);
+      // Another registration of this URL holds it (routes to the same place): left alone; the
+      // next beat writes it again once that one's file is gone or expired.
+      if (refused === YIELD) return;
       if (refused) throw refused;
       this.wrote = true;
       await writeFileAtomic(this.file, JSON.stringify({ ...documentOf(this.endpoint, this.instance), ttlMs: this.ttlMs }));
@@ -151,6 +156,8 @@ class FileEndpointRegistration implements EndpointRegistration {
     const now = new Date();
     const text = await liveRecordText(this.file, now.getTime());
     if (tokenOf(text) === this.instance) return void (await utimes(this.file, now, now));
+    // Another registration of this URL holds a live record: quiet (no lock taken) until it goes.
+    if (text !== null && claimRefusal(endpointKey(this.endpoint), text, { endpoint: this.endpoint, instance: this.instance }, 'reclaim') === YIELD) return;
     if (this.closed) return;
     try {
       await this.write('reclaim');
