@@ -260,3 +260,33 @@ test.serial('a sidecar whose id was taken while its lease was lost stops claimin
   t.deepEqual(said, [`cellgate: endpoint za/default/"i1" was taken by another instance at ${i2!.url} while this one (${i1!.url}) did not hold its record (lease lost, or its record withdrawn by another registration of its URL); no longer registered`]);
   t.deepEqual((await s.store.registry.snapshot()).endpoints.map((e) => e.url), [i2!.url], 'not fought over');
 });
+
+// review15: a second sidecar with the same id and URL took the record over; when it died, the
+// first one, alive and healthy, kept a lease that held nothing and the instance was unrouted.
+test.serial('two sidecars of one id and URL: the second takes the record over; killed -9, its lease ends and the first puts its record back at once, without exiting', async (t) => {
+  const s = await setup(t);
+  const [i1] = s.instances;
+  const admin = new Etcd3({ hosts: s.etcd.endpoints.map((e) => `http://${e}`) });
+  t.teardown(() => admin.close());
+  const key = `${s.prefix}/endpoints/za/default/i1`;
+  const leaseOfKey = async () => String((await admin.get(key).exec()).kvs[0]?.lease ?? 'none');
+  const r1 = sidecar(s, 'i1', i1!.url);
+  t.teardown(() => r1.kill());
+  await r1.registered();
+  const first = await leaseOfKey();
+  const r2 = sidecar(s, 'i1', i1!.url);
+  t.teardown(() => r2.kill());
+  await r2.registered();
+  const second = await leaseOfKey();
+  t.not(second, first, 'the second sidecar holds the record');
+  r2.kill();
+  await exitCode(r2);
+  const killedAt = Date.now();
+  await until(async () => { const l = await leaseOfKey(); return l !== second && l !== 'none'; }, 'the first sidecar\'s record back', TTL_S * 1000 + 10_000);
+  t.log(`kill -9 of the second -> the first's record back: ${Date.now() - killedAt} ms (TTL ${TTL_S} s)`);
+  t.is(r1.child.exitCode, null, 'the first sidecar runs on');
+  t.false(/register\.taken/.test(r1.stderr()), r1.stderr());
+  await until(async () => (await routed(s.gw.admin)) === 1, 'i1 routed');
+  t.is(await r1.stop(), 0);
+  await until(async () => (await s.store.registry.snapshot()).endpoints.length === 0, 'withdrawn at once', TTL_S * 1000 - 200);
+});

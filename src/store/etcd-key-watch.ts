@@ -48,6 +48,7 @@ export class EtcdKeyWatch {
       try {
         const revision = await this.read(fail);
         if (this.closed) break;
+        if (failed.now) throw new Error(`${this.noun} key: handling what was read failed`);
         watcher = await this.createWatcher(revision + 1, fail);
         while (!this.closed && !failed.now) {
           await this.sleep(watchdogIntervalMs);
