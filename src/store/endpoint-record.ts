@@ -128,6 +128,10 @@ export function claimRefusal(key: string, existing: string, mine: Claimant, mode
       return mode === 'register' ? null : YIELD;
     case 'other':
       return endpointTaken(mine.endpoint, holder.url, mode);
+    default: {
+      const never: never = holder;
+      throw new Error(`unknown holder ${JSON.stringify(never)}`);
+    }
   }
 }
 

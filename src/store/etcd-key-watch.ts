@@ -90,6 +90,7 @@ export class EtcdKeyWatch {
   }
 
   private async createWatcher(fromRevision: number, fail: () => void): Promise<Watcher> {
+    await this.ctx.opts.testHooks.beforeWatchCreate?.(fromRevision);
     const watcher = this.ctx.client.watch().key(this.key).startRevision(String(fromRevision)).watcher();
     let live = true;
     const failOnce = () => {

@@ -74,6 +74,10 @@ class EtcdEndpointRegistration implements EndpointRegistration {
         this.stopTaken(endpointTaken(this.endpoint, holder.url, 'reclaim'));
         await this.leased.close(); // its lease holds nothing: the key is another's
         return;
+      default: {
+        const never: never = holder;
+        throw new Error(`unknown holder ${JSON.stringify(never)}`);
+      }
     }
   }
 
