@@ -150,6 +150,32 @@ export function registryContract(name: string, make: MakeRegistryStore): void {
     t.deepEqual(await urls(store), []);
   });
 
+  // review15: in etcd the old registration's lease held nothing once a restart with its URL
+  // took the record over; when that one withdrew, the record was gone for good while the old
+  // registration, open and healthy, believed itself registered and was never told.
+  test(`${name}: a registration whose record another registration of its URL took over puts it back when that one withdraws, and is not told "taken"`, async (t) => {
+    const { store, reopen } = await make(t);
+    const second = reopen();
+    const observer = reopen();
+    const watched = watchRegistry(t, observer);
+    const req = { zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001', ttlMs: 1_000 };
+    const held = (s: RegistrySnapshot | undefined) => s?.endpoints.map((e) => `${e.id} ${e.url} w${e.weight}`).join(',') ?? '';
+    const a = await store.registry.register(req);
+    t.teardown(() => a.close());
+    let told: Error | null = null;
+    void a.taken.then((err) => { told = err; });
+    const b = await second.registry.register({ ...req, weight: 7 });
+    await waitFor('the second registration\'s record', () => held(watched.last()) === 'i-1 http://127.0.0.1:9001 w7', 10_000);
+    await b.close();
+    await waitFor('the first registration\'s record back', () => held(watched.last()) === 'i-1 http://127.0.0.1:9001 w1', 10_000);
+    t.is(told, null, 'the first registration was never taken');
+    t.deepEqual(await urls(observer), ['i-1 http://127.0.0.1:9001 w1']);
+    // It is still the record's owner: its close withdraws it.
+    await a.close();
+    await waitFor('the record withdrawn', () => held(watched.last()) === '', 10_000);
+    t.deepEqual(await urls(observer), []);
+  });
+
   test(`${name}: an id taken by another instance while the lease was lost is reported (ENDPOINT_TAKEN), not fought over`, async (t) => {
     const { store, writeRawEndpoint, leaseOf } = await make(t);
     const a = await store.registry.register({ zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001' });

@@ -348,3 +348,36 @@ test('etcd faults: a lost endpoint lease is granted again over the instance\'s o
   await reg.close();
   t.is((await admin.get(key).exec()).kvs.length, 0, 'withdrawn at once');
 });
+
+test('etcd faults: a registration\'s key watch compacted past its start revision resyncs by reading the key, and puts back a record deleted meanwhile', async (t) => {
+  const etcd = await ownEtcd(t);
+  const admin = adminClient(t, etcd.endpoints);
+  const req = { zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001', ttlMs: 3_000 };
+  const key = `${PREFIX}/endpoints/sh-a/orders/i-1`;
+  const startRevisions: number[] = [];
+  let compactedAt = 0;
+  const second = open(t, etcd.endpoints);
+  const store = open(t, etcd.endpoints, {
+    watchdogIntervalMs: 60_000, // the periodic read must not be what saves us here
+    testHooks: {
+      // Between the key watch's first read and its watcher: another registration of the URL
+      // takes the record over and withdraws it, then a compaction drops those events.
+      async beforeWatchCreate(fromRevision) {
+        startRevisions.push(fromRevision);
+        if (startRevisions.length > 1) return;
+        const b = await second.registry.register({ ...req, weight: 7 });
+        await b.close();
+        const revision = Number((await admin.get(key).exec()).header.revision);
+        await admin.kv.compact({ revision, physical: true });
+        compactedAt = revision;
+      },
+    },
+  });
+  const a = await store.registry.register(req);
+  t.teardown(() => a.close());
+  await waitFor('the takeover, withdrawal and compaction', () => compactedAt > 0, 10_000);
+  await eventually('the record back', async () => (await second.registry.snapshot()).endpoints.some((e) => e.weight === 1), 10_000);
+  t.true(startRevisions[0]! <= compactedAt, 'the first watcher started before the compaction point');
+  t.true(startRevisions.length >= 2 && startRevisions[1]! > compactedAt, 'a watcher after the resync read');
+  t.is(await Promise.race([a.taken.then(() => 'taken'), Promise.resolve('held')]), 'held');
+});

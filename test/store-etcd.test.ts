@@ -2,7 +2,7 @@
 // plus etcd specifics. Failure behaviour is in store-etcd-faults.test.ts.
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
-import { Etcd3, GRPCUnavailableError } from 'etcd3';
+import { Etcd3, EtcdLeaseInvalidError, GRPCUnavailableError } from 'etcd3';
 import { perCallPolicy, runAs } from '../src/store/etcd-policy';
 import { isCellgateError } from '../src/errors';
 import { createEtcdStore, type EtcdStoreOptions } from '../src/store/etcd-store';
@@ -80,7 +80,10 @@ registryContract('etcd', async (t) => {
     leaseOf: async (key) => {
       const id = (await admin.get(`${prefix}/endpoints/${key}`).exec()).kvs[0]?.lease;
       return async () => {
-        if (id !== undefined && String(id) !== '0') await admin.leaseClient.leaseRevoke({ ID: id });
+        // Already gone is lost too (a registration that found its key taken revokes its own lease).
+        if (id !== undefined && String(id) !== '0') await admin.leaseClient.leaseRevoke({ ID: id }).catch((err: unknown) => {
+          if (!(err instanceof EtcdLeaseInvalidError)) throw err;
+        });
       };
     },
   };
@@ -332,4 +335,78 @@ test('etcd: refresh() after the first read delivers the ranking anew from what w
   t.is(seen.length, 1);
   t.deepEqual(seen[0]!.endpoints.map((e) => e.id), ['i-1']);
   t.true(seen[0]!.version > 0);
+});
+
+// review15: a registration whose record another registration of its URL took over kept a lease
+// holding nothing; when that one's lease ended, the record was gone for good and no one was told.
+test('etcd: a registration yields its key to another registration of its URL (a lost lease re-granted does not take it back) and puts its record back, on its own lease, when that one\'s lease ends', async (t) => {
+  const prefix = uniquePrefix();
+  const key = `${prefix}/endpoints/sh-a/orders/i-1`;
+  const req = { zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001', ttlMs: 2_000 };
+  const a = await open(t, prefix).registry.register(req);
+  t.teardown(() => a.close());
+  let told: Error | null = null;
+  void a.taken.then((err) => { told = err; });
+  const aLease = String((await admin.get(key).exec()).kvs[0]!.lease);
+  const b = await open(t, prefix).registry.register({ ...req, weight: 7 });
+  t.teardown(() => b.close());
+  const taken = (await admin.get(key).exec()).kvs[0]!;
+  const bLease = String(taken.lease);
+  // Everything written to the key from here on.
+  const writes: string[] = [];
+  const watcher = await admin.watch().key(key).startRevision(String(Number(taken.mod_revision) + 1)).create();
+  t.teardown(() => watcher.cancel());
+  watcher.on('put', (kv) => writes.push(`put w${(JSON.parse(kv.value.toString()) as { weight: number }).weight} lease ${kv.lease}`));
+  watcher.on('delete', () => writes.push('delete'));
+
+  // A's lease lost while B holds the key: re-granted, and B's record left alone (same URL).
+  await admin.leaseClient.leaseRevoke({ ID: aLease });
+  const leases = async () => (await admin.leaseClient.leaseLeases()).leases.map((l) => String(l.ID));
+  await until('a new lease for A', async () => (await leases()).some((id) => id !== aLease && id !== bLease), 10_000);
+  t.is(told, null, 'not taken: the holder routes to the same URL');
+
+  // B dies: its lease ends (revoked here, as expiry would), its record goes.
+  await admin.leaseClient.leaseRevoke({ ID: bLease });
+  await until('A\'s record back', () => writes.length >= 2, 10_000);
+  const back = (await admin.get(key).exec()).kvs[0]!;
+  t.not(String(back.lease), aLease);
+  t.not(String(back.lease), bLease);
+  t.deepEqual(writes, ['delete', `put w1 lease ${back.lease}`], 'one put, after the delete: nothing fought over');
+  t.is(told, null);
+  await a.close();
+  t.is((await admin.get(key).exec()).kvs.length, 0, 'its own record: withdrawn at once');
+});
+
+test('etcd: a registration\'s record deleted while its lease lives is put back (watch event), and a silent watcher is made up for by the periodic read', async (t) => {
+  const prefix = uniquePrefix();
+  const key = `${prefix}/endpoints/sh-a/orders/i-1`;
+  const hooks = { dropWatchEvents: false };
+  const a = await open(t, prefix, { testHooks: hooks }).registry.register({ zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001' });
+  t.teardown(() => a.close());
+  const lease = String((await admin.get(key).exec()).kvs[0]!.lease);
+  const onItsLease = async () => String((await admin.get(key).exec()).kvs[0]?.lease) === lease;
+  await admin.delete().key(key).exec();
+  await until('put back after the delete event', onItsLease, 10_000);
+  t.true(await onItsLease());
+  hooks.dropWatchEvents = true;
+  await admin.delete().key(key).exec();
+  await until('put back by the periodic read', onItsLease, 10_000);
+  t.true(await onItsLease());
+  t.deepEqual((await open(t, prefix).registry.snapshot()).endpoints.map((e) => e.url), ['http://127.0.0.1:9001']);
+});
+
+test('etcd: another URL found holding the key of an open registration is the id taken (ENDPOINT_TAKEN); its record is not written over', async (t) => {
+  const prefix = uniquePrefix();
+  const key = `${prefix}/endpoints/sh-a/orders/i-1`;
+  const a = await open(t, prefix).registry.register({ zone: 'sh-a', service: 'orders', id: 'i-1', url: 'http://127.0.0.1:9001' });
+  t.teardown(() => a.close());
+  const other = admin.lease(30);
+  t.teardown(() => other.revoke().catch(() => undefined));
+  const foreign = JSON.stringify({ url: 'http://127.0.0.1:9002', weight: 1, registeredAt: new Date().toISOString(), instance: 'another' });
+  await other.put(key).value(foreign);
+  const err = await a.taken;
+  t.true(isCellgateError(err, 'ENDPOINT_TAKEN'), String(err));
+  t.regex(err.message, /sh-a\/orders\/"i-1" was taken by another instance at http:\/\/127\.0\.0\.1:9002/);
+  await a.close();
+  t.is((await admin.get(key).exec()).kvs[0]?.value.toString(), foreign);
 });

@@ -3,7 +3,7 @@
 // heartbeat files that go stale, a torn history line.
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, existsSync } from 'node:fs';
 import { appendFile, lstat, lutimes, mkdir, mkdtemp, open as fsOpen, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -13,7 +13,9 @@ import { createFileStore, type FileStoreOptions } from '../src/store/file-store'
 import { writeFileAtomic } from '../src/store/file-io';
 import { withFileLock } from '../src/store/file-lock';
 import { openStore, parseStoreSpec } from '../src/store/open';
-import type { TableStore } from '../src/store/types';
+import type { RegistryPriority, TableStore } from '../src/store/types';
+import { MAX_REGISTERED_ENDPOINTS } from '../src/store/endpoint-record';
+import { SWEEP_AFTER_TTLS } from '../src/store/file-registry-read';
 import { bumpedTable, demoTable } from './helpers/fixtures';
 import { registryContract } from './registry-contract';
 import { record, storeContract, waitFor } from './store-contract';
@@ -51,6 +53,15 @@ storeContract('file', async (t) => {
   };
 });
 
+/** A record's text with a TTL of an hour: live for the whole test, as the etcd fixture's records are on their lease. */
+function liveForTheTest(text: string): string {
+  try {
+    const doc: unknown = JSON.parse(text);
+    if (doc !== null && typeof doc === 'object' && !Array.isArray(doc)) return JSON.stringify({ ...doc, ttlMs: 3_600_000 });
+  } catch { /* not JSON: written as it is */ }
+  return text;
+}
+
 registryContract('file', async (t) => {
   const path = join(await tempDir(t), 'table.json');
   return {
@@ -58,12 +69,12 @@ registryContract('file', async (t) => {
     reopen: () => open(t, path),
     writeRawEndpoint: async (key, text) => {
       await mkdir(`${path}.endpoints`, { recursive: true });
-      await writeFileAtomic(join(`${path}.endpoints`, `${key.split('/').join('@')}.json`), text);
+      await writeFileAtomic(join(`${path}.endpoints`, `${key.split('/').join('@')}.json`), liveForTheTest(text));
     },
     writeRawEndpoints: async (records) => {
       await mkdir(`${path}.endpoints`, { recursive: true });
       for (let i = 0; i < records.length; i += 200) {
-        await Promise.all(records.slice(i, i + 200).map(([key, text]) => writeFile(join(`${path}.endpoints`, `${key.split('/').join('@')}.json`), text)));
+        await Promise.all(records.slice(i, i + 200).map(([key, text]) => writeFile(join(`${path}.endpoints`, `${key.split('/').join('@')}.json`), liveForTheTest(text))));
       }
     },
     // Every heartbeat reads the file: a record replaced under it is found at the next one.
@@ -477,4 +488,57 @@ test('file: a FIFO or a symlink in the presence directory is reported malformed,
   ]);
   t.deepEqual(snapshot.records.map((r) => r.id), ['gw-1']);
   t.deepEqual(snapshot.malformed.map((m) => [m.id, m.problem]), [['gw-fifo', 'not a regular file'], ['gw-link', 'a symbolic link, not a record file']]);
+});
+
+// review15: files were ranked by name before they were read, so heartbeat files of instances
+// killed -9 (never swept) and garbage files under a routed zone filled the 10,000 read slots,
+// and the one live record of that zone was dropped "over the limit" (etcd has neither: an
+// expired lease is gone, an invalid record takes no slot). Serial: 10,000 files.
+test.serial('file: dead heartbeat files and files that are not valid records take no slot of the bound; a live record of a routed zone is kept', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const dir = `${path}.endpoints`;
+  await mkdir(dir);
+  const longAgo = new Date(Date.now() - 3_600_000);
+  const dead = JSON.stringify({ url: 'http://127.0.0.1:9001', weight: 1, registeredAt: longAgo.toISOString(), ttlMs: 5_000 });
+  for (let i = 0; i < MAX_REGISTERED_ENDPOINTS; i += 500) {
+    await Promise.all(Array.from({ length: 500 }, async (_, j) => {
+      const file = join(dir, `sh-a@default@dead-${String(i + j).padStart(5, '0')}.json`);
+      await writeFile(file, dead);
+      await utimes(file, longAgo, longAgo);
+    }));
+  }
+  // Garbage under the same zone and service, alive by its mtime, sorting before the live one.
+  await Promise.all(Array.from({ length: 50 }, (_, i) => writeFile(join(dir, `sh-a@default@junk-${i}.json`), 'not json')));
+  const store = open(t, path);
+  const reg = await store.registry.register({ zone: 'sh-a', service: 'default', id: 'live-pod', url: 'http://127.0.0.1:9002' });
+  t.teardown(() => reg.close());
+  const routed: RegistryPriority = (zone, service) => (zone === 'sh-a' && service === 'default' ? 0 : 2);
+  const s = await store.registry.snapshot(routed);
+  t.deepEqual(s.endpoints.map((e) => e.id), ['live-pod']);
+  t.is(s.overLimitCount, 0);
+  t.is(s.refusedCount, 50, 'the garbage is refused and counted, without a slot');
+  t.true(s.refused.every((r) => r.key.startsWith('sh-a/default/junk-') && /JSON/.test(r.problem)), JSON.stringify(s.refused.slice(0, 2)));
+});
+
+test('file: heartbeat files dead for many TTLs are swept by a reader; recently dead ones, symlinks and names that are not records are left', async (t) => {
+  const path = join(await tempDir(t), 'table.json');
+  const dir = `${path}.endpoints`;
+  await mkdir(dir);
+  const doc = (ttlMs: number) => JSON.stringify({ url: 'http://127.0.0.1:9001', weight: 1, registeredAt: new Date().toISOString(), ttlMs });
+  const aged = async (name: string, text: string, ageMs: number) => {
+    const at = new Date(Date.now() - ageMs);
+    await writeFile(join(dir, name), text);
+    await utimes(join(dir, name), at, at);
+  };
+  await aged('sh-a@orders@long-dead.json', doc(1_000), SWEEP_AFTER_TTLS * 1_000 + 30_000);
+  await aged('sh-a@orders@garbage-long-dead.json', 'not json', SWEEP_AFTER_TTLS * 5_000 + 30_000); // no TTL stated: the default
+  await aged('sh-a@orders@just-dead.json', doc(60_000), 120_000); // 2 TTLs: dead, not yet swept
+  await aged('notes.json', doc(1_000), 3_600_000); // not a record name
+  await aged('target.txt', doc(1_000), 3_600_000);
+  await symlink(join(dir, 'target.txt'), join(dir, 'sh-a@orders@link.json'));
+  const store = open(t, path);
+  t.deepEqual((await store.registry.snapshot()).endpoints, []);
+  await waitFor('the long-dead files swept', () => !existsSync(join(dir, 'sh-a@orders@long-dead.json')) && !existsSync(join(dir, 'sh-a@orders@garbage-long-dead.json')), 10_000);
+  await store.close(); // a sweep under way is awaited
+  t.deepEqual((await readdir(dir)).filter((n) => !n.startsWith('.')).sort(), ['notes.json', 'sh-a@orders@just-dead.json', 'sh-a@orders@link.json', 'target.txt']);
 });

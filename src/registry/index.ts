@@ -32,8 +32,9 @@ export interface RegisterEndpointOptions extends Omit<EndpointRegistrationReques
   readonly checkIntervalMs?: number;
   readonly log?: (event: string, fields?: Record<string, unknown>) => void;
   /**
-   * Another instance took the id after this one had lost its lease (ENDPOINT_TAKEN): this
-   * endpoint is no longer registered and will not be again (state `taken`).
+   * Another instance (another URL) took the id while this one did not hold its record (its
+   * lease lost, or another registration of its URL held it) (ENDPOINT_TAKEN): this endpoint is
+   * no longer registered and will not be again (state `taken`).
    */
   readonly onTaken?: (err: Error) => void;
 }

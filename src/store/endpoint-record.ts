@@ -82,31 +82,64 @@ export function originOf(url: string): string {
  */
 export type ClaimMode = 'register' | 'reclaim';
 
+/** A registration: its endpoint and its token. */
+export interface Claimant {
+  readonly endpoint: RegisteredEndpoint;
+  readonly instance: string;
+}
+
 /**
- * May `mine` be written over the stored record `existing` (its text)? null if so, else the
- * ENDPOINT_TAKEN error naming the holder. A record that fails validation routes nowhere
- * and may be replaced.
+ * Who holds the stored record `existing` (its text), seen from `mine`: `mine` (its token),
+ * `same-url` (another registration of the same endpoint: the same instance restarted, or a
+ * second registrar of it; either routes to the same place), `other` (another instance),
+ * `invalid` (fails validation: routes nowhere, may be replaced).
  */
-export function claimRefusal(
-  key: string, existing: string, mine: { readonly endpoint: RegisteredEndpoint; readonly instance: string }, mode: ClaimMode,
-): Error | null {
+export type Holder = { readonly kind: 'mine' | 'same-url' | 'invalid' } | { readonly kind: 'other'; readonly url: string };
+
+export function holderOf(key: string, existing: string, mine: Claimant): Holder {
   const decoded = decodeEndpoint(key, existing);
-  if (!decoded.ok) return null;
+  if (!decoded.ok) return { kind: 'invalid' };
   let instance: unknown;
   try {
     instance = (JSON.parse(existing) as { instance?: unknown }).instance;
   } catch { /* decoded, so JSON */ }
-  if (instance === mine.instance) return null;
-  const holder = decoded.endpoint;
-  if (mode === 'register' && originOf(holder.url) === originOf(mine.endpoint.url)) return null;
-  return endpointTaken(mine.endpoint, holder.url, mode);
+  if (instance === mine.instance) return { kind: 'mine' };
+  const url = decoded.endpoint.url;
+  return originOf(url) === originOf(mine.endpoint.url) ? { kind: 'same-url' } : { kind: 'other', url };
+}
+
+/** claimRefusal's answer when the record must be left alone but the id is not taken. */
+export const YIELD = 'yield';
+
+/**
+ * May `mine` be written over the stored record `existing` (its text)? null if so; YIELD for a
+ * re-put (`reclaim`) that finds another registration of the same URL holding it (it routes
+ * to the same place: left alone, not fought over, and not "taken" either); else the
+ * ENDPOINT_TAKEN error naming the holder. A record that fails validation routes nowhere
+ * and may be replaced.
+ */
+export function claimRefusal(key: string, existing: string, mine: Claimant, mode: ClaimMode): Error | typeof YIELD | null {
+  const holder = holderOf(key, existing, mine);
+  switch (holder.kind) {
+    case 'mine':
+    case 'invalid':
+      return null;
+    case 'same-url':
+      return mode === 'register' ? null : YIELD;
+    case 'other':
+      return endpointTaken(mine.endpoint, holder.url, mode);
+    default: {
+      const never: never = holder;
+      throw new Error(`unknown holder ${JSON.stringify(never)}`);
+    }
+  }
 }
 
 export function endpointTaken(e: RegisteredEndpoint, holderUrl: string, mode: ClaimMode): Error {
   const name = `${e.zone}/${e.service}/${JSON.stringify(e.id)}`;
   const message = mode === 'register'
     ? `endpoint ${name} is registered by another live instance at ${holderUrl}; not registering ${e.url} (give this instance another --id, or stop that one)`
-    : `endpoint ${name} was taken by another instance at ${holderUrl} while this one (${e.url}) had lost its lease; no longer registered`;
+    : `endpoint ${name} was taken by another instance at ${holderUrl} while this one (${e.url}) did not hold its record (lease lost, or its record withdrawn by another registration of its URL); no longer registered`;
   return cgError('ENDPOINT_TAKEN', message, { detail: { zone: e.zone, service: e.service, id: e.id, url: e.url, holder: holderUrl } });
 }
 

@@ -9,14 +9,22 @@
 // put: created if absent, or written over the stored record only when the guard allows it
 // (an endpoint's own record, or the same instance restarted); otherwise the first write
 // fails with the guard's error, and a re-put after a lost lease stops claiming the key for
-// good and tells the guard (someone else took it meanwhile: reported, not fought over).
+// good and tells the guard (someone else took it meanwhile: reported, not fought over). A
+// re-put the guard says to yield on (another registration of the same endpoint holds the key)
+// writes nothing and keeps the lease: reclaim() puts the record once the key is empty again.
 import type { IKeyValue, Lease } from 'etcd3';
 import { cgError } from '../errors';
 import type { EtcdContext } from './etcd-client';
 
+/** A guard's answer: leave the stored record alone, without giving up the key. */
+export const YIELD_KEY = 'yield';
+
 export interface LeasedRecordGuard {
-  /** null if the record may replace the stored text `existing`, else why not. `again`: a re-put after a lost lease. */
-  refusal(existing: string, again: boolean): Error | null;
+  /**
+   * null if the record may replace the stored text `existing`, YIELD_KEY to leave it alone for
+   * now, else why not (the key is someone else's). `again`: a re-put, not the first write.
+   */
+  refusal(existing: string, again: boolean): Error | typeof YIELD_KEY | null;
   /** A re-put was refused: the record no longer claims its key. */
   taken(err: Error): void;
 }
@@ -59,6 +67,28 @@ export class EtcdLeasedRecord {
     this.value = value;
     const lease = this.lease;
     if (lease && !this.reattaching) await this.put(lease);
+  }
+
+  /**
+   * Guarded records: puts the record again on the current lease if the key is empty (or holds
+   * a record the guard lets it replace) — its key was deleted while it is open. Waits for a
+   * lease being re-granted (whose attach claims the key itself). Throws what a failed write
+   * throws; a key found taken ends the record (the guard is told).
+   */
+  async reclaim(): Promise<void> {
+    await this.reattaching;
+    const lease = this.lease;
+    const guard = this.guard;
+    if (this.closed || this.taken || !lease || !guard) return;
+    const leaseId = await this.ctx.call(`grant ${this.noun} lease`, 'write', () => lease.grant());
+    try {
+      await this.claim(guard, leaseId, true);
+    } catch (err) {
+      if (!this.taken) throw err;
+      if (this.lease === lease) this.lease = null;
+      lease.release(); // it holds nothing: the key is another's
+      guard.taken(err as Error);
+    }
   }
 
   async close(): Promise<void> {
@@ -104,10 +134,12 @@ export class EtcdLeasedRecord {
   }
 
   /**
-   * The guarded first write: create the key, or replace what is there if the guard allows,
-   * each a transaction on what was read (a write in between is read again, a few times).
+   * The guarded write: create the key, or replace what is there if the guard allows, each a
+   * transaction on what was read (a write in between is read again, a few times). Resolves
+   * false when the guard yields (nothing written). Its own value already on this lease is
+   * not written again.
    */
-  private claim(guard: LeasedRecordGuard, leaseId: string, again: boolean): Promise<void> {
+  private claim(guard: LeasedRecordGuard, leaseId: string, again: boolean): Promise<boolean> {
     const { client } = this.ctx;
     const next = this.puts.then(async () => {
       const value = this.value;
@@ -120,14 +152,17 @@ export class EtcdLeasedRecord {
         });
         if (res.succeeded) {
           this.published = value;
-          return;
+          return true;
         }
         const kv = res.kv;
         if (!kv) {
           seen = null; // deleted meanwhile
           continue;
         }
-        const refused = guard.refusal(kv.value.toString('utf8'), again);
+        const text = kv.value.toString('utf8');
+        if (text === value && String(kv.lease) === leaseId) return true;
+        const refused = guard.refusal(text, again);
+        if (refused === YIELD_KEY) return false;
         if (refused) {
           this.taken = again;
           throw refused;
@@ -136,7 +171,7 @@ export class EtcdLeasedRecord {
       }
       throw cgError('STORE_UNAVAILABLE', `${this.noun} ${this.key} kept changing while it was being written (${MAX_CLAIM_ROUNDS} tries)`);
     });
-    this.puts = next.catch(() => undefined);
+    this.puts = next.then(() => undefined, () => undefined);
     return next;
   }
 
@@ -155,8 +190,8 @@ export class EtcdLeasedRecord {
     while (!this.closed) {
       try {
         await this.attach(true);
-        // set() calls made meanwhile only changed this.value.
-        while (this.published !== this.value && this.lease && !this.closed) await this.put(this.lease);
+        // set() calls made meanwhile only changed this.value (a guarded record is claimed, never put plainly).
+        while (!this.guard && this.published !== this.value && this.lease && !this.closed) await this.put(this.lease);
         return;
       } catch (err) {
         const halfAttached = this.lease; // granted, but the value could not be published on it

@@ -3,29 +3,32 @@
 // record plus its TTL. The file is written once; the heartbeat (every ttl/3) only touches
 // its mtime. An endpoint is live while its mtime is within its TTL, so a killed instance
 // disappears by itself; close() deletes the file at once. Watches reuse presence's
-// fs.watch + poll (file-presence-watch.ts).
+// fs.watch + poll (file-presence-watch.ts). Reading is bounded, and dead or invalid files take
+// no slot of the registry's bound (file-registry-read.ts); files dead for many TTLs (a killed
+// instance's) are swept by readers, as etcd's lease expiry removes such a record.
 //
 // The record carries its registration's token. Writing it (the first time, or again when
 // the file went away) and deleting it happen under the directory's lock, after reading
 // what is there: another live instance's record (another URL) is never written over, and a
-// registration only ever deletes its own. A beat that finds another token in the file
-// (someone took the id) stops claiming it.
-import { mkdir, readdir, unlink, utimes } from 'node:fs/promises';
+// registration only ever deletes its own. A beat that finds another instance's record (another
+// URL: someone took the id) stops claiming it; one that finds another registration of its own
+// URL (a restart whose old process still runs) leaves it alone and writes its record again
+// once that one's file is gone or expired.
+import { mkdir, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  checkRegistration, claimRefusal, DEFAULT_ENDPOINT_TTL_MS, decodeEndpoint, documentOf, endpointKey, MAX_ENDPOINT_TTL_MS, MAX_RECORD_BYTES, MAX_REGISTERED_ENDPOINTS,
-  MIN_ENDPOINT_TTL_MS, MAX_REFUSED_LISTED, newInstanceToken, overLimitProblem, registrySnapshotKey, registrySnapshotOf, type ClaimMode, type DecodedEndpoint,
+  checkRegistration, claimRefusal, documentOf, endpointKey, MAX_RECORD_BYTES, newInstanceToken, YIELD, registrySnapshotKey, registrySnapshotOf, type ClaimMode,
 } from './endpoint-record';
 import { cgError, isCellgateError } from '../errors';
 import { errnoCode, readBoundedRegularFile, storeUnavailable, writeFileAtomic } from './file-io';
+import { isLongDead, readRegistryFiles, SEPARATOR, ttlOfRecord, withOverLimit } from './file-registry-read';
 import { withFileLock } from './file-lock';
 import { FilePollWatch, type FilePresenceWatchOptions } from './file-presence-watch';
 import type {
-  EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RefusedEndpoint, RegisteredEndpoint, RegistryPriority, RegistrySnapshot, RegistryWatch,
+  EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RegisteredEndpoint, RegistryPriority, RegistrySnapshot, RegistryWatch,
   RegistryWatchEvents,
 } from './types';
 
-const SEPARATOR = '@'; // never in a zone or service name (NAME), always encoded in an id
 /**
  * A file name's bytes (255 on every common file system) less writeFileAtomic's temporary
  * suffix (`.<name>.<pid ≤ 7>.<8 hex>.tmp`: 22): longer ids cannot be written at all.
@@ -34,15 +37,8 @@ const MAX_FILE_NAME_BYTES = 255 - 22;
 /** The directory's lock, held for a read and a write of one record (milliseconds). */
 const LOCK_NAME = '.register.lock';
 const LOCK_OPTIONS = { acquireTimeoutMs: 5_000, staleLockMs: 10_000 };
-
-/** The TTL a record file states (the default when it states none or a bad one). */
-function ttlOfRecord(text: string): number {
-  try {
-    const t = (JSON.parse(text) as { ttlMs?: unknown }).ttlMs;
-    if (typeof t === 'number' && t >= MIN_ENDPOINT_TTL_MS && t <= MAX_ENDPOINT_TTL_MS) return t;
-  } catch { /* decodeEndpoint reports it */ }
-  return DEFAULT_ENDPOINT_TTL_MS;
-}
+/** Long-dead heartbeat files removed per sweep (each a read and an unlink under the lock). */
+const MAX_SWEPT_PER_PASS = 256;
 
 /** The text of a live record file; null when it is gone, expired, or not a record file (all replaceable). */
 async function liveRecordText(file: string, now: number): Promise<string | null> {
@@ -61,29 +57,6 @@ function tokenOf(text: string | null): unknown {
 
 function fileNameOf(e: RegisteredEndpoint): string {
   return `${e.zone}${SEPARATOR}${e.service}${SEPARATOR}${encodeURIComponent(e.id)}.json`;
-}
-
-/** `<zone>/<service>/<encoded id>`, the key decodeEndpoint reads; null for a name that is not ours. */
-function keyOfFileName(name: string): string | null {
-  if (!name.endsWith('.json') || name.startsWith('.')) return null;
-  const parts = name.slice(0, -'.json'.length).split(SEPARATOR);
-  return parts.length === 3 ? parts.join('/') : `${name} (not <zone>@<service>@<id>.json)`;
-}
-
-/** Names by the reader's priority of their zone and service (a name that is not ours last), then by name. */
-function sortByPriority(keyed: (readonly [string, string])[], priority: RegistryPriority | undefined): void {
-  const rank = (key: string): number => {
-    const [zone, service, id] = key.split('/');
-    return id === undefined || priority === undefined ? (id === undefined ? Number.MAX_SAFE_INTEGER : 0) : priority(zone!, service!);
-  };
-  const ranks = new Map(keyed.map(([n, key]) => [n, rank(key)]));
-  keyed.sort((a, b) => ranks.get(a[0])! - ranks.get(b[0])! || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-}
-
-/** `snapshot` with the files left unread over the bound refused and counted too. */
-function withOverLimit(snapshot: RegistrySnapshot, over: RefusedEndpoint[]): RegistrySnapshot {
-  const refused = [...snapshot.refused, ...over].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).slice(0, MAX_REFUSED_LISTED);
-  return { ...snapshot, refused, refusedCount: snapshot.refusedCount + over.length, overLimitCount: snapshot.overLimitCount + over.length };
 }
 
 class FileEndpointRegistration implements EndpointRegistration {
@@ -116,6 +89,9 @@ class FileEndpointRegistration implements EndpointRegistration {
     await withFileLock(join(this.dir, LOCK_NAME), LOCK_OPTIONS, async () => {
       const existing = await liveRecordText(this.file, Date.now());
       const refused = existing === null ? null : claimRefusal(endpointKey(this.endpoint), existing, { endpoint: this.endpoint, instance: this.instance }, mode);
+      // Another registration of this URL holds it (routes to the same place): left alone; the
+      // next beat writes it again once that one's file is gone or expired.
+      if (refused === YIELD) return;
       if (refused) throw refused;
       this.wrote = true;
       await writeFileAtomic(this.file, JSON.stringify({ ...documentOf(this.endpoint, this.instance), ttlMs: this.ttlMs }));
@@ -151,6 +127,8 @@ class FileEndpointRegistration implements EndpointRegistration {
     const now = new Date();
     const text = await liveRecordText(this.file, now.getTime());
     if (tokenOf(text) === this.instance) return void (await utimes(this.file, now, now));
+    // Another registration of this URL holds a live record: quiet (no lock taken) until it goes.
+    if (text !== null && claimRefusal(endpointKey(this.endpoint), text, { endpoint: this.endpoint, instance: this.instance }, 'reclaim') === YIELD) return;
     if (this.closed) return;
     try {
       await this.write('reclaim');
@@ -166,6 +144,8 @@ class FileEndpointRegistration implements EndpointRegistration {
 export class FileRegistry implements EndpointRegistry {
   private readonly registrations = new Set<FileEndpointRegistration>();
   private readonly watches = new Set<FilePollWatch<RegistrySnapshot>>();
+  /** A sweep of long-dead heartbeat files under way (one at a time). */
+  private sweeping: Promise<void> | null = null;
 
   constructor(private readonly dir: string, private readonly assertOpen: () => void, private readonly watchOpts: FilePresenceWatchOptions) {}
 
@@ -191,23 +171,12 @@ export class FileRegistry implements EndpointRegistry {
 
   async snapshot(priority?: RegistryPriority): Promise<RegistrySnapshot> {
     this.assertOpen();
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return registrySnapshotOf([], 0);
-      throw storeUnavailable(`cannot list ${this.dir}`, err);
-    }
     const now = Date.now();
-    // Files beyond the bound are not even read: each is one refused record. Which ones is
-    // decided by the name (zone@service@id): those the reader routes to first.
-    const keyed = names.map((n) => [n, keyOfFileName(n)] as const).filter((e): e is readonly [string, string] => e[1] !== null);
-    if (keyed.length > MAX_REGISTERED_ENDPOINTS) sortByPriority(keyed, priority);
-    const read = keyed.slice(0, MAX_REGISTERED_ENDPOINTS);
-    const found = await Promise.all(read.map(([name, key]) => this.readLive(name, key, now)));
-    const over = keyed.slice(MAX_REGISTERED_ENDPOINTS).map(([, key]) => ({ key, problem: overLimitProblem() }));
-    const snapshot = registrySnapshotOf(found.filter((d): d is DecodedEndpoint => d !== null), 0, priority);
-    return over.length === 0 ? snapshot : withOverLimit(snapshot, over);
+    const files = await readRegistryFiles(this.dir, priority, now);
+    if (files === null) return registrySnapshotOf([], 0);
+    if (files.longDead.length > 0) this.sweep(files.longDead);
+    const snapshot = registrySnapshotOf(files.decoded, 0, priority);
+    return files.unread.length === 0 ? snapshot : withOverLimit(snapshot, files.unread);
   }
 
   watch(events: RegistryWatchEvents): RegistryWatch {
@@ -219,23 +188,30 @@ export class FileRegistry implements EndpointRegistry {
 
   async closeAll(): Promise<void> {
     await Promise.all([...this.watches].map((w) => w.close()));
+    await this.sweeping;
     await Promise.all([...this.registrations].map((r) => r.close().catch(() => undefined)));
   }
 
-  /** The decoded record of a live file; null when it expired or vanished meanwhile. */
-  private async readLive(name: string, key: string, now: number): Promise<DecodedEndpoint | null> {
-    const file = join(this.dir, name);
-    const read = await readBoundedRegularFile(file, MAX_RECORD_BYTES);
-    if (read === null) return null;
-    const { mtimeMs } = read;
-    if (read.text === null) {
-      // Not a regular file, or too large: refused while it looks alive (a dead one is not even named).
-      return now - mtimeMs > DEFAULT_ENDPOINT_TTL_MS ? null : { ok: false, refused: { key, problem: read.problem } };
-    }
-    const text = read.text;
-    // A heartbeat older than its TTL is an instance that is gone, whatever the file says.
-    if (now - mtimeMs > ttlOfRecord(text)) return null;
-    return decodeEndpoint(key, text);
+  /**
+   * Removes heartbeat files dead for SWEEP_AFTER_TTLS of their TTL (what etcd's lease expiry
+   * does to a killed instance's record), at most MAX_SWEPT_PER_PASS per pass, in the
+   * background. Under the directory's lock, each is read again first (without following a
+   * symlink): only a regular record file still that dead is removed, so a registration that
+   * writes its file again meanwhile keeps it. A reader without write access sweeps nothing.
+   */
+  private sweep(names: readonly string[]): void {
+    if (this.sweeping) return;
+    this.sweeping = withFileLock(join(this.dir, LOCK_NAME), LOCK_OPTIONS, async () => {
+      for (const name of names.slice(0, MAX_SWEPT_PER_PASS)) {
+        const file = join(this.dir, name);
+        const read = await readBoundedRegularFile(file, MAX_RECORD_BYTES);
+        if (read === null || read.text === null || !isLongDead(read.text, read.mtimeMs, Date.now())) continue;
+        await unlink(file).catch((err: unknown) => {
+          if (errnoCode(err) !== 'ENOENT') throw err;
+        });
+      }
+    }).catch(() => undefined).finally(() => {
+      this.sweeping = null;
+    });
   }
 }
-

@@ -207,9 +207,11 @@ export type RegistryPriority = (zone: string, service: string) => number;
 export interface EndpointRegistration {
   readonly endpoint: RegisteredEndpoint;
   /**
-   * Settles (never rejects) with ENDPOINT_TAKEN if another instance took the id while this
-   * one had lost its lease (etcd) or its heartbeat file (file store): this registration no
-   * longer claims it and puts nothing more; pending while it holds its record.
+   * Settles (never rejects) with ENDPOINT_TAKEN if another instance (another URL) took the id
+   * while this one did not hold its record (its lease or heartbeat file lost, or its record
+   * deleted after another registration of its URL held it): this registration no longer
+   * claims it and puts nothing more; pending while it holds its record, or yields it to
+   * another registration of its URL (and puts it back when that one goes).
    */
   readonly taken: Promise<Error>;
   /** Withdraws the record at once (etcd: revokes the lease; file store: deletes the heartbeat), never another instance's. */

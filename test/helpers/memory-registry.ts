@@ -2,9 +2,11 @@
 // test can write a malformed one, as a foreign writer would) and validated on read like the
 // real stores do. There is no TTL: a registration lives until close() or expire(). Records
 // carry their registration's token and are claimed as the real stores claim them
-// (claimRefusal); loseLease() plays a lost lease: the registration puts its record again.
+// (claimRefusal); loseLease() plays a lost lease: the registration puts its record again. A
+// record deleted (close, expire) while other registrations of its key are open is put again
+// by one of them, as an etcd registration's key watch does.
 import {
-  checkRegistration, claimRefusal, decodeEndpoint, documentOf, endpointKey, newInstanceToken, registrySnapshotKey, registrySnapshotOf, type ClaimMode,
+  checkRegistration, claimRefusal, decodeEndpoint, documentOf, endpointKey, newInstanceToken, registrySnapshotKey, registrySnapshotOf, YIELD, type ClaimMode,
 } from '../../src/store/endpoint-record';
 import type {
   EndpointRegistration, EndpointRegistrationRequest, EndpointRegistry, RegistryPriority, RegistrySnapshot, RegistryWatch, RegistryWatchEvents,
@@ -17,6 +19,8 @@ export class MemoryRegistryData {
   readonly records = new Map<string, string>();
   revision = 0;
   readonly watchers = new Set<() => void>();
+  /** key → open registrations' "the key was deleted" handlers (etcd: each one's key watch). */
+  readonly reputs = new Map<string, Set<() => void>>();
 
   changed(): void {
     this.revision += 1;
@@ -37,9 +41,11 @@ export class MemoryRegistry implements EndpointRegistry {
     this.data.changed();
   }
 
-  /** The record's lease ran out (what a killed instance leads to). */
+  /** The record's lease ran out (what a killed instance leads to); open registrations of the key that yielded to it put theirs again. */
   expire(key: string): void {
-    if (this.data.records.delete(key)) this.data.changed();
+    if (!this.data.records.delete(key)) return;
+    this.data.changed();
+    for (const reput of this.data.reputs.get(key) ?? []) reput();
   }
 
   /** The registration whose record is at `key` now: its lease is lost (call the result to have it put its record again). */
@@ -61,6 +67,7 @@ export class MemoryRegistry implements EndpointRegistry {
     const claim = (mode: ClaimMode) => {
       const existing = this.data.records.get(key);
       const refused = existing === undefined ? null : claimRefusal(key, existing, { endpoint, instance }, mode);
+      if (refused === YIELD) return; // another registration of this URL holds it: put again when it goes
       if (refused) throw refused;
       this.putRaw(key, JSON.stringify(documentOf(endpoint, instance)));
     };
@@ -72,6 +79,7 @@ export class MemoryRegistry implements EndpointRegistry {
       if (!open) return;
       open = false;
       this.closers.delete(close);
+      this.data.reputs.get(key)?.delete(reput);
       this.reclaims.delete(instance);
       // Only its own record (a restarted instance may hold the key now).
       const text = this.data.records.get(key);
@@ -88,6 +96,12 @@ export class MemoryRegistry implements EndpointRegistry {
         }
       },
     });
+    // As an etcd registration's key watch: the key deleted while open, the record is put again.
+    const reput = () => setImmediate(() => {
+      if (open && !this.data.records.has(key)) this.reclaims.get(instance)?.reclaim();
+    });
+    const reputs = this.data.reputs.get(key) ?? new Set();
+    this.data.reputs.set(key, reputs.add(reput));
     this.closers.add(close);
     return { endpoint, taken, close };
   }
