@@ -7,13 +7,14 @@
 // table and prefix watches do.
 import type { Watcher } from 'etcd3';
 import { bounded, type EtcdContext } from './etcd-client';
+import { WakeableSleep, watcherConfirmed } from './etcd-watch-parts';
 
 /** The key's value as seen now: its text, or null when it is absent. */
 export type KeyObserver = (value: string | null) => Promise<void>;
 
 export class EtcdKeyWatch {
   private closed = false;
-  private wake: (() => void) | null = null;
+  private readonly pause = new WakeableSleep();
   private handling: Promise<void> = Promise.resolve();
   private readonly loop: Promise<void>;
   /** Reads of the key made (the first, resyncs and periodic checks); for tests. */
@@ -30,7 +31,7 @@ export class EtcdKeyWatch {
   async close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
-      this.wake?.();
+      this.pause.wake();
     }
     await this.loop;
   }
@@ -43,7 +44,7 @@ export class EtcdKeyWatch {
       const failed = { now: false };
       const fail = () => {
         failed.now = true;
-        this.wake?.();
+        this.pause.wake();
       };
       try {
         const revision = await this.read(fail);
@@ -107,13 +108,8 @@ export class EtcdKeyWatch {
     watcher.on('delete', () => {
       if (live && !hooks.dropWatchEvents) this.observe(null, failOnce);
     });
-    const created = new Promise<void>((resolve, reject) => {
-      watcher.once('connected', () => resolve());
-      watcher.once('error', (err) => reject(err));
-      watcher.once('disconnected', (err) => reject(err));
-    });
     try {
-      await bounded(created, this.ctx.opts.watchCreateTimeoutMs, `create ${this.noun} key watcher`);
+      await watcherConfirmed(watcher, this.ctx.opts.watchCreateTimeoutMs, `create ${this.noun} key watcher`);
     } catch (err) {
       live = false;
       await bounded(watcher.cancel(), this.ctx.opts.callTimeoutMs, `cancel ${this.noun} key watcher`).catch(() => undefined);
@@ -123,16 +119,6 @@ export class EtcdKeyWatch {
   }
 
   private sleep(ms: number): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done(): void {
-        clearTimeout(timer);
-        self.wake = null;
-        resolve();
-      }
-      this.wake = done;
-    });
+    return this.closed ? Promise.resolve() : this.pause.sleep(ms);
   }
 }

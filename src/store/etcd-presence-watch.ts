@@ -13,6 +13,7 @@
 import type { IKeyValue, Watcher } from 'etcd3';
 import { callSafely } from './delivery';
 import { bounded, type EtcdContext } from './etcd-client';
+import { WakeableSleep, watcherConfirmed } from './etcd-watch-parts';
 import { decodePresenceText, snapshotKey, snapshotOf, type DecodedPresence } from './presence-record';
 import type { PresenceSnapshot, PresenceWatch, PresenceWatchEvents } from './types';
 
@@ -40,7 +41,7 @@ export interface PrefixWatchEvents<S> {
 
 export class EtcdPrefixWatch<D, S> {
   private closed = false;
-  private wake: (() => void) | null = null;
+  private readonly pause = new WakeableSleep();
   private records = new Map<string, Held<D>>();
   /** Every put up to this revision is reflected in `records` (reads and watch events). */
   private seenRevision = 0;
@@ -65,7 +66,7 @@ export class EtcdPrefixWatch<D, S> {
   async close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
-      this.wake?.();
+      this.pause.wake();
       this.onClosed(this);
     }
     await this.loop;
@@ -91,7 +92,7 @@ export class EtcdPrefixWatch<D, S> {
         const failed = { now: false };
         watcher = await this.createWatcher(revision + 1, () => {
           failed.now = true;
-          this.wake?.();
+          this.pause.wake();
         });
         backoffMs = retryMinMs;
         while (!this.closed && !failed.now) {
@@ -182,13 +183,8 @@ export class EtcdPrefixWatch<D, S> {
       this.remove(kv);
       this.seenRevision = Math.max(this.seenRevision, Number(kv.mod_revision));
     });
-    const created = new Promise<void>((resolve, reject) => {
-      watcher.once('connected', () => resolve());
-      watcher.once('error', (err) => reject(err));
-      watcher.once('disconnected', (err) => reject(err));
-    });
     try {
-      await bounded(created, this.ctx.opts.watchCreateTimeoutMs, `create ${this.spec.noun} watcher`);
+      await watcherConfirmed(watcher, this.ctx.opts.watchCreateTimeoutMs, `create ${this.spec.noun} watcher`);
     } catch (err) {
       live = false;
       await bounded(watcher.cancel(), this.ctx.opts.callTimeoutMs, 'cancel watcher').catch(() => undefined);
@@ -213,17 +209,7 @@ export class EtcdPrefixWatch<D, S> {
   }
 
   private sleep(ms: number): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done(): void {
-        clearTimeout(timer);
-        self.wake = null;
-        resolve();
-      }
-      this.wake = done;
-    });
+    return this.closed ? Promise.resolve() : this.pause.sleep(ms);
   }
 }
 

@@ -15,6 +15,7 @@ import type { IKeyValue, Watcher } from 'etcd3';
 import { TableDecoder } from '../cells/table-decoder';
 import { TableDelivery } from './delivery';
 import { bounded, type EtcdContext } from './etcd-client';
+import { watcherConfirmed } from './etcd-watch-parts';
 import { decodeTable } from './table-doc';
 import { parseTableValue } from './table-encoding';
 import type { TableWatch, TableWatchEvents } from './types';
@@ -126,13 +127,8 @@ export class EtcdTableWatch implements TableWatch {
     watcher.on('put', (kv) => {
       if (!state.dropped && !this.ctx.opts.testHooks.dropWatchEvents) this.offer(kv);
     });
-    const created = new Promise<void>((resolve, reject) => {
-      watcher.once('connected', () => resolve());
-      watcher.once('error', (err) => reject(err));
-      watcher.once('disconnected', (err) => reject(err));
-    });
     try {
-      await bounded(created, this.ctx.opts.watchCreateTimeoutMs, 'create watcher');
+      await watcherConfirmed(watcher, this.ctx.opts.watchCreateTimeoutMs, 'create watcher');
     } catch (err) {
       await this.dropWatcher(state);
       throw err;
