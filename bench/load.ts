@@ -157,20 +157,25 @@ export function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
 }
 
+/** The status of one GET http://host:port/path (its body drained), 0 when nothing answered within 1 s. */
+export function statusOf(host: string, port: number, path: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const req = request({ host, port, path, headers, timeout: 1000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
 /** Polls GET http://127.0.0.1:port/path (with `headers`) until it answers 200; throws after the bound. */
 export async function waitForOk(port: number, headers: Record<string, string> = {}, timeoutMs = 20_000, path = '/api/items'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
-    const status = await new Promise<number>((resolve) => {
-      const req = request({ host: '127.0.0.1', port, path, headers, timeout: 1000 }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
-      req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', () => resolve(0));
-      req.end();
-    });
+    const status = await statusOf('127.0.0.1', port, path, headers);
     if (status === 200) return;
     last = status === 0 ? 'no answer' : `status ${status}`;
     await new Promise((resolve) => setTimeout(resolve, 100));

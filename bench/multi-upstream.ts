@@ -3,9 +3,9 @@
 // with one worker and one `listen` per pair when nginx is installed, else bench/upstream-server.ts
 // with --listen. Only 127.0.0.0/8 addresses are accepted.
 import { chmod, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { benchScript, makeTempDir, removeTempDir, startChild, startNode, type BenchChild } from './children';
+import { statusOf } from './load';
 import { nginxPreamble } from './nginx';
 
 const READY_TIMEOUT_MS = 20_000;
@@ -42,15 +42,7 @@ async function waitAnswers(listen: string, child: BenchChild): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (!child.running) throw new Error(`${child.name} exited during start-up\n${child.tail()}`);
-    const status = await new Promise<number>((resolve) => {
-      const req = request({ host, port: Number(port), path: '/', timeout: 1000 }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
-      req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', () => resolve(0));
-      req.end();
-    });
+    const status = await statusOf(host as string, Number(port), '/');
     if (status === 200) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

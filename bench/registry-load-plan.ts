@@ -5,6 +5,8 @@
 // Every URL is a distinct origin (the merge de-duplicates by origin) on 127.0.0.0/8: Linux
 // delivers any 127.x address on loopback, and the upstream binds each address it serves.
 
+import { usersScript } from './wrk';
+
 export const ZONES = ['sh-a', 'sh-b', 'hz-a', 'hz-b', 'sz-a', 'sz-b', 'bj-a', 'bj-b'] as const;
 export const SERVICES = ['default', 'orders', 'payments', 'users'] as const;
 
@@ -93,20 +95,5 @@ export function gatewayConfig(probeIntervalMs: number | null = null): string {
 
 /** wrk Lua: `users` distinct ids (those of userPool), request i to the route prefixes in turn. */
 export function loadScript(users: number): string {
-  const paths = ROUTES.map((r) => `"${r.prefix}items"`).join(', ');
-  return `-- ${users} distinct users over ${ROUTES.length} route prefixes, one prebuilt request each, round-robin
-local paths = { ${paths} }
-local reqs = {}
-local n = 0
-init = function(args)
-  for i = 1, ${users} do
-    local id = string.format("u%012x", (i * 2654435761) % 281474976710656)
-    reqs[i] = wrk.format("GET", paths[(i - 1) % ${ROUTES.length} + 1], { ["x-user-id"] = id })
-  end
-end
-request = function()
-  n = n % ${users} + 1
-  return reqs[n]
-end
-`;
+  return usersScript(users, ROUTES.map((r) => `${r.prefix}items`));
 }

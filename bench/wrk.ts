@@ -19,15 +19,19 @@ export function findWrk(): string | null {
   return null;
 }
 
-/** Writes the Lua script sending `users` distinct ids (those of userPool(users)) to `dir`; returns its path. */
-export async function writeUsersScript(dir: string, users: number, path = '/api/items'): Promise<string> {
-  const script = `-- ${users} distinct users, one prebuilt request each, sent round-robin
+/**
+ * The Lua script of `users` distinct ids (those of userPool(users)), one prebuilt GET each, sent
+ * round-robin; user i asks for paths[(i - 1) mod paths.length].
+ */
+export function usersScript(users: number, paths: readonly string[]): string {
+  return `-- ${users} distinct users over ${paths.length} path(s), one prebuilt request each, sent round-robin
+local paths = { ${paths.map((p) => JSON.stringify(p)).join(', ')} }
 local reqs = {}
 local n = 0
 init = function(args)
   for i = 1, ${users} do
     local id = string.format("u%012x", (i * 2654435761) % 281474976710656)
-    reqs[i] = wrk.format("GET", "${path}", { ["x-user-id"] = id })
+    reqs[i] = wrk.format("GET", paths[(i - 1) % ${paths.length} + 1], { ["x-user-id"] = id })
   end
 end
 request = function()
@@ -35,6 +39,11 @@ request = function()
   return reqs[n]
 end
 `;
+}
+
+/** Writes usersScript(users, [path]) to `dir`; returns its path. */
+export async function writeUsersScript(dir: string, users: number, path = '/api/items'): Promise<string> {
+  const script = usersScript(users, [path]);
   const file = join(dir, 'users.lua');
   await writeFile(file, script);
   return file;

@@ -7,7 +7,7 @@
 // table and prefix watches do.
 import type { Watcher } from 'etcd3';
 import { bounded, type EtcdContext } from './etcd-client';
-import { WakeableSleep, watcherConfirmed } from './etcd-watch-parts';
+import { confirmOrCancel, WakeableSleep, WatcherLiveness } from './etcd-watch-parts';
 
 /** The key's value as seen now: its text, or null when it is absent. */
 export type KeyObserver = (value: string | null) => Promise<void>;
@@ -93,28 +93,15 @@ export class EtcdKeyWatch {
   private async createWatcher(fromRevision: number, fail: () => void): Promise<Watcher> {
     await this.ctx.opts.testHooks.beforeWatchCreate?.(fromRevision);
     const watcher = this.ctx.client.watch().key(this.key).startRevision(String(fromRevision)).watcher();
-    let live = true;
-    const failOnce = () => {
-      if (!live) return;
-      live = false;
-      fail();
-    };
-    watcher.on('error', failOnce);
-    watcher.on('disconnected', failOnce);
+    const liveness = new WatcherLiveness(watcher, fail);
     const hooks = this.ctx.opts.testHooks;
     watcher.on('put', (kv) => {
-      if (live && !hooks.dropWatchEvents) this.observe(kv.value.toString('utf8'), failOnce);
+      if (liveness.live && !hooks.dropWatchEvents) this.observe(kv.value.toString('utf8'), liveness.fail);
     });
     watcher.on('delete', () => {
-      if (live && !hooks.dropWatchEvents) this.observe(null, failOnce);
+      if (liveness.live && !hooks.dropWatchEvents) this.observe(null, liveness.fail);
     });
-    try {
-      await watcherConfirmed(watcher, this.ctx.opts.watchCreateTimeoutMs, `create ${this.noun} key watcher`);
-    } catch (err) {
-      live = false;
-      await bounded(watcher.cancel(), this.ctx.opts.callTimeoutMs, `cancel ${this.noun} key watcher`).catch(() => undefined);
-      throw err;
-    }
+    await confirmOrCancel(watcher, this.ctx.opts, liveness, `${this.noun} key watcher`);
     return watcher;
   }
 

@@ -13,7 +13,7 @@
 import type { IKeyValue, Watcher } from 'etcd3';
 import { callSafely } from './delivery';
 import { bounded, type EtcdContext } from './etcd-client';
-import { WakeableSleep, watcherConfirmed } from './etcd-watch-parts';
+import { confirmOrCancel, WakeableSleep, WatcherLiveness } from './etcd-watch-parts';
 import { decodePresenceText, snapshotKey, snapshotOf, type DecodedPresence } from './presence-record';
 import type { PresenceSnapshot, PresenceWatch, PresenceWatchEvents } from './types';
 
@@ -163,33 +163,20 @@ export class EtcdPrefixWatch<D, S> {
 
   private async createWatcher(fromRevision: number, onFail: () => void): Promise<Watcher> {
     const watcher = this.ctx.client.watch().prefix(this.spec.prefix).startRevision(String(fromRevision)).watcher();
-    let live = true;
-    const fail = () => {
-      if (!live) return;
-      live = false;
-      onFail();
-    };
-    watcher.on('error', fail);
-    watcher.on('disconnected', fail);
+    const liveness = new WatcherLiveness(watcher, onFail);
     // Events come in revision order: once one at revision r is in, so is every earlier
     // one, and the next check need only read from r + 1 (what a silent watcher would miss).
     watcher.on('put', (kv) => {
-      if (!live) return;
+      if (!liveness.live) return;
       this.put(kv);
       this.seenRevision = Math.max(this.seenRevision, Number(kv.mod_revision));
     });
     watcher.on('delete', (kv) => {
-      if (!live) return;
+      if (!liveness.live) return;
       this.remove(kv);
       this.seenRevision = Math.max(this.seenRevision, Number(kv.mod_revision));
     });
-    try {
-      await watcherConfirmed(watcher, this.ctx.opts.watchCreateTimeoutMs, `create ${this.spec.noun} watcher`);
-    } catch (err) {
-      live = false;
-      await bounded(watcher.cancel(), this.ctx.opts.callTimeoutMs, 'cancel watcher').catch(() => undefined);
-      throw err;
-    }
+    await confirmOrCancel(watcher, this.ctx.opts, liveness, `${this.spec.noun} watcher`);
     return watcher;
   }
 

@@ -38,3 +38,45 @@ export class WakeableSleep {
     this.wakeUp?.();
   }
 }
+
+/**
+ * Whether a watcher's events are still the caller's to apply: fail() (its first error or
+ * disconnection, or the caller's own trouble with an event) tells the caller once; end() (a
+ * watcher given up on) only stops the events.
+ */
+export class WatcherLiveness {
+  private alive = true;
+
+  constructor(watcher: Watcher, private readonly onFail: () => void) {
+    // An 'error' without a listener would throw out of etcd3's stream handler: listen first.
+    watcher.on('error', () => this.fail());
+    watcher.on('disconnected', () => this.fail());
+  }
+
+  get live(): boolean {
+    return this.alive;
+  }
+
+  readonly fail = (): void => {
+    if (!this.alive) return;
+    this.alive = false;
+    this.onFail();
+  };
+
+  end(): void {
+    this.alive = false;
+  }
+}
+
+/** watcherConfirmed; when it fails, the watcher is given up on and cancelled (bounded) before the error is rethrown. */
+export async function confirmOrCancel(
+  watcher: Watcher, opts: { readonly watchCreateTimeoutMs: number; readonly callTimeoutMs: number }, liveness: WatcherLiveness, what: string,
+): Promise<void> {
+  try {
+    await watcherConfirmed(watcher, opts.watchCreateTimeoutMs, `create ${what}`);
+  } catch (err) {
+    liveness.end();
+    await bounded(watcher.cancel(), opts.callTimeoutMs, `cancel ${what}`).catch(() => undefined);
+    throw err;
+  }
+}
