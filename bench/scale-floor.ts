@@ -40,13 +40,17 @@ export async function run(report: Report, argv: readonly string[] = process.argv
   const versions = Number(flag(argv, 'versions') ?? 20);
   const via = flag(argv, 'via') ?? 'store';
   const shared = argv.includes('--shared-client');
+  // --ack none: each client only receives the version (no presence put): the receive half of the floor.
+  const ack = flag(argv, 'ack') ?? 'put';
   if (!Number.isInteger(k) || k < 1 || k > 2_000) throw new Error(`--gateways must be an integer in [1, 2000], got ${k}`);
   if (!Number.isInteger(versions) || versions < 1 || versions > 200) throw new Error(`--versions must be an integer in [1, 200], got ${versions}`);
   if (via !== 'store' && via !== 'etcd3') throw new Error(`--via must be store or etcd3, got ${via}`);
-  report.section(`etcd client floor: ${k} clients, ${versions} versions, puts via ${via}, ${shared ? 'one shared client' : 'one client each'}`);
+  if (ack !== 'put' && ack !== 'none') throw new Error(`--ack must be put or none, got ${ack}`);
+  report.section(`etcd client floor: ${k} clients, ${versions} versions, ${ack === 'none' ? 'no acknowledgement' : `puts via ${via}`}, ${shared ? 'one shared client' : 'one client each'}`);
   report.note(`${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)} at start.`);
   const cluster = await startEtcdCluster(3);
   const clients: Etcd3[] = [];
+  const leases: Lease[] = [];
   try {
     const opts = resolveEtcdOptions({ endpoints: cluster.endpoints, prefix: PREFIX });
     const ctx = new EtcdContext(createEtcdClient(opts), opts, 'floor');
@@ -63,10 +67,15 @@ export async function run(report: Report, argv: readonly string[] = process.argv
       if (!sharedClient) clients.push(client);
       const mine = new EtcdContext(client, opts, 'floor');
       const lease: Lease = client.lease(10, { autoKeepAlive: true });
+      leases.push(lease);
       await lease.grant();
       const key = `${mine.keys.gatewaysPrefix}gw-${i}`;
       const watcher = await client.watch().key(mine.keys.table).create();
       watcher.on('put', (kv) => {
+        if (ack === 'none') {
+          if (++acked === wanted) wake();
+          return;
+        }
         const record = JSON.stringify({ id: `gw-${i}`, appliedVersion: Number(kv.mod_revision) });
         const put = () => lease.put(key).value(record).exec();
         void (via === 'store' ? mine.call('publish presence', 'write', put) : put()).then(() => {
@@ -101,6 +110,8 @@ export async function run(report: Report, argv: readonly string[] = process.argv
     report.line('allAckedP50Ms', r(walls[Math.floor(walls.length / 2)]!), 'ms');
     report.line('loadAverageAtEnd', r(loadavg()[0]!), '');
   } finally {
+    // A lease left to keep itself alive keeps this process alive after the report.
+    for (const l of leases) l.release();
     for (const c of clients) c.close();
     await cluster.stop();
   }
