@@ -18,6 +18,8 @@ export interface ChildStart {
   readonly ids: readonly string[];
   /** One etcd client per simulated gateway, or one per process shared by its gateways. */
   readonly clients: 'per-gateway' | 'per-process';
+  /** Presence relay URLs (empty: each gateway writes its own presence record). Gateway i starts at relay i mod R. */
+  readonly relays: readonly string[];
 }
 
 export type ChildMessage =
@@ -34,6 +36,7 @@ type Loader = <T>(module: string) => T;
 
 interface Sim {
   readonly store: TableStore;
+  readonly relayed: { close(): Promise<void> } | null;
   readonly follower: { start(): Promise<void>; close(): Promise<void> };
   readonly presence: { start(): void; close(): Promise<void> };
 }
@@ -62,7 +65,7 @@ function countingPresence(inner: PresenceStore): PresenceStore {
   };
 }
 
-function simulate(load: Loader, start: ChildStart, id: string, shared: unknown): Sim {
+function simulate(load: Loader, start: ChildStart, id: string, index: number, shared: unknown): Sim {
   const { openStore } = load<typeof import('../src/store/open')>('src/store/open');
   const { TableFollower } = load<typeof import('../src/router/table-follower')>('src/router/table-follower');
   const { RoutingStateHolder } = load<typeof import('../src/router/routing-state')>('src/router/routing-state');
@@ -76,8 +79,10 @@ function simulate(load: Loader, start: ChildStart, id: string, shared: unknown):
   const health = new EndpointHealth(DEFAULT_CONFIG.upstream, () => Date.now());
   const routing = new RoutingStateHolder(health, systemClock);
   const log = () => undefined;
+  const relays = start.relays.map((_, i) => start.relays[(index + i) % start.relays.length]!);
+  const relayed = relays.length ? new (load<typeof import('../src/store/relayed-presence')>('src/store/relayed-presence').RelayedPresence)(store.presence, { relays }) : null;
   const presence = new PresencePublisher({
-    store: countingPresence(store.presence), facts: { id, zone: 'sh-a', startedAt: new Date().toISOString() }, inFlight: () => 0, log, clock: systemClock,
+    store: countingPresence(relayed ?? store.presence), facts: { id, zone: 'sh-a', startedAt: new Date().toISOString() }, inFlight: () => 0, log, clock: systemClock,
   });
   const follower = new TableFollower(store, null, {
     apply(vt, source, receivedAtMs) {
@@ -97,7 +102,7 @@ function simulate(load: Loader, start: ChildStart, id: string, shared: unknown):
     connection: () => undefined,
     log,
   }, () => Date.now());
-  return { store, follower, presence };
+  return { store, relayed, follower, presence };
 }
 
 function send(m: ChildMessage): void {
@@ -121,7 +126,7 @@ async function main(): Promise<void> {
   }
   // Started in small batches: a thousand simultaneous lease grants would measure the start.
   for (let i = 0; i < start.ids.length; i += 25) {
-    const batch = start.ids.slice(i, i + 25).map((id) => simulate(load, start, id, shared));
+    const batch = start.ids.slice(i, i + 25).map((id, j) => simulate(load, start, id, Number(id.slice(3)) || i + j, shared));
     sims.push(...batch);
     for (const s of batch) s.presence.start();
     await Promise.all(batch.map((s) => s.follower.start()));
@@ -157,6 +162,7 @@ async function main(): Promise<void> {
       void stopProfile().then(() => Promise.all(sims.map(async (s) => {
         await s.follower.close();
         await s.presence.close();
+        await s.relayed?.close();
         await s.store.close();
       }))).finally(() => {
         shared?.close();

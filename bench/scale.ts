@@ -1,5 +1,6 @@
 // The control plane at scale: `npm run bench scale -- --gateways N [--changes K] [--out DIR]
-// [--processes P] [--code DIST] [--cells C] [--clients per-gateway|per-process] [--shared-client] [--table-encoding deflate|json]`. N simulated gateways (bench/scale-child.ts: each its own etcd
+// [--processes P] [--code DIST] [--cells C] [--clients per-gateway|per-process] [--shared-client] [--table-encoding deflate|json]
+// [--relays R]`. N simulated gateways (bench/scale-child.ts: each its own etcd
 // client, table watch, lease, follower, routing state and presence publisher, no HTTP
 // listener) in P processes against a real 3-member etcd; K changes made with the real
 // executor (what `cellctl` runs), alternating `zone down sh-a` (unplanned: one version) and
@@ -13,6 +14,9 @@
 // gateways: etcd still sees one watcher, one lease with its keep-alive stream and one put
 // per gateway, but P connections instead of N — the simulator's own gRPC overhead, which on
 // real gateways is spread over N machines, then weighs less on this one.
+// `--relays R` starts R presence relays (`cellgate presence-relay` of this build, one process
+// each, like one per region) and the simulated gateways send their presence through them:
+// etcd then takes a few transactions per relay per version instead of one put per gateway.
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -21,7 +25,8 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { RoutingTable } from '../src/cells/types';
 import { startEtcdCluster, type EtcdCluster } from '../test/helpers/etcd';
-import { benchScript } from './children';
+import { freePort } from '../test/helpers/ports';
+import { benchScript, CELLGATE_JS, startNode, stopAll, type BenchChild } from './children';
 import { percentile } from './load';
 import type { Report } from './report';
 import type { ChildMessage, ChildStart } from './scale-child';
@@ -45,6 +50,8 @@ export interface ScaleArgs {
   readonly clients: 'per-gateway' | 'per-process';
   /** How the executor writes the table (the stores' default is json; the bench measures deflate, the scalable setting). */
   readonly tableEncoding: 'deflate' | 'json';
+  /** Presence relays (`cellgate presence-relay`, this build) the gateways send their records through; 0: none. */
+  readonly relays: number;
 }
 
 export interface ScaleResult {
@@ -70,6 +77,7 @@ export function scaleArgs(argv: readonly string[]): ScaleArgs {
     cells: int('cells', 64, 1, 20_000),
     clients: argv.includes('--shared-client') ? 'per-process' : clientsFlag(flag(argv, 'clients')),
     tableEncoding: encodingFlag(flag(argv, 'table-encoding')),
+    relays: int('relays', 0, 0, 16),
   };
 }
 
@@ -88,6 +96,31 @@ function procCpuMs(pid: number | undefined): number {
   if (pid === undefined) return 0;
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** Raft proposals etcd committed (every put or transaction of a client is one). */
+async function etcdProposals(endpoints: readonly string[]): Promise<number> {
+  const res = await fetch(`http://${endpoints[0]}/metrics`);
+  const m = /^etcd_server_proposals_committed_total (\S+)$/m.exec(await res.text());
+  return m ? Number(m[1]) : 0;
+}
+
+/** `cellgate presence-relay` processes of this build, each on a free loopback port; resolves once each serves /healthz. */
+async function startRelays(count: number, endpoints: readonly string[]): Promise<{ procs: BenchChild[]; urls: string[] }> {
+  const procs: BenchChild[] = [];
+  const urls: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const port = await freePort();
+    procs.push(startNode(`relay-${i}`, CELLGATE_JS, ['presence-relay', '--store', `etcd:${endpoints.join(',')}`, '--prefix', PREFIX, '--listen', `127.0.0.1:${port}`, '--id', `relay-${i}`]));
+    urls.push(`http://127.0.0.1:${port}`);
+  }
+  try {
+    await Promise.all(procs.map((p) => p.waitForLine((line) => line.includes('"listening"'), 30_000)));
+  } catch (err) {
+    await stopAll(procs);
+    throw err;
+  }
+  return { procs, urls };
 }
 
 async function etcdSentBytes(endpoints: readonly string[]): Promise<number> {
@@ -154,6 +187,7 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
   const { planZoneDown, planZoneUp } = load<typeof import('../src/failover/planner')>('src/failover/planner');
   let cluster: EtcdCluster | null = null;
   const children: Child[] = [];
+  let relays: BenchChild[] = [];
   const killAll = () => { for (const c of children) c.proc.kill('SIGKILL'); };
   process.once('exit', killAll);
   try {
@@ -166,8 +200,10 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
       const cas = await store.compareAndSwap(0, tableFromTopologyText(topology));
       if (!cas.ok) throw new Error('the table could not be created');
       const ids = Array.from({ length: args.gateways }, (_, i) => `gw-${String(i).padStart(5, '0')}`);
+      const started = args.relays > 0 ? await startRelays(args.relays, endpoints) : { procs: [], urls: [] };
+      relays = started.procs;
       for (let p = 0; p < args.processes; p++) {
-        const start: ChildStart = { codeDir: args.codeDir, endpoints, prefix: PREFIX, ids: ids.filter((_, i) => i % args.processes === p), clients: args.clients };
+        const start: ChildStart = { codeDir: args.codeDir, endpoints, prefix: PREFIX, ids: ids.filter((_, i) => i % args.processes === p), clients: args.clients, relays: started.urls };
         // CELLGATE_SCALE_NODE_ARGS: node flags for the simulator processes (e.g. --cpu-prof).
         const execArgv = (process.env.CELLGATE_SCALE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
         const proc = fork(benchScript('scale-child'), [], { execArgv, env: { ...process.env, CELLGATE_SCALE_CHILD: JSON.stringify(start) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -179,6 +215,7 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
       log(`${args.gateways} gateways in ${args.processes} processes registered`);
       const members = cluster.members;
       const etcdCpu = () => members.reduce((a, m) => a + procCpuMs(m.pid), 0);
+      const relayCpu = () => relays.reduce((a, p) => a + procCpuMs(p.pid), 0);
       // Steady state: nothing changes.
       const idle0 = { etcd: etcdCpu(), bytes: await etcdSentBytes(endpoints), gw: await totals(children), at: performance.now() };
       await new Promise((r) => setTimeout(r, IDLE_MS));
@@ -188,7 +225,7 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
       const fanOut: number[] = [];
       // Per version: its write (compare-and-swap sent) -> the executor saw every gateway on it.
       const perPhase: Record<'change' | 'freeze' | 'flip' | 'between', number[]> = { change: [], freeze: [], flip: [], between: [] };
-      const before = { etcd: etcdCpu(), bytes: await etcdSentBytes(endpoints), gw: await totals(children), at: performance.now() };
+      const before = { etcd: etcdCpu(), relay: relayCpu(), proposals: await etcdProposals(endpoints), bytes: await etcdSentBytes(endpoints), gw: await totals(children), at: performance.now() };
       let versions = 0;
       for (let i = 0; i < args.changes; i++) {
         let writeStart: number | null = null;
@@ -235,7 +272,7 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
         allApplied.push((seenAll as number) - writeStart);
         log(`change ${i + 1}/${args.changes}: all ${args.gateways} applied in ${((seenAll as number) - writeStart).toFixed(0)} ms (the last gateway applied at ${fanOut.at(-1)!.toFixed(0)} ms)`);
       }
-      const after = { etcd: etcdCpu(), bytes: await etcdSentBytes(endpoints), gw: await totals(children), at: performance.now() };
+      const after = { etcd: etcdCpu(), relay: relayCpu(), proposals: await etcdProposals(endpoints), bytes: await etcdSentBytes(endpoints), gw: await totals(children), at: performance.now() };
       const k = args.changes;
       const windowS = (after.at - before.at) / 1000;
       const gwIdleCpuPerS = (idle1.gw.cpuMs - idle0.gw.cpuMs) / idleS;
@@ -270,6 +307,11 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
         idleEtcdCpuMsPerS: r(etcdIdleCpuPerS),
         idleEtcdSentBytesPerS: Math.round((idle1.bytes - idle0.bytes) / idleS),
         idleGatewayCpuMsPerS: r(gwIdleCpuPerS),
+        // etcd requests (raft proposals) per version: N presence puts without relays, a few
+        // transactions per relay with them (the executor's own writes and reads included).
+        etcdProposalsPerVersion: r((after.proposals - before.proposals) / versions),
+        relays: args.relays,
+        ...(args.relays > 0 ? { relayCpuMsPerChange: r((after.relay - before.relay) / k) } : {}),
       };
     } finally {
       await store.close();
@@ -279,6 +321,7 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
     await Promise.race([Promise.all(children.map((c) => c.exited)), new Promise((r) => setTimeout(r, 20_000))]);
     killAll();
     process.removeListener('exit', killAll);
+    await stopAll(relays);
     await cluster?.stop();
   }
 }

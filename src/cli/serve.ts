@@ -8,6 +8,8 @@ import { loadGatewayConfigFile, parseGatewayConfig, redactedConfig, unknownVaria
 import { createGateway, type Gateway } from '../router/gateway';
 import { defaultSnapshotLocation } from '../router/snapshot-location';
 import { readPemPairSync } from '../router/tls';
+import { checkRelayUrl, RelayedPresence } from '../store/relayed-presence';
+import type { TableStore } from '../store/types';
 import { NO_STORE, intFlag, openWithSecurity, stringOption, type Parsed } from './args';
 import { logLine, onSignals } from './process-life';
 
@@ -52,17 +54,31 @@ function snapshotPathOf(config: GatewayConfig, storeSpec: string): string | fals
   return found.path ?? false;
 }
 
+/** Presence through the configured relays (etcd stores only); null without relays. */
+function relayedPresenceOf(config: GatewayConfig, storeSpec: string, store: TableStore): RelayedPresence | null {
+  const { urls, token, requestTimeoutMs } = config.presenceRelay;
+  if (urls.length === 0) return null;
+  if (!storeSpec.startsWith('etcd:')) throw cgError('USAGE', 'presenceRelay.urls needs an etcd store: a file store has no relay');
+  return new RelayedPresence(store.presence, {
+    relays: urls.map(checkRelayUrl), ...(token ? { token } : {}), requestTimeoutMs,
+    onState: (id, state, detail) => logLine({ event: 'presence.relay', id, state, ...detail }),
+  });
+}
+
 async function serveOne(values: Parsed['values'], workerIndex: number | null): Promise<void> {
   const loaded = await serveConfig(values, workerIndex);
   const storeSpec = storeSpecOf(loaded);
   const store = openWithSecurity(storeSpec, loaded.prefix, values, loaded.etcd ?? {});
   const config: GatewayConfig = { ...loaded, snapshotPath: snapshotPathOf(loaded, storeSpec) };
-  const gateway: Gateway = createGateway({ config, store });
+  const relayed = relayedPresenceOf(config, storeSpec, store);
+  const gateway: Gateway = createGateway({ config, store, ...(relayed ? { presence: relayed } : {}) });
   if (workerIndex !== null) shareMetricsWithPrimary(gateway.registry);
-  onSignals(async () => {
+  const closeAll = async () => {
     await gateway.shutdown();
+    await relayed?.close();
     await store.close();
-  });
+  };
+  onSignals(closeAll);
   // SIGHUP: new TLS files for new connections (a failure is logged, the old pair stays).
   if (config.tls) process.on('SIGHUP', () => void gateway.reloadTls().catch(() => undefined));
   let addresses;
@@ -70,8 +86,7 @@ async function serveOne(values: Parsed['values'], workerIndex: number | null): P
     addresses = await gateway.start();
   } catch (err) {
     // e.g. the port is taken: withdraw the presence record at once rather than at lease expiry.
-    await gateway.shutdown().catch(() => undefined);
-    await store.close().catch(() => undefined);
+    await closeAll().catch(() => undefined);
     throw err;
   }
   logLine({ event: 'listening', id: config.id, ...addresses });

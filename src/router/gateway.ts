@@ -9,7 +9,7 @@
 import type { Registry } from 'prom-client';
 import type { RoutingView } from '../cells/lookup';
 import type { VersionedTable } from '../cells/types';
-import type { RegistryDigest, TableStore } from '../store/types';
+import type { PresenceStore, RegistryDigest, TableStore } from '../store/types';
 import { AccessLog } from './access-log';
 import { buildAdminServer } from './admin';
 import { CellRequests } from './cell-requests';
@@ -49,6 +49,8 @@ export interface GatewayOptions {
   /** prom-client's process/runtime metrics in the registry (default true). */
   readonly processMetrics?: boolean;
   readonly presenceTtlSeconds?: number;
+  /** Where the gateway registers its presence (default store.presence; `serve` passes a RelayedPresence with relays configured). */
+  readonly presence?: PresenceStore;
   /** Called after each endpoint registry snapshot is applied to routing (tests, the registry benchmark). */
   readonly onRegistryApplied?: (digest: RegistryDigest) => void;
 }
@@ -116,7 +118,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const websockets = new WebSocketRegistry((reason) => moveMetrics.webSocketClosed(reason));
 
   const presence = new PresencePublisher({
-    store: store.presence,
+    store: options.presence ?? store.presence,
     facts: { id: config.id, zone: config.zone, startedAt: new Date(clock.now()).toISOString() },
     inFlight: () => load.inFlight,
     log: log.presence,

@@ -1,4 +1,5 @@
-// Watching a prefix of records in etcd: the gateways' presence records (`<prefix>/gateways/`),
+// Watching a prefix of records in etcd: the gateways' presence records (`<prefix>/gateways/`
+// and `<prefix>/gateways-relayed/`),
 // for cellctl's convergence wait, and the endpoint registry (`<prefix>/endpoints/`). Same supervision as the table watch (etcd-watch.ts), smaller: a read of
 // the whole prefix, then a watcher from the next revision that applies puts and deletes; any
 // trouble drops the watcher and starts again from a fresh read (with back-off while etcd is
@@ -200,16 +201,31 @@ export class EtcdPrefixWatch<D, S> {
   }
 }
 
-/** The gateways' presence records (`<prefix>/gateways/`). */
-export class EtcdPresenceWatch extends EtcdPrefixWatch<DecodedPresence, PresenceSnapshot> implements PresenceWatch {
+/**
+ * Where presence records live: the gateways' own (`<prefix>/gateways/<id>`) and those a
+ * presence relay writes for them (`<prefix>/gateways-relayed/<id>`). One prefix covers both,
+ * so one read and one watcher see them together.
+ */
+export function presencePrefix(keys: EtcdContext['keys']): string {
+  return keys.gatewaysPrefix.slice(0, -1);
+}
+
+/** The gateways' presence records, direct and relayed. */
+export class EtcdPresenceWatch extends EtcdPrefixWatch<DecodedPresence | null, PresenceSnapshot> implements PresenceWatch {
   constructor(ctx: EtcdContext, events: PresenceWatchEvents, onClosed: (w: EtcdPresenceWatch) => void) {
-    const prefix = ctx.keys.gatewaysPrefix;
-    super(ctx, { prefix, noun: 'gateways', decode: (kv) => decodeOne(kv, prefix), snapshot: (d) => snapshotOf(d), key: snapshotKey }, events, (w) => onClosed(w as EtcdPresenceWatch));
+    const { keys } = ctx;
+    super(ctx, {
+      prefix: presencePrefix(keys), noun: 'gateways', decode: (kv) => decodeOne(kv, keys), snapshot: (d) => snapshotOf(d), key: snapshotKey,
+    }, events, (w) => onClosed(w as EtcdPresenceWatch));
   }
 }
 
-function decodeOne(kv: IKeyValue, prefix: string): DecodedPresence {
-  const rawId = kv.key.toString('utf8').slice(prefix.length);
+/** A record under either presence prefix; null for any other key the shared prefix covers. */
+function decodeOne(kv: IKeyValue, keys: EtcdContext['keys']): DecodedPresence | null {
+  const key = kv.key.toString('utf8');
+  const prefix = [keys.gatewaysPrefix, keys.relayedGatewaysPrefix].find((p) => key.startsWith(p));
+  if (prefix === undefined) return null;
+  const rawId = key.slice(prefix.length);
   let keyId = rawId;
   try {
     keyId = decodeURIComponent(rawId);
@@ -217,7 +233,7 @@ function decodeOne(kv: IKeyValue, prefix: string): DecodedPresence {
   return decodePresenceText(kv.value.toString('utf8'), keyId);
 }
 
-/** The records under `prefix`, validated; a key names its gateway when the record cannot. */
-export function decodeAll(kvs: Iterable<IKeyValue>, prefix: string): PresenceSnapshot {
-  return snapshotOf([...kvs].map((kv) => decodeOne(kv, prefix)));
+/** The presence records among `kvs`, validated; a key names its gateway when the record cannot. */
+export function decodeAll(kvs: Iterable<IKeyValue>, keys: EtcdContext['keys']): PresenceSnapshot {
+  return snapshotOf([...kvs].map((kv) => decodeOne(kv, keys)));
 }

@@ -1,10 +1,11 @@
 // Presence in etcd: `<prefix>/gateways/<id>`, a leased record (etcd-leased-record.ts): gone
-// when the gateway dies or closes, put again when its lease is lost while it lives.
+// when the gateway dies or closes, put again when its lease is lost while it lives. Reads
+// also see the records presence relays write (`<prefix>/gateways-relayed/<id>`).
 import { cgError } from '../errors';
 import type { EtcdContext } from './etcd-client';
 import { EtcdLeasedRecord } from './etcd-leased-record';
 import { checkPresenceArgs, DEFAULT_PRESENCE_TTL_SECONDS } from './presence-args';
-import { decodeAll, EtcdPresenceWatch } from './etcd-presence-watch';
+import { decodeAll, EtcdPresenceWatch, presencePrefix } from './etcd-presence-watch';
 import type { PresenceRecord, PresenceRegistration, PresenceSnapshot, PresenceStore, PresenceWatch, PresenceWatchEvents } from './types';
 
 class EtcdPresenceRegistration implements PresenceRegistration {
@@ -54,8 +55,8 @@ export class EtcdPresence implements PresenceStore {
 
   async snapshot(): Promise<PresenceSnapshot> {
     this.assertOpen();
-    const res = await this.ctx.call('list gateways', 'read', () => this.ctx.client.getAll().prefix(this.ctx.keys.gatewaysPrefix).exec());
-    return decodeAll(res.kvs, this.ctx.keys.gatewaysPrefix);
+    const res = await this.ctx.call('list gateways', 'read', () => this.ctx.client.getAll().prefix(presencePrefix(this.ctx.keys)).exec());
+    return decodeAll(res.kvs, this.ctx.keys);
   }
 
   watch(events: PresenceWatchEvents): PresenceWatch {

@@ -64,6 +64,7 @@ export function decodePresence(raw: unknown, keyId: string): DecodedPresence {
   if (zh) problems.push(zh);
   const reg = registryProblem(doc.registry);
   if (reg) problems.push(reg);
+  if (doc.relay !== undefined && !(isString(doc.relay) && (doc.relay as string).length > 0 && (doc.relay as string).length <= 200)) problems.push('relay is not a string of 1-200 characters');
   if (problems.length) return bad(problems.join('; '));
   if (doc.id !== keyId) return bad(`id ${JSON.stringify(doc.id)} does not match its key (${JSON.stringify(keyId)})`);
   return { ok: true, record: raw as PresenceRecord };
@@ -80,13 +81,28 @@ export function decodePresenceText(text: string, keyId: string): DecodedPresence
   return decodePresence(raw, keyId);
 }
 
-export function snapshotOf(decoded: readonly DecodedPresence[]): PresenceSnapshot {
-  const records: PresenceRecord[] = [];
+/**
+ * A gateway's record can exist twice for a while: its own and one a presence relay wrote (it
+ * fell back to its own when the relay failed, or went back to the relay). The newer counts:
+ * the higher applied version, then the later update.
+ */
+function newer(a: PresenceRecord, b: PresenceRecord): PresenceRecord {
+  if (a.appliedVersion !== b.appliedVersion) return a.appliedVersion > b.appliedVersion ? a : b;
+  return Date.parse(b.updatedAt) > Date.parse(a.updatedAt) ? b : a;
+}
+
+export function snapshotOf(decoded: readonly (DecodedPresence | null)[]): PresenceSnapshot {
+  const byId = new Map<string, PresenceRecord>();
   const malformed: MalformedPresence[] = [];
   for (const d of decoded) {
-    if (d.ok) records.push(d.record);
-    else malformed.push(d.malformed);
+    if (d === null) continue;
+    if (!d.ok) malformed.push(d.malformed);
+    else {
+      const held = byId.get(d.record.id);
+      byId.set(d.record.id, held ? newer(held, d.record) : d.record);
+    }
   }
+  const records = [...byId.values()];
   records.sort((a, b) => a.id.localeCompare(b.id));
   malformed.sort((a, b) => a.id.localeCompare(b.id));
   return { records, malformed };

@@ -87,6 +87,8 @@ export interface PresenceRecord {
   readonly zoneHealth?: Readonly<Record<string, ZoneHealthReport>>;
   /** What this gateway applied of the endpoint registry; absent from older gateways. */
   readonly registry?: RegistryDigest;
+  /** The presence relay that wrote this record for the gateway (absent: the gateway's own). */
+  readonly relay?: string;
 }
 
 /** A gateway's registry in a few bytes: enough for `cellctl endpoints` to tell who lags. */

@@ -120,6 +120,17 @@ export const GatewayConfigSchema = Type.Object({
     intervalMs: int(100, MAX_MS, 1_000, 'Every zone endpoint is probed this often (GET of its service\'s healthPath, else the zone\'s; a connect error, a timeout or a 5xx fails); at most one probe in flight per endpoint.'),
     timeoutMs: int(1, MAX_MS, 1_000, 'One probe\'s deadline (connect to end of headers).'),
   }, 'Active health of zones (the evidence `cellgate autopilot` decides on).'),
+  presenceRelay: section({
+    urls: Type.Array(Type.String({ pattern: '^https?://[^\\s/]+(/\\S*)?$', expect: 'must be http://host:port or https://host:port' }), {
+      default: [], expect: 'must be a list of relay URLs',
+      description: 'Presence relays of this gateway\'s region (`cellgate presence-relay`), tried in order: the gateway sends its presence record to one, which writes many gateways\' records to etcd in one transaction. When none answers, the gateway writes its own record (as with none configured) and tries the relays again every TTL/3. Empty: no relay.',
+    }),
+    token: Type.Union([Type.String({ minLength: 16 }), Type.Null()], {
+      default: null, secret: true, expect: 'must be a string of at least 16 characters, or null',
+      description: 'The relays\' shared bearer token (their --token-file). Never printed.',
+    }),
+    requestTimeoutMs: int(1, 60_000, 2_000, 'Deadline of one request to a relay; past it the gateway tries the next relay, then its own record.'),
+  }, 'Presence through a relay (etcd stores only), for hundreds of gateways or more per region.'),
   trustProxy: Type.Boolean({ default: false, description: 'Keep and extend client-sent x-forwarded-* (only behind a proxy you run).' }),
   snapshotPath: Type.Union([Type.String({ minLength: 1 }), Type.Boolean(), Type.Null()], {
     default: true,
