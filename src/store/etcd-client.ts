@@ -174,11 +174,12 @@ export interface EtcdKeys {
   readonly table: string;
   readonly historyPrefix: string;
   readonly gatewaysPrefix: string;
+  readonly relayedGatewaysPrefix: string;
   readonly endpointsPrefix: string;
 }
 
 export function etcdKeys(prefix: string): EtcdKeys {
-  return { table: `${prefix}/table`, historyPrefix: `${prefix}/history/`, gatewaysPrefix: `${prefix}/gateways/`, endpointsPrefix: `${prefix}/endpoints/` };
+  return { table: `${prefix}/table`, historyPrefix: `${prefix}/history/`, gatewaysPrefix: `${prefix}/gateways/`, relayedGatewaysPrefix: `${prefix}/gateways-relayed/`, endpointsPrefix: `${prefix}/endpoints/` };
 }
 
 /** What the store's parts (watch, presence) share. */
