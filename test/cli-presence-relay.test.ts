@@ -4,9 +4,11 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { SUBCOMMANDS } from '../src/cli/cellgate';
+import { FLAG_DOCS } from '../src/cli/flags';
 import { CELLGATE, runCli, useCliWorld } from './helpers/cli';
 import { relayRequest } from './helpers/relay-http';
 import { inheritedEnv } from './helpers/run';
@@ -69,4 +71,16 @@ test('a run: its address in a JSON log line, a record relayed with the token, SI
   t.is(await exited, 0, stderr);
   t.is(await client.get(key).string(), null, 'the lease was revoked');
   t.regex(stderr, /"relay\.stopped"/);
+});
+
+test('docs/configuration.md lists every flag of cellgate presence-relay, with the defaults of its help', async (t) => {
+  const page = await readFile(join(__dirname, '..', '..', 'docs', 'configuration.md'), 'utf8');
+  const section = page.slice(page.indexOf('## cellgate presence-relay'));
+  t.true(section.length > 100, 'the section exists');
+  const command = SUBCOMMANDS.find((c) => c.name === 'presence-relay')!;
+  for (const flag of Object.keys(command.options)) t.true(section.includes(`\`--${flag}`), `--${flag} documented`);
+  t.regex(section, /`--ttl S` \| `10` \|/);
+  t.regex(section, /`--max-gateways N` \| `20000` \|/);
+  t.regex(FLAG_DOCS['max-gateways']!.default!, /^20000$/);
+  t.regex(FLAG_DOCS.ttl!.default!, /presence-relay 10/);
 });
