@@ -115,7 +115,7 @@ async function startRelays(count: number, endpoints: readonly string[]): Promise
     urls.push(`http://127.0.0.1:${port}`);
   }
   try {
-    await Promise.all(procs.map((p) => p.waitForLine((line) => line.includes('"listening"'), 30_000)));
+    await Promise.all(procs.map((p) => p.waitForLine((line) => line.includes('relay.listening'), 30_000)));
   } catch (err) {
     await stopAll(procs);
     throw err;
