@@ -5,7 +5,8 @@ import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import { createEtcdStore } from '../src/store/etcd-store';
-import { DIRECT, RelayedPresence, type RelayedState } from '../src/store/relayed-presence';
+import { startPresenceRelay } from '../src/relay';
+import { DIRECT, RELAYED, RelayedPresence, type RelayedState } from '../src/store/relayed-presence';
 import type { PresenceRecord, PresenceSnapshot, TableStore } from '../src/store/types';
 import { startEtcd, type EtcdHandle } from './helpers/etcd';
 import { freePort } from './helpers/ports';
@@ -82,4 +83,42 @@ test('relays that do not answer: the gateway registers its own record at once, a
   t.is(JSON.parse((await raw.get(`${p}/gateways/gw-a`).string()) ?? '{}').appliedVersion, 2);
   await reg.close();
   t.is(await raw.get(`${p}/gateways/gw-a`).string(), null);
+});
+
+test('through a real relay: relayed, then the relay stops and the gateway falls back to its own record, then back on the relay and the own record withdrawn', async (t) => {
+  const p = prefix();
+  const store = open(t, p);
+  const port = await freePort();
+  const relayOpts = { etcd: { endpoints: etcd.endpoints, prefix: p }, id: 'r1', host: '127.0.0.1', port };
+  let relay = await startPresenceRelay(relayOpts);
+  t.teardown(() => relay.close());
+  const states: RelayedState[] = [];
+  const relayed = new RelayedPresence(store.presence, { relays: [relay.url], requestTimeoutMs: 1_000, onState: (_id, s) => states.push(s) });
+  t.teardown(() => relayed.close());
+  const own = async () => (await raw.get(`${p}/gateways/gw-a`).string()) ?? null;
+  const viaRelay = async () => (await raw.get(`${p}/gateways-relayed/gw-a`).string()) ?? null;
+
+  // TTL 3 s: the registration beats (or retries the relay) every second.
+  const reg = await relayed.register(record('gw-a', 1), 3);
+  t.teardown(() => reg.close());
+  t.deepEqual(states, [RELAYED]);
+  t.like(JSON.parse((await viaRelay()) ?? '{}'), { appliedVersion: 1, relay: 'r1' }, 'committed before register() resolved');
+  t.is(await own(), null);
+
+  await relay.close(); // revokes its lease: the relayed record is gone
+  t.is(await viaRelay(), null);
+  await reg.update(record('gw-a', 2));
+  t.deepEqual(states, [RELAYED, DIRECT]);
+  t.is(JSON.parse((await own()) ?? '{}').appliedVersion, 2, 'the update landed in the gateway\'s own record');
+  t.deepEqual(summary(await store.presence.snapshot()), ['gw-a@2']);
+
+  relay = await startPresenceRelay(relayOpts);
+  await until('back on the relay', () => states.length === 3, 10_000);
+  t.deepEqual(states, [RELAYED, DIRECT, RELAYED]);
+  t.like(JSON.parse((await viaRelay()) ?? '{}'), { appliedVersion: 2, relay: 'r1' });
+  await until('own record withdrawn', async () => (await own()) === null, 10_000);
+  t.deepEqual(summary(await store.presence.snapshot()), ['gw-a@2~r1']);
+
+  await reg.close();
+  t.is(await viaRelay(), null, 'close() deletes the relayed record at once');
 });
