@@ -64,8 +64,10 @@ class RelayLink {
 
   private async send(method: 'PUT' | 'DELETE', id: string, body: string | undefined): Promise<void> {
     const res = await this.client.request({
+      // undici's own timers bound each step (connect, answer head, answer body): no AbortSignal
+      // and its timer per request, which a thousand gateways would pay on every version.
       method, path: `/v1/gateways/${encodeURIComponent(id)}`, headers: this.headers, body,
-      signal: AbortSignal.timeout(this.timeoutMs), headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs,
+      headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs,
     });
     const text = await res.body.text();
     if (res.statusCode !== 204) {
