@@ -24,11 +24,13 @@ test('status summarises many gateways: counts per revision, stragglers named, --
   t.teardown(() => Promise.all(regs.map((r) => r.close())).then(() => undefined));
   for (let i = 0; i < 45; i++) {
     const behind = i % 20 === 7; // gw-007, gw-027
-    regs.push(await store.presence.register(record(`gw-${String(i).padStart(3, '0')}`, behind ? cas.version - 1 : cas.version, behind ? 'sha256:old' : cas.checksum), 60));
+    const r = record(`gw-${String(i).padStart(3, '0')}`, behind ? cas.version - 1 : cas.version, behind ? 'sha256:old' : cas.checksum);
+    // gw-000, gw-015, gw-030: written by a presence relay.
+    regs.push(await store.presence.register(i % 15 === 0 ? { ...r, relay: 'relay-sh' } : r, 60));
   }
   const text = await cellctl(['status', '--file', path]);
   t.is(text.code, 0, text.stderr);
-  t.regex(text.stdout, /45 live gateway\(s\), 2 not on revision \d+:/);
+  t.regex(text.stdout, /45 live gateway\(s\), 2 not on revision \d+, 3 through a presence relay:/);
   t.regex(text.stdout, new RegExp(`\\b${cas.version}\\s+${cas.checksum}\\s+43\\s+current`));
   t.regex(text.stdout, /\b0\s+sha256:old\s+2\s+BEHIND/);
   t.regex(text.stdout, /gw-007 .*BEHIND/);

@@ -100,7 +100,8 @@ function byRevision(gateways: readonly PresenceRecord[], view: RoutingView): Sta
 function gatewayLines(r: StatusReport, all: boolean): string[] {
   const behind = r.gateways.filter((g) => !g.current);
   const bad = r.malformedGateways;
-  const lines = [`${r.gateways.length + bad.length} live gateway(s)${behind.length ? `, ${behind.length} not on revision ${r.revision}` : ''}${bad.length ? `, ${bad.length} with a malformed record` : ''}:`];
+  const relayed = r.gateways.filter((g) => g.relay !== undefined).length;
+  const lines = [`${r.gateways.length + bad.length} live gateway(s)${behind.length ? `, ${behind.length} not on revision ${r.revision}` : ''}${bad.length ? `, ${bad.length} with a malformed record` : ''}${relayed ? `, ${relayed} through a presence relay` : ''}:`];
   // Everything in a presence record was written by another process: escaped for the terminal.
   const row = (g: StatusReport['gateways'][number]) => [g.id, g.zone ?? '-', g.appliedVersion, g.checksum, g.inFlight, g.startedAt, g.current ? '' : 'BEHIND'];
   const badRow = (m: MalformedPresence) => [m.id, '?', '?', '?', '?', '?', `MALFORMED: ${m.problem}`];
