@@ -44,6 +44,9 @@ const SPECS = {
   PLAN_REFUSED: { status: 409, exit: EXIT.REFUSED, retryable: false, message: 'the change was refused' },
   ENDPOINT_TAKEN: { status: 409, exit: EXIT.REFUSED, retryable: false, message: 'the endpoint id is registered by another live instance' },
   NOT_CONVERGED: { status: 504, exit: EXIT.NOT_CONVERGED, retryable: true, message: 'not every gateway applied the change in time' },
+  // Presence relay (src/relay).
+  UNAUTHORIZED: { status: 401, exit: EXIT.ERROR, retryable: false, message: 'missing or wrong bearer token' },
+  RELAY_FULL: { status: 503, exit: EXIT.ERROR, retryable: true, message: 'the presence relay holds as many gateways as it may' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorName = keyof typeof SPECS;

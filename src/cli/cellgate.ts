@@ -26,6 +26,11 @@ const ZONE_SERVER_OPTIONS = {
   'no-enforce': { type: 'boolean' }, ...ETCD_SECURITY_OPTIONS,
 } as const satisfies OptionSpec;
 
+const PRESENCE_RELAY_OPTIONS = {
+  store: { type: 'string' }, prefix: { type: 'string' }, listen: { type: 'string' }, id: { type: 'string' }, ttl: { type: 'string' },
+  'max-gateways': { type: 'string' }, 'token-file': { type: 'string' }, ...ETCD_SECURITY_OPTIONS,
+} as const satisfies OptionSpec;
+
 const REGISTER_OPTIONS = {
   store: { type: 'string' }, prefix: { type: 'string' }, zone: { type: 'string' }, service: { type: 'string' }, url: { type: 'string' },
   id: { type: 'string' }, weight: { type: 'string' }, ttl: { type: 'string' }, 'check-path': { type: 'string' }, 'check-interval': { type: 'string' },
@@ -94,6 +99,18 @@ Service "default" is the zone's plain upstreams.`,
     options: REGISTER_OPTIONS,
   },
   {
+    name: 'presence-relay',
+    brief: 'a region\'s presence relay: gateways send it their presence records, it batches them into etcd',
+    usage: 'cellgate presence-relay --store etcd:HOST:PORT[,…] --listen HOST:PORT [--id ID] [--ttl S] [--max-gateways N] [--token-file PATH]',
+    summary: `A region's presence relay (docs/operations.md "Presence relay"): gateways PUT their presence
+record to /v1/gateways/<id>; the relay writes the records to etcd under <prefix>/gateways-relayed/
+in batched transactions (at most one in flight, 128 records each) on its own lease (--ttl), and
+answers 204 once the record is committed. A record not refreshed within its ttlSeconds is
+deleted. Listen on a private address and give --token-file: whoever can PUT can speak for a
+gateway. SIGTERM revokes the lease (every relayed record goes at once). etcd only.`,
+    options: PRESENCE_RELAY_OPTIONS,
+  },
+  {
     name: 'zone-server',
     brief: 'one demo zone server (fenced: 421 NOT_CELL_OWNER for cells it does not own)',
     usage: 'cellgate zone-server --zone ZONE --port N --store SPEC [--prefix P] [--no-enforce]',
@@ -111,7 +128,7 @@ function globalHelp(): string {
 Usage: cellgate [FLAGS] COMMAND [FLAGS]   (flags go before or after the command)
 
 Commands:
-${SUBCOMMANDS.map((c) => `  ${c.name.padEnd(11)}  ${c.brief}`).join('\n')}
+${SUBCOMMANDS.map((c) => `  ${c.name.padEnd(14)}  ${c.brief}`).join('\n')}
 
 Flags:
 ${flagLines(COMMON_FLAGS).join('\n')}
@@ -165,6 +182,9 @@ export async function main(argv: readonly string[]): Promise<number | null> {
       return null;
     case 'register':
       onSignals(await (await import('./register')).register(values, positionals));
+      return null;
+    case 'presence-relay':
+      onSignals(await (await import('./presence-relay')).presenceRelay(values, positionals));
       return null;
     default:
       await (await import('./zone-server')).zoneServer(values, positionals);

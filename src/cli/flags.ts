@@ -57,7 +57,7 @@ export const FLAG_DOCS: Readonly<Record<string, FlagDoc>> = {
   'admin-host': { value: 'H', description: 'address of the admin server, apart from --host (it shows every upstream URL)', default: '127.0.0.1' },
   check: { description: 'validate the configuration (and TLS files), print the effective one and exit 0, or 3 (like nginx -t)', default: 'off' },
   zone: { value: 'ZONE', description: 'the zone this process stands in (register: the instance\'s zone; endpoints: only this one)' },
-  id: { value: 'NAME', description: 'name in presence records (register: the endpoint\'s id, unique in its zone and service)', default: 'hostname-pid' },
+  id: { value: 'NAME', description: 'name in presence records (register: the endpoint\'s id, unique in its zone and service; presence-relay: the relay\'s, in the "relay" field of each record it writes)', default: 'hostname-pid' },
   workers: { value: 'N', description: 'run N gateway processes on one port (node:cluster); the primary sums their /metrics on the admin port', default: '1' },
   // cellgate autopilot
   'down-after': { value: 'S', description: 'autopilot: a zone must look down this many seconds on end before it is failed over', default: '5' },
@@ -75,9 +75,13 @@ export const FLAG_DOCS: Readonly<Record<string, FlagDoc>> = {
   service: { value: 'S | S=URL', description: 'the service (register: of the instance; endpoints: only this one; zone add: S=URL adds URL to service S, repeatable); "default" is the zone\'s plain upstreams' },
   url: { value: 'URL', description: 'register: the instance\'s http(s) base URL, as gateways should reach it' },
   weight: { value: 'N', description: 'register: relative share of requests, 1-100 (recorded; gateways round-robin for now)', default: '1' },
-  ttl: { value: 'S', description: 'register: the lease; a dead instance is gone this long after its last keep-alive', default: '5' },
+  ttl: { value: 'S', description: 'the lease (register: a dead instance is gone this long after its last keep-alive; presence-relay: so are the records of a dead relay)', default: 'register 5, presence-relay 10' },
   'check-path': { value: '/PATH', description: 'register: GET URL + PATH checks the instance (2xx/3xx passes); withdrawn while it fails', default: 'no check' },
   'check-interval': { value: 'S', description: 'register: seconds between two checks', default: '1' },
+  // cellgate presence-relay
+  listen: { value: 'HOST:PORT', description: 'presence-relay: the address gateways send their presence records to (a private one)' },
+  'max-gateways': { value: 'N', description: 'presence-relay: the most gateways it holds; more get 503 RELAY_FULL (and write their own records)', default: '20000' },
+  'token-file': { value: 'PATH', description: 'presence-relay: a file holding the bearer token every request must carry (Authorization: Bearer …)', default: 'no token' },
 };
 
 /** "  --etcd-cacert FILE   PEM CA … [default: …; env CELLGATE_ETCD_CACERT]" lines, aligned. */

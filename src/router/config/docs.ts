@@ -68,6 +68,28 @@ access log on, lines are gathered up to 4 KiB before a write (and written at lea
 and at shutdown), so a busy gateway makes one write per ~16 requests.
 `;
 
+/**
+ * The flags of `cellgate presence-relay` (it has no config file). Kept by hand here: src/router
+ * may not import the CLI's flag table; test/cli-presence-relay.test.ts checks the two agree.
+ */
+const PRESENCE_RELAY = `## cellgate presence-relay
+
+The presence relay (docs/operations.md, "Presence relay") takes flags only, no configuration file:
+
+| flag | default | meaning |
+| --- | --- | --- |
+| \`--store etcd:HOST:PORT[,…]\` | (required; or \`CELLGATE_STORE\`) | the etcd cluster (a \`file:\` store is refused: exit 2) |
+| \`--prefix P\` | \`/cellgate\` | etcd key prefix; records go under \`P/gateways-relayed/\` |
+| \`--listen HOST:PORT\` | (required) | where gateways send their records (\`[ADDR]:PORT\` for IPv6); a private address |
+| \`--id NAME\` | hostname-pid | the relay's id, in the \`relay\` field of each record it writes |
+| \`--ttl S\` | \`10\` | its etcd lease (1-3600): records of a dead relay are gone this long after its last keep-alive |
+| \`--max-gateways N\` | \`20000\` | the most gateways it holds; a new one beyond gets 503 \`RELAY_FULL\` |
+| \`--token-file PATH\` | no token | a file holding the bearer token every request must carry |
+| \`--etcd-cacert\`, \`--etcd-cert\`, \`--etcd-key\`, \`--etcd-user\` | | etcd TLS and user, as for \`cellgate serve\` (and \`CELLGATE_ETCD_*\`) |
+
+Bad flags exit 2 with one line; etcd unreachable at start exits 1.
+`;
+
 /** The whole page. */
 export function renderConfigDocs(schema: TSchema = GatewayConfigSchema): string {
   const envOf = new Map(envKeys(schema).map((k) => [k.path.join('.'), k.name]));
@@ -98,6 +120,7 @@ export function renderConfigDocs(schema: TSchema = GatewayConfigSchema): string 
     '\n## Rules between keys\n',
     ...CROSS_FIELD_RULES.map((r) => `- ${r.text}`),
     LOGS,
+    PRESENCE_RELAY,
   ].join('\n');
 }
 
