@@ -110,3 +110,23 @@ export const cellctlSawEveryGateway = (label: string): Invariant => ({
     };
   },
 });
+
+/**
+ * Each gateway's relayed record, put again on the restarted relay's lease, outlives the
+ * killed relay's lease: none deleted from the restart on, every one live at the end.
+ */
+export const relayedOutliveDeadLease = (o: { restart: string; expired: string }): Invariant => ({
+  name: `relayed records outlive the killed relay's lease ("${o.expired}")`,
+  check(run) {
+    const restart = stepByLabel(run, o.restart);
+    const expired = stepByLabel(run, o.expired);
+    const problems: string[] = [];
+    if (!expired.ok || expired.t1 > run.tLoadEnd) problems.push(`the lease was not seen expiring before the end of the load (${expired.detail})`);
+    for (const id of run.gatewayIds) {
+      const deleted = run.presence.find((p) => p.id === id && p.via === 'relayed' && p.deleted && p.t >= restart.t0);
+      if (deleted) problems.push(`${id}'s relayed record deleted ${ms(deleted.t, expired.t1)} after "${o.expired}"`);
+      if (!liveAt(run, id, 'relayed', run.tLoadEnd)) problems.push(`${id} has no relayed record at the end`);
+    }
+    return { passed: problems.length === 0, detail: problems.length ? problems.join('; ') : `${run.gatewayIds.length} relayed records live at the end, none deleted since the restart; ${expired.detail}` };
+  },
+});

@@ -52,14 +52,53 @@ export const startRelay = (id: string, opts: { label?: string; kind?: StepKind }
   },
 });
 
+/** The lease of the relay's last `relay.lease.granted` log line (its current one). */
+function currentLease(proc: Proc): string | null {
+  const granted = proc.log().split('\n').filter((l) => l.includes('"event":"relay.lease.granted"')).pop();
+  if (!granted) return null;
+  try {
+    return String((JSON.parse(granted) as { lease?: unknown }).lease ?? '') || null;
+  } catch {
+    return null;
+  }
+}
+
+/** kill -9; remembers the relay's lease (for `waitLeaseExpired`). */
 export const killRelay = (id: string): Omit<Step, 'at'> => ({
   label: `kill -9 relay ${id}`,
   kind: 'fault',
-  run: async ({ cluster }: StepContext) => {
+  run: async ({ cluster, memo }: StepContext) => {
     const proc = relayProc(cluster, id);
     if (!proc?.running) throw new Error(`relay ${id} is not running`);
+    const lease = currentLease(proc);
     await proc.kill();
-    return `killed ${id}`;
+    memo.set(`relay-lease:${id}`, { lease, killedAt: Date.now() });
+    return `killed ${id} (its lease ${lease ?? 'unknown'})`;
+  },
+});
+
+/**
+ * Ends once etcd has expired the lease of the relay killed last (at most its TTL after the
+ * kill): what was still attached to it is gone with it. Notes the keys it still held at the
+ * last check — none, once the gateways' records were put again on a live relay's lease.
+ */
+export const waitLeaseExpired = (id: string): Omit<Step, 'at'> => ({
+  label: `lease of the killed ${id} expired`,
+  kind: 'mark',
+  run: async ({ recorder, memo }: StepContext) => {
+    const killed = memo.get(`relay-lease:${id}`) as { lease: string | null; killedAt: number } | undefined;
+    if (!killed?.lease) throw new Error(`no lease of a killed relay ${id} known`);
+    let first: string[] | null = null;
+    let last: string[] = [];
+    await waitUntil(`lease ${killed.lease} expired`, RELAY_TTL_S * 1000 + 10_000, async () => {
+      const r = await recorder.client.leaseClient.leaseTimeToLive({ ID: killed.lease!, keys: true });
+      if (Number(r.TTL) <= 0) return true;
+      last = r.keys.map((k) => k.toString('utf8').slice(recorder.prefix.length + 1));
+      first ??= last;
+      return false;
+    }, 200);
+    const list = (keys: readonly string[] | null) => (keys?.length ? keys.join(', ') : 'none');
+    return `lease ${killed.lease} expired ${Date.now() - killed.killedAt} ms after the kill; keys on it at the first check: ${list(first)}; at the last: ${list(last)}`;
   },
 });
 

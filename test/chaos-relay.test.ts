@@ -5,7 +5,7 @@
 import test from 'ava';
 import { tableFromTopologyText } from '../src/cells/topology';
 import type { RoutingTable } from '../src/cells/types';
-import { cellctlSawEveryGateway, presenceBackOnRelay, presenceFellBack } from '../chaos/invariants-relay';
+import { cellctlSawEveryGateway, presenceBackOnRelay, presenceFellBack, relayedOutliveDeadLease } from '../chaos/invariants-relay';
 import { Recorder, type PresenceEvent } from '../chaos/recorder';
 import { defineScenario, type RunData } from '../chaos/scenario';
 import type { CellctlOutcome, StepOutcome } from '../chaos/steps';
@@ -67,7 +67,7 @@ function fakeRun(presence: PresenceEvent[]): RunData {
   return {
     scenario, t0: 0, tLoadEnd: 10_000, gatewayIds: ['gw-0', 'gw-1'], skipped: 0, requests: [], zoneLog: [], streamLog: [], clients: [],
     ws: { sessions: [], messages: [] }, ejections: [],
-    steps: [step(MOVE, 1_000, 3_000, 20), step('kill', 2_000, 2_010), step('restart', 4_000, 4_500), step(BACK, 6_000, 7_000, 40)],
+    steps: [step(MOVE, 1_000, 3_000, 20), step('kill', 2_000, 2_010), step('restart', 4_000, 4_500), step(BACK, 6_000, 7_000, 40), step('expired', 2_100, 9_000)],
     tables: [
       { t: 0, version: 1, table: t1, checksum: 'a' }, { t: 1_500, version: 10, table: frozen, checksum: 'b' },
       { t: 2_500, version: 20, table: t1, checksum: 'c' }, { t: 6_100, version: 30, table: frozen, checksum: 'd' },
@@ -136,4 +136,14 @@ test('cellctlSawEveryGateway fails a move that saw only some gateways', (t) => {
   const r = cellctlSawEveryGateway(MOVE).check({ ...run, steps: partial });
   t.false(r.passed);
   t.regex(r.detail, /missing gw-1/);
+});
+
+test('relayedOutliveDeadLease fails when the killed relay\'s lease took a gateway\'s record with it', (t) => {
+  const outlive = relayedOutliveDeadLease({ restart: 'restart', expired: 'expired' });
+  const fine = fakeRun([...good('gw-0', 'relayed'), ...good('gw-1', 'direct')].sort((a, b) => a.t - b.t));
+  t.true(outlive.check(fine).passed, outlive.check(fine).detail);
+  const lost = fakeRun([...good('gw-0', 'relayed'), ...good('gw-1', 'direct'), ev(9_000, 'gw-1', 'relayed', 0, true)].sort((a, b) => a.t - b.t));
+  const r = outlive.check(lost);
+  t.false(r.passed);
+  t.regex(r.detail, /gw-1's relayed record deleted 0 ms after "expired"; gw-1 has no relayed record at the end/);
 });
