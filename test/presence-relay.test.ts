@@ -97,10 +97,10 @@ test('a record not refreshed within its ttlSeconds is deleted and forgotten; a r
   const r = await relay(t, p);
   t.is((await put(r, record('gw-gone'), 1)).status, 204);
   t.is((await put(r, record('gw-stays'), 3)).status, 204);
-  const refresh = setInterval(() => void put(r, record('gw-stays'), 3), 500);
+  const refresh = setInterval(() => void put(r, record('gw-stays'), 3).catch(() => undefined), 500);
   t.teardown(() => clearInterval(refresh));
-  await until('the unrefreshed record to be deleted', async () => (await stored(p, 'gw-gone')) === null, 15_000);
-  await until('the relay to forget it', () => r.gateways === 1, 5_000);
+  await until('the unrefreshed record to be deleted', async () => (await stored(p, 'gw-gone')) === null, 30_000);
+  await until('the relay to forget it', () => r.gateways === 1, 10_000);
   t.truthy(await stored(p, 'gw-stays'));
   clearInterval(refresh);
 });
@@ -217,7 +217,7 @@ test('etcd away: a PUT is answered 503 STORE_UNAVAILABLE within the deadline; /h
   const waited = performance.now() - t0;
   t.is(res.status, 503);
   t.is((res.json as { error: string }).error, 'STORE_UNAVAILABLE');
-  t.true(waited < 8_000, `answered after ${Math.round(waited)} ms (deadline 5 s)`);
+  t.true(waited < 9_000, `answered after ${Math.round(waited)} ms (deadline 5 s; the rest is room for a loaded machine)`);
   await until('/healthz 503 once the lease is lost', async () => (await relayRequest(r.url, 'GET', '/healthz')).status === 503, 20_000);
   await own.restart();
   await until('the relay to hold a lease again', async () => (await relayRequest(r.url, 'GET', '/healthz')).status === 200, 30_000);

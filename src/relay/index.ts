@@ -86,6 +86,8 @@ export async function startPresenceRelay(opts: PresenceRelayOptions): Promise<Pr
     remove: (id: string) => entries.remove(id),
     health: () => ({ ok: lease.id !== null, gateways: entries.size }),
   }, opts.token ?? null);
+  // A gateway keeps one keep-alive connection; twice the gateways leaves room for reconnects.
+  server.maxConnections = 2 * (opts.maxGateways ?? DEFAULT_MAX_GATEWAYS) + 100;
   try {
     await listen(server, opts.host, opts.port);
   } catch (err) {

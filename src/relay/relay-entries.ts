@@ -19,8 +19,9 @@ export interface Entry {
   readonly id: string;
   readonly key: string;
   state: EntryState;
-  /** What etcd should hold (LIVE). */
+  /** What etcd should hold (LIVE), and its size in UTF-8 bytes ('' and 0 while DELETING). */
   value: string;
+  bytes: number;
   /** Bumped per new value, per expiry and per delete request. */
   generation: number;
   /** The generation etcd holds on the current lease (0: none). */
@@ -84,10 +85,11 @@ export class RelayEntries {
     let entry = this.entries.get(id);
     if (!entry) {
       if (this.entries.size >= this.limits.maxGateways) throw cgError('RELAY_FULL', `the relay holds ${this.entries.size} gateways, its limit (--max-gateways)`);
-      this.admitBytes(value.length);
-      entry = { id, key: `${this.keyPrefix}${encodeURIComponent(id)}`, state: ENTRY_STATE.LIVE, value, generation: 1, committed: 0, sent: false, expiresAt, waiters: [] };
+      const bytes = Buffer.byteLength(value);
+      this.admitBytes(bytes);
+      entry = { id, key: `${this.keyPrefix}${encodeURIComponent(id)}`, state: ENTRY_STATE.LIVE, value, bytes, generation: 1, committed: 0, sent: false, expiresAt, waiters: [] };
       this.entries.set(id, entry);
-      this.totalBytes += value.length;
+      this.totalBytes += bytes;
       this.markDirty(entry);
       return this.wait(entry);
     }
@@ -95,11 +97,13 @@ export class RelayEntries {
     if (entry.state === ENTRY_STATE.LIVE && entry.value === value) {
       return entry.committed === entry.generation ? NOW : this.wait(entry);
     }
-    this.admitBytes(value.length - (entry.state === ENTRY_STATE.LIVE ? entry.value.length : 0));
-    this.totalBytes += value.length - entry.value.length;
+    const bytes = Buffer.byteLength(value);
+    this.admitBytes(bytes - entry.bytes);
+    this.totalBytes += bytes - entry.bytes;
     if (entry.state !== ENTRY_STATE.LIVE) this.failWaiters(entry, 'a newer PUT of the same gateway superseded its DELETE');
     entry.state = ENTRY_STATE.LIVE;
     entry.value = value;
+    entry.bytes = bytes;
     entry.generation += 1;
     this.markDirty(entry);
     return this.wait(entry);
@@ -134,7 +138,7 @@ export class RelayEntries {
       const entry = this.entries.get(id);
       this.dirty.delete(id);
       if (!entry || entry.committed === entry.generation) continue;
-      const size = entry.key.length + (entry.state === ENTRY_STATE.LIVE ? entry.value.length : 0);
+      const size = entry.key.length + entry.bytes;
       if (ops.length > 0 && bytes + size > maxBytes) {
         this.dirty.add(id); // back at the end: the next batch takes it
         break;
@@ -192,8 +196,9 @@ export class RelayEntries {
 
   private toDeleting(entry: Entry, why: string): void {
     this.failWaiters(entry, why);
-    this.totalBytes -= entry.value.length;
+    this.totalBytes -= entry.bytes;
     entry.value = '';
+    entry.bytes = 0;
     entry.state = ENTRY_STATE.DELETING;
     entry.generation += 1;
     if (!entry.sent) {
@@ -207,8 +212,9 @@ export class RelayEntries {
   private forget(entry: Entry): void {
     this.entries.delete(entry.id);
     this.dirty.delete(entry.id);
-    this.totalBytes -= entry.value.length;
+    this.totalBytes -= entry.bytes;
     entry.value = '';
+    entry.bytes = 0;
   }
 
   private markDirty(entry: Entry): void {
