@@ -92,7 +92,8 @@ export const waitLeaseExpired = (id: string): Omit<Step, 'at'> => ({
     let last: string[] = [];
     await waitUntil(`lease ${killed.lease} expired`, RELAY_TTL_S * 1000 + 10_000, async () => {
       const r = await recorder.client.leaseClient.leaseTimeToLive({ ID: killed.lease!, keys: true });
-      if (Number(r.TTL) <= 0) return true;
+      // -1: expired (or never granted); 0 still means "expires within a second".
+      if (Number(r.TTL) < 0) return true;
       last = r.keys.map((k) => k.toString('utf8').slice(recorder.prefix.length + 1));
       first ??= last;
       return false;
