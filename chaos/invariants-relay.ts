@@ -112,21 +112,27 @@ export const cellctlSawEveryGateway = (label: string): Invariant => ({
 });
 
 /**
- * Each gateway's relayed record, put again on the restarted relay's lease, outlives the
- * killed relay's lease: none deleted from the restart on, every one live at the end.
+ * Once every gateway was back on the restarted relay (the `back` step), its relayed record
+ * is on the live relay's lease: the killed relay's lease expiring must not take it (none
+ * deleted from then on), and every one is live at the end. Records still on the dead lease
+ * before the gateways came back may go with it: they are put again.
  */
-export const relayedOutliveDeadLease = (o: { restart: string; expired: string }): Invariant => ({
+export const relayedOutliveDeadLease = (o: { back: string; expired: string }): Invariant => ({
   name: `relayed records outlive the killed relay's lease ("${o.expired}")`,
   check(run) {
-    const restart = stepByLabel(run, o.restart);
+    const back = stepByLabel(run, o.back);
     const expired = stepByLabel(run, o.expired);
     const problems: string[] = [];
     if (!expired.ok || expired.t1 > run.tLoadEnd) problems.push(`the lease was not seen expiring before the end of the load (${expired.detail})`);
     for (const id of run.gatewayIds) {
-      const deleted = run.presence.find((p) => p.id === id && p.via === 'relayed' && p.deleted && p.t >= restart.t0);
-      if (deleted) problems.push(`${id}'s relayed record deleted ${ms(deleted.t, expired.t1)} after "${o.expired}"`);
+      const deleted = run.presence.find((p) => p.id === id && p.via === 'relayed' && p.deleted && p.t >= back.t1);
+      if (deleted) problems.push(`${id}'s relayed record deleted ${ms(deleted.t, back.t1)} after "${o.back}" (the lease expired ${ms(expired.t1, back.t1)} after it)`);
       if (!liveAt(run, id, 'relayed', run.tLoadEnd)) problems.push(`${id} has no relayed record at the end`);
     }
-    return { passed: problems.length === 0, detail: problems.length ? problems.join('; ') : `${run.gatewayIds.length} relayed records live at the end, none deleted since the restart; ${expired.detail}` };
+    const order = expired.t1 >= back.t1 ? `${ms(expired.t1, back.t1)} after` : `${ms(back.t1, expired.t1)} before`;
+    return {
+      passed: problems.length === 0,
+      detail: problems.length ? problems.join('; ') : `${run.gatewayIds.length} relayed records live at the end, none deleted once the gateways were back; the lease expired ${order} "${o.back}" ended; ${expired.detail}`,
+    };
   },
 });

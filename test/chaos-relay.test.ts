@@ -67,7 +67,7 @@ function fakeRun(presence: PresenceEvent[]): RunData {
   return {
     scenario, t0: 0, tLoadEnd: 10_000, gatewayIds: ['gw-0', 'gw-1'], skipped: 0, requests: [], zoneLog: [], streamLog: [], clients: [],
     ws: { sessions: [], messages: [] }, ejections: [],
-    steps: [step(MOVE, 1_000, 3_000, 20), step('kill', 2_000, 2_010), step('restart', 4_000, 4_500), step(BACK, 6_000, 7_000, 40), step('expired', 2_100, 9_000)],
+    steps: [step(MOVE, 1_000, 3_000, 20), step('kill', 2_000, 2_010), step('restart', 4_000, 4_500), step(BACK, 6_000, 7_000, 40), step('expired', 2_100, 9_000), step('relayed again', 4_500, 5_100)],
     tables: [
       { t: 0, version: 1, table: t1, checksum: 'a' }, { t: 1_500, version: 10, table: frozen, checksum: 'b' },
       { t: 2_500, version: 20, table: t1, checksum: 'c' }, { t: 6_100, version: 30, table: frozen, checksum: 'd' },
@@ -139,11 +139,14 @@ test('cellctlSawEveryGateway fails a move that saw only some gateways', (t) => {
 });
 
 test('relayedOutliveDeadLease fails when the killed relay\'s lease took a gateway\'s record with it', (t) => {
-  const outlive = relayedOutliveDeadLease({ restart: 'restart', expired: 'expired' });
+  const outlive = relayedOutliveDeadLease({ back: 'relayed again', expired: 'expired' });
   const fine = fakeRun([...good('gw-0', 'relayed'), ...good('gw-1', 'direct')].sort((a, b) => a.t - b.t));
   t.true(outlive.check(fine).passed, outlive.check(fine).detail);
+  // Deleted with the dead lease before the gateway came back, then put again: fine.
+  const putAgain = fakeRun([...good('gw-0', 'relayed'), ...good('gw-1', 'direct'), ev(4_800, 'gw-1', 'relayed', 0, true), ev(4_900, 'gw-1', 'relayed', 20)].sort((a, b) => a.t - b.t));
+  t.true(outlive.check(putAgain).passed, outlive.check(putAgain).detail);
   const lost = fakeRun([...good('gw-0', 'relayed'), ...good('gw-1', 'direct'), ev(9_000, 'gw-1', 'relayed', 0, true)].sort((a, b) => a.t - b.t));
   const r = outlive.check(lost);
   t.false(r.passed);
-  t.regex(r.detail, /gw-1's relayed record deleted 0 ms after "expired"; gw-1 has no relayed record at the end/);
+  t.regex(r.detail, /gw-1's relayed record deleted 3900 ms after "relayed again" \(the lease expired 3900 ms after it\); gw-1 has no relayed record at the end/);
 });

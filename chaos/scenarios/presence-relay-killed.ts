@@ -43,7 +43,7 @@ export default defineScenario({
     cellctlSawEveryGateway(BACK),
     presenceFellBack({ kill: `kill -9 relay ${RELAY}`, move: MOVE, cell: 'c01', restart: RESTART }),
     presenceBackOnRelay({ restart: RESTART, move: BACK }),
-    relayedOutliveDeadLease({ restart: RESTART, expired: `lease of the killed ${RELAY} expired` }),
+    relayedOutliveDeadLease({ back: 'gateways relayed again', expired: `lease of the killed ${RELAY} expired` }),
     servedBy({ cell: 'c01', zone: 'sz-a', after: MOVE, edge: 'end', until: BACK }),
     servedBy({ cell: 'c01', zone: 'sh-b', after: BACK, edge: 'end' }),
   ],
