@@ -38,8 +38,9 @@ const describe = (p: PresenceEvent | null) => (p ? `r${p.appliedVersion}` : 'non
 
 /**
  * Every gateway was on the relay alone when it was killed (a relayed record, none of its
- * own), and the move's flip was proven by each gateway's own record, written after the
- * kill; the dead relay proved nothing newer than the freeze.
+ * own); each proved the move's freeze (through the relay or by its own record) before the
+ * flip was written, and the flip by its own record, written after the kill; the dead relay
+ * proved nothing newer than the freeze.
  */
 export const presenceFellBack = (o: { kill: string; move: string; cell: string; restart: string }): Invariant => ({
   name: `gateways relayed until "${o.kill}", then proved "${o.move}" by their own records`,
@@ -50,7 +51,9 @@ export const presenceFellBack = (o: { kill: string; move: string; cell: string; 
     const flip = flipOf(move);
     if (typeof flip === 'string') return { passed: false, detail: flip };
     const freeze = freezeOf(run, o.cell, move.t0, flip);
+    const flippedAt = validTables(run).find((e) => e.version === flip)?.t ?? null;
     const problems: string[] = [];
+    if (freeze === null || flippedAt === null) problems.push(`no freeze of ${o.cell} or no flip r${flip} recorded`);
     const notes: string[] = [];
     for (const id of run.gatewayIds) {
       const relayed = liveAt(run, id, 'relayed', kill.t0);
@@ -61,7 +64,9 @@ export const presenceFellBack = (o: { kill: string; move: string; cell: string; 
       const ghost = proofOf(run, id, 'relayed', flip, 0, restart.t0);
       if (ghost) problems.push(`${id}: a relayed record proved r${flip} ${ms(ghost.t, kill.t0)} after the relay was killed`);
       const firstOwn = run.presence.find((p) => p.id === id && p.via === 'direct' && !p.deleted && p.t >= kill.t0);
-      const freezeVia = freeze === null ? '?' : proofOf(run, id, 'relayed', freeze, move.t0, restart.t0) ? 'relay' : 'own';
+      const before = flippedAt ?? Number.NEGATIVE_INFINITY;
+      const freezeVia = freeze === null ? 'none' : proofOf(run, id, 'relayed', freeze, move.t0, before) ? 'relay' : proofOf(run, id, 'direct', freeze, move.t0, before) ? 'own' : 'none';
+      if (freezeVia === 'none') problems.push(`${id} proved the freeze r${freeze ?? '?'} by no record before the flip was written`);
       notes.push(`${id}: own record ${firstOwn ? `${ms(firstOwn.t, kill.t0)} after the kill` : 'never'}, freeze r${freeze ?? '?'} proven by ${freezeVia}, flip r${flip} by ${direct ? 'own' : 'none'}`);
     }
     return { passed: problems.length === 0, detail: [...problems, ...notes].join('; ') };

@@ -116,6 +116,12 @@ test('the relay invariants fail a gateway that never fell back, one that stayed 
   t.regex(noFallback.detail, /gw-1 wrote no record of its own proving r20/);
   t.regex(noFallback.detail, /gw-1: a relayed record proved r20/);
 
+  // gw-1 proved the flip, but not the freeze before the flip was written (no presence at all meanwhile).
+  const noFreeze = good('gw-1', 'direct').filter((p) => p.t !== 2_050);
+  const unproven = fell.check(fakeRun([...good('gw-0', 'relayed'), ...noFreeze]));
+  t.false(unproven.passed);
+  t.regex(unproven.detail, /gw-1 proved the freeze r10 by no record before the flip was written/);
+
   // gw-1 never went back: its own record lives on and proves the move back.
   const direct = good('gw-1', 'direct').filter((p) => p.t < 4_000).concat([ev(6_200, 'gw-1', 'direct', 30), ev(6_600, 'gw-1', 'direct', 40)]);
   const notBack = back.check(fakeRun([...good('gw-0', 'direct'), ...direct]));
