@@ -178,6 +178,8 @@ export class Cluster {
     readonly etcd: EtcdCluster,
     readonly zoneServers: readonly ZoneServer[],
     readonly gateways: readonly GatewayProc[],
+    /** Presence relay id -> its port, picked before the gateways start (chaos/relay.ts starts them). */
+    readonly relayPorts: ReadonlyMap<string, number>,
   ) {}
 
   get etcdEndpoints(): string[] {
@@ -217,7 +219,7 @@ export class Cluster {
     await mkdir(dir, { recursive: true });
     const etcd = await startEtcdCluster(topology.etcdMembers);
     const serverCount = topology.zones.reduce((n, z) => n + (z.servers ?? 2), 0);
-    const ports = await freePorts(serverCount + topology.gateways.length * 2);
+    const ports = await freePorts(serverCount + topology.gateways.length * 2 + topology.presenceRelays.length);
     const storeSpec = `etcd:${etcd.endpoints.join(',')}`;
     const shared = { storeSpec, prefix, dir, workMs: topology.workMs };
     const zoneServers: ZoneServer[] = [];
@@ -226,7 +228,8 @@ export class Cluster {
     }
     const etcdPorts = etcd.members.map((m) => m.clientPort);
     const gateways = topology.gateways.map((g) => new GatewayProc(g, ports.shift() as number, ports.shift() as number, etcdPorts, { prefix, dir }));
-    const cluster = new Cluster(topology, dir, prefix, etcd, zoneServers, gateways);
+    const relayPorts = new Map(topology.presenceRelays.map((id) => [id, ports.shift() as number]));
+    const cluster = new Cluster(topology, dir, prefix, etcd, zoneServers, gateways, relayPorts);
     cluster.unregister = onInterrupt(() => cluster.stop());
     try {
       await cluster.bringUp();
@@ -251,8 +254,9 @@ export class Cluster {
     await writeFile(topoFile, topologyYaml(t, upstreams));
     const init = await this.cellctl(['init', '--topology', topoFile, '--json', '--actor', 'chaos'], 'cellctl-init').done;
     if (init.code !== 0) throw new Error(`cellctl init failed (exit ${init.code}): ${init.stderr}`);
+    const relayUrls = [...this.relayPorts.values()].map((p) => `http://127.0.0.1:${p}`);
     for (const g of this.gateways) {
-      await writeFile(g.configFile, JSON.stringify(gatewayConfig(t, join(this.dir, `${g.id}.snapshot.json`)), null, 2));
+      await writeFile(g.configFile, JSON.stringify(gatewayConfig(t, join(this.dir, `${g.id}.snapshot.json`), relayUrls), null, 2));
     }
     await Promise.all(this.zoneServers.map((s) => s.start(false)));
     await Promise.all(this.gateways.map((g) => g.start(false)));

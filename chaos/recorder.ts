@@ -1,6 +1,7 @@
 // The harness's own view of the control plane, straight from etcd (not through any gateway
 // proxy): every routing-table revision and every gateway presence record, with the time
-// the harness saw it. A watch gives the times; a slow poll fills any gap a watcher
+// the harness saw it — the gateway's own record and the one a presence relay wrote for it
+// (`via`), each as its own stream of events: a gateway's proof is the first of either. A watch gives the times; a slow poll fills any gap a watcher
 // reconnect may leave (e.g. while the etcd leader is being replaced).
 import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { tableChecksum } from '../src/cells/checksum';
@@ -23,7 +24,11 @@ export interface PresenceEvent {
   readonly appliedVersion: number;
   readonly checksum: string;
   readonly deleted: boolean;
+  /** Which key: the gateway's own (`<prefix>/gateways/ID`) or a relay's (`<prefix>/gateways-relayed/ID`). */
+  readonly via: PresenceVia;
 }
+
+export type PresenceVia = 'direct' | 'relayed';
 
 const POLL_MS = 1_000;
 
@@ -63,18 +68,27 @@ export class Recorder {
 
   /** Resolves with the first table event (already seen or to come) matching `pred`. */
   waitForTable(pred: (e: TableEvent) => boolean, timeoutMs: number): Promise<TableEvent> {
-    const found = this.tables.find(pred);
+    return this.waitFor(this.tables, pred, timeoutMs, 'routing table');
+  }
+
+  /** Resolves with the first presence event (already seen or to come) matching `pred`. */
+  waitForPresence(pred: (e: PresenceEvent) => boolean, timeoutMs: number): Promise<PresenceEvent> {
+    return this.waitFor(this.presence, pred, timeoutMs, 'presence record');
+  }
+
+  private waitFor<T>(list: readonly T[], pred: (e: T) => boolean, timeoutMs: number, what: string): Promise<T> {
+    const found = list.find(pred);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
       const check = () => {
-        const e = this.tables.find(pred);
+        const e = list.find(pred);
         if (!e) return;
         cleanup();
         resolve(e);
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`no matching routing table within ${timeoutMs} ms`));
+        reject(new Error(`no matching ${what} within ${timeoutMs} ms`));
       }, timeoutMs);
       const cleanup = () => {
         clearTimeout(timer);
@@ -102,7 +116,7 @@ export class Recorder {
     const livePresence = new Set<string>();
     for (const kv of res.kvs) {
       const key = kv.key.toString('utf8');
-      if (key.startsWith(`${this.prefix}/gateways/`)) livePresence.add(key);
+      if (this.presenceKey(key)) livePresence.add(key);
       this.onKv(kv, false);
     }
     for (const key of [...this.lastPresence.keys()]) {
@@ -110,6 +124,15 @@ export class Recorder {
         this.onKv({ key: Buffer.from(key), value: Buffer.alloc(0), mod_revision: '0' } as unknown as IKeyValue, true);
       }
     }
+  }
+
+  /** The gateway and kind of a presence key; null for any other key. */
+  private presenceKey(key: string): { id: string; via: PresenceVia } | null {
+    for (const [dir, via] of [['gateways', 'direct'], ['gateways-relayed', 'relayed']] as const) {
+      const head = `${this.prefix}/${dir}/`;
+      if (key.startsWith(head)) return { id: key.slice(head.length), via };
+    }
+    return null;
   }
 
   private onKv(kv: IKeyValue, deleted: boolean): void {
@@ -130,17 +153,17 @@ export class Recorder {
       // The poll may see a version after the watch saw a later one: keep the list sorted.
       this.tables.push(event);
       this.tables.sort((a, b) => a.version - b.version);
-    } else if (key.startsWith(`${this.prefix}/gateways/`)) {
-      const id = key.slice(`${this.prefix}/gateways/`.length);
+    } else if (this.presenceKey(key)) {
+      const { id, via } = this.presenceKey(key)!;
       const value = deleted ? 'deleted' : kv.value.toString('utf8');
       if (this.lastPresence.get(key) === value) return;
       this.lastPresence.set(key, value);
       if (deleted) {
-        this.presence.push({ t, id, appliedVersion: 0, checksum: '', deleted: true });
+        this.presence.push({ t, id, appliedVersion: 0, checksum: '', deleted: true, via });
       } else {
         try {
           const rec = JSON.parse(value) as { appliedVersion: number; checksum: string };
-          this.presence.push({ t, id, appliedVersion: rec.appliedVersion, checksum: rec.checksum, deleted: false });
+          this.presence.push({ t, id, appliedVersion: rec.appliedVersion, checksum: rec.checksum, deleted: false, via });
         } catch { /* not a presence record */ }
       }
     } else {

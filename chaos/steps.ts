@@ -244,7 +244,8 @@ export const cellctl = (argsOf: readonly string[] | ((ctx: StepContext) => reado
   };
 };
 
-function isFrozen(e: TableEvent, cell: string): boolean {
+/** The table of `e` shows `cell` frozen (a planned move under way). */
+export function isFrozen(e: TableEvent, cell: string): boolean {
   const c = e.table?.cells.find((x) => x.name === cell) ?? (cell === 'global' ? e.table?.global : undefined);
   return c?.state === 'frozen';
 }

@@ -50,6 +50,12 @@ export interface TopologySpec {
   readonly workMs: number;
   /** Pinned users (user -> cell), e.g. to make one cell hot. */
   readonly overrides: Readonly<Record<string, string>>;
+  /**
+   * Presence relays (`cellgate presence-relay`, issue 15) by id: their ports are picked with
+   * the others, and every gateway's config lists their URLs from the start; steps start them
+   * (chaos/relay.ts). Until one answers, the gateways write their own records.
+   */
+  readonly presenceRelays: readonly string[];
 }
 
 export const DEFAULT_TOPOLOGY: TopologySpec = Object.freeze({
@@ -78,6 +84,7 @@ export const DEFAULT_TOPOLOGY: TopologySpec = Object.freeze({
   },
   workMs: 2,
   overrides: {},
+  presenceRelays: [],
 });
 
 export type TopologyOverrides = Partial<Omit<TopologySpec, 'gateway'>> & { readonly gateway?: Partial<GatewayTuning> };
@@ -109,10 +116,11 @@ export function zoneAddArgs(z: ZoneSpec, urls: readonly string[]): string[] {
   ];
 }
 
-/** The gateway configuration file of one gateway (flags add store, ports, zone and id). */
-export function gatewayConfig(t: TopologySpec, snapshotPath: string): Record<string, unknown> {
+/** The gateway configuration file of one gateway (flags add store, ports, zone and id); `relayUrls`: its presence relays. */
+export function gatewayConfig(t: TopologySpec, snapshotPath: string, relayUrls: readonly string[] = []): Record<string, unknown> {
   const g = t.gateway;
   return {
+    ...(relayUrls.length ? { presenceRelay: { urls: relayUrls } } : {}),
     snapshotPath,
     routes: [{ prefix: '/g/', class: 'global' }, { prefix: '/', class: 'unit' }],
     buffer: { windowMs: g.bufferWindowMs, maxRequests: 1000 },

@@ -143,7 +143,7 @@ function fakeRun(lines: Partial<ZoneLogLine>[], sent: Record<string, number>): R
     })),
     zoneLog: lines.map((l) => ({ ...base, ...l })), streamLog: [], clients: [], ws: { sessions: [], messages: [] }, ejections: [],
     tables: [{ t: 1_000, version: 1, table: t1, checksum: 'a' }, { t: 2_000, version: 2, table: t2, checksum: 'b' }],
-    presence: [{ t: 1_010, id: 'gw-0', appliedVersion: 1, checksum: 'a', deleted: false }, { t: 2_050, id: 'gw-0', appliedVersion: 2, checksum: 'b', deleted: false }],
+    presence: [{ t: 1_010, id: 'gw-0', appliedVersion: 1, checksum: 'a', deleted: false, via: 'direct' }, { t: 2_050, id: 'gw-0', appliedVersion: 2, checksum: 'b', deleted: false, via: 'direct' }],
     final: { store: { version: 2, checksum: 'b' }, gateways: [], convergedAt: 0 },
   };
 }

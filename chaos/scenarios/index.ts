@@ -14,6 +14,7 @@ import hostileClients from './hostile-clients';
 import instanceChurn from './instance-churn';
 import operatorKilledMidMove from './operator-killed-mid-move';
 import plannedCellMove from './planned-cell-move';
+import presenceRelayKilled from './presence-relay-killed';
 import regionDown from './region-down';
 import slowClientsDuringDrain from './slow-clients-during-drain';
 import twoOperators from './two-operators';
@@ -48,4 +49,5 @@ export const SCENARIOS: readonly Scenario[] = [
   autopilotFlappingZone,
   elasticPeak,
   instanceChurn,
+  presenceRelayKilled,
 ];
