@@ -143,8 +143,16 @@ export function withEpochHighWater<T extends RoutingTable>(table: T, atLeast = 0
   return { ...table, epochHighWater: Math.max(table.epochHighWater ?? 0, cellsMax, atLeast) };
 }
 
-/** Validates a routing-table document; returns a deep-frozen copy or throws INVALID_TABLE. */
-export function validateTable(doc: unknown): RoutingTable {
+/**
+ * Who holds a document being validated. `copy`: the caller may keep using it, so the table is
+ * a deep-frozen copy. `take`: nobody else holds it (fresh JSON.parse output that the caller
+ * hands over), so it is frozen in place and becomes the table — copying a document only to
+ * drop the original costs a watch more than validating it does.
+ */
+export type DocumentHandling = 'copy' | 'take';
+
+/** Validates a routing-table document; returns it deep-frozen (a copy unless `handling` is `take`) or throws INVALID_TABLE. */
+export function validateTable(doc: unknown, handling: DocumentHandling = 'copy'): RoutingTable {
   const p = new Problems();
   if (!checkObject(p, doc, '', TABLE_KEYS)) throw cgError('INVALID_TABLE', `invalid routing table: ${p.summary()}`, { detail: p.list });
   if (doc.format !== 1) p.add('format', 'must be 1');
@@ -170,7 +178,7 @@ export function validateTable(doc: unknown): RoutingTable {
   checkOverrides(p, doc.overrides, 'overrides', new Set(cellList));
   checkHighWater(p, doc.epochHighWater, [...cells, doc.global]);
   if (!p.empty) throw cgError('INVALID_TABLE', `invalid routing table: ${p.summary()}`, { detail: p.list });
-  return deepFreeze(structuredClone(doc)) as unknown as RoutingTable;
+  return deepFreeze(handling === 'take' ? doc : structuredClone(doc)) as unknown as RoutingTable;
 }
 
 /** Parses and validates the JSON text of a table document. */
@@ -184,6 +192,7 @@ export function parseTableJson(text: string): RoutingTable {
   return validateTable(doc);
 }
 
-export function versioned(table: RoutingTable, version: number): VersionedTable {
-  return Object.freeze({ table, version, checksum: tableChecksum(table) });
+/** `checksum`: what the caller already computed for `table` (a TableChecksummer's). */
+export function versioned(table: RoutingTable, version: number, checksum = tableChecksum(table)): VersionedTable {
+  return Object.freeze({ table, version, checksum });
 }
