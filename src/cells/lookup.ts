@@ -36,9 +36,14 @@ function ringFor(table: RoutingTable, previous: { spec: RoutingTable['ring']; ri
 
 /** Cell name -> position; `previous`'s when the cells are the same names in the same order. */
 function cellIndexFor(cells: readonly Cell[], previous: { cells: readonly Cell[]; index: ReadonlyMap<string, number> } | null): ReadonlyMap<string, number> {
-  const prev = previous?.cells;
-  if (previous && prev && prev.length === cells.length && cells.every((c, i) => c.name === prev[i]!.name)) return previous.index;
+  if (previous && sameNames(previous.cells, cells)) return previous.index;
   return new Map(cells.map((c, i) => [c.name, i]));
+}
+
+function sameNames(a: readonly Cell[], b: readonly Cell[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i]!.name !== b[i]!.name) return false;
+  return true;
 }
 
 export class RoutingView {

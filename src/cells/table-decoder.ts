@@ -76,7 +76,7 @@ export class TableDecoder {
       const c = cells[i];
       const p = prev.cells[i]!;
       if (!isRecord(c) || c.name !== p.name) return null;
-      if (sameFlatRecord(c, p)) outCells[i] = p;
+      if (sameCell(c, p)) outCells[i] = p;
       else {
         changed.push(c);
         changedAt.push(i);
@@ -132,6 +132,26 @@ function sameFlatRecord(a: unknown, b: object): boolean {
     keys++;
   }
   for (const k in bRec) if (Object.hasOwn(bRec, k)) keys--;
+  return keys === 0;
+}
+
+/**
+ * sameFlatRecord(a, p) for a validated cell `p` (its keys are among the cell's few, its values
+ * primitives), compared by name: named loads are what the engine does fastest, and this runs
+ * for every cell of every version. Equal values under every cell key, then the same own keys.
+ */
+function sameCell(a: Record<string, unknown>, p: Cell): boolean {
+  if (a.name !== p.name || a.home !== p.home || a.zone !== p.zone || a.epoch !== p.epoch || a.state !== p.state) return false;
+  if (a.frozenUntilMs !== p.frozenUntilMs || a.movingTo !== p.movingTo) return false;
+  let keys = 0;
+  for (const k in a) {
+    if (!Object.hasOwn(a, k)) return false;
+    keys++;
+  }
+  for (const k in p) {
+    if (!Object.hasOwn(a, k)) return false;
+    keys--;
+  }
   return keys === 0;
 }
 
