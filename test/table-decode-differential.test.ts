@@ -194,7 +194,7 @@ test('random versions: the decoder accepts, refuses, copies and checksums exactl
       const at = `seed ${seed} step ${step}`;
       const doc: Doc = JSON.parse(JSON.stringify(good));
       for (let e = 1 + r.int(3); e > 0; e--) r.of(VALID_EDITS)(doc, r);
-      if (r.chance(0.2)) r.of(INVALID_EDITS)(doc, r);
+      if (r.chance(0.3)) r.of(INVALID_EDITS)(doc, r);
       const text = JSON.stringify(r.chance(0.3) ? shuffledKeys(doc, r) : doc);
       const full = verdict(() => validateTable(JSON.parse(text)));
       const taken = verdict(() => taking.decode(JSON.parse(text), step + 1, 'take'));

@@ -45,40 +45,49 @@ export function checkObject(p: Problems, obj: unknown, path: string, allowed: re
   return true;
 }
 
+// Each check below is its predicate (is*) plus the problem it reports. A caller that checks
+// thousands of values calls the predicate first and builds the path and the check only when
+// it fails: the verdict is the same by construction, and valid documents cost no path strings.
+
+export function isNonEmptyString(v: unknown, pattern?: RegExp): v is string {
+  return typeof v === 'string' && v.length > 0 && (pattern === undefined || pattern.test(v));
+}
+
 export function checkString(p: Problems, v: unknown, path: string, pattern?: RegExp): v is string {
-  if (typeof v !== 'string' || v.length === 0) {
-    p.add(path, `must be a non-empty string, got ${describe(v)}`);
-    return false;
-  }
-  if (pattern && !pattern.test(v)) {
-    p.add(path, `${JSON.stringify(v)} must match ${pattern}`);
-    return false;
-  }
-  return true;
+  if (isNonEmptyString(v, pattern)) return true;
+  if (typeof v !== 'string' || v.length === 0) p.add(path, `must be a non-empty string, got ${describe(v)}`);
+  else p.add(path, `${JSON.stringify(v)} must match ${pattern}`);
+  return false;
+}
+
+export function isIntegerIn(v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 }
 
 export function checkInteger(p: Problems, v: unknown, path: string, min: number, max = Number.MAX_SAFE_INTEGER): v is number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    p.add(path, `must be an integer in [${min}, ${max}], got ${describe(v)}`);
-    return false;
-  }
-  return true;
+  if (isIntegerIn(v, min, max)) return true;
+  p.add(path, `must be an integer in [${min}, ${max}], got ${describe(v)}`);
+  return false;
+}
+
+export function isFiniteAtLeast(v: unknown, min: number): v is number {
+  return typeof v === 'number' && Number.isFinite(v) && v >= min;
 }
 
 export function checkNumber(p: Problems, v: unknown, path: string, min: number): v is number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
-    p.add(path, `must be a finite number >= ${min}, got ${describe(v)}`);
-    return false;
-  }
-  return true;
+  if (isFiniteAtLeast(v, min)) return true;
+  p.add(path, `must be a finite number >= ${min}, got ${describe(v)}`);
+  return false;
+}
+
+export function isOneOf<T extends string>(v: unknown, values: readonly T[]): v is T {
+  return typeof v === 'string' && values.includes(v as T);
 }
 
 export function checkOneOf<T extends string>(p: Problems, v: unknown, path: string, values: readonly T[]): v is T {
-  if (typeof v !== 'string' || !values.includes(v as T)) {
-    p.add(path, `must be one of ${values.join(', ')}, got ${describe(v)}`);
-    return false;
-  }
-  return true;
+  if (isOneOf(v, values)) return true;
+  p.add(path, `must be one of ${values.join(', ')}, got ${describe(v)}`);
+  return false;
 }
 
 /**

@@ -64,6 +64,8 @@ export class TableDecoder {
     for (let i = 0; i < prev.zones.length; i++) {
       const z = doc.zones[i] as unknown;
       if (!isRecord(z) || z.name !== prev.zones[i]!.name) return null;
+      // Whether a zone is elastic bears on every cell's home, not only the changed cells'.
+      if ((z.elastic === true) !== (prev.zones[i]!.elastic === true)) return null;
     }
     // The next version's cells: the previous version's object where the cell did not change,
     // the validated new one (filled in below, by position) where it did.
@@ -88,9 +90,10 @@ export class TableDecoder {
       }
     }
     // Everything validateTable checks across entries is covered by this small document:
-    // zone references (all zones), unique names (unchanged list), the ring's keys (the same
-    // ring over the same names), overrides (unchanged, over the same names), the epoch
-    // high-water mark (the highest epoch is in it).
+    // zone references (all zones), unique names (unchanged list), no home in an elastic zone
+    // (the same zones are elastic), the ring's keys (the same ring over the same names),
+    // overrides (unchanged, over the same names), the epoch high-water mark (the highest
+    // epoch is in it).
     const smallCells = (changed.includes(maxEpochCell) ? changed : [...changed, maxEpochCell]) as Record<string, unknown>[];
     const pointCounts: Record<string, number | undefined> = {};
     for (const c of smallCells) pointCounts[c.name as string] = prev.ring.pointCounts[c.name as string];
