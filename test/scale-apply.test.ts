@@ -70,6 +70,7 @@ test('documents the shortcut must not judge are validated in full: same verdicts
     ['a nested value where a number belongs', (d) => { d.cells[0].epoch = { n: 1 }; }],
     ['a zone renamed under its cells', (d) => { d.zones[0].name = 'renamed'; }],
     ['a frozen cell without a deadline', (d) => { d.cells[4].state = 'frozen'; }],
+    ['a zone made elastic while unchanged cells call it home', (d) => { d.zones.find((z: Doc) => z.name === d.cells[0].home).elastic = true; }],
   ];
   for (const [what, change] of bad) {
     const decoder = new TableDecoder();
@@ -82,6 +83,11 @@ test('documents the shortcut must not judge are validated in full: same verdicts
     ['a cell added (new ring)', (d) => { d.cells.push({ ...d.cells[0], name: 'c-new' }); d.ring.pointCounts['c-new'] = 16; }],
     ['an override added', (d) => { d.overrides['user-1'] = d.cells[0].name; }],
     ['cells reordered', (d) => { d.cells.reverse(); }],
+    ['a zone made elastic that is nobody\'s home', (d) => {
+      const zone = d.zones[0].name;
+      for (const c of [...d.cells, d.global]) if (c.home === zone) c.home = d.zones[1].name;
+      d.zones[0].elastic = true;
+    }],
   ];
   for (const [what, change] of good) {
     const decoder = new TableDecoder();

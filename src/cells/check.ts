@@ -41,44 +41,53 @@ export function checkObject(p: Problems, obj: unknown, path: string, allowed: re
   // A long list (a ring's point counts name every cell) is looked up in a set: 10,000 cells
   // would otherwise cost 10^8 comparisons.
   const known = allowed.length > 16 ? new Set(allowed) : null;
-  for (const key of Object.keys(obj)) if (!(known ? known.has(key) : allowed.includes(key))) p.add(join(path, key), 'unknown key');
+  for (const key in obj) if (Object.hasOwn(obj, key) && !(known ? known.has(key) : allowed.includes(key))) p.add(join(path, key), 'unknown key');
   return true;
+}
+
+// Each check below is its predicate (is*) plus the problem it reports. A caller that checks
+// thousands of values calls the predicate first and builds the path and the check only when
+// it fails: the verdict is the same by construction, and valid documents cost no path strings.
+
+export function isNonEmptyString(v: unknown, pattern?: RegExp): v is string {
+  return typeof v === 'string' && v.length > 0 && (pattern === undefined || pattern.test(v));
 }
 
 export function checkString(p: Problems, v: unknown, path: string, pattern?: RegExp): v is string {
-  if (typeof v !== 'string' || v.length === 0) {
-    p.add(path, `must be a non-empty string, got ${describe(v)}`);
-    return false;
-  }
-  if (pattern && !pattern.test(v)) {
-    p.add(path, `${JSON.stringify(v)} must match ${pattern}`);
-    return false;
-  }
-  return true;
+  if (isNonEmptyString(v, pattern)) return true;
+  if (typeof v !== 'string' || v.length === 0) p.add(path, `must be a non-empty string, got ${describe(v)}`);
+  else p.add(path, `${JSON.stringify(v)} must match ${pattern}`);
+  return false;
+}
+
+export function isIntegerIn(v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 }
 
 export function checkInteger(p: Problems, v: unknown, path: string, min: number, max = Number.MAX_SAFE_INTEGER): v is number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    p.add(path, `must be an integer in [${min}, ${max}], got ${describe(v)}`);
-    return false;
-  }
-  return true;
+  if (isIntegerIn(v, min, max)) return true;
+  p.add(path, `must be an integer in [${min}, ${max}], got ${describe(v)}`);
+  return false;
+}
+
+export function isFiniteAtLeast(v: unknown, min: number): v is number {
+  return typeof v === 'number' && Number.isFinite(v) && v >= min;
 }
 
 export function checkNumber(p: Problems, v: unknown, path: string, min: number): v is number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
-    p.add(path, `must be a finite number >= ${min}, got ${describe(v)}`);
-    return false;
-  }
-  return true;
+  if (isFiniteAtLeast(v, min)) return true;
+  p.add(path, `must be a finite number >= ${min}, got ${describe(v)}`);
+  return false;
+}
+
+export function isOneOf<T extends string>(v: unknown, values: readonly T[]): v is T {
+  return typeof v === 'string' && values.includes(v as T);
 }
 
 export function checkOneOf<T extends string>(p: Problems, v: unknown, path: string, values: readonly T[]): v is T {
-  if (typeof v !== 'string' || !values.includes(v as T)) {
-    p.add(path, `must be one of ${values.join(', ')}, got ${describe(v)}`);
-    return false;
-  }
-  return true;
+  if (isOneOf(v, values)) return true;
+  p.add(path, `must be one of ${values.join(', ')}, got ${describe(v)}`);
+  return false;
 }
 
 /**
@@ -89,6 +98,8 @@ export function checkOneOf<T extends string>(p: Problems, v: unknown, path: stri
  */
 export function checkHttpUrl(p: Problems, v: unknown, path: string, allowLinkLocal = false): v is string {
   if (!checkString(p, v, path)) return false;
+  const accepted = allowLinkLocal ? acceptedUrls.linkLocal : acceptedUrls.strict;
+  if (accepted.has(v)) return true;
   let url: URL;
   try {
     url = new URL(v);
@@ -98,7 +109,24 @@ export function checkHttpUrl(p: Problems, v: unknown, path: string, allowLinkLoc
   }
   const problem = upstreamUrlProblem(v, url, allowLinkLocal);
   if (problem) p.add(path, `${JSON.stringify(v)} ${problem}`);
+  else remember(accepted, v);
   return problem === null;
+}
+
+/**
+ * URLs checkHttpUrl accepted, by whether link-local addresses were allowed: a watch checks the
+ * same few upstreams again on every version of the table, and parsing them is most of its
+ * zones' cost. Only acceptances are remembered (a refusal is worded afresh each time).
+ * Bounded in count and bytes: a set that is full is emptied.
+ */
+const acceptedUrls = { strict: new Set<string>(), linkLocal: new Set<string>() };
+const MAX_ACCEPTED_URLS = 4096;
+const MAX_REMEMBERED_URL_LENGTH = 256;
+
+function remember(accepted: Set<string>, url: string): void {
+  if (url.length > MAX_REMEMBERED_URL_LENGTH) return;
+  if (accepted.size >= MAX_ACCEPTED_URLS) accepted.clear();
+  accepted.add(url);
 }
 
 function upstreamUrlProblem(raw: string, url: URL, allowLinkLocal: boolean): string | null {
@@ -169,10 +197,18 @@ export function describe(v: unknown): string {
   return `${typeof v} ${JSON.stringify(v)}`;
 }
 
+/** Freezes `value` and everything in it, stopping at what is frozen already (reused parts of a table). */
 export function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);
-    for (const v of Object.values(value as object)) deepFreeze(v);
+    // Indexed and for-in loops: Object.values would allocate an array per object, and a
+    // watch freezes every object of every version it decodes.
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) deepFreeze(value[i]);
+    } else {
+      const obj = value as Record<string, unknown>;
+      for (const k in obj) if (Object.hasOwn(obj, k)) deepFreeze(obj[k]);
+    }
   }
   return value;
 }

@@ -20,54 +20,82 @@ export type Route =
 // Tables that differ only in zones, epochs or states share one ring (the ring costs a few ms to
 // build). A table that reuses the previous version's frozen ring spec (table-decoder.ts) is
 // known to have the same layout without spelling out its key: the spec's point counts name
-// exactly the table's cells.
+// exactly the table's cells. The view being replaced is asked first (each gateway follows its
+// own table); the last ring built in this process next.
 let lastRing: { key: string; spec: RoutingTable['ring']; ring: CellRing } | null = null;
 
-function ringFor(table: RoutingTable): CellRing {
-  if (lastRing && lastRing.spec === table.ring && Object.isFrozen(table.ring)) return lastRing.ring;
+function ringFor(table: RoutingTable, previous: { spec: RoutingTable['ring']; ring: CellRing } | null): CellRing {
+  const spec = table.ring;
+  if (previous && previous.spec === spec && Object.isFrozen(spec)) return previous.ring;
+  if (lastRing && lastRing.spec === spec && Object.isFrozen(spec)) return lastRing.ring;
   const key = ringLayoutKey(table);
-  if (lastRing?.key !== key) lastRing = { key, spec: table.ring, ring: CellRing.build(table) };
-  else lastRing = { ...lastRing, spec: table.ring };
+  if (lastRing?.key !== key) lastRing = { key, spec, ring: CellRing.build(table) };
+  else lastRing = { ...lastRing, spec };
   return lastRing.ring;
+}
+
+/** Cell name -> position; `previous`'s when the cells are the same names in the same order. */
+function cellIndexFor(cells: readonly Cell[], previous: { cells: readonly Cell[]; index: ReadonlyMap<string, number> } | null): ReadonlyMap<string, number> {
+  if (previous && sameNames(previous.cells, cells)) return previous.index;
+  return new Map(cells.map((c, i) => [c.name, i]));
+}
+
+function sameNames(a: readonly Cell[], b: readonly Cell[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i]!.name !== b[i]!.name) return false;
+  return true;
 }
 
 export class RoutingView {
   readonly table: RoutingTable;
   readonly version: number;
   readonly checksum: string;
-  private readonly ring: CellRing;
+  /** Shared with the next version's view when its ring spec is the same object. */
+  private readonly cellRing: CellRing;
   private readonly zones: ReadonlyMap<string, Zone>;
-  private readonly cells: ReadonlyMap<string, Cell>;
+  /** Position of each cell in table.cells (shared between versions with the same cell names). */
+  private readonly cellIndex: ReadonlyMap<string, number>;
   private readonly overrides: ReadonlyMap<string, string>;
-  /** Routes of active cells, made once per table: the hot path allocates nothing for them. */
-  private readonly activeRoutes: ReadonlyMap<string, Route>;
+  /** Routes of active cells by position (null: not active), made once per table: the hot path allocates nothing for them. */
+  private readonly activeRoutes: readonly (Route | null)[];
   private readonly globalRoute: Route | null;
   /** City routes by the gateway's zone, made on first use (a gateway asks for one zone only). */
   private readonly cityRoutes = new Map<string | null, Route>();
 
   /**
    * `previous`: the view this one replaces. Routes of active cells whose cell and zone are the
-   * very same (frozen) objects as in it are taken over instead of made again.
+   * very same (frozen) objects as in it are taken over instead of made again; so are its ring,
+   * its cell positions and its overrides when they still hold.
    */
   constructor(vt: VersionedTable, previous?: RoutingView | null) {
+    const prev = previous ?? null;
     this.table = vt.table;
     this.version = vt.version;
     this.checksum = vt.checksum;
-    this.ring = ringFor(vt.table);
+    this.cellRing = ringFor(vt.table, prev && { spec: prev.table.ring, ring: prev.cellRing });
     this.zones = new Map(vt.table.zones.map((z) => [z.name, z]));
-    this.cells = new Map(vt.table.cells.map((c) => [c.name, c]));
-    this.overrides = new Map(Object.entries(vt.table.overrides));
-    this.activeRoutes = this.makeActiveRoutes(previous ?? null);
+    this.cellIndex = cellIndexFor(vt.table.cells, prev && { cells: prev.table.cells, index: prev.cellIndex });
+    this.overrides = prev && prev.table.overrides === vt.table.overrides && Object.isFrozen(vt.table.overrides)
+      ? prev.overrides
+      : new Map(Object.entries(vt.table.overrides));
+    this.activeRoutes = this.makeActiveRoutes(prev);
     this.globalRoute = vt.table.global.state === 'active' ? this.routeOf(vt.table.global, 'global', 0) : null;
   }
 
-  private makeActiveRoutes(previous: RoutingView | null): Map<string, Route> {
-    const routes = new Map<string, Route>();
-    for (const c of this.table.cells) {
-      if (c.state !== 'active') continue;
-      const old = previous?.cells.get(c.name) === c ? previous.activeRoutes.get(c.name) : undefined;
-      const reusable = old !== undefined && old.ok && old.zone === this.zones.get(c.zone);
-      routes.set(c.name, reusable ? old : this.routeOf(c, 'unit', 0));
+  private makeActiveRoutes(previous: RoutingView | null): (Route | null)[] {
+    const cells = this.table.cells;
+    // Positions line up with the previous view's when the names do (cellIndexFor shared them).
+    const aligned = previous !== null && previous.cellIndex === this.cellIndex;
+    const routes = new Array<Route | null>(cells.length);
+    for (let i = 0; i < cells.length; i++) {
+      const c = cells[i]!;
+      if (c.state !== 'active') {
+        routes[i] = null;
+        continue;
+      }
+      const old = aligned && previous.table.cells[i] === c ? (previous.activeRoutes[i] ?? null) : null;
+      const reusable = old !== null && old.ok && old.zone === this.zones.get(c.zone);
+      routes[i] = reusable ? old : this.routeOf(c, 'unit', 0);
     }
     return routes;
   }
@@ -77,12 +105,13 @@ export class RoutingView {
   }
 
   cell(name: string): Cell | undefined {
-    return this.cells.get(name);
+    const i = this.cellIndex.get(name);
+    return i === undefined ? undefined : this.table.cells[i];
   }
 
   /** Pinned overrides win over the ring. */
   cellOfUser(user: string): string {
-    return this.overrides.get(user) ?? this.ring.cellOf(user);
+    return this.overrides.get(user) ?? this.cellRing.cellOf(user);
   }
 
   routeUnit(user: string, nowMs: number): Route {
@@ -90,11 +119,9 @@ export class RoutingView {
   }
 
   routeCell(cell: string, nowMs: number): Route {
-    const active = this.activeRoutes.get(cell);
-    if (active) return active;
-    const c = this.cells.get(cell);
-    if (!c) return { ok: false, class: 'unit', cell, error: 'NOT_FOUND', why: `no cell named ${cell}` };
-    return this.routeOf(c, 'unit', nowMs);
+    const i = this.cellIndex.get(cell);
+    if (i === undefined) return { ok: false, class: 'unit', cell, error: 'NOT_FOUND', why: `no cell named ${cell}` };
+    return this.activeRoutes[i] ?? this.routeOf(this.table.cells[i]!, 'unit', nowMs);
   }
 
   routeGlobal(nowMs: number): Route {

@@ -12,7 +12,8 @@
 // document); anything the shortcut does not cover, and any document the small check refuses,
 // goes through the full validation, so errors name the same paths as before.
 import { deepFreeze, isRecord } from './check';
-import { validateTable, versioned } from './table';
+import { TableChecksummer } from './checksum';
+import { validateTable, versioned, type DocumentHandling } from './table';
 import type { Cell, RoutingTable, VersionedTable, Zone } from './types';
 
 /** What one decode reused (for tests and the scale benchmark). */
@@ -25,31 +26,37 @@ export interface DecodeStats {
 export class TableDecoder {
   private last: RoutingTable | null = null;
   private lastStats: DecodeStats = { incremental: false, cellsReused: 0, cellsValidated: 0 };
+  private readonly checksummer = new TableChecksummer();
 
   get stats(): DecodeStats {
     return this.lastStats;
   }
 
-  /** Validates `doc` (throws INVALID_TABLE like validateTable) and checksums it as stored at `version`. */
-  decode(doc: unknown, version: number): VersionedTable {
-    return versioned(this.validate(doc), version);
+  /**
+   * Validates `doc` (throws INVALID_TABLE like validateTable) and checksums it as stored at
+   * `version`. `handling` as for validateTable: a watch hands over (`take`) the document it
+   * has just parsed, whose objects then become the table's.
+   */
+  decode(doc: unknown, version: number, handling: DocumentHandling = 'copy'): VersionedTable {
+    const table = this.validate(doc, handling);
+    return versioned(table, version, this.checksummer.checksum(table));
   }
 
-  validate(doc: unknown): RoutingTable {
+  validate(doc: unknown, handling: DocumentHandling = 'copy'): RoutingTable {
     const prev = this.last;
-    const table = (prev && this.incremental(doc, prev)) || this.full(doc);
+    const table = (prev && this.incremental(doc, prev, handling)) || this.full(doc, handling);
     this.last = table;
     return table;
   }
 
-  private full(doc: unknown): RoutingTable {
-    const table = validateTable(doc);
+  private full(doc: unknown, handling: DocumentHandling): RoutingTable {
+    const table = validateTable(doc, handling);
     this.lastStats = { incremental: false, cellsReused: 0, cellsValidated: table.cells.length };
     return table;
   }
 
   /** The table, or null when the shortcut does not apply (then the caller validates in full). */
-  private incremental(doc: unknown, prev: RoutingTable): RoutingTable | null {
+  private incremental(doc: unknown, prev: RoutingTable, handling: DocumentHandling): RoutingTable | null {
     if (!isRecord(doc) || !Array.isArray(doc.cells) || !Array.isArray(doc.zones)) return null;
     const cells = doc.cells as unknown[];
     if (cells.length !== prev.cells.length || doc.zones.length !== prev.zones.length) return null;
@@ -57,18 +64,25 @@ export class TableDecoder {
     for (let i = 0; i < prev.zones.length; i++) {
       const z = doc.zones[i] as unknown;
       if (!isRecord(z) || z.name !== prev.zones[i]!.name) return null;
+      // Whether a zone is elastic bears on every cell's home, not only the changed cells'.
+      if ((z.elastic === true) !== (prev.zones[i]!.elastic === true)) return null;
     }
-    const reused: (Cell | null)[] = new Array<Cell | null>(cells.length);
+    // The next version's cells: the previous version's object where the cell did not change,
+    // the validated new one (filled in below, by position) where it did.
+    const outCells = new Array<Cell>(cells.length);
     const changed: unknown[] = [];
+    const changedAt: number[] = [];
     let maxEpochCell: unknown = null;
     let maxEpoch = -1;
     for (let i = 0; i < cells.length; i++) {
       const c = cells[i];
       const p = prev.cells[i]!;
       if (!isRecord(c) || c.name !== p.name) return null;
-      const same = sameFlatRecord(c, p);
-      reused[i] = same ? p : null;
-      if (!same) changed.push(c);
+      if (sameCell(c, p)) outCells[i] = p;
+      else {
+        changed.push(c);
+        changedAt.push(i);
+      }
       const epoch = typeof c.epoch === 'number' ? c.epoch : -1;
       if (epoch > maxEpoch) {
         maxEpoch = epoch;
@@ -76,20 +90,22 @@ export class TableDecoder {
       }
     }
     // Everything validateTable checks across entries is covered by this small document:
-    // zone references (all zones), unique names (unchanged list), the ring's keys (the same
-    // ring over the same names), overrides (unchanged, over the same names), the epoch
-    // high-water mark (the highest epoch is in it).
+    // zone references (all zones), unique names (unchanged list), no home in an elastic zone
+    // (the same zones are elastic), the ring's keys (the same ring over the same names),
+    // overrides (unchanged, over the same names), the epoch high-water mark (the highest
+    // epoch is in it).
     const smallCells = (changed.includes(maxEpochCell) ? changed : [...changed, maxEpochCell]) as Record<string, unknown>[];
-    const pointCounts = Object.fromEntries(smallCells.map((c) => [c.name as string, prev.ring.pointCounts[c.name as string]]));
+    const pointCounts: Record<string, number | undefined> = {};
+    for (const c of smallCells) pointCounts[c.name as string] = prev.ring.pointCounts[c.name as string];
     const smallDoc = { ...doc, cells: smallCells, ring: { ...prev.ring, pointCounts }, overrides: {} };
     let checked: RoutingTable;
     try {
-      checked = validateTable(smallDoc);
+      checked = validateTable(smallDoc, handling);
     } catch {
       return null; // the full validation names the problem with its real path
     }
-    const fresh = new Map(checked.cells.map((c) => [c.name, c]));
-    const outCells = reused.map((r, i) => r ?? (fresh.get(prev.cells[i]!.name) as Cell));
+    // validateTable keeps the order of the cells: the first changed.length are the changed ones.
+    for (let j = 0; j < changedAt.length; j++) outCells[changedAt[j]!] = checked.cells[j]!;
     const zones = checked.zones.map((z, i) => (sameZone(z, prev.zones[i]!) ? prev.zones[i]! : z));
     const global = sameFlatRecord(checked.global, prev.global) ? prev.global : checked.global;
     this.lastStats = { incremental: true, cellsReused: cells.length - changed.length, cellsValidated: changed.length };
@@ -103,17 +119,43 @@ export class TableDecoder {
   }
 }
 
-/** Equal own keys with equal primitive values (a nested value never counts as equal). */
+/**
+ * Equal own keys with equal primitive values (a nested value never counts as equal). Runs for
+ * every cell of every version: for-in over own keys allocates nothing, where Object.keys makes
+ * two arrays per cell.
+ */
 function sameFlatRecord(a: unknown, b: object): boolean {
   if (!isRecord(a)) return false;
   const bRec = b as Record<string, unknown>;
-  const keys = Object.keys(a);
-  if (keys.length !== Object.keys(bRec).length) return false;
-  for (const k of keys) {
+  let keys = 0;
+  for (const k in a) {
+    if (!Object.hasOwn(a, k)) return false; // an inherited enumerable key: not judged here
     const v = a[k];
-    if ((v !== null && typeof v === 'object') || v !== bRec[k] || !Object.prototype.hasOwnProperty.call(bRec, k)) return false;
+    if ((v !== null && typeof v === 'object') || v !== bRec[k] || !Object.hasOwn(bRec, k)) return false;
+    keys++;
   }
-  return true;
+  for (const k in bRec) if (Object.hasOwn(bRec, k)) keys--;
+  return keys === 0;
+}
+
+/**
+ * sameFlatRecord(a, p) for a validated cell `p` (its keys are among the cell's few, its values
+ * primitives), compared by name: named loads are what the engine does fastest, and this runs
+ * for every cell of every version. Equal values under every cell key, then the same own keys.
+ */
+function sameCell(a: Record<string, unknown>, p: Cell): boolean {
+  if (a.name !== p.name || a.home !== p.home || a.zone !== p.zone || a.epoch !== p.epoch || a.state !== p.state) return false;
+  if (a.frozenUntilMs !== p.frozenUntilMs || a.movingTo !== p.movingTo) return false;
+  let keys = 0;
+  for (const k in a) {
+    if (!Object.hasOwn(a, k)) return false;
+    keys++;
+  }
+  for (const k in p) {
+    if (!Object.hasOwn(a, k)) return false;
+    keys--;
+  }
+  return keys === 0;
 }
 
 function sameRing(doc: unknown, ring: RoutingTable['ring']): boolean {

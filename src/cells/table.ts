@@ -4,7 +4,7 @@ import { cgError } from '../errors';
 import { tableChecksum } from './checksum';
 import {
   NAME, Problems, checkHttpUrl, checkInteger, checkNumber, checkObject, checkOneOf, checkString, checkUnique,
-  deepFreeze, describe, isRecord, join,
+  deepFreeze, describe, isFiniteAtLeast, isIntegerIn, isNonEmptyString, isOneOf, isRecord, join,
 } from './check';
 import { RING_RANGE } from './ring-layout';
 import { DEFAULT_SERVICE, GLOBAL_CELL, type RoutingTable, type VersionedTable } from './types';
@@ -13,6 +13,7 @@ export const ZONE_STATUSES = ['up', 'draining', 'down'] as const;
 export const CELL_STATES = ['active', 'frozen'] as const;
 const ZONE_KEYS = ['name', 'region', 'city', 'capacity', 'upstreams', 'status', 'healthPath', 'services', 'elastic'] as const;
 const SERVICE_KEYS = ['upstreams', 'healthPath'] as const;
+const NAMED_ZONE_KEYS = ['name', 'region', 'city'] as const;
 /** A zone's probe path: absolute, no query/fragment/whitespace, bounded. */
 const HEALTH_PATH = /^\/[^\s?#]{0,1023}$/;
 /** Most services one zone lists: service names are metric label values, which stay bounded. */
@@ -29,12 +30,11 @@ export const MAX_USER_ID_LENGTH = 256;
  */
 export function checkZone(p: Problems, z: unknown, path: string, inTable: boolean, allowLinkLocal = false): void {
   if (!checkObject(p, z, path, ZONE_KEYS)) return;
-  checkString(p, z.name, join(path, 'name'), NAME);
-  checkString(p, z.region, join(path, 'region'), NAME);
-  checkString(p, z.city, join(path, 'city'), NAME);
-  checkNumber(p, z.capacity, join(path, 'capacity'), 0);
-  if (inTable || z.status !== undefined) checkOneOf(p, z.status, join(path, 'status'), ZONE_STATUSES);
-  checkHealthPath(p, z.healthPath, join(path, 'healthPath'));
+  // Paths are built only for what fails (see check.ts): a watch checks every zone of every version.
+  for (const key of NAMED_ZONE_KEYS) if (!isNonEmptyString(z[key], NAME)) checkString(p, z[key], join(path, key), NAME);
+  if (!isFiniteAtLeast(z.capacity, 0)) checkNumber(p, z.capacity, join(path, 'capacity'), 0);
+  if ((inTable || z.status !== undefined) && !isOneOf(z.status, ZONE_STATUSES)) checkOneOf(p, z.status, join(path, 'status'), ZONE_STATUSES);
+  if (z.healthPath !== undefined) checkHealthPath(p, z.healthPath, join(path, 'healthPath'));
   checkUpstreams(p, z.upstreams, join(path, 'upstreams'), inTable, allowLinkLocal);
   if (z.services !== undefined) checkServices(p, z.services, join(path, 'services'), inTable, allowLinkLocal);
   if (z.elastic !== undefined && typeof z.elastic !== 'boolean') p.add(join(path, 'elastic'), `must be true or false, got ${describe(z.elastic)}`);
@@ -86,23 +86,31 @@ export function checkAllowLinkLocal(p: Problems, v: unknown): boolean {
   return v === true;
 }
 
+// Runs for every cell of a full validation (10,000 of them) and for the changed cells of
+// every version a watch decodes: paths are built only for what fails (see check.ts).
 function checkCell(p: Problems, c: unknown, path: string, zones: ReadonlySet<string>, elastic: ReadonlySet<string>): void {
   if (!checkObject(p, c, path, CELL_KEYS)) return;
-  checkString(p, c.name, join(path, 'name'), NAME);
-  for (const key of ['home', 'zone'] as const) {
-    if (checkString(p, c[key], join(path, key)) && !zones.has(c[key] as string)) {
-      p.add(join(path, key), `no zone named ${JSON.stringify(c[key])}`);
-    }
-  }
+  if (!isNonEmptyString(c.name, NAME)) checkString(p, c.name, join(path, 'name'), NAME);
+  checkZoneName(p, c, 'home', path, zones);
+  checkZoneName(p, c, 'zone', path, zones);
   // An elastic zone is lent for a peak and given back: nothing may call it home.
   if (typeof c.home === 'string' && elastic.has(c.home)) p.add(join(path, 'home'), `zone ${JSON.stringify(c.home)} is elastic: it cannot be a cell's home`);
-  checkInteger(p, c.epoch, join(path, 'epoch'), 0);
-  if (!checkOneOf(p, c.state, join(path, 'state'), CELL_STATES)) return;
-  if (c.state === 'frozen') checkInteger(p, c.frozenUntilMs, join(path, 'frozenUntilMs'), 0);
-  else if (c.frozenUntilMs !== undefined) p.add(join(path, 'frozenUntilMs'), 'only a frozen cell has a freeze deadline');
-  if (c.movingTo !== undefined && checkString(p, c.movingTo, join(path, 'movingTo')) && !zones.has(c.movingTo as string)) {
-    p.add(join(path, 'movingTo'), `no zone named ${JSON.stringify(c.movingTo)}`);
+  if (!isIntegerIn(c.epoch, 0)) checkInteger(p, c.epoch, join(path, 'epoch'), 0);
+  if (!isOneOf(c.state, CELL_STATES)) {
+    checkOneOf(p, c.state, join(path, 'state'), CELL_STATES);
+    return;
   }
+  if (c.state === 'frozen') {
+    if (!isIntegerIn(c.frozenUntilMs, 0)) checkInteger(p, c.frozenUntilMs, join(path, 'frozenUntilMs'), 0);
+  } else if (c.frozenUntilMs !== undefined) p.add(join(path, 'frozenUntilMs'), 'only a frozen cell has a freeze deadline');
+  if (c.movingTo !== undefined) checkZoneName(p, c, 'movingTo', path, zones);
+}
+
+/** `c[key]` names a zone of the table. */
+function checkZoneName(p: Problems, c: Record<string, unknown>, key: 'home' | 'zone' | 'movingTo', path: string, zones: ReadonlySet<string>): void {
+  const v = c[key];
+  if (!isNonEmptyString(v)) checkString(p, v, join(path, key));
+  else if (!zones.has(v)) p.add(join(path, key), `no zone named ${JSON.stringify(v)}`);
 }
 
 function checkRing(p: Problems, ring: unknown, cellNames: readonly string[]): void {
@@ -126,9 +134,11 @@ function checkOverrides(p: Problems, overrides: unknown, path: string, cells: Re
   }
 }
 
-function checkHighWater(p: Problems, hw: unknown, cells: readonly unknown[]): void {
+function checkHighWater(p: Problems, hw: unknown, cells: readonly unknown[], global: unknown): void {
   if (hw === undefined || !checkInteger(p, hw, 'epochHighWater', 0)) return;
-  const highest = Math.max(0, ...cells.map((c) => (isRecord(c) && typeof c.epoch === 'number' ? c.epoch : 0)));
+  const epochOf = (c: unknown): number => (isRecord(c) && typeof c.epoch === 'number' ? c.epoch : 0);
+  let highest = Math.max(0, epochOf(global));
+  for (const c of cells) highest = Math.max(highest, epochOf(c));
   if ((hw as number) < highest) p.add('epochHighWater', `must be at least the highest cell epoch (${highest})`);
 }
 
@@ -143,8 +153,16 @@ export function withEpochHighWater<T extends RoutingTable>(table: T, atLeast = 0
   return { ...table, epochHighWater: Math.max(table.epochHighWater ?? 0, cellsMax, atLeast) };
 }
 
-/** Validates a routing-table document; returns a deep-frozen copy or throws INVALID_TABLE. */
-export function validateTable(doc: unknown): RoutingTable {
+/**
+ * Who holds a document being validated. `copy`: the caller may keep using it, so the table is
+ * a deep-frozen copy. `take`: nobody else holds it (fresh JSON.parse output that the caller
+ * hands over), so it is frozen in place and becomes the table — copying a document only to
+ * drop the original costs a watch more than validating it does.
+ */
+export type DocumentHandling = 'copy' | 'take';
+
+/** Validates a routing-table document; returns it deep-frozen (a copy unless `handling` is `take`) or throws INVALID_TABLE. */
+export function validateTable(doc: unknown, handling: DocumentHandling = 'copy'): RoutingTable {
   const p = new Problems();
   if (!checkObject(p, doc, '', TABLE_KEYS)) throw cgError('INVALID_TABLE', `invalid routing table: ${p.summary()}`, { detail: p.list });
   if (doc.format !== 1) p.add('format', 'must be 1');
@@ -168,9 +186,9 @@ export function validateTable(doc: unknown): RoutingTable {
   if (isRecord(doc.global) && doc.global.name !== GLOBAL_CELL) p.add('global.name', `must be "${GLOBAL_CELL}"`);
   checkRing(p, doc.ring, cellList);
   checkOverrides(p, doc.overrides, 'overrides', new Set(cellList));
-  checkHighWater(p, doc.epochHighWater, [...cells, doc.global]);
+  checkHighWater(p, doc.epochHighWater, cells, doc.global);
   if (!p.empty) throw cgError('INVALID_TABLE', `invalid routing table: ${p.summary()}`, { detail: p.list });
-  return deepFreeze(structuredClone(doc)) as unknown as RoutingTable;
+  return deepFreeze(handling === 'take' ? doc : structuredClone(doc)) as unknown as RoutingTable;
 }
 
 /** Parses and validates the JSON text of a table document. */
@@ -184,6 +202,7 @@ export function parseTableJson(text: string): RoutingTable {
   return validateTable(doc);
 }
 
-export function versioned(table: RoutingTable, version: number): VersionedTable {
-  return Object.freeze({ table, version, checksum: tableChecksum(table) });
+/** `checksum`: what the caller already computed for `table` (a TableChecksummer's). */
+export function versioned(table: RoutingTable, version: number, checksum = tableChecksum(table)): VersionedTable {
+  return Object.freeze({ table, version, checksum });
 }

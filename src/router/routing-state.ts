@@ -54,13 +54,17 @@ export class RoutingStateHolder {
     this.stored = vt;
     this.info = { source, receivedAtMs };
     this.confirmedAtMs = receivedAtMs;
+    if (this.waiters.size > 0) this.wakeWaiters(vt.version, view);
+    return view;
+  }
+
+  private wakeWaiters(version: number, view: RoutingView): void {
     for (const w of [...this.waiters]) {
-      if (vt.version >= w.version) {
+      if (version >= w.version) {
         this.waiters.delete(w);
         w.resolve(view);
       }
     }
-    return view;
   }
 
   /**

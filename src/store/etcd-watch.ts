@@ -16,8 +16,7 @@ import { TableDecoder } from '../cells/table-decoder';
 import { TableDelivery } from './delivery';
 import { bounded, type EtcdContext } from './etcd-client';
 import { watcherConfirmed } from './etcd-watch-parts';
-import { decodeTable } from './table-doc';
-import { parseTableValue } from './table-encoding';
+import { decodeTableValue } from './table-encoding';
 import type { TableWatch, TableWatchEvents } from './types';
 
 type Wake = 'tick' | 'watcher-failed' | 'closed';
@@ -107,7 +106,7 @@ export class EtcdTableWatch implements TableWatch {
     if (this.closed) return false;
     const version = Number(kv.mod_revision);
     const where = `${this.ctx.description}${this.ctx.keys.table}`;
-    return this.delivery.offer(version, () => decodeTable(parseTableValue(kv.value, where, version), version, where, this.decoder));
+    return this.delivery.offer(version, () => decodeTableValue(kv.value, where, version, this.decoder));
   }
 
   private async createWatcher(fromRevision: number): Promise<WatcherState> {

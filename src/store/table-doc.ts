@@ -1,7 +1,7 @@
 // Turning stored bytes into a VersionedTable, the same way in both stores: a document that
 // is not JSON or fails validateTable is INVALID_TABLE, and the error says which version
 // it was (detail.version) so that an operator (or cellctl) can overwrite it by CAS.
-import { validateTable, versioned } from '../cells/table';
+import { validateTable, versioned, type DocumentHandling } from '../cells/table';
 import type { TableDecoder } from '../cells/table-decoder';
 import type { RoutingTable, VersionedTable } from '../cells/types';
 import { cgError, type CellgateError } from '../errors';
@@ -27,10 +27,11 @@ export function parseJsonDocument(text: string, where: string, version: number |
 /**
  * Validates `doc` as the table stored at `version`; throws INVALID_TABLE naming both. A watch
  * passes its `decoder`, which validates only what changed since the version before.
+ * `handling` as for validateTable: `take` when the caller has just parsed `doc` and drops it.
  */
-export function decodeTable(doc: unknown, version: number, where: string, decoder?: TableDecoder): VersionedTable {
+export function decodeTable(doc: unknown, version: number, where: string, decoder?: TableDecoder, handling: DocumentHandling = 'copy'): VersionedTable {
   try {
-    return decoder ? decoder.decode(doc, version) : versioned(validateTable(doc), version);
+    return decoder ? decoder.decode(doc, version, handling) : versioned(validateTable(doc, handling), version);
   } catch (err) {
     const rejected = rejectedDocument(where, version, err);
     // What epochs the bad document shows, so that whoever replaces it issues higher ones.

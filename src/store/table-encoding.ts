@@ -12,8 +12,9 @@
 // more than MAX_TABLE_JSON_BYTES), and it costs ~25 us at 64 cells, less than the JSON.parse
 // that follows it.
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import type { RoutingTable } from '../cells/types';
-import { parseJsonDocument, rejectedDocument } from './table-doc';
+import type { TableDecoder } from '../cells/table-decoder';
+import type { RoutingTable, VersionedTable } from '../cells/types';
+import { decodeTable, parseJsonDocument, rejectedDocument } from './table-doc';
 
 export type TableEncoding = 'deflate' | 'json';
 
@@ -59,4 +60,13 @@ export function tableValueText(value: Buffer, where: string, version: number | n
 /** The parsed (not yet validated) document of a stored value. */
 export function parseTableValue(value: Buffer, where: string, version: number | null): unknown {
   return parseJsonDocument(tableValueText(value, where, version), where, version);
+}
+
+/**
+ * The table a stored value holds at `version` (INVALID_TABLE naming both when it cannot be
+ * read or is not valid). The document parsed here is seen by nobody else, so it is handed
+ * over to the validation (frozen in place, not copied).
+ */
+export function decodeTableValue(value: Buffer, where: string, version: number, decoder?: TableDecoder): VersionedTable {
+  return decodeTable(parseTableValue(value, where, version), version, where, decoder, 'take');
 }
