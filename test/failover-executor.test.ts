@@ -15,7 +15,7 @@ import { staleMoves } from '../src/cli/commands/status';
 import { writeFileAtomic } from '../src/store/file-io';
 import { createEtcdStore } from '../src/store/etcd-store';
 import { createFileStore } from '../src/store/file-store';
-import type { HistoryEntry, PresenceRecord, PresenceStore, PresenceWatch, TableStore } from '../src/store/types';
+import type { HistoryEntry, PresenceRecord, TableStore } from '../src/store/types';
 import { startEtcd, type EtcdHandle } from './helpers/etcd';
 import { demoTable } from './helpers/fixtures';
 import { startFollower, type Follower } from './helpers/followers';
@@ -95,26 +95,21 @@ function executor(env: Env, opts: Partial<ExecuteOptions> & Pick<ExecuteOptions,
 }
 
 /** `store`, with `hook` run (and awaited) before the first presence watch starts: "while the executor waits for the gateways". */
-function duringFirstWait(store: TableStore, hook: () => Promise<void>): TableStore {
+/** Runs `hook` right after the first compare-and-swap succeeds (the freeze): while the executor waits for its acknowledgement. */
+function afterFirstWrite(store: TableStore, hook: () => Promise<void>): TableStore {
   let fired = false;
-  const presence: PresenceStore = {
-    register: store.presence.register.bind(store.presence),
-    list: store.presence.list.bind(store.presence),
-    snapshot: store.presence.snapshot.bind(store.presence),
-    watch: (events) => {
-      if (fired) return store.presence.watch(events);
-      fired = true;
-      let inner: PresenceWatch | null = null;
-      let closed = false;
-      const started = hook().then(() => {
-        if (!closed) inner = store.presence.watch(events);
-      });
-      return { close: async () => { closed = true; await started; await inner?.close(); } };
-    },
-  };
   return new Proxy(store, {
     get(target, prop) {
-      if (prop === 'presence') return presence;
+      if (prop === 'compareAndSwap') {
+        return async (...args: Parameters<TableStore['compareAndSwap']>) => {
+          const result = await target.compareAndSwap(...args);
+          if (result.ok && !fired) {
+            fired = true;
+            await hook();
+          }
+          return result;
+        };
+      }
       const v = Reflect.get(target, prop) as unknown;
       return typeof v === 'function' ? v.bind(target) : v;
     },
@@ -191,9 +186,30 @@ for (const kind of ['file', 'etcd'] as const) {
     const before = cellOf((await current(env)).table, 'c05');
     const target = before.zone === 'sz-a' ? 'hz-a' : 'sz-a';
     const events: ExecutorEvent[] = [];
-    const result = await executor(env, { makePlan: (tb) => planCellMove(tb, 'c05', target) }, events).run();
+    // One presence watch for both waits, opened before the freeze is written (its full read
+    // is not paid again while the gateways apply the flip).
+    const watches: number[] = [];
+    const presence = env.store.presence;
+    const store = new Proxy(env.store, {
+      get(target, prop) {
+        if (prop === 'presence') {
+          return new Proxy(presence, {
+            get(p, k) {
+              if (k === 'watch') return (ev: Parameters<typeof presence.watch>[0]) => { watches.push(events.length); return p.watch(ev); };
+              const v = Reflect.get(p, k) as unknown;
+              return typeof v === 'function' ? v.bind(p) : v;
+            },
+          });
+        }
+        const v = Reflect.get(target, prop) as unknown;
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const result = await executor(env, { store, makePlan: (tb) => planCellMove(tb, 'c05', target) }, events).run();
     t.deepEqual(written(events), ['freeze', 'flip']);
     t.true(result.convergence?.converged);
+    t.is(watches.length, 1, 'one presence watch for the freeze and the flip');
+    t.false(events.slice(0, watches[0]).some((e) => e.type === 'written'), 'opened before the first write');
     for (const g of gateways) {
       const frozenAt = g.seen.findIndex((vt) => cellOf(vt.table, 'c05').state === 'frozen');
       t.true(frozenAt >= 0, `${g.id} saw the cell frozen`);
@@ -320,7 +336,7 @@ for (const kind of ['file', 'etcd'] as const) {
     const target = before.zone === 'sz-a' ? 'hz-a' : 'sz-a';
     const events: ExecutorEvent[] = [];
     // While this operator waits for the gateways to hold c05, another one takes the target zone down.
-    const store = duringFirstWait(env.store, async () => {
+    const store = afterFirstWrite(env.store, async () => {
       const vt = await other.load();
       if (!vt) throw new Error('no table');
       const cas = await other.compareAndSwap(vt.version, planZoneDown(vt.table, target).result);

@@ -48,44 +48,72 @@ export interface WaitOptions {
 }
 
 /**
- * Watches presence until every live gateway is on `version`, or the deadline passes; returns
- * the last status observed. Throws STORE_UNAVAILABLE when the store could not be read at all
- * before the deadline (nothing was observed, so nothing is reported).
+ * One presence watch for the waits of one change. Opened before the change is written, its
+ * first read of every record happens then, not while the gateways apply the new version;
+ * each wait (the freeze's acknowledgements, then the flip) only looks at what the watch
+ * delivers. close() ends the watch; no stream or timer outlives it.
  */
-export function waitForConvergence(presence: PresenceStore, version: number, checksum: string, opts: WaitOptions): Promise<ConvergenceStatus> {
-  return new Promise((resolve, reject) => {
-    let last: ConvergenceStatus | null = null;
-    let lastError: Error | null = null;
-    let settled = false;
-    let watch: PresenceWatch | null = null;
-    let closeRequested = false;
-    const settle = (outcome: () => void) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      closeRequested = true;
-      // Resolve only once the watch is gone: no stream or timer outlives the wait.
-      (watch ? watch.close() : Promise.resolve()).then(outcome, outcome);
-    };
-    const timer = setTimeout(() => settle(() => {
-      if (last) resolve(last);
-      else reject(lastError ?? cgError('STORE_UNAVAILABLE', `no presence records could be read within ${opts.timeoutMs} ms`));
-    }), Math.max(0, opts.timeoutMs));
-    let lastKey = '';
-    watch = presence.watch({
+export class PresenceTracker {
+  private readonly watch: PresenceWatch;
+  private latest: PresenceSnapshot | null = null;
+  private lastError: Error | null = null;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(presence: PresenceStore) {
+    this.watch = presence.watch({
       onSnapshot: (snapshot) => {
-        if (settled) return;
-        const status = convergenceOf(snapshot, version, checksum);
+        this.latest = snapshot;
+        for (const check of [...this.waiters]) check();
+      },
+      onError: (err) => {
+        this.lastError = err;
+      },
+    });
+  }
+
+  /**
+   * Resolves once every live gateway is on `version`, or with the last status observed when
+   * the deadline passes. Throws STORE_UNAVAILABLE when nothing could be read before the
+   * deadline (nothing was observed, so nothing is reported).
+   */
+  waitFor(version: number, checksum: string, opts: WaitOptions): Promise<ConvergenceStatus> {
+    return new Promise((resolve, reject) => {
+      let last: ConvergenceStatus | null = null;
+      let lastKey = '';
+      const finish = (outcome: () => void) => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        outcome();
+      };
+      const check = () => {
+        if (!this.latest) return;
+        const status = convergenceOf(this.latest, version, checksum);
         last = status;
         const key = `${laggards(status).join(',')}/${status.gateways.length}`;
         if (key !== lastKey) opts.onProgress?.(status);
         lastKey = key;
-        if (status.converged) settle(() => resolve(status));
-      },
-      onError: (err) => {
-        lastError = err;
-      },
+        if (status.converged) finish(() => resolve(status));
+      };
+      const timer = setTimeout(() => finish(() => {
+        if (last) resolve(last);
+        else reject(this.lastError ?? cgError('STORE_UNAVAILABLE', `no presence records could be read within ${opts.timeoutMs} ms`));
+      }), Math.max(0, opts.timeoutMs));
+      this.waiters.add(check);
+      check();
     });
-    if (closeRequested) void watch.close();
-  });
+  }
+
+  close(): Promise<void> {
+    return this.watch.close();
+  }
+}
+
+/** One wait on a watch of its own (PresenceTracker, opened and closed around it). */
+export async function waitForConvergence(presence: PresenceStore, version: number, checksum: string, opts: WaitOptions): Promise<ConvergenceStatus> {
+  const tracker = new PresenceTracker(presence);
+  try {
+    return await tracker.waitFor(version, checksum, opts);
+  } finally {
+    await tracker.close();
+  }
 }

@@ -14,7 +14,7 @@ import type { RoutingTable, VersionedTable } from '../cells/types';
 import { validateTable, withEpochHighWater } from '../cells/table';
 import { cgError, isCellgateError, type CellgateError } from '../errors';
 import type { ChangeNote, TableStore } from '../store/types';
-import { laggards, waitForConvergence, type ConvergenceStatus } from './convergence';
+import { laggards, PresenceTracker, type ConvergenceStatus } from './convergence';
 import { enforceGuard, frozenTable, type Plan, type PlannerOptions } from './planner';
 
 export type ExecutorEvent =
@@ -215,8 +215,8 @@ export class FailoverExecutor {
     throw cgError('CONFLICT', `could not ${phase} the moving cells: the table kept changing`);
   }
 
-  private converge({ version, checksum }: Written, phase: 'freeze' | 'change', timeoutMs: number): Promise<ConvergenceStatus> {
-    return waitForConvergence(this.opts.store.presence, version, checksum, {
+  private converge(tracker: PresenceTracker, { version, checksum }: Written, phase: 'freeze' | 'change', timeoutMs: number): Promise<ConvergenceStatus> {
+    return tracker.waitFor(version, checksum, {
       timeoutMs,
       onProgress: (status) => this.opts.onEvent?.({ type: 'converging', phase, status }),
     });
@@ -224,6 +224,17 @@ export class FailoverExecutor {
 
   /** Runs one plan to the end. Throws NOT_CONVERGED (exit 4) when gateways did not follow. */
   async runOnce(): Promise<ExecuteResult> {
+    // Watching presence from before the first write: the waits below find every record
+    // already read, instead of reading them all while the gateways apply the change.
+    const tracker = new PresenceTracker(this.opts.store.presence);
+    try {
+      return await this.runWith(tracker);
+    } finally {
+      await tracker.close();
+    }
+  }
+
+  private async runWith(tracker: PresenceTracker): Promise<ExecuteResult> {
     const first = await this.writeFirstPhase();
     if (!first) return { plans: [], versionBefore: 0, versionAfter: 0, convergence: null, cancelled: true };
     const { plan, base } = first;
@@ -235,7 +246,7 @@ export class FailoverExecutor {
       // or a freeze of 1 s or less would leave no time at all to wait for the gateways).
       const freezeMs = this.opts.freezeMs ?? DEFAULT_FREEZE_MS;
       const freezeBudget = Math.min(timeoutMs, freezeMs - Math.min(1_000, freezeMs / 2));
-      const frozen = await this.converge(written, 'freeze', freezeBudget).catch((err: unknown) => {
+      const frozen = await this.converge(tracker, written, 'freeze', freezeBudget).catch((err: unknown) => {
         if (isCellgateError(err, 'STORE_UNAVAILABLE')) return err;
         throw err;
       });
@@ -250,7 +261,7 @@ export class FailoverExecutor {
         throw cgError('NOT_CONVERGED', 'the freeze deadline passed before the flip could be written; the freeze was withdrawn and the cells stay where they were');
       }
     }
-    const done = await this.converge(written, 'change', timeoutMs);
+    const done = await this.converge(tracker, written, 'change', timeoutMs);
     if (!done.converged) throw notConverged(done, 'the change at');
     return { plans: [plan], versionBefore: base.version, versionAfter: written.version, convergence: done, cancelled: false };
   }
