@@ -56,18 +56,44 @@ export interface WaitOptions {
 export class PresenceTracker {
   private readonly watch: PresenceWatch;
   private latest: PresenceSnapshot | null = null;
+  /** Snapshots delivered so far: a wait counts only those delivered after it began. */
+  private delivered = 0;
   private lastError: Error | null = null;
   private readonly waiters = new Set<() => void>();
 
-  constructor(presence: PresenceStore) {
+  constructor(private readonly presence: PresenceStore) {
     this.watch = presence.watch({
       onSnapshot: (snapshot) => {
         this.latest = snapshot;
+        this.delivered += 1;
         for (const check of [...this.waiters]) check();
       },
       onError: (err) => {
         this.lastError = err;
+        for (const check of [...this.waiters]) check();
       },
+    });
+  }
+
+  /**
+   * Resolves once the watch delivered its first snapshot or reported an error, or after
+   * `timeoutMs`: the read of every record is then done before the change is written, instead
+   * of competing with the gateways applying it. Never rejects: a wait reports what it saw.
+   */
+  ready(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.latest === null && this.lastError === null) return;
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        resolve();
+      }, Math.max(0, timeoutMs));
+      this.waiters.add(check);
+      check();
     });
   }
 
@@ -80,26 +106,42 @@ export class PresenceTracker {
     return new Promise((resolve, reject) => {
       let last: ConvergenceStatus | null = null;
       let lastKey = '';
+      let done = false;
       const finish = (outcome: () => void) => {
+        if (done) return;
+        done = true;
         clearTimeout(timer);
         this.waiters.delete(check);
         outcome();
       };
-      const check = () => {
-        if (!this.latest) return;
-        const status = convergenceOf(this.latest, version, checksum);
+      const observe = (snapshot: PresenceSnapshot) => {
+        const status = convergenceOf(snapshot, version, checksum);
         last = status;
         const key = `${laggards(status).join(',')}/${status.gateways.length}`;
         if (key !== lastKey) opts.onProgress?.(status);
         lastKey = key;
         if (status.converged) finish(() => resolve(status));
       };
+      // Deliveries after the wait began show the gateways' writes since; a snapshot from
+      // before it proves convergence only when a fresh read agrees (e.g. no live gateway:
+      // then nothing announces anything, and a store gone since must not pass for "all").
+      const startedAt = this.delivered;
+      const check = () => {
+        if (this.latest && this.delivered > startedAt) observe(this.latest);
+      };
       const timer = setTimeout(() => finish(() => {
         if (last) resolve(last);
         else reject(this.lastError ?? cgError('STORE_UNAVAILABLE', `no presence records could be read within ${opts.timeoutMs} ms`));
       }), Math.max(0, opts.timeoutMs));
+      const before = this.latest === null ? null : convergenceOf(this.latest, version, checksum);
       this.waiters.add(check);
-      check();
+      if (before === null) return;
+      if (!before.converged) return observe(this.latest!);
+      this.presence.snapshot().then((fresh) => {
+        if (!done) observe(fresh);
+      }, (err: Error) => {
+        this.lastError = err;
+      });
     });
   }
 

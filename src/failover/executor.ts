@@ -62,6 +62,8 @@ interface Written {
   readonly checksum: string;
 }
 const DEFAULT_CONVERGE_TIMEOUT_MS = 10_000;
+/** How long a change waits for its presence watch's first read before writing (presence.ready). */
+const PRESENCE_READY_MS = 2_000;
 
 function sameMoves(a: Plan, b: Plan): boolean {
   const key = (p: Plan) => JSON.stringify([p.moves.map((m) => [m.cell, m.to]), p.zoneStatus]);
@@ -235,6 +237,8 @@ export class FailoverExecutor {
   }
 
   private async runWith(tracker: PresenceTracker): Promise<ExecuteResult> {
+    // Not a condition of the change, only of its speed: a store slow to answer delays the write by at most this.
+    await tracker.ready(PRESENCE_READY_MS);
     const first = await this.writeFirstPhase();
     if (!first) return { plans: [], versionBefore: 0, versionAfter: 0, convergence: null, cancelled: true };
     const { plan, base } = first;
