@@ -38,6 +38,7 @@ const CONVERGE_TIMEOUT_MS = 30_000;
 const READY_TIMEOUT_MS = 180_000;
 /** Quiet time before the changes: the steady-state cost (lease keep-alives, watchdog reads). */
 const IDLE_MS = 5_000;
+const SIMULATOR_NODE_ARGS = '--max-semi-space-size=64';
 
 export interface ScaleArgs {
   readonly gateways: number;
@@ -72,7 +73,8 @@ export function scaleArgs(argv: readonly string[]): ScaleArgs {
     gateways,
     changes: int('changes', 10, 1, 1_000),
     out: flag(argv, 'out') ?? null,
-    processes: int('processes', Math.min(4, gateways), 1, 64),
+    // One simulator process per core: more only add event loops and heaps competing for them.
+    processes: int('processes', Math.min(cpus().length, gateways), 1, 64),
     codeDir: resolve(flag(argv, 'code') ?? join(__dirname, '..')),
     cells: int('cells', 64, 1, 20_000),
     clients: argv.includes('--shared-client') ? 'per-process' : clientsFlag(flag(argv, 'clients')),
@@ -205,7 +207,10 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
       for (let p = 0; p < args.processes; p++) {
         const start: ChildStart = { codeDir: args.codeDir, endpoints, prefix: PREFIX, ids: ids.filter((_, i) => i % args.processes === p), clients: args.clients, relays: started.urls };
         // CELLGATE_SCALE_NODE_ARGS: node flags for the simulator processes (e.g. --cpu-prof).
-        const execArgv = (process.env.CELLGATE_SCALE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+        // By default a larger young generation: hundreds of simulated gateways share one
+        // process's, where each real gateway has its own, so the default would collect
+        // garbage far more often per gateway than a gateway does.
+        const execArgv = (process.env.CELLGATE_SCALE_NODE_ARGS ?? SIMULATOR_NODE_ARGS).split(' ').filter((a) => a !== '');
         const proc = fork(benchScript('scale-child'), [], { execArgv, env: { ...process.env, CELLGATE_SCALE_CHILD: JSON.stringify(start) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
         children.push(new Child(proc));
       }

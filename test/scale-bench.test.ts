@@ -33,3 +33,16 @@ test('--shared-client is --clients per-process', (t) => {
   t.is(scaleArgs([]).clients, 'per-gateway');
   t.throws(() => scaleArgs(['--clients', 'some']), { message: /--clients must be per-gateway or per-process/ });
 });
+
+test('--relays: the simulated gateways send presence through real relays; etcd takes few writes per version', async (t) => {
+  const out = await mkdtemp(join(tmpdir(), 'cellgate-scale-relay-'));
+  t.teardown(() => rm(out, { recursive: true, force: true }));
+  await run(new Report(() => undefined), ['--gateways', '40', '--changes', '2', '--processes', '2', '--relays', '1', '--out', out]);
+  const detail = JSON.parse(await readFile(join(out, 'scale-detail.json'), 'utf8')) as Record<string, number>;
+  t.is(detail.relays, 1);
+  t.is(detail.presenceWritesPerVersion, 40, 'every gateway still acknowledges every version');
+  // Without a relay: 40 presence puts + the executor's write per version.
+  t.true(detail.etcdProposalsPerVersion! < 20, `etcd proposals per version: ${detail.etcdProposalsPerVersion}`);
+  t.true(detail.relayCpuMsPerChange! > 0, 'the relay process did the work');
+  t.true(detail.applyAllMaxMs! > 0);
+});
