@@ -135,7 +135,7 @@ class RelayedRegistration implements PresenceRegistration {
     switch (this.state) {
       case STARTING:
       case CLOSED:
-        throw cgError('STORE_UNAVAILABLE', `presence registration ${this.record.id} is closed`);
+        throw cgError('STORE_UNAVAILABLE', `presence registration ${this.record.id} is ${this.state}`);
       case RELAYED:
         if (await this.tryRelays()) return;
         return this.fallBack('the relay failed');
