@@ -166,8 +166,9 @@ test('tables that differ only in zones share one ring; a different layout gets i
   downed.cells[3].epoch = 2;
   const other = validateTable(downed);
   t.is(ringLayoutKey(DEMO), ringLayoutKey(other));
-  const ringOf = (v: RoutingView) => (v as unknown as { ring: CellRing }).ring;
+  const ringOf = (v: RoutingView) => (v as unknown as { cellRing: CellRing }).cellRing;
   const v1 = new RoutingView(versioned(DEMO, 1));
+  t.true(ringOf(v1) instanceof CellRing, 'the view holds its ring where this test looks');
   const v2 = new RoutingView(versioned(other, 2));
   t.is(ringOf(v1), ringOf(v2));
   const grown = withAddedCell(DEMO, 'c64');
