@@ -185,6 +185,13 @@ export function jsonLine(line: string): Record<string, unknown> {
   return JSON.parse(line.slice(start)) as Record<string, unknown>;
 }
 
+/** User + system CPU ms of one process so far, from /proc/PID/stat (10 ms ticks); 0 without a pid. */
+export function procCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 /**
  * CPU time (user + system, ms) used so far by the live processes of a process group (a child
  * and what it forked), from /proc; null where /proc is not there. Steadier than requests/s on

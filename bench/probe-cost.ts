@@ -15,7 +15,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { cpus, loadavg } from 'node:os';
 import { Registry } from 'prom-client';
 import { tableFromTopologyText } from '../src/cells/topology';
-import { systemClock } from '../src/router/clock';
+import { systemClock } from '../src/clock';
 import { DEFAULT_CONFIG } from '../src/router/config';
 import { EndpointHealth, type ExtraEndpoints } from '../src/router/endpoints';
 import { ZoneProber } from '../src/router/probes';

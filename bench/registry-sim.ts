@@ -2,7 +2,7 @@
 // and the endpoint registry (table watch → routing state; registry watch → RegistryFollower
 // → merge → routing view and pools), without HTTP. Used in bench/registry-child.ts.
 import { performance } from 'node:perf_hooks';
-import { systemClock } from '../src/router/clock';
+import { systemClock } from '../src/clock';
 import { parseGatewayConfig } from '../src/router/config';
 import { EndpointHealth } from '../src/router/endpoints';
 import { RegistryFollower } from '../src/router/registry-follower';

@@ -4,19 +4,19 @@
 // same N records written the direct way (one leased put per gateway). Measured: relay CPU per
 // PUT, etcd CPU per 1,000 records (all members), etcd write requests per 1,000 records (the
 // revision moves once per transaction), from /proc/<pid>/task/*/schedstat (ns of CPU).
-// Run under the bench lock: flock /work/coord/bench.lock node dist/bench/relay-load.js [--gateways 1000] [--rounds 5] [--direct-clients 100]
-import { spawn, type ChildProcess } from 'node:child_process';
+// `node dist/bench/relay-load.js [--gateways 1000] [--rounds 5] [--direct-clients 100]`, on a machine running nothing else.
 import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Agent, request } from 'node:http';
 import { Etcd3 } from 'etcd3';
 import type { PresenceRecord } from '../src/store/types';
 import { startEtcdCluster } from '../test/helpers/etcd';
 import { intFlag } from './args';
+import { stopAll, type BenchChild } from './children';
+import { percentile } from './load';
+import { startRelays } from './relays';
 
-const CELLGATE = join(__dirname, '..', 'src', 'cli', 'cellgate.js');
 const PREFIX = '/bench-relay';
 
 /** CPU ns of every thread of `pid` alive now. */
@@ -50,26 +50,9 @@ function put(base: URL, id: string, body: string): Promise<number> {
   });
 }
 
-function startRelay(endpoints: readonly string[]): Promise<{ child: ChildProcess; url: URL }> {
-  const child = spawn(process.execPath, [CELLGATE, 'presence-relay', '--store', `etcd:${endpoints.join(',')}`, '--prefix', PREFIX, '--listen', '127.0.0.1:0', '--id', 'bench-relay'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay did not start: ${stderr}`)), 20_000);
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-      const line = stderr.split('\n').find((l) => l.includes('"relay.listening"'));
-      if (line) {
-        clearTimeout(timer);
-        resolve({ child, url: new URL((JSON.parse(line) as { url: string }).url) });
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`relay exited ${code}: ${stderr}`)));
-  });
-}
-
 interface Sample { readonly relayUsPerRecord: number; readonly etcdMsPer1000: number; readonly writesPer1000: number; readonly wallMs: number }
 
-const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const median = (xs: readonly number[]) => percentile(xs, 50);
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
@@ -78,12 +61,13 @@ async function main(): Promise<void> {
   const directClients = intFlag(argv, 'direct-clients', 100, 1, 1000);
   const cluster = await startEtcdCluster(3);
   const client = new Etcd3({ hosts: cluster.endpoints.map((e) => `http://${e}`) });
-  let relay: ChildProcess | null = null;
+  let relays: BenchChild[] = [];
   try {
     const etcdPids = cluster.members.map((m) => m.pid!);
-    const started = await startRelay(cluster.endpoints);
-    relay = started.child;
-    const relayPid = relay.pid!;
+    const started = await startRelays(1, cluster.endpoints, PREFIX);
+    relays = started.procs;
+    const relayPid = relays[0]!.pid!;
+    const relayUrl = new URL(started.urls[0]!);
     const ids = Array.from({ length: n }, (_, i) => `gw-${String(i).padStart(5, '0')}`);
     const revision = async () => Number((await client.get(`${PREFIX}/none`).exec()).header.revision);
     const measure = async (what: () => Promise<void>): Promise<Sample> => {
@@ -95,7 +79,7 @@ async function main(): Promise<void> {
       return { relayUsPerRecord: (c1 - c0) / 1000 / n, etcdMsPer1000: ((e1 - e0) / 1e6) * (1000 / n), writesPer1000: (r1 - r0) * (1000 / n), wallMs: t1 - t0 };
     };
     const sendAll = async (version: number) => {
-      const statuses = await Promise.all(ids.map((id) => put(started.url, id, JSON.stringify({ record: record(id, version), ttlSeconds: 30 }))));
+      const statuses = await Promise.all(ids.map((id) => put(relayUrl, id, JSON.stringify({ record: record(id, version), ttlSeconds: 30 }))));
       const bad = statuses.filter((s) => s !== 204);
       if (bad.length) throw new Error(`${bad.length} PUTs not 204: ${[...new Set(bad)].join(',')}`);
     };
@@ -124,26 +108,22 @@ async function main(): Promise<void> {
     }
     await Promise.all(leases.map((l) => l.revoke().catch(() => undefined)));
     for (const c of clients) c.close();
+    const idleEtcdMsPerS = (idle.etcdMsPer1000 * n / 1000) / (idle.wallMs / 1000);
     const summary = (xs: readonly Sample[]) => ({
       relayUsPerRecord: Math.round(median(xs.map((s) => s.relayUsPerRecord))),
       etcdMsPer1000: Math.round(median(xs.map((s) => s.etcdMsPer1000))),
+      etcdMsPer1000NetOfIdle: Math.round(median(xs.map((s) => s.etcdMsPer1000 - idleEtcdMsPerS * (s.wallMs / 1000) * (1000 / n)))),
       writesPer1000: median(xs.map((s) => s.writesPer1000)),
       wallMs: Math.round(median(xs.map((s) => s.wallMs))),
     });
-    const idleEtcdMsPerS = (idle.etcdMsPer1000 * n / 1000) / (idle.wallMs / 1000);
-    const summary2 = (xs: readonly Sample[]) => ({ ...summary(xs), etcdMsPer1000NetOfIdle: Math.round(median(xs.map((s) => s.etcdMsPer1000 - idleEtcdMsPerS * (s.wallMs / 1000) * (1000 / n)))) });
-    const report = { gateways: n, rounds, directClients, idleEtcdMsPerS: Math.round(idleEtcdMsPerS), loadavg: loadavg().map((l) => Math.round(l * 100) / 100), newVersion: summary2(versions), heartbeat: summary2(heartbeats), directPuts: summary2(direct), raw: { versions, heartbeats, direct } };
+    const report = { gateways: n, rounds, directClients, idleEtcdMsPerS: Math.round(idleEtcdMsPerS), loadavg: loadavg().map((l) => Math.round(l * 100) / 100), newVersion: summary(versions), heartbeat: summary(heartbeats), directPuts: summary(direct), raw: { versions, heartbeats, direct } };
     process.stdout.write(`${JSON.stringify(report, null, 1)}\n`);
     process.stdout.write(`\n${n} gateways, median of ${rounds} rounds (load ${report.loadavg.join(' ')}; idle etcd ${report.idleEtcdMsPerS} ms CPU/s):\n`);
     process.stdout.write(`  new version via relay : relay ${report.newVersion.relayUsPerRecord} µs CPU/PUT, etcd ${report.newVersion.etcdMsPer1000} ms CPU (${report.newVersion.etcdMsPer1000NetOfIdle} net of idle) and ${report.newVersion.writesPer1000} txns per 1,000 records, ${report.newVersion.wallMs} ms wall\n`);
     process.stdout.write(`  heartbeat via relay   : relay ${report.heartbeat.relayUsPerRecord} µs CPU/PUT, etcd ${report.heartbeat.etcdMsPer1000} ms CPU and ${report.heartbeat.writesPer1000} writes per 1,000\n`);
     process.stdout.write(`  direct leased puts (${directClients} clients): etcd ${report.directPuts.etcdMsPer1000} ms CPU (${report.directPuts.etcdMsPer1000NetOfIdle} net of idle) and ${report.directPuts.writesPer1000} writes per 1,000 records, ${report.directPuts.wallMs} ms wall\n`);
   } finally {
-    if (relay && relay.exitCode === null) {
-      const gone = new Promise((r) => relay!.once('exit', r));
-      relay.kill('SIGTERM');
-      await gone;
-    }
+    await stopAll(relays);
     agent.destroy();
     client.close();
     await cluster.stop();

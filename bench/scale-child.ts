@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { systemClock } from '../src/clock';
 import type { PresenceRecord, PresenceRegistration, PresenceStore, TableStore } from '../src/store/types';
 
 export interface ChildStart {
@@ -71,7 +72,6 @@ function simulate(load: Loader, start: ChildStart, id: string, index: number, sh
   const { RoutingStateHolder } = load<typeof import('../src/router/routing-state')>('src/router/routing-state');
   const { EndpointHealth } = load<typeof import('../src/router/endpoints')>('src/router/endpoints');
   const { PresencePublisher } = load<typeof import('../src/router/presence')>('src/router/presence');
-  const { systemClock } = load<typeof import('../src/router/clock')>('src/router/clock');
   const store = shared
     ? load<typeof import('../src/store/etcd-store')>('src/store/etcd-store').createEtcdStore({ endpoints: start.endpoints, prefix: start.prefix, sharedClient: shared as never })
     : openStore(`etcd:${start.endpoints.join(',')}`, { prefix: start.prefix });

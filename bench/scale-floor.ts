@@ -9,7 +9,6 @@
 // straight through etcd3. Measured: this process's CPU per client per version, and the etcd
 // members' CPU per put (/proc), against a real 3-member etcd. Multiplied by N and by the
 // versions of a change, it bounds from below what N simulated gateways need on one machine.
-import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Etcd3, Lease } from 'etcd3';
@@ -17,18 +16,13 @@ import { tableFromTopologyText } from '../src/cells/topology';
 import { createEtcdClient, EtcdContext, resolveEtcdOptions } from '../src/store/etcd-client';
 import { encodeTableValue } from '../src/store/table-encoding';
 import { startEtcdCluster } from '../test/helpers/etcd';
+import { procCpuMs } from './children';
 import type { Report } from './report';
 import { benchTopology } from './topology';
 import { flagValue as flag } from './args';
 
 const PREFIX = '/cellgate-floor';
 const VERSION_TIMEOUT_MS = 30_000;
-
-function procCpuMs(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
 
 function ownCpuMs(): number {
   const u = process.cpuUsage();

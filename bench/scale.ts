@@ -18,16 +18,15 @@
 // each, like one per region) and the simulated gateways send their presence through them:
 // etcd then takes a few transactions per relay per version instead of one put per gateway.
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { RoutingTable } from '../src/cells/types';
 import { startEtcdCluster, type EtcdCluster } from '../test/helpers/etcd';
-import { freePort } from '../test/helpers/ports';
-import { benchScript, CELLGATE_JS, startNode, stopAll, type BenchChild } from './children';
+import { benchScript, procCpuMs, stopAll, type BenchChild } from './children';
 import { percentile } from './load';
+import { startRelays } from './relays';
 import type { Report } from './report';
 import type { ChildMessage, ChildStart } from './scale-child';
 import { benchTopology } from './topology';
@@ -93,36 +92,11 @@ function clientsFlag(raw: string | undefined): ScaleArgs['clients'] {
   throw new Error(`--clients must be per-gateway or per-process, got ${raw}`);
 }
 
-/** user + system CPU ms of a process, from /proc (10 ms ticks). */
-function procCpuMs(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
 /** Raft proposals etcd committed (every put or transaction of a client is one). */
 async function etcdProposals(endpoints: readonly string[]): Promise<number> {
   const res = await fetch(`http://${endpoints[0]}/metrics`);
   const m = /^etcd_server_proposals_committed_total (\S+)$/m.exec(await res.text());
   return m ? Number(m[1]) : 0;
-}
-
-/** `cellgate presence-relay` processes of this build, each on a free loopback port; resolves once each serves /healthz. */
-async function startRelays(count: number, endpoints: readonly string[]): Promise<{ procs: BenchChild[]; urls: string[] }> {
-  const procs: BenchChild[] = [];
-  const urls: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const port = await freePort();
-    procs.push(startNode(`relay-${i}`, CELLGATE_JS, ['presence-relay', '--store', `etcd:${endpoints.join(',')}`, '--prefix', PREFIX, '--listen', `127.0.0.1:${port}`, '--id', `relay-${i}`]));
-    urls.push(`http://127.0.0.1:${port}`);
-  }
-  try {
-    await Promise.all(procs.map((p) => p.waitForLine((line) => line.includes('relay.listening'), 30_000)));
-  } catch (err) {
-    await stopAll(procs);
-    throw err;
-  }
-  return { procs, urls };
 }
 
 async function etcdSentBytes(endpoints: readonly string[]): Promise<number> {
@@ -202,7 +176,7 @@ export async function simulate(args: ScaleArgs, log: (line: string) => void = ()
       const cas = await store.compareAndSwap(0, tableFromTopologyText(topology));
       if (!cas.ok) throw new Error('the table could not be created');
       const ids = Array.from({ length: args.gateways }, (_, i) => `gw-${String(i).padStart(5, '0')}`);
-      const started = args.relays > 0 ? await startRelays(args.relays, endpoints) : { procs: [], urls: [] };
+      const started = args.relays > 0 ? await startRelays(args.relays, endpoints, PREFIX) : { procs: [], urls: [] };
       relays = started.procs;
       for (let p = 0; p < args.processes; p++) {
         const start: ChildStart = { codeDir: args.codeDir, endpoints, prefix: PREFIX, ids: ids.filter((_, i) => i % args.processes === p), clients: args.clients, relays: started.urls };

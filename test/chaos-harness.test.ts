@@ -24,6 +24,7 @@ import { SELFTESTS } from '../chaos/selftest';
 import { at, mark } from '../chaos/steps';
 import { FaultProxy } from '../chaos/tcp-proxy';
 import type { ZoneLogLine } from '../chaos/zone-server';
+import { twoZoneTopologyYaml } from './helpers/fixtures';
 
 const RUN = join(__dirname, '..', 'chaos', 'run.js');
 
@@ -118,16 +119,8 @@ test('the fault proxy passes, delays, refuses and blackholes connections', async
   t.true(proxy.resets >= 2);
 });
 
-const TOPOLOGY = `name: t
-cells: 4
-global: sh-a
-zones:
-  - { name: sh-a, region: east, city: shanghai, capacity: 10, upstreams: ["http://127.0.0.1:1"] }
-  - { name: sh-b, region: east, city: shanghai, capacity: 10, upstreams: ["http://127.0.0.1:2"] }
-`;
-
 function fakeRun(lines: Partial<ZoneLogLine>[], sent: Record<string, number>): RunData {
-  const t1 = tableFromTopologyText(TOPOLOGY);
+  const t1 = tableFromTopologyText(twoZoneTopologyYaml);
   const c00 = t1.cells.find((c) => c.name === 'c00')!;
   const t2: RoutingTable = { ...t1, cells: t1.cells.map((c) => (c.name === 'c00' ? { ...c, zone: 'sh-b', epoch: c.epoch + 1 } : c)) };
   const scenario = defineScenario({ name: 'fake', title: 'fake', description: 'fake', quick: false, load: { mode: 'rate' }, durationMs: 1, timeline: [], invariants: [] });

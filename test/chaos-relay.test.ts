@@ -11,14 +11,7 @@ import { defineScenario, type RunData } from '../chaos/scenario';
 import type { CellctlOutcome, StepOutcome } from '../chaos/steps';
 import { startEtcd } from './helpers/etcd';
 import { until } from './helpers/wait';
-
-const TOPOLOGY = `name: t
-cells: 4
-global: sh-a
-zones:
-  - { name: sh-a, region: east, city: shanghai, capacity: 10, upstreams: ["http://127.0.0.1:1"] }
-  - { name: sh-b, region: east, city: shanghai, capacity: 10, upstreams: ["http://127.0.0.1:2"] }
-`;
+import { twoZoneTopologyYaml } from './helpers/fixtures';
 
 const record = (id: string, appliedVersion: number) => JSON.stringify({
   id, zone: 'sh-a', appliedVersion, checksum: `c${appliedVersion}`, inFlight: 0, startedAt: '2026-11-30T00:00:00.000Z',
@@ -61,7 +54,7 @@ function step(label: string, t0: number, t1: number, versionAfter?: number): Ste
  * r10 at 1,500, flip r20), restarted at 4,000; the move back (freeze r30, flip r40) from 6,000.
  */
 function fakeRun(presence: PresenceEvent[]): RunData {
-  const t1 = tableFromTopologyText(TOPOLOGY);
+  const t1 = tableFromTopologyText(twoZoneTopologyYaml);
   const frozen: RoutingTable = { ...t1, cells: t1.cells.map((c) => (c.name === 'c01' ? { ...c, state: 'frozen', frozenUntilMs: 1e13 } : c)) };
   const scenario = defineScenario({ name: 'fake', title: 'fake', description: 'fake', quick: false, load: { mode: 'rate' }, durationMs: 1, timeline: [], invariants: [] });
   return {

@@ -12,6 +12,7 @@ import {
 import { demoTable } from './helpers/fixtures';
 import { epochHighWaterOf, validateTable } from '../src/cells/table';
 import { raiseEpochsAbove } from '../src/failover/epochs';
+import { prng } from './helpers/prng';
 
 const zoneLine = (name: string, region: string, city: string, capacity: number, port: number) =>
   `  - { name: ${name}, region: ${region}, city: ${city}, capacity: ${capacity}, upstreams: ["http://127.0.0.1:${port}"] }`;
@@ -280,18 +281,6 @@ test('planRestore: zones and cells back as they were, epochs raised, never lower
 });
 
 // ---- The invariant over many random operation sequences -------------------------------
-
-/** Small deterministic PRNG (mulberry32): failures reproduce from the seed in the message. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomTable(rand: () => number): RoutingTable {
   const zones: Record<string, unknown>[] = [];

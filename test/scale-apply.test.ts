@@ -10,7 +10,7 @@ import { RoutingView } from '../src/cells/lookup';
 import { validateTable, versioned } from '../src/cells/table';
 import { TableDecoder } from '../src/cells/table-decoder';
 import type { RoutingTable, VersionedTable } from '../src/cells/types';
-import { systemClock } from '../src/router/clock';
+import { systemClock } from '../src/clock';
 import { DEFAULT_CONFIG } from '../src/router/config';
 import { EndpointHealth } from '../src/router/endpoints';
 import { RoutingStateHolder } from '../src/router/routing-state';

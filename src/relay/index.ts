@@ -9,7 +9,8 @@ import type { Server } from 'node:http';
 import { cgError } from '../errors';
 import { createEtcdClient, EtcdContext, resolveEtcdOptions, type EtcdStoreOptions } from '../store/etcd-client';
 import type { PresenceRecord } from '../store/types';
-import { systemClock, type RelayClock, type RelayLog, type RelayTimer } from './clock';
+import { systemClock, type Clock, type TimerHandle } from '../clock';
+import type { RelayLog } from './log';
 import { RelayEntries } from './relay-entries';
 import { createRelayServer } from './relay-http';
 import { RelayLease } from './relay-lease';
@@ -17,7 +18,7 @@ import { RelayWriter, type WriterStats } from './relay-writer';
 
 export { MAX_BODY_BYTES, MAX_GATEWAY_TTL_SECONDS } from './relay-http';
 export { MAX_TXN_OPS } from './relay-writer';
-export type { RelayClock, RelayLog } from './clock';
+export type { RelayLog } from './log';
 
 export const DEFAULT_RELAY_TTL_SECONDS = 10;
 export const DEFAULT_MAX_GATEWAYS = 20_000;
@@ -41,7 +42,7 @@ export interface PresenceRelayOptions {
   /** Shared bearer token; null: none asked. */
   readonly token?: string | null;
   readonly commitDeadlineMs?: number;
-  readonly clock?: RelayClock;
+  readonly clock?: Clock;
   readonly log?: RelayLog;
 }
 
@@ -95,7 +96,7 @@ export async function startPresenceRelay(opts: PresenceRelayOptions): Promise<Pr
     ctx.client.close();
     throw cgError('USAGE', `cannot listen on ${opts.host}:${opts.port}: ${(err as Error).message}`);
   }
-  let sweep: RelayTimer | null = null;
+  let sweep: TimerHandle | null = null;
   const sweepSoon = () => {
     sweep = clock.setTimer(() => {
       const expired = entries.expire();

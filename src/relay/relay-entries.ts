@@ -3,7 +3,7 @@
 // etcd holds; when it expires; and the requests waiting for a generation to be committed.
 // The writer (relay-writer.ts) takes the dirty entries in batches and reports back.
 import { cgError, type CellgateError } from '../errors';
-import type { RelayClock, RelayTimer } from './clock';
+import type { Clock, TimerHandle } from '../clock';
 
 export const ENTRY_STATE = { LIVE: 'live', DELETING: 'deleting' } as const;
 export type EntryState = (typeof ENTRY_STATE)[keyof typeof ENTRY_STATE];
@@ -12,7 +12,7 @@ export type EntryState = (typeof ENTRY_STATE)[keyof typeof ENTRY_STATE];
 interface Waiter {
   readonly generation: number;
   readonly done: (err: CellgateError | null) => void;
-  timer: RelayTimer | null;
+  timer: TimerHandle | null;
 }
 
 export interface Entry {
@@ -63,7 +63,7 @@ export class RelayEntries {
   constructor(
     private readonly keyPrefix: string,
     private readonly limits: EntryLimits,
-    private readonly clock: RelayClock,
+    private readonly clock: Clock,
     /** Called when something became dirty (the writer starts a batch if idle). */
     private readonly onDirty: () => void,
   ) {}

@@ -4,7 +4,8 @@
 // the owner is told (onGranted) so that it puts every current record again.
 import type { Lease } from 'etcd3';
 import type { EtcdContext } from '../store/etcd-client';
-import type { RelayClock, RelayLog, RelayTimer } from './clock';
+import type { Clock, TimerHandle } from '../clock';
+import type { RelayLog } from './log';
 
 export const LEASE_STATE = { GRANTING: 'granting', HELD: 'held', CLOSED: 'closed' } as const;
 export type LeaseState = (typeof LEASE_STATE)[keyof typeof LEASE_STATE];
@@ -21,12 +22,12 @@ export class RelayLease {
   private lease: Lease | null = null;
   private leaseId: string | null = null;
   private epoch = 0;
-  private retryTimer: RelayTimer | null = null;
+  private retryTimer: TimerHandle | null = null;
 
   constructor(
     private readonly ctx: EtcdContext,
     private readonly ttlSeconds: number,
-    private readonly clock: RelayClock,
+    private readonly clock: Clock,
     private readonly log: RelayLog,
     private readonly events: RelayLeaseEvents,
   ) {}

@@ -8,7 +8,8 @@
 import { CompareResult, CompareTarget, type IRequestOp } from 'etcd3';
 import { cgError, isCellgateError } from '../errors';
 import type { EtcdContext } from '../store/etcd-client';
-import type { RelayClock, RelayLog, RelayTimer } from './clock';
+import type { Clock, TimerHandle } from '../clock';
+import type { RelayLog } from './log';
 import { ENTRY_STATE, type BatchOp, type RelayEntries } from './relay-entries';
 import type { RelayLease } from './relay-lease';
 
@@ -29,7 +30,7 @@ export interface WriterStats {
 export class RelayWriter {
   private state: WriterState = WRITER_STATE.IDLE;
   private backoffMs: number;
-  private timer: RelayTimer | null = null;
+  private timer: TimerHandle | null = null;
   private current: Promise<void> = Promise.resolve();
   private stats = { txns: 0, ops: 0, failedTxns: 0 };
 
@@ -37,7 +38,7 @@ export class RelayWriter {
     private readonly ctx: EtcdContext,
     private readonly entries: () => RelayEntries,
     private readonly lease: RelayLease,
-    private readonly clock: RelayClock,
+    private readonly clock: Clock,
     private readonly log: RelayLog,
   ) {
     this.backoffMs = ctx.opts.retryMinMs;

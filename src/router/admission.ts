@@ -14,7 +14,7 @@
 // The queue is FIFO per zone and service. A freed slot goes at once (synchronously, in release()) to the
 // head of a queue that can use it, so a newly arriving request finds room only when nobody
 // is waiting.
-import type { Clock, TimerHandle } from './clock';
+import type { Clock, TimerHandle } from '../clock';
 import type { Endpoint, ZonePool } from './endpoints';
 
 /** A request that needs a slot on an endpoint of `pool`. */

@@ -8,7 +8,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { Admission } from './admission';
-import type { Clock } from './clock';
+import type { Clock } from '../clock';
 import type { Endpoint, EndpointHealth, ZonePool } from './endpoints';
 import { sendError, sendUnavailable } from './error-reply';
 import { sendContinue } from './expect-continue';

@@ -6,7 +6,7 @@ import type { FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { Route } from '../cells/lookup';
 import type { RouteClass } from '../cells/types';
 import type { TrackedRequest } from './cell-requests';
-import type { TimerHandle } from './clock';
+import type { TimerHandle } from '../clock';
 import type { Endpoint, ZonePool } from './endpoints';
 import type { HeldTicket } from './hold-buffer';
 import { UpstreamCall } from './upstream-agent';

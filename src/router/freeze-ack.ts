@@ -11,7 +11,7 @@
 // executor waits for acknowledgements until 1 s, or half a short window, before the deadline).
 import type { VersionedTable } from '../cells/types';
 import type { CellRequests, CutKind } from './cell-requests';
-import type { Clock, TimerHandle } from './clock';
+import type { Clock, TimerHandle } from '../clock';
 
 export interface FreezeAckOptions {
   readonly clock: Clock;

@@ -13,7 +13,7 @@ import type { PresenceStore, RegistryDigest, TableStore } from '../store/types';
 import { AccessLog } from './access-log';
 import { buildAdminServer } from './admin';
 import { CellRequests } from './cell-requests';
-import { type Clock, systemClock } from './clock';
+import { type Clock, systemClock } from '../clock';
 import type { GatewayConfig } from './config';
 import { EndpointHealth } from './endpoints';
 import { FreezeAcknowledger } from './freeze-ack';

@@ -20,7 +20,7 @@
 import type { Route } from '../cells/lookup';
 import type { ErrorName } from '../errors';
 import { ByteBudget } from './held-body';
-import type { Clock, TimerHandle } from './clock';
+import type { Clock, TimerHandle } from '../clock';
 
 export type HeldState = 'holding' | 'released' | 'evicted' | 'timedOut' | 'aborted';
 /**

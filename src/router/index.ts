@@ -5,4 +5,4 @@ export {
 } from './config';
 export { checkCellOwnership, fencingPlugin, OwnershipFollower, type FencingPluginOptions, type Ownership, requestUserId } from '../fencing';
 export { startDemoZone, type DemoZone, type DemoZoneOptions } from './demo-zone';
-export { systemClock, type Clock } from './clock';
+export { systemClock, type Clock } from '../clock';

@@ -5,7 +5,7 @@
 // is close() without the grace. Both are idempotent and share one stop.
 import type { AddressInfo, Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import type { Clock, TimerHandle } from './clock';
+import type { Clock, TimerHandle } from '../clock';
 import type { GatewayConfig } from './config';
 
 export interface GatewayAddresses {

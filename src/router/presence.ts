@@ -5,7 +5,7 @@
 // newest record is written when several pile up.
 import { hostname } from 'node:os';
 import type { PresenceRecord, PresenceRegistration, PresenceStore, RegistryDigest, ZoneHealthReport } from '../store/types';
-import type { Clock, TimerHandle } from './clock';
+import type { Clock, TimerHandle } from '../clock';
 
 export interface PresenceFacts {
   readonly id: string;

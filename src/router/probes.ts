@@ -12,7 +12,7 @@
 // (probe-exchange.ts); pools listing the same origin with the same health path share its probe.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ZoneHealthReport } from '../store/types';
-import type { Clock, TimerHandle } from './clock';
+import type { Clock, TimerHandle } from '../clock';
 import { allPools, type Pools, type ZonePool } from './endpoints';
 import { ProbeTarget, type ProbeExchange, type ProbeOwner, type ProbeResult, type ProbeUse } from './probe-exchange';
 

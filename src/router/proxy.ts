@@ -27,7 +27,7 @@ import httpProxy from '@fastify/http-proxy';
 import type { FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { Route, RoutingView } from '../cells/lookup';
 import { isCellgateError } from '../errors';
-import type { Clock } from './clock';
+import type { Clock } from '../clock';
 import type { GatewayConfig } from './config';
 import type { AccessLog } from './access-log';
 import { Admission } from './admission';

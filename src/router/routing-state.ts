@@ -7,7 +7,7 @@ import { RoutingView } from '../cells/lookup';
 import type { VersionedTable } from '../cells/types';
 import type { RegistrySnapshot } from '../store/types';
 import { RegistryMerger, type MergeResult } from './registry-merge';
-import type { Clock } from './clock';
+import type { Clock } from '../clock';
 import type { EndpointHealth } from './endpoints';
 import type { RoutingState } from './proxy';
 import type { TableSource } from './table-follower';

@@ -1,5 +1,5 @@
 // An injected clock that moves only when the test says so (timers fire in due order).
-import type { Clock, TimerHandle } from '../../src/router/clock';
+import type { Clock, TimerHandle } from '../../src/clock';
 
 export class ManualClock implements Clock {
   private t: number;

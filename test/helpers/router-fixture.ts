@@ -4,7 +4,7 @@
 import type { ExecutionContext } from 'ava';
 import { tableFromTopologyText } from '../../src/cells/topology';
 import type { RoutingTable, ZoneStatus } from '../../src/cells/types';
-import type { Clock } from '../../src/router/clock';
+import type { Clock } from '../../src/clock';
 import { parseGatewayConfig } from '../../src/router/config';
 import { createGateway, type Gateway, type GatewayAddresses } from '../../src/router/gateway';
 import type { TableStore } from '../../src/store/types';

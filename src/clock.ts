@@ -1,5 +1,6 @@
-// The clock the gateway's timed machinery (the hold buffer, endpoint ejection) reads,
-// injected so tests move time instead of sleeping. Wall-clock milliseconds, because freeze
+// The clock every timed part reads (the gateway's hold buffer and endpoint ejection, the
+// presence relay's expiries), injected so tests move time instead of sleeping. It sits beside
+// errors.ts, under every layer, because both src/router and src/relay use it. Wall-clock milliseconds, because freeze
 // deadlines in the routing table are wall-clock times written by another process.
 
 export interface Clock {
