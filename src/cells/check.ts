@@ -6,10 +6,18 @@ export interface Problem {
   readonly message: string;
 }
 
+/**
+ * Where a value sits: its path, or its parent's path and its key, joined only when a problem
+ * is reported (a watch checks every changed cell of every version: valid documents then cost
+ * no path strings).
+ */
+export type Where = string | readonly [parent: string, key: string | number];
+
 export class Problems {
   readonly list: Problem[] = [];
 
-  add(path: string, message: string): void {
+  add(where: Where, message: string): void {
+    const path = typeof where === 'string' ? where : join(where[0], where[1]);
     this.list.push({ path: path || '(root)', message });
   }
 
@@ -45,15 +53,13 @@ export function checkObject(p: Problems, obj: unknown, path: string, allowed: re
   return true;
 }
 
-// Each check below is its predicate (is*) plus the problem it reports. A caller that checks
-// thousands of values calls the predicate first and builds the path and the check only when
-// it fails: the verdict is the same by construction, and valid documents cost no path strings.
+// Each check below is its predicate (is*) plus the problem it reports at `where`.
 
 export function isNonEmptyString(v: unknown, pattern?: RegExp): v is string {
   return typeof v === 'string' && v.length > 0 && (pattern === undefined || pattern.test(v));
 }
 
-export function checkString(p: Problems, v: unknown, path: string, pattern?: RegExp): v is string {
+export function checkString(p: Problems, v: unknown, path: Where, pattern?: RegExp): v is string {
   if (isNonEmptyString(v, pattern)) return true;
   if (typeof v !== 'string' || v.length === 0) p.add(path, `must be a non-empty string, got ${describe(v)}`);
   else p.add(path, `${JSON.stringify(v)} must match ${pattern}`);
@@ -64,7 +70,7 @@ export function isIntegerIn(v: unknown, min: number, max = Number.MAX_SAFE_INTEG
   return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 }
 
-export function checkInteger(p: Problems, v: unknown, path: string, min: number, max = Number.MAX_SAFE_INTEGER): v is number {
+export function checkInteger(p: Problems, v: unknown, path: Where, min: number, max = Number.MAX_SAFE_INTEGER): v is number {
   if (isIntegerIn(v, min, max)) return true;
   p.add(path, `must be an integer in [${min}, ${max}], got ${describe(v)}`);
   return false;
@@ -74,7 +80,7 @@ export function isFiniteAtLeast(v: unknown, min: number): v is number {
   return typeof v === 'number' && Number.isFinite(v) && v >= min;
 }
 
-export function checkNumber(p: Problems, v: unknown, path: string, min: number): v is number {
+export function checkNumber(p: Problems, v: unknown, path: Where, min: number): v is number {
   if (isFiniteAtLeast(v, min)) return true;
   p.add(path, `must be a finite number >= ${min}, got ${describe(v)}`);
   return false;
@@ -84,7 +90,7 @@ export function isOneOf<T extends string>(v: unknown, values: readonly T[]): v i
   return typeof v === 'string' && values.includes(v as T);
 }
 
-export function checkOneOf<T extends string>(p: Problems, v: unknown, path: string, values: readonly T[]): v is T {
+export function checkOneOf<T extends string>(p: Problems, v: unknown, path: Where, values: readonly T[]): v is T {
   if (isOneOf(v, values)) return true;
   p.add(path, `must be one of ${values.join(', ')}, got ${describe(v)}`);
   return false;
@@ -96,7 +102,7 @@ export function checkOneOf<T extends string>(p: Problems, v: unknown, path: stri
  * credentials, query and fragment. Link-local and cloud-metadata addresses are refused
  * unless `allowLinkLocal` (they are what an SSRF aims at). Names are not resolved here.
  */
-export function checkHttpUrl(p: Problems, v: unknown, path: string, allowLinkLocal = false): v is string {
+export function checkHttpUrl(p: Problems, v: unknown, path: Where, allowLinkLocal = false): v is string {
   if (!checkString(p, v, path)) return false;
   const accepted = allowLinkLocal ? acceptedUrls.linkLocal : acceptedUrls.strict;
   if (accepted.has(v)) return true;

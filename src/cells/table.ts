@@ -4,7 +4,7 @@ import { cgError } from '../errors';
 import { tableChecksum } from './checksum';
 import {
   NAME, Problems, checkHttpUrl, checkInteger, checkNumber, checkObject, checkOneOf, checkString, checkUnique,
-  deepFreeze, describe, isFiniteAtLeast, isIntegerIn, isNonEmptyString, isOneOf, isRecord, join,
+  deepFreeze, describe, isRecord, join,
 } from './check';
 import { RING_RANGE } from './ring-layout';
 import { DEFAULT_SERVICE, GLOBAL_CELL, type RoutingTable, type VersionedTable } from './types';
@@ -30,10 +30,10 @@ export const MAX_USER_ID_LENGTH = 256;
  */
 export function checkZone(p: Problems, z: unknown, path: string, inTable: boolean, allowLinkLocal = false): void {
   if (!checkObject(p, z, path, ZONE_KEYS)) return;
-  // Paths are built only for what fails (see check.ts): a watch checks every zone of every version.
-  for (const key of NAMED_ZONE_KEYS) if (!isNonEmptyString(z[key], NAME)) checkString(p, z[key], join(path, key), NAME);
-  if (!isFiniteAtLeast(z.capacity, 0)) checkNumber(p, z.capacity, join(path, 'capacity'), 0);
-  if ((inTable || z.status !== undefined) && !isOneOf(z.status, ZONE_STATUSES)) checkOneOf(p, z.status, join(path, 'status'), ZONE_STATUSES);
+  // [path, key]: joined only for what fails (check.ts); a watch checks every zone of every version.
+  for (const key of NAMED_ZONE_KEYS) checkString(p, z[key], [path, key], NAME);
+  checkNumber(p, z.capacity, [path, 'capacity'], 0);
+  if (inTable || z.status !== undefined) checkOneOf(p, z.status, [path, 'status'], ZONE_STATUSES);
   if (z.healthPath !== undefined) checkHealthPath(p, z.healthPath, join(path, 'healthPath'));
   checkUpstreams(p, z.upstreams, join(path, 'upstreams'), inTable, allowLinkLocal);
   if (z.services !== undefined) checkServices(p, z.services, join(path, 'services'), inTable, allowLinkLocal);
@@ -53,7 +53,7 @@ function checkUpstreams(p: Problems, ups: unknown, path: string, required: boole
     p.add(path, `must be a list of http(s) URLs (maybe empty), got ${describe(ups)}`);
     return;
   }
-  ups.forEach((u, i) => checkHttpUrl(p, u, join(path, i), allowLinkLocal));
+  ups.forEach((u, i) => checkHttpUrl(p, u, [path, i], allowLinkLocal));
   checkUnique(p, ups.map((u) => (typeof u === 'string' ? u : undefined)), (i) => join(path, i), 'upstream');
 }
 
@@ -87,30 +87,25 @@ export function checkAllowLinkLocal(p: Problems, v: unknown): boolean {
 }
 
 // Runs for every cell of a full validation (10,000 of them) and for the changed cells of
-// every version a watch decodes: paths are built only for what fails (see check.ts).
+// every version a watch decodes: paths are given as [path, key], joined only for what fails.
 function checkCell(p: Problems, c: unknown, path: string, zones: ReadonlySet<string>, elastic: ReadonlySet<string>): void {
   if (!checkObject(p, c, path, CELL_KEYS)) return;
-  if (!isNonEmptyString(c.name, NAME)) checkString(p, c.name, join(path, 'name'), NAME);
+  checkString(p, c.name, [path, 'name'], NAME);
   checkZoneName(p, c, 'home', path, zones);
   checkZoneName(p, c, 'zone', path, zones);
   // An elastic zone is lent for a peak and given back: nothing may call it home.
   if (typeof c.home === 'string' && elastic.has(c.home)) p.add(join(path, 'home'), `zone ${JSON.stringify(c.home)} is elastic: it cannot be a cell's home`);
-  if (!isIntegerIn(c.epoch, 0)) checkInteger(p, c.epoch, join(path, 'epoch'), 0);
-  if (!isOneOf(c.state, CELL_STATES)) {
-    checkOneOf(p, c.state, join(path, 'state'), CELL_STATES);
-    return;
-  }
-  if (c.state === 'frozen') {
-    if (!isIntegerIn(c.frozenUntilMs, 0)) checkInteger(p, c.frozenUntilMs, join(path, 'frozenUntilMs'), 0);
-  } else if (c.frozenUntilMs !== undefined) p.add(join(path, 'frozenUntilMs'), 'only a frozen cell has a freeze deadline');
+  checkInteger(p, c.epoch, [path, 'epoch'], 0);
+  if (!checkOneOf(p, c.state, [path, 'state'], CELL_STATES)) return;
+  if (c.state === 'frozen') checkInteger(p, c.frozenUntilMs, [path, 'frozenUntilMs'], 0);
+  else if (c.frozenUntilMs !== undefined) p.add([path, 'frozenUntilMs'], 'only a frozen cell has a freeze deadline');
   if (c.movingTo !== undefined) checkZoneName(p, c, 'movingTo', path, zones);
 }
 
 /** `c[key]` names a zone of the table. */
 function checkZoneName(p: Problems, c: Record<string, unknown>, key: 'home' | 'zone' | 'movingTo', path: string, zones: ReadonlySet<string>): void {
   const v = c[key];
-  if (!isNonEmptyString(v)) checkString(p, v, join(path, key));
-  else if (!zones.has(v)) p.add(join(path, key), `no zone named ${JSON.stringify(v)}`);
+  if (checkString(p, v, [path, key]) && !zones.has(v)) p.add([path, key], `no zone named ${JSON.stringify(v)}`);
 }
 
 function checkRing(p: Problems, ring: unknown, cellNames: readonly string[]): void {
